@@ -1,0 +1,137 @@
+//! Every setting of the server, each a flag with its unit and default. `tickcast --help` prints them all.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+
+/// tickcast: an authoritative multiplayer game server (binary WebSockets, fixed tick, shared deltas).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tickcast", version, about, max_term_width = 110)]
+pub struct Config {
+    /// Address to listen on for HTTP and WebSocket (`GET /ws`).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub listen: SocketAddr,
+
+    /// Simulation ticks per second (1..=128).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=128))]
+    pub tick_hz: u16,
+
+    /// Server-side wandering entities in the arena, so a lone visitor sees motion.
+    #[arg(long, default_value_t = 0)]
+    pub npcs: usize,
+
+    /// Seed of the arena's random numbers (spawn points, wanderers).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Send a `Checksum` of the whole world every this many ticks (0: never).
+    #[arg(long, default_value_t = 20)]
+    pub checksum_every_ticks: u64,
+
+    /// Most ticks run back to back in one turn when the loop is late; ticks further behind are skipped.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub catch_up_ticks_max: u32,
+
+    /// Most WebSocket and HTTP connections open at once; beyond it new connections are refused.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Most entities alive in the world (players and wanderers).
+    #[arg(long, default_value_t = 65_536)]
+    pub max_entities: usize,
+
+    /// How many ticks back a baseline may be and still get a coalesced delta instead of a full snapshot.
+    #[arg(long, default_value_t = 128)]
+    pub history_ticks: u64,
+
+    /// Most despawns remembered for coalesced deltas; past it, older baselines get a full snapshot.
+    #[arg(long, default_value_t = 65_536)]
+    pub despawn_log_max: usize,
+
+    /// A connection with more than this many bytes queued in user space is skipped for updates.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub send_hwm_bytes: usize,
+
+    /// A connection with more than this many bytes queued in user space is closed (code 4002).
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub send_limit_bytes: usize,
+
+    /// A connection that could not be sent an update for this long is closed (code 4001).
+    #[arg(long, default_value_t = 10_000)]
+    pub lag_limit_ms: u64,
+
+    /// TCP_NOTSENT_LOWAT on accepted sockets: unsent bytes the kernel holds before it stops taking more.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub tcp_notsent_lowat_bytes: u32,
+
+    /// Largest WebSocket message (and frame) a client may send (close 1009 beyond).
+    #[arg(long, default_value_t = 4096)]
+    pub max_message_bytes: usize,
+
+    /// Initial read buffer per WebSocket connection.
+    #[arg(long, default_value_t = 1024)]
+    pub ws_read_buffer_bytes: usize,
+
+    /// Most messages handled per connection per loop turn; the rest wait for the next turn.
+    #[arg(long, default_value_t = 64)]
+    pub messages_per_turn_max: usize,
+
+    /// Largest HTTP request head (request line and headers); beyond it the answer is 431.
+    #[arg(long, default_value_t = 8192)]
+    pub max_header_bytes: usize,
+
+    /// Time a new connection has to send a complete HTTP request.
+    #[arg(long, default_value_t = 5_000)]
+    pub handshake_timeout_ms: u64,
+
+    /// A WebSocket connection that has been quiet this long is sent a ping.
+    #[arg(long, default_value_t = 5_000)]
+    pub ping_interval_ms: u64,
+
+    /// A WebSocket connection silent this long (pongs included) is closed (code 4003).
+    #[arg(long, default_value_t = 15_000)]
+    pub idle_timeout_ms: u64,
+
+    /// After the server sends a close frame, how long it waits for the client's before dropping the socket.
+    #[arg(long, default_value_t = 2_000)]
+    pub close_linger_ms: u64,
+
+    /// On SIGTERM/SIGINT, how long to flush final updates and close frames before exiting anyway.
+    #[arg(long, default_value_t = 5_000)]
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse_from(["tickcast"])
+    }
+}
+
+impl Config {
+    /// Rejects combinations the flags alone cannot (a limit below its high-water mark, ...).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.send_limit_bytes < self.send_hwm_bytes {
+            return Err(format!(
+                "--send-limit-bytes ({}) must be at least --send-hwm-bytes ({})",
+                self.send_limit_bytes, self.send_hwm_bytes
+            ));
+        }
+        if self.idle_timeout_ms <= self.ping_interval_ms {
+            return Err("--idle-timeout-ms must be longer than --ping-interval-ms".to_string());
+        }
+        if self.history_ticks == 0 || self.despawn_log_max == 0 || self.max_entities == 0 {
+            return Err(
+                "--history-ticks, --despawn-log-max and --max-entities must be at least 1"
+                    .to_string(),
+            );
+        }
+        if self.max_message_bytes < 16 {
+            return Err("--max-message-bytes must be at least 16".to_string());
+        }
+        Ok(())
+    }
+
+    pub fn tick_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(1_000_000_000 / u64::from(self.tick_hz))
+    }
+}

@@ -1,0 +1,30 @@
+//! tickcast: an authoritative multiplayer game backend. Game clients connect over binary WebSockets; one
+//! single-threaded mio loop owns every socket, a fixed-tick simulation and the clock, and each tick sends
+//! each client the changes since what it already has.
+//!
+//! # Layout
+//!
+//! The modules follow the path a byte takes:
+//!
+//! - [`net`]: sockets, HTTP on the same port, WebSocket framing (with [`server`], the only code that
+//!   touches sockets);
+//! - [`proto`]: wire messages and their codec (the only code that knows the byte format; no I/O);
+//! - [`sim`]: the [`sim::Game`] trait and the built-in arena (no I/O, no clock);
+//! - [`sync`]: the replicated world, change ticks, shared and coalesced deltas, the client mirror;
+//! - [`server`]: the loop that wires them together, in one visible turn order;
+//! - [`clock`], [`config`], [`metrics`]: time, settings and counters, owned by the loop.
+//!
+//! `docs/ARCHITECTURE.md` has the bird's-eye view and the invariants; `docs/PROTOCOL.md` the bytes.
+
+pub mod assets;
+pub mod clock;
+pub mod config;
+pub mod metrics;
+pub mod net;
+pub mod proto;
+pub mod server;
+pub mod sim;
+pub mod sync;
+
+pub use config::Config;
+pub use server::{Command, Handle, Server};

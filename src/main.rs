@@ -1,0 +1,63 @@
+//! The `tickcast` binary: parses the flags, serves the arena, drains on SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tickcast::sim::arena::Arena;
+use tickcast::{Config, Server};
+
+fn main() -> ExitCode {
+    let cfg = Config::parse();
+    if let Err(e) = cfg.validate() {
+        eprintln!("tickcast: {e}");
+        return ExitCode::from(2);
+    }
+    let (npcs, seed) = (cfg.npcs, cfg.seed);
+    let mut server = match Server::bind(cfg.clone(), |world| Arena::new(world, npcs, seed)) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("tickcast: cannot listen on {}: {e}", cfg.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    // Signals reach the loop like any other thread would: through its handle (channel + waker).
+    let handle = server.handle();
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("tickcast: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                eprintln!("tickcast: signal {signal}: draining");
+                handle.shutdown();
+            }
+        })
+        .expect("spawn the signal thread");
+
+    let addr = server.local_addr();
+    eprintln!(
+        "tickcast: listening on http://{addr} (WebSocket at ws://{addr}/ws), {} Hz",
+        cfg.tick_hz
+    );
+    match server.run() {
+        Ok(()) => {
+            let m = server.metrics();
+            eprintln!(
+                "tickcast: drained after {} ticks, {} WebSocket connections served",
+                m.ticks, m.websockets_total
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tickcast: event loop failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

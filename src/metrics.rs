@@ -1,0 +1,339 @@
+//! The server's counters and histograms, rendered as Prometheus text at `GET /metrics`. Plain integers
+//! owned by the loop: no atomics, no locks, since only the loop thread touches them.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+/// Why a connection ended, as a label of `tickcast_connections_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed (close frame or EOF).
+    Peer,
+    /// An HTTP exchange finished (response sent).
+    HttpDone,
+    HttpError,
+    HandshakeTimeout,
+    IdleTimeout,
+    ProtocolError,
+    MalformedMessage,
+    MessageTooBig,
+    VersionMismatch,
+    Lagging,
+    SendLimit,
+    WorldFull,
+    Shutdown,
+    IoError,
+    Rejected,
+}
+
+impl CloseReason {
+    pub const ALL: [CloseReason; 15] = [
+        CloseReason::Peer,
+        CloseReason::HttpDone,
+        CloseReason::HttpError,
+        CloseReason::HandshakeTimeout,
+        CloseReason::IdleTimeout,
+        CloseReason::ProtocolError,
+        CloseReason::MalformedMessage,
+        CloseReason::MessageTooBig,
+        CloseReason::VersionMismatch,
+        CloseReason::Lagging,
+        CloseReason::SendLimit,
+        CloseReason::WorldFull,
+        CloseReason::Shutdown,
+        CloseReason::IoError,
+        CloseReason::Rejected,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::Peer => "peer",
+            CloseReason::HttpDone => "http_done",
+            CloseReason::HttpError => "http_error",
+            CloseReason::HandshakeTimeout => "handshake_timeout",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::MalformedMessage => "malformed_message",
+            CloseReason::MessageTooBig => "message_too_big",
+            CloseReason::VersionMismatch => "version_mismatch",
+            CloseReason::Lagging => "lagging",
+            CloseReason::SendLimit => "send_limit",
+            CloseReason::WorldFull => "world_full",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::IoError => "io_error",
+            CloseReason::Rejected => "rejected",
+        }
+    }
+}
+
+/// A Prometheus histogram over durations with fixed bucket bounds in microseconds.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    bounds_us: &'static [u64],
+    counts: Vec<u64>,
+    sum_us: u64,
+    count: u64,
+}
+
+/// Bucket bounds for tick durations and lateness, in microseconds.
+pub const TICK_BUCKETS_US: &[u64] = &[
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+];
+
+impl Histogram {
+    pub fn new(bounds_us: &'static [u64]) -> Self {
+        Histogram {
+            bounds_us,
+            counts: vec![0; bounds_us.len()],
+            sum_us: 0,
+            count: 0,
+        }
+    }
+
+    pub fn record(&mut self, d: Duration) {
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        if let Some(i) = self.bounds_us.iter().position(|&b| us <= b) {
+            self.counts[i] += 1;
+        }
+        self.sum_us += us;
+        self.count += 1;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, n) in self.bounds_us.iter().zip(&self.counts) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1e6
+            );
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum {}", self.sum_us as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {}", self.count);
+    }
+}
+
+/// Everything `/metrics` reports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub connections_total: u64,
+    pub websockets_total: u64,
+    pub closed: [u64; CloseReason::ALL.len()],
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub http_requests: u64,
+    pub ticks: u64,
+    pub ticks_skipped: u64,
+    pub updates_delta: u64,
+    pub updates_coalesced: u64,
+    pub updates_full: u64,
+    /// Times a connection was passed over for an update because its queue was above the high-water mark.
+    pub updates_skipped: u64,
+    pub tick_duration: Histogram,
+    pub tick_lateness: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            connections_total: 0,
+            websockets_total: 0,
+            closed: [0; CloseReason::ALL.len()],
+            bytes_in: 0,
+            bytes_out: 0,
+            frames_in: 0,
+            frames_out: 0,
+            http_requests: 0,
+            ticks: 0,
+            ticks_skipped: 0,
+            updates_delta: 0,
+            updates_coalesced: 0,
+            updates_full: 0,
+            updates_skipped: 0,
+            tick_duration: Histogram::new(TICK_BUCKETS_US),
+            tick_lateness: Histogram::new(TICK_BUCKETS_US),
+        }
+    }
+}
+
+/// Gauges read from the loop at render time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gauges {
+    pub connections_open: usize,
+    pub websockets_open: usize,
+    pub players: usize,
+    pub entities: usize,
+    pub queued_bytes: usize,
+    pub draining: bool,
+}
+
+impl Metrics {
+    pub fn closed(&mut self, reason: CloseReason) {
+        self.closed[reason as usize] += 1;
+    }
+
+    pub fn closed_count(&self, reason: CloseReason) -> u64 {
+        self.closed[reason as usize]
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self, g: &Gauges) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut one = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP tickcast_{name} {help}\n# TYPE tickcast_{name} {kind}\ntickcast_{name} {value}");
+        };
+        one(
+            "connections_open",
+            "gauge",
+            "Open TCP connections (HTTP and WebSocket).",
+            g.connections_open as u64,
+        );
+        one(
+            "websockets_open",
+            "gauge",
+            "Open WebSocket connections.",
+            g.websockets_open as u64,
+        );
+        one(
+            "players",
+            "gauge",
+            "Connections that joined as players.",
+            g.players as u64,
+        );
+        one(
+            "entities",
+            "gauge",
+            "Entities alive in the replicated world.",
+            g.entities as u64,
+        );
+        one(
+            "queued_bytes",
+            "gauge",
+            "Bytes queued in user space across all connections.",
+            g.queued_bytes as u64,
+        );
+        one(
+            "draining",
+            "gauge",
+            "1 while the server drains for shutdown.",
+            u64::from(g.draining),
+        );
+        one(
+            "connections_total",
+            "counter",
+            "TCP connections accepted.",
+            self.connections_total,
+        );
+        one(
+            "websockets_total",
+            "counter",
+            "WebSocket upgrades completed.",
+            self.websockets_total,
+        );
+        one(
+            "http_requests_total",
+            "counter",
+            "HTTP requests answered (upgrades included).",
+            self.http_requests,
+        );
+        one(
+            "bytes_in_total",
+            "counter",
+            "Bytes read from sockets.",
+            self.bytes_in,
+        );
+        one(
+            "bytes_out_total",
+            "counter",
+            "Bytes written to sockets.",
+            self.bytes_out,
+        );
+        one(
+            "frames_in_total",
+            "counter",
+            "WebSocket messages received.",
+            self.frames_in,
+        );
+        one(
+            "frames_out_total",
+            "counter",
+            "WebSocket update frames queued (delta, coalesced, full).",
+            self.frames_out,
+        );
+        one(
+            "ticks_total",
+            "counter",
+            "Simulation ticks run.",
+            self.ticks,
+        );
+        one(
+            "ticks_skipped_total",
+            "counter",
+            "Ticks skipped because the loop fell behind the catch-up bound.",
+            self.ticks_skipped,
+        );
+        one(
+            "updates_delta_total",
+            "counter",
+            "Shared per-tick deltas queued.",
+            self.updates_delta,
+        );
+        one(
+            "updates_coalesced_total",
+            "counter",
+            "Coalesced deltas queued to connections that had been skipped.",
+            self.updates_coalesced,
+        );
+        one(
+            "full_snapshots_total",
+            "counter",
+            "Full snapshots queued.",
+            self.updates_full,
+        );
+        one(
+            "updates_skipped_total",
+            "counter",
+            "Updates not queued because the connection was above its high-water mark.",
+            self.updates_skipped,
+        );
+        one(
+            "slow_consumer_closes_total",
+            "counter",
+            "Connections closed for lagging or passing the send limit.",
+            self.closed_count(CloseReason::Lagging) + self.closed_count(CloseReason::SendLimit),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tickcast_connections_closed_total Connections closed, by reason."
+        );
+        let _ = writeln!(out, "# TYPE tickcast_connections_closed_total counter");
+        for reason in CloseReason::ALL {
+            let _ = writeln!(
+                out,
+                "tickcast_connections_closed_total{{reason=\"{}\"}} {}",
+                reason.label(),
+                self.closed[reason as usize]
+            );
+        }
+        self.tick_duration.render(
+            &mut out,
+            "tickcast_tick_duration_seconds",
+            "Time to run a tick and queue its updates.",
+        );
+        self.tick_lateness.render(
+            &mut out,
+            "tickcast_tick_lateness_seconds",
+            "How late a tick started against its schedule.",
+        );
+        out
+    }
+}

@@ -1,0 +1,205 @@
+//! One accepted socket and everything the loop keeps for it: its phase (HTTP request, WebSocket), its
+//! bounded output queue, its replication baseline and its timers.
+
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use tungstenite::protocol::WebSocketContext;
+
+use crate::metrics::CloseReason;
+use crate::sim::PlayerId;
+
+/// Bytes queued in user space for one connection, oldest first. The update path writes straight to the
+/// socket when this is empty and only copies what the kernel did not take, so the steady state copies
+/// nothing. Its size is policed by the loop (`--send-hwm-bytes`, `--send-limit-bytes`), not here.
+#[derive(Debug, Default)]
+pub struct OutBuf {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written.
+    start: usize,
+}
+
+/// Capacity an idle connection's queue may keep; above it the buffer is freed once it drains.
+const OUT_CAPACITY_KEEP: usize = 16 * 1024;
+
+impl OutBuf {
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending() == 0
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Writes until empty or the socket would block. Returns bytes written.
+    pub fn write_to(&mut self, sock: &mut impl Write) -> io::Result<usize> {
+        let mut written = 0;
+        while self.start < self.buf.len() {
+            match sock.write(&self.buf[self.start..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.start += n;
+                    written += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+            if self.buf.capacity() > OUT_CAPACITY_KEEP {
+                self.buf = Vec::new();
+            }
+        } else if self.start > self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        Ok(written)
+    }
+}
+
+/// What the connection is doing.
+pub enum Phase {
+    /// Reading an HTTP request head; `buf` is bounded by `--max-header-bytes`.
+    Http { buf: Vec<u8> },
+    /// Upgraded.
+    Ws(Box<WsState>),
+}
+
+/// Per-WebSocket state.
+pub struct WsState {
+    /// Frame parsing, control frames and close handshake; borrows the socket through [`Io`].
+    pub ctx: WebSocketContext,
+    /// The last tick whose update was queued to this connection; `None` until its first `Full`.
+    pub baseline: Option<u64>,
+    /// When the last update was queued (or the upgrade happened): how long it has been skipped.
+    pub last_update_at: Instant,
+    /// Set once the connection sent `Hello` and was given an entity.
+    pub player: bool,
+    /// A ping was sent and nothing has been heard since.
+    pub pinged: bool,
+}
+
+/// A close in progress: the close frame or HTTP answer is queued; once it is written the write side is
+/// shut, then the socket is dropped at EOF or at the deadline, whichever comes first.
+#[derive(Debug, Clone, Copy)]
+pub struct Closing {
+    pub reason: CloseReason,
+    pub deadline: Instant,
+    pub write_shut: bool,
+}
+
+pub struct Conn {
+    pub sock: TcpStream,
+    /// Unique for the process's life; also the [`PlayerId`] when the connection joins.
+    pub id: u64,
+    pub phase: Phase,
+    pub out: OutBuf,
+    pub opened_at: Instant,
+    /// The last time any bytes arrived.
+    pub last_heard: Instant,
+    /// Whether WRITABLE interest is registered (only while `out` holds bytes).
+    pub writable_interest: bool,
+    /// Whether the connection is on the loop's write list this turn.
+    pub on_write_list: bool,
+    pub closing: Option<Closing>,
+    /// Set when the connection must be reaped at the end of the turn, with why.
+    pub dead: Option<CloseReason>,
+}
+
+impl Conn {
+    pub fn new(sock: TcpStream, id: u64, now: Instant) -> Self {
+        Conn {
+            sock,
+            id,
+            phase: Phase::Http { buf: Vec::new() },
+            out: OutBuf::default(),
+            opened_at: now,
+            last_heard: now,
+            writable_interest: false,
+            on_write_list: false,
+            closing: None,
+            dead: None,
+        }
+    }
+
+    pub fn player_id(&self) -> PlayerId {
+        self.id
+    }
+
+    /// The WebSocket state, while the connection is open for updates (upgraded, not closing or dead).
+    pub fn live_ws(&mut self) -> Option<&mut WsState> {
+        match &mut self.phase {
+            Phase::Ws(ws) if self.closing.is_none() && self.dead.is_none() => Some(ws),
+            _ => None,
+        }
+    }
+
+    /// Queues `bytes` behind whatever is pending, writing straight to the socket when nothing is.
+    /// Returns bytes written to the socket now; an error means the socket is broken.
+    pub fn queue(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if !self.out.is_empty() {
+            self.out.push(bytes);
+            return Ok(0);
+        }
+        let mut written = 0;
+        while written < bytes.len() {
+            match self.sock.write(&bytes[written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.push(&bytes[written..]);
+        Ok(written)
+    }
+
+    /// The socket and output queue as one stream for tungstenite: reads come from the socket, writes are
+    /// queued (they never block; the loop flushes and polices the queue).
+    pub fn io(&mut self) -> (&mut Phase, Io<'_>) {
+        (
+            &mut self.phase,
+            Io {
+                sock: &mut self.sock,
+                out: &mut self.out,
+                bytes_in: 0,
+            },
+        )
+    }
+}
+
+/// What tungstenite reads from and writes to. See [`Conn::io`].
+pub struct Io<'a> {
+    sock: &'a mut TcpStream,
+    out: &'a mut OutBuf,
+    /// Bytes read through this adaptor, for metrics and idle tracking.
+    pub bytes_in: usize,
+}
+
+impl Read for Io<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.sock.read(buf)?;
+        self.bytes_in += n;
+        Ok(n)
+    }
+}
+
+impl Write for Io<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.push(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

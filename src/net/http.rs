@@ -1,0 +1,212 @@
+//! HTTP/1.1 on the WebSocket port: just enough to route a request and answer it, parsed with httparse
+//! from the bytes read so far, never blocking. Every answer closes the connection (`Connection: close`),
+//! except a successful upgrade, which turns the connection into a WebSocket.
+
+use crate::assets::{self, Asset};
+
+/// Most headers a request may carry; more is answered with 431.
+const HEADERS_MAX: usize = 48;
+
+/// Where a complete request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /ws` with valid upgrade headers; the key to answer with.
+    Upgrade {
+        key: String,
+        head_len: usize,
+    },
+    Health,
+    Metrics,
+    Asset(&'static Asset),
+}
+
+/// An HTTP error answer: status and the short body saying why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub why: &'static str,
+}
+
+impl Refusal {
+    fn new(status: u16, why: &'static str) -> Self {
+        Refusal { status, why }
+    }
+}
+
+/// Parses the request head in `buf`. `Ok(None)`: incomplete, read more (the caller enforces the size limit
+/// on what it buffers and the handshake timeout).
+pub fn route(buf: &[u8], max_header_bytes: usize) -> Result<Option<Route>, Refusal> {
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= max_header_bytes => {
+            return Err(Refusal::new(431, "request head too large"))
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(Refusal::new(431, "too many headers")),
+        Err(_) => return Err(Refusal::new(400, "malformed HTTP request")),
+    };
+    if head_len > max_header_bytes {
+        return Err(Refusal::new(431, "request head too large"));
+    }
+    let method = req.method.unwrap_or("");
+    let path = req.path.unwrap_or("/");
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let known =
+        path == "/ws" || path == "/healthz" || path == "/metrics" || assets::find(path).is_some();
+    if !known {
+        return Err(Refusal::new(404, "not found"));
+    }
+    if method != "GET" && method != "HEAD" {
+        return Err(Refusal::new(405, "method not allowed: use GET"));
+    }
+    Ok(Some(match path {
+        "/ws" => upgrade(req.headers, head_len)?,
+        "/healthz" => Route::Health,
+        "/metrics" => Route::Metrics,
+        _ => Route::Asset(assets::find(path).expect("checked above")),
+    }))
+}
+
+fn upgrade(headers: &[httparse::Header<'_>], head_len: usize) -> Result<Route, Refusal> {
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+    };
+    let has_token = |name: &str, token: &str| {
+        header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
+        return Err(Refusal::new(
+            426,
+            "this path speaks WebSocket: send an upgrade request",
+        ));
+    }
+    if header("sec-websocket-version").map(str::trim) != Some("13") {
+        return Err(Refusal::new(426, "unsupported WebSocket version: use 13"));
+    }
+    match header("sec-websocket-key").map(str::trim) {
+        Some(key) if !key.is_empty() => Ok(Route::Upgrade {
+            key: key.to_string(),
+            head_len,
+        }),
+        _ => Err(Refusal::new(400, "missing Sec-WebSocket-Key")),
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// Appends a complete response that closes the connection.
+pub fn write_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    extra_headers: &str,
+) {
+    use std::io::Write;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n{extra_headers}\r\n",
+        reason_phrase(status),
+        body.len()
+    );
+    out.extend_from_slice(body);
+}
+
+/// Appends an error answer with a one-line text body.
+pub fn write_refusal(out: &mut Vec<u8>, refusal: &Refusal) {
+    let extra = match refusal.status {
+        405 => "Allow: GET\r\n",
+        426 => "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+        503 => "Retry-After: 5\r\n",
+        _ => "",
+    };
+    let body = format!(
+        "{} {}: {}\n",
+        refusal.status,
+        reason_phrase(refusal.status),
+        refusal.why
+    );
+    write_response(
+        out,
+        refusal.status,
+        "text/plain; charset=utf-8",
+        body.as_bytes(),
+        extra,
+    );
+}
+
+/// Appends the 101 answer to a WebSocket upgrade.
+pub fn write_upgrade(out: &mut Vec<u8>, key: &str) {
+    use std::io::Write;
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let _ = write!(
+        out,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(s: &str) -> Result<Option<Route>, Refusal> {
+        route(s.as_bytes(), 8192)
+    }
+
+    #[test]
+    fn routes_and_refusals() {
+        assert_eq!(
+            r("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Ok(Some(Route::Health))
+        );
+        assert_eq!(
+            r("GET /metrics?x=1 HTTP/1.1\r\n\r\n"),
+            Ok(Some(Route::Metrics))
+        );
+        assert_eq!(r("GET /healthz HTTP/1.1\r\nHost: x\r\n"), Ok(None));
+        assert_eq!(r("GET /nope HTTP/1.1\r\n\r\n").unwrap_err().status, 404);
+        assert_eq!(r("POST /healthz HTTP/1.1\r\n\r\n").unwrap_err().status, 405);
+        assert_eq!(r("GET /ws HTTP/1.1\r\n\r\n").unwrap_err().status, 426);
+        assert_eq!(r("\x01\x02 junk\r\n\r\n").unwrap_err().status, 400);
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
+        assert_eq!(r(&big).unwrap_err().status, 431);
+        let upgrade = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+                       Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        assert_eq!(
+            r(upgrade),
+            Ok(Some(Route::Upgrade {
+                key: "dGhlIHNhbXBsZSBub25jZQ==".into(),
+                head_len: upgrade.len()
+            }))
+        );
+    }
+
+    #[test]
+    fn upgrade_answer_carries_the_rfc_accept_key() {
+        let mut out = Vec::new();
+        write_upgrade(&mut out, "dGhlIHNhbXBsZSBub25jZQ==");
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! Sockets and framing: connections, HTTP on the same port, WebSocket frames. Together with the loop in
+//! `server.rs`, the only code that touches sockets.
+
+pub mod conn;
+pub mod frame;
+pub mod http;
+pub mod socket;

@@ -1,0 +1,222 @@
+//! The reference workload from `DESIGN.md`: a 2000 x 2000 world where each player steers one entity at
+//! 200 units/s, plus optional server-side wanderers (`--npcs`) so a lone visitor sees motion.
+//!
+//! Positions are simulated in `f32` and replicated quantised to quarter units, so a diff is exact and one
+//! tick of movement at 20 Hz (10 units, 40 quarters) fits a one-byte varint.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Game, PlayerId, Rng};
+use crate::sync::{EntityId, Replicate, World};
+
+/// World width and height, in units.
+pub const WORLD_SIZE: f32 = 2000.0;
+/// Speed of every moving entity, in units per second.
+pub const SPEED: f32 = 200.0;
+/// Replicated positions are in 1/`QUANTA_PER_UNIT` units.
+pub const QUANTA_PER_UNIT: f32 = 4.0;
+/// How often, per second, a wanderer picks a new direction on average (0.1 per 50 ms, as the bots do).
+const WANDER_TURNS_PER_S: f32 = 2.0;
+
+/// One arena entity as replicated: position in quarter units and, for a player, the last input sequence
+/// the server applied (0 for wanderers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct ArenaEntity {
+    pub x: u16,
+    pub y: u16,
+    pub seq: u32,
+}
+
+/// The change of an [`ArenaEntity`] over a tick: small signed steps and a sequence increment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArenaDiff {
+    pub dx: i16,
+    pub dy: i16,
+    pub dseq: u32,
+}
+
+impl Replicate for ArenaEntity {
+    type Diff = ArenaDiff;
+
+    fn diff(&self, prev: &Self) -> ArenaDiff {
+        ArenaDiff {
+            dx: self.x.wrapping_sub(prev.x) as i16,
+            dy: self.y.wrapping_sub(prev.y) as i16,
+            dseq: self.seq.wrapping_sub(prev.seq),
+        }
+    }
+
+    fn apply(&mut self, diff: &ArenaDiff) {
+        self.x = self.x.wrapping_add(diff.dx as u16);
+        self.y = self.y.wrapping_add(diff.dy as u16);
+        self.seq = self.seq.wrapping_add(diff.dseq);
+    }
+}
+
+/// A player's steering: a direction, normalised by the server; `(0, 0)` stands still.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ArenaInput {
+    pub dx: i8,
+    pub dy: i8,
+}
+
+#[derive(Debug, Clone)]
+struct Body {
+    entity: EntityId,
+    x: f32,
+    y: f32,
+    /// Unit direction times speed, in units per second.
+    vx: f32,
+    vy: f32,
+    seq: u32,
+}
+
+impl Body {
+    fn replicated(&self) -> ArenaEntity {
+        ArenaEntity {
+            x: quantise(self.x),
+            y: quantise(self.y),
+            seq: self.seq,
+        }
+    }
+
+    fn steer(&mut self, input: ArenaInput) {
+        let (dx, dy) = (f32::from(input.dx), f32::from(input.dy));
+        let len = (dx * dx + dy * dy).sqrt();
+        (self.vx, self.vy) = if len == 0.0 {
+            (0.0, 0.0)
+        } else {
+            (dx / len * SPEED, dy / len * SPEED)
+        };
+    }
+
+    /// Moves by one step; returns whether it hit a wall.
+    fn advance(&mut self, dt_s: f32) -> bool {
+        let (x, y) = (self.x + self.vx * dt_s, self.y + self.vy * dt_s);
+        self.x = x.clamp(0.0, WORLD_SIZE);
+        self.y = y.clamp(0.0, WORLD_SIZE);
+        self.x != x || self.y != y
+    }
+}
+
+fn quantise(v: f32) -> u16 {
+    (v * QUANTA_PER_UNIT).round() as u16
+}
+
+/// The arena game. Wanderers are spawned by [`Arena::new`]; players by `join`.
+#[derive(Debug)]
+pub struct Arena {
+    players: HashMap<PlayerId, Body>,
+    wanderers: Vec<Body>,
+    rng: Rng,
+}
+
+impl Arena {
+    /// An arena with `wanderers` server-side entities, reproducible from `seed`.
+    pub fn new(world: &mut World<ArenaEntity>, wanderers: usize, seed: u64) -> Self {
+        let mut arena = Arena {
+            players: HashMap::new(),
+            wanderers: Vec::with_capacity(wanderers),
+            rng: Rng::new(seed),
+        };
+        for _ in 0..wanderers {
+            let Some(mut body) = arena.spawn(world) else {
+                break;
+            };
+            let input = arena.random_direction();
+            body.steer(input);
+            arena.wanderers.push(body);
+        }
+        arena
+    }
+
+    fn spawn(&mut self, world: &mut World<ArenaEntity>) -> Option<Body> {
+        let x = self.rng.next_f32() * WORLD_SIZE;
+        let y = self.rng.next_f32() * WORLD_SIZE;
+        let mut body = Body {
+            entity: 0,
+            x,
+            y,
+            vx: 0.0,
+            vy: 0.0,
+            seq: 0,
+        };
+        body.entity = world.spawn(body.replicated())?;
+        Some(body)
+    }
+
+    fn random_direction(&mut self) -> ArenaInput {
+        let angle = self.rng.next_f32() * std::f32::consts::TAU;
+        ArenaInput {
+            dx: (angle.cos() * 127.0) as i8,
+            dy: (angle.sin() * 127.0) as i8,
+        }
+    }
+
+    pub fn players(&self) -> usize {
+        self.players.len()
+    }
+}
+
+impl Game for Arena {
+    type Input = ArenaInput;
+    type State = ArenaEntity;
+
+    fn join(
+        &mut self,
+        world: &mut World<ArenaEntity>,
+        player: PlayerId,
+        _name: &str,
+    ) -> Option<EntityId> {
+        let body = self.spawn(world)?;
+        let entity = body.entity;
+        if let Some(old) = self.players.insert(player, body) {
+            world.despawn(old.entity);
+        }
+        Some(entity)
+    }
+
+    fn leave(&mut self, world: &mut World<ArenaEntity>, player: PlayerId) {
+        if let Some(body) = self.players.remove(&player) {
+            world.despawn(body.entity);
+        }
+    }
+
+    fn input(&mut self, player: PlayerId, seq: u32, input: ArenaInput) {
+        if let Some(body) = self.players.get_mut(&player) {
+            // Inputs can only arrive in order on one TCP stream; an old seq is a client bug, ignore it.
+            if seq > body.seq {
+                body.seq = seq;
+                body.steer(input);
+            }
+        }
+    }
+
+    fn step(&mut self, world: &mut World<ArenaEntity>, _tick: u64, dt_s: f32) {
+        for body in self.players.values_mut() {
+            body.advance(dt_s);
+            world.set(body.entity, body.replicated());
+        }
+        let turn_chance = WANDER_TURNS_PER_S * dt_s;
+        for i in 0..self.wanderers.len() {
+            let turn = self.rng.next_f32() < turn_chance;
+            let direction = turn.then(|| self.random_direction());
+            let body = &mut self.wanderers[i];
+            if let Some(direction) = direction {
+                body.steer(direction);
+            }
+            if body.advance(dt_s) {
+                // Bounce off the wall it hit.
+                if body.x <= 0.0 || body.x >= WORLD_SIZE {
+                    body.vx = -body.vx;
+                }
+                if body.y <= 0.0 || body.y >= WORLD_SIZE {
+                    body.vy = -body.vy;
+                }
+            }
+            world.set(body.entity, body.replicated());
+        }
+    }
+}

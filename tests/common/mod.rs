@@ -1,0 +1,279 @@
+//! Test harness: a real server on 127.0.0.1:0 in a thread, and a real WebSocket client with a mirror.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tickcast::metrics::Metrics;
+use tickcast::proto::{self, ClientMsg, ServerMsg};
+use tickcast::sim::arena::{Arena, ArenaDiff, ArenaEntity, ArenaInput};
+use tickcast::sync::Mirror;
+use tickcast::{Config, Handle, Server};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+
+/// Upper bound on any wait in a test: a safety net against hangs, never a measured threshold.
+pub const WAIT_MAX: Duration = Duration::from_secs(30);
+
+pub type Msg = ServerMsg<ArenaEntity, ArenaDiff>;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub handle: Handle,
+    thread: Option<JoinHandle<Metrics>>,
+}
+
+impl TestServer {
+    /// Starts the arena on 127.0.0.1:0 with `cfg` adjusted by `adjust`.
+    pub fn start(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let mut cfg = Config::default();
+        cfg.listen = "127.0.0.1:0".parse().unwrap();
+        adjust(&mut cfg);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let (npcs, seed) = (cfg.npcs, cfg.seed);
+            let mut server =
+                Server::bind(cfg, |world| Arena::new(world, npcs, seed)).expect("bind");
+            tx.send((server.local_addr(), server.handle())).unwrap();
+            server.run().expect("server loop");
+            server.metrics().clone()
+        });
+        let (addr, handle) = rx.recv().expect("server started");
+        TestServer {
+            addr,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Drains the server and returns its final metrics.
+    pub fn stop(mut self) -> Metrics {
+        self.handle.shutdown();
+        self.thread.take().unwrap().join().expect("server thread")
+    }
+
+    /// GET `path`, returning (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_exchange(
+            self.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
+        )
+    }
+
+    /// The value of an unlabelled metric from /metrics.
+    pub fn metric(&self, name: &str) -> u64 {
+        let (_, body) = self.get("/metrics");
+        metric_in(&body, name).unwrap_or_else(|| panic!("metric {name} not in:\n{body}"))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.handle.shutdown();
+            let _ = thread.join();
+        }
+    }
+}
+
+pub fn metric_in(body: &str, name: &str) -> Option<u64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Sends raw bytes and reads the whole answer (the server closes after answering).
+pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT_MAX)).unwrap();
+    s.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A real WebSocket client (tungstenite, blocking) with a mirror of the world.
+pub struct Client {
+    pub ws: WebSocket<TcpStream>,
+    pub mirror: Mirror<ArenaEntity>,
+    pub connection_id: u64,
+    pub tick_hz: u16,
+    pub entity: Option<u32>,
+    /// Ticks of every update applied, in order.
+    pub ticks: Vec<u64>,
+    pub fulls: u64,
+    seq: u32,
+}
+
+impl Client {
+    pub fn connect(server: &TestServer) -> Client {
+        Self::connect_stream(server, TcpStream::connect(server.addr).unwrap())
+    }
+
+    /// Connects over a socket with a small receive buffer, so that not reading fills it quickly.
+    pub fn connect_small_rcvbuf(server: &TestServer, rcvbuf: usize) -> Client {
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_recv_buffer_size(rcvbuf).unwrap();
+        sock.connect(&server.addr.into()).unwrap();
+        Self::connect_stream(server, sock.into())
+    }
+
+    fn connect_stream(server: &TestServer, stream: TcpStream) -> Client {
+        stream.set_read_timeout(Some(WAIT_MAX)).unwrap();
+        let (ws, _) = tungstenite::client(server.url(), stream).expect("handshake");
+        let mut c = Client {
+            ws,
+            mirror: Mirror::new(),
+            connection_id: 0,
+            tick_hz: 0,
+            entity: None,
+            ticks: Vec::new(),
+            fulls: 0,
+            seq: 0,
+        };
+        match c.recv() {
+            ServerMsg::Welcome {
+                protocol,
+                tick_hz,
+                connection_id,
+                ..
+            } => {
+                assert_eq!(protocol, proto::PROTOCOL_VERSION);
+                c.tick_hz = tick_hz;
+                c.connection_id = connection_id;
+            }
+            other => panic!("expected Welcome first, got {other:?}"),
+        }
+        c
+    }
+
+    /// The next server message, applied to the mirror (a checksum mismatch panics).
+    pub fn recv(&mut self) -> Msg {
+        loop {
+            match self.ws.read().expect("read") {
+                Message::Binary(bytes) => {
+                    let msg: Msg = proto::decode(&bytes).expect("decode server message");
+                    if let ServerMsg::Full { .. } = msg {
+                        self.fulls += 1;
+                    }
+                    if let ServerMsg::Joined { entity } = msg {
+                        self.entity = Some(entity);
+                    }
+                    if let Some(tick) = self
+                        .mirror
+                        .apply(msg.clone())
+                        .expect("mirror follows the server")
+                    {
+                        self.ticks.push(tick);
+                    }
+                    return msg;
+                }
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until `pred` holds for a message; bounded by [`WAIT_MAX`].
+    pub fn recv_until(&mut self, mut pred: impl FnMut(&Msg) -> bool) -> Msg {
+        let deadline = Instant::now() + WAIT_MAX;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "condition not met within {WAIT_MAX:?}"
+            );
+            let msg = self.recv();
+            if pred(&msg) {
+                return msg;
+            }
+        }
+    }
+
+    /// Reads until `pred` holds for the mirror; bounded by [`WAIT_MAX`].
+    pub fn wait_for(&mut self, mut pred: impl FnMut(&Mirror<ArenaEntity>) -> bool) {
+        let deadline = Instant::now() + WAIT_MAX;
+        while !pred(&self.mirror) {
+            assert!(
+                Instant::now() < deadline,
+                "mirror condition not met within {WAIT_MAX:?}"
+            );
+            self.recv();
+        }
+    }
+
+    /// Reads until the mirror verified `n` more checksums.
+    pub fn verify_checksums(&mut self, n: u64) {
+        let target = self.mirror.checksums_verified + n;
+        let deadline = Instant::now() + WAIT_MAX;
+        while self.mirror.checksums_verified < target {
+            assert!(
+                Instant::now() < deadline,
+                "{n} checksums not verified within {WAIT_MAX:?}"
+            );
+            self.recv();
+        }
+    }
+
+    pub fn send(&mut self, msg: &ClientMsg<ArenaInput>) {
+        self.ws
+            .send(Message::Binary(proto::encode(msg).into()))
+            .expect("send");
+    }
+
+    pub fn send_raw(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::Binary(bytes.into())).expect("send");
+    }
+
+    pub fn hello(&mut self, name: &str) -> u32 {
+        self.send(&ClientMsg::Hello {
+            protocol: proto::PROTOCOL_VERSION,
+            name: name.into(),
+        });
+        match self.recv_until(|m| matches!(m, ServerMsg::Joined { .. })) {
+            ServerMsg::Joined { entity } => entity,
+            _ => unreachable!(),
+        }
+    }
+
+    pub fn input(&mut self, dx: i8, dy: i8) -> u32 {
+        self.seq += 1;
+        let seq = self.seq;
+        self.send(&ClientMsg::Input {
+            seq,
+            input: ArenaInput { dx, dy },
+        });
+        seq
+    }
+
+    /// Reads until the server closes; returns the close code and reason.
+    pub fn expect_close(&mut self) -> (u16, String) {
+        let deadline = Instant::now() + WAIT_MAX;
+        while Instant::now() < deadline {
+            match self.ws.read() {
+                Ok(Message::Close(Some(frame))) => {
+                    return (u16::from(frame.code), frame.reason.to_string())
+                }
+                Ok(Message::Close(None)) => return (u16::from(CloseCode::Status), String::new()),
+                Ok(_) => {}
+                Err(e) => panic!("connection ended without a close frame: {e}"),
+            }
+        }
+        panic!("no close within {WAIT_MAX:?}");
+    }
+}
