@@ -139,6 +139,8 @@ fn describe(e: &bincode::error::DecodeError) -> String {
         E::LimitExceeded => "message claims more bytes than allowed".to_string(),
         E::InvalidIntegerType { .. } => "malformed varint".to_string(),
         E::Utf8 { .. } => "string is not valid UTF-8".to_string(),
+        // serde's own texts, e.g. "invalid value: integer `9`, expected variant index 0 <= i < 3".
+        E::OtherString(text) => text.clone(),
         other => format!("malformed message: {other}"),
     }
 }

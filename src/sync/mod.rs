@@ -29,3 +29,6 @@ pub trait Replicate: Clone + PartialEq + Serialize + DeserializeOwned + std::fmt
     /// Applies a diff made by [`Replicate::diff`] against this state.
     fn apply(&mut self, diff: &Self::Diff);
 }
+
+#[cfg(test)]
+mod tests;
