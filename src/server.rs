@@ -452,11 +452,14 @@ impl<G: Game, C: Clock> Server<G, C> {
         }));
         self.scratch.clear();
         http::write_upgrade(&mut self.scratch, key);
+        self.send_scratch(k);
+        self.conns[k].out.frames_begin_here();
+        self.scratch.clear();
         let welcome = ServerMsg::<(), ()>::Welcome {
             protocol: proto::PROTOCOL_VERSION,
             tick_hz: self.cfg.tick_hz,
             tick: self.world.tick(),
-            connection_id: conn.id,
+            connection_id: self.conns[k].id,
         };
         append_message(&mut self.scratch, &welcome);
         self.send_scratch(k);
@@ -823,6 +826,10 @@ impl<G: Game, C: Clock> Server<G, C> {
         let conn = &mut self.conns[k];
         if conn.closing.is_some() || conn.dead.is_some() {
             return;
+        }
+        if matches!(why, CloseReason::Lagging | CloseReason::SendLimit) {
+            // What is queued is stale; let the close frame through right behind the frame in flight.
+            conn.out.drop_unsent_frames();
         }
         let (phase, mut io) = conn.io();
         if let Phase::Ws(ws) = phase {

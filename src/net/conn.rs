@@ -7,6 +7,7 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use tungstenite::protocol::WebSocketContext;
 
+use super::frame;
 use crate::metrics::CloseReason;
 use crate::sim::PlayerId;
 
@@ -18,6 +19,9 @@ pub struct OutBuf {
     buf: Vec<u8>,
     /// Bytes of `buf` already written.
     start: usize,
+    /// An offset at or before `start` where a WebSocket frame begins, once everything from there on is
+    /// frames (after the HTTP 101). It lets a slow consumer's stale frames be dropped without cutting one.
+    frames_from: Option<usize>,
 }
 
 /// Capacity an idle connection's queue may keep; above it the buffer is freed once it drains.
@@ -34,6 +38,40 @@ impl OutBuf {
 
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Everything pushed from now on is whole WebSocket frames.
+    pub fn frames_begin_here(&mut self) {
+        self.frames_from = Some(self.buf.len());
+    }
+
+    /// Where the frame being written begins (at or before `start`), when known.
+    fn head_frame(&mut self) -> Option<usize> {
+        let mut pos = self.frames_from?;
+        while pos < self.start {
+            let len = frame::frame_len(&self.buf[pos..]).expect("queued frames are whole");
+            if pos + len > self.start {
+                break;
+            }
+            pos += len;
+        }
+        self.frames_from = Some(pos);
+        Some(pos)
+    }
+
+    /// Drops every queued frame the socket has not started on, keeping the one it is partway through, so a
+    /// close frame queued next goes out at once. Used when a slow consumer is closed: its queued updates are
+    /// stale. Returns the bytes dropped.
+    pub fn drop_unsent_frames(&mut self) -> usize {
+        let Some(head) = self.head_frame() else { return 0 };
+        let keep_to = if head == self.start {
+            self.start
+        } else {
+            head + frame::frame_len(&self.buf[head..]).expect("queued frames are whole")
+        };
+        let dropped = self.buf.len() - keep_to;
+        self.buf.truncate(keep_to);
+        dropped
     }
 
     /// Writes until empty or the socket would block. Returns bytes written.
@@ -54,12 +92,16 @@ impl OutBuf {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
+            self.frames_from = self.frames_from.map(|_| 0);
             if self.buf.capacity() > OUT_CAPACITY_KEEP {
                 self.buf = Vec::new();
             }
         } else if self.start > self.buf.len() / 2 {
-            self.buf.drain(..self.start);
-            self.start = 0;
+            // Keep the head frame's header, so frame boundaries stay known.
+            let keep_from = self.head_frame().unwrap_or(self.start);
+            self.buf.drain(..keep_from);
+            self.start -= keep_from;
+            self.frames_from = self.frames_from.map(|_| 0);
         }
         Ok(written)
     }
@@ -201,5 +243,72 @@ impl Write for Io<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket that takes `n` bytes and then would block.
+    struct Takes(usize);
+
+    impl Write for Takes {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.0 == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.0);
+            self.0 -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn frame_of(len: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame::write_binary(&mut out, &vec![1u8; len]);
+        out
+    }
+
+    #[test]
+    fn dropping_unsent_frames_keeps_the_one_in_flight_whole() {
+        let mut out = OutBuf::default();
+        out.push(b"HTTP/1.1 101 ...\r\n\r\n");
+        out.frames_begin_here();
+        let first_frame_at = out.pending();
+        for len in [10, 300, 70_000, 5] {
+            out.push(&frame_of(len));
+        }
+        // The 101, the first frame and part of the second are written.
+        out.write_to(&mut Takes(first_frame_at + 12 + 50)).unwrap();
+        let dropped = out.drop_unsent_frames();
+        assert_eq!(dropped, frame_of(70_000).len() + frame_of(5).len());
+        // What is left is exactly the rest of the second frame.
+        assert_eq!(out.pending(), frame_of(300).len() - 50);
+        // Nothing written yet of a frame: all of it can go.
+        let mut fresh = OutBuf::default();
+        fresh.frames_begin_here();
+        fresh.push(&frame_of(3));
+        assert_eq!(fresh.drop_unsent_frames(), 5);
+        assert!(fresh.is_empty());
+    }
+
+    #[test]
+    fn compaction_keeps_frame_boundaries() {
+        let mut out = OutBuf::default();
+        out.frames_begin_here();
+        for _ in 0..4 {
+            out.push(&frame_of(100));
+        }
+        // Past half: the buffer compacts, keeping the partly written frame's header.
+        out.write_to(&mut Takes(3 * 102 + 10)).unwrap();
+        assert_eq!(out.pending(), 92);
+        out.push(&frame_of(100));
+        assert_eq!(out.drop_unsent_frames(), 102);
+        assert_eq!(out.pending(), 92);
     }
 }

@@ -23,6 +23,16 @@ pub fn write_binary(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// Total length (header and payload) of the unmasked frame starting at `bytes[0]`, if its header is whole.
+pub fn frame_len(bytes: &[u8]) -> Option<usize> {
+    let len_byte = *bytes.get(1)? & 0x7f;
+    match len_byte {
+        126 => Some(4 + usize::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?))),
+        127 => Some(10 + u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?) as usize),
+        n => Some(2 + usize::from(n)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,6 +57,7 @@ mod tests {
             assert!(header.mask.is_none());
             assert_eq!(parsed_len, len as u64);
             assert_eq!(out.len() - cursor.position() as usize, len);
+            assert_eq!(frame_len(&out), Some(out.len()));
         }
     }
 }
