@@ -855,6 +855,8 @@ impl<G: Game, C: Clock> Server<G, C> {
                 deadline,
                 write_shut: false,
             });
+            // Counted when decided, not when the socket finally goes, so the metric is prompt.
+            self.metrics.closed(reason);
         }
         self.want_write(k);
     }
@@ -921,7 +923,9 @@ impl<G: Game, C: Clock> Server<G, C> {
                     self.game.leave(&mut self.world, conn.player_id());
                 }
             }
-            self.metrics.closed(conn.dead.expect("filtered on dead"));
+            if conn.closing.is_none() {
+                self.metrics.closed(conn.dead.expect("on the dead list"));
+            }
         }
     }
 

@@ -25,22 +25,59 @@ fn example_world() -> Vec<(u32, ArenaEntity)> {
 fn expected(name: &str) -> Expected {
     use Expected::*;
     match name {
-        "welcome" => Server(ServerMsg::Welcome { protocol: 1, tick_hz: 20, tick: 300, connection_id: 7 }),
+        "welcome" => Server(ServerMsg::Welcome {
+            protocol: 1,
+            tick_hz: 20,
+            tick: 300,
+            connection_id: 7,
+        }),
         "joined" => Server(ServerMsg::Joined { entity: 3 }),
         // Ids 0 and 2 travel as gaps 0 and 2.
-        "full" => Server(ServerMsg::Full { tick: 300, entities: vec![(0, e(4000, 100, 0)), (2, e(8000, 0, 5))] }),
+        "full" => Server(ServerMsg::Full {
+            tick: 300,
+            entities: vec![(0, e(4000, 100, 0)), (2, e(8000, 0, 5))],
+        }),
         // Despawned id 5; set id 7; changed ids 0 and 2 (gaps 0 and 2).
         "delta" => Server(ServerMsg::Delta {
             base: 300,
             tick: 301,
             despawned: vec![5],
             set: vec![(7, e(1, 2, 0))],
-            changed: vec![(0, ArenaDiff { dx: 40, dy: -40, dseq: 1 }), (2, ArenaDiff { dx: -3, dy: 0, dseq: 0 })],
+            changed: vec![
+                (
+                    0,
+                    ArenaDiff {
+                        dx: 40,
+                        dy: -40,
+                        dseq: 1,
+                    },
+                ),
+                (
+                    2,
+                    ArenaDiff {
+                        dx: -3,
+                        dy: 0,
+                        dseq: 0,
+                    },
+                ),
+            ],
         }),
-        "checksum" => Server(ServerMsg::Checksum { tick: 300, hash: world_hash() }),
-        "pong" => Server(ServerMsg::Pong { nonce: 99, tick: 301 }),
-        "hello" => Client(ClientMsg::Hello { protocol: 1, name: "ann".into() }),
-        "input" => Client(ClientMsg::Input { seq: 1, input: ArenaInput { dx: 1, dy: -1 } }),
+        "checksum" => Server(ServerMsg::Checksum {
+            tick: 300,
+            hash: world_hash(),
+        }),
+        "pong" => Server(ServerMsg::Pong {
+            nonce: 99,
+            tick: 301,
+        }),
+        "hello" => Client(ClientMsg::Hello {
+            protocol: 1,
+            name: "ann".into(),
+        }),
+        "input" => Client(ClientMsg::Input {
+            seq: 1,
+            input: ArenaInput { dx: 1, dy: -1 },
+        }),
         "ping" => Client(ClientMsg::Ping { nonce: 1000 }),
         "world-hash" => Hash(world_hash()),
         other => panic!("PROTOCOL.md has a vector named {other:?} that this test does not know"),
@@ -64,7 +101,10 @@ fn vectors(doc: &str) -> Vec<(String, Vec<u8>)> {
             hex.clear();
         } else if in_block && line.trim() == "```" {
             in_block = false;
-            let bytes = hex.split_whitespace().map(|b| u8::from_str_radix(b, 16).expect("hex byte")).collect();
+            let bytes = hex
+                .split_whitespace()
+                .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
+                .collect();
             out.push((name.clone(), bytes));
         } else if in_block {
             if let Some(v) = line.strip_prefix("name:") {
@@ -80,32 +120,65 @@ fn vectors(doc: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[test]
 fn protocol_md_vectors_decode_and_reencode() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md")).unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md")).unwrap();
     let vectors = vectors(&doc);
     let names: Vec<&str> = vectors.iter().map(|(n, _)| n.as_str()).collect();
-    for required in ["welcome", "joined", "full", "delta", "checksum", "pong", "hello", "input", "ping", "world-hash"] {
-        assert!(names.contains(&required), "PROTOCOL.md lacks the {required} vector; it has {names:?}");
+    for required in [
+        "welcome",
+        "joined",
+        "full",
+        "delta",
+        "checksum",
+        "pong",
+        "hello",
+        "input",
+        "ping",
+        "world-hash",
+    ] {
+        assert!(
+            names.contains(&required),
+            "PROTOCOL.md lacks the {required} vector; it has {names:?}"
+        );
     }
     for (name, bytes) in vectors {
         match expected(&name) {
             Expected::Server(mut msg) => {
-                let mut decoded: Server = proto::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let mut decoded: Server =
+                    proto::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
                 regap(&mut msg);
                 assert_eq!(decoded, msg, "vector {name}");
                 decoded = msg;
-                assert_eq!(hex(&proto::encode(&decoded)), hex(&bytes), "vector {name} re-encodes");
+                assert_eq!(
+                    hex(&proto::encode(&decoded)),
+                    hex(&bytes),
+                    "vector {name} re-encodes"
+                );
             }
             Expected::Client(msg) => {
-                let decoded: Client = proto::decode_client(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let decoded: Client =
+                    proto::decode_client(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert_eq!(decoded, msg, "vector {name}");
-                assert_eq!(hex(&proto::encode(&msg)), hex(&bytes), "vector {name} re-encodes");
+                assert_eq!(
+                    hex(&proto::encode(&msg)),
+                    hex(&bytes),
+                    "vector {name} re-encodes"
+                );
             }
-            Expected::Hash(h) => assert_eq!(hex(&h.to_le_bytes()), hex(&bytes), "{name}: little-endian u64"),
+            Expected::Hash(h) => assert_eq!(
+                hex(&h.to_le_bytes()),
+                hex(&bytes),
+                "{name}: little-endian u64"
+            ),
         }
     }
 }
@@ -122,7 +195,12 @@ fn regap(msg: &mut Server) {
     }
     match msg {
         ServerMsg::Full { entities, .. } => gaps(entities),
-        ServerMsg::Delta { despawned, set, changed, .. } => {
+        ServerMsg::Delta {
+            despawned,
+            set,
+            changed,
+            ..
+        } => {
             let mut prev = 0;
             for id in despawned.iter_mut() {
                 let g = *id - prev;
@@ -140,7 +218,18 @@ fn regap(msg: &mut Server) {
 #[test]
 #[ignore]
 fn print_vectors() {
-    for name in ["welcome", "joined", "full", "delta", "checksum", "pong", "hello", "input", "ping", "world-hash"] {
+    for name in [
+        "welcome",
+        "joined",
+        "full",
+        "delta",
+        "checksum",
+        "pong",
+        "hello",
+        "input",
+        "ping",
+        "world-hash",
+    ] {
         let bytes = match expected(name) {
             Expected::Server(mut m) => {
                 regap(&mut m);

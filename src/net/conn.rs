@@ -40,6 +40,16 @@ impl OutBuf {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Queues the rest of `bytes` after the socket took `written` of them. The written part is kept too
+    /// (as already sent), so the queue still begins at a frame boundary. Only valid when empty.
+    fn push_after_partial_write(&mut self, bytes: &[u8], written: usize) {
+        debug_assert!(self.is_empty());
+        self.buf.clear();
+        self.buf.extend_from_slice(bytes);
+        self.start = written;
+        self.frames_from = self.frames_from.map(|_| 0);
+    }
+
     /// Everything pushed from now on is whole WebSocket frames.
     pub fn frames_begin_here(&mut self) {
         self.frames_from = Some(self.buf.len());
@@ -63,7 +73,9 @@ impl OutBuf {
     /// close frame queued next goes out at once. Used when a slow consumer is closed: its queued updates are
     /// stale. Returns the bytes dropped.
     pub fn drop_unsent_frames(&mut self) -> usize {
-        let Some(head) = self.head_frame() else { return 0 };
+        let Some(head) = self.head_frame() else {
+            return 0;
+        };
         let keep_to = if head == self.start {
             self.start
         } else {
@@ -201,7 +213,9 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        self.out.push(&bytes[written..]);
+        if written < bytes.len() {
+            self.out.push_after_partial_write(bytes, written);
+        }
         Ok(written)
     }
 

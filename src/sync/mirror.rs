@@ -48,8 +48,10 @@ impl std::error::Error for MirrorError {}
 pub struct Mirror<S: Replicate> {
     entities: BTreeMap<u32, S>,
     tick: Option<u64>,
-    /// Ticks that arrived as a coalesced delta (more than one tick after the last).
+    /// Updates that arrived as a coalesced delta (more than one tick after the last).
     pub coalesced: u64,
+    /// `Full` snapshots applied.
+    pub fulls: u64,
     pub checksums_verified: u64,
     scratch: Vec<u8>,
 }
@@ -60,6 +62,7 @@ impl<S: Replicate> Default for Mirror<S> {
             entities: BTreeMap::new(),
             tick: None,
             coalesced: 0,
+            fulls: 0,
             checksums_verified: 0,
             scratch: Vec::new(),
         }
@@ -99,6 +102,7 @@ impl<S: Replicate> Mirror<S> {
                 proto::ungap(&mut entities);
                 self.entities = entities.into_iter().collect();
                 self.tick = Some(tick);
+                self.fulls += 1;
                 Ok(Some(tick))
             }
             ServerMsg::Delta {

@@ -116,7 +116,6 @@ pub struct Client {
     pub entity: Option<u32>,
     /// Ticks of every update applied, in order.
     pub ticks: Vec<u64>,
-    pub fulls: u64,
     seq: u32,
 }
 
@@ -144,7 +143,6 @@ impl Client {
             tick_hz: 0,
             entity: None,
             ticks: Vec::new(),
-            fulls: 0,
             seq: 0,
         };
         match c.recv() {
@@ -169,9 +167,6 @@ impl Client {
             match self.ws.read().expect("read") {
                 Message::Binary(bytes) => {
                     let msg: Msg = proto::decode(&bytes).expect("decode server message");
-                    if let ServerMsg::Full { .. } = msg {
-                        self.fulls += 1;
-                    }
                     if let ServerMsg::Joined { entity } = msg {
                         self.entity = Some(entity);
                     }
