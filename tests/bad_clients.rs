@@ -1,0 +1,146 @@
+//! Malformed or misbehaving clients get the documented close code with a reason, and cost nobody else
+//! anything: a bystander keeps receiving every tick and its mirror keeps matching.
+
+mod common;
+
+use common::{Client, TestServer};
+use tickcast::proto::{self, ClientMsg};
+use tickcast::sim::arena::ArenaInput;
+use tungstenite::Message;
+
+fn server() -> TestServer {
+    TestServer::start(|c| {
+        c.npcs = 20;
+        c.tick_hz = 50;
+        c.checksum_every_ticks = 5;
+        c.max_message_bytes = 256;
+    })
+}
+
+#[test]
+fn each_kind_of_bad_message_gets_its_close_code_and_nobody_else_notices() {
+    let server = server();
+    let mut bystander = Client::connect(&server);
+    bystander.hello("bystander");
+    let cases: Vec<(&str, Message, u16, &str)> = vec![
+        (
+            "unknown tag",
+            Message::Binary(vec![9].into()),
+            1007,
+            "expected variant index",
+        ),
+        (
+            "truncated varint",
+            Message::Binary(vec![2, 0xfd, 1].into()),
+            1007,
+            "too early",
+        ),
+        (
+            "empty message",
+            Message::Binary(Vec::new().into()),
+            1007,
+            "too early",
+        ),
+        (
+            "trailing bytes",
+            Message::Binary(vec![2, 1, 0].into()),
+            1007,
+            "trailing",
+        ),
+        (
+            "length beyond the message",
+            Message::Binary(vec![0, 1, 0xfc, 0, 0, 0, 1].into()),
+            1007,
+            "malformed",
+        ),
+        ("text frame", Message::Text("hello".into()), 1003, "binary"),
+        (
+            "too big",
+            Message::Binary(vec![0; 300].into()),
+            1009,
+            "too big",
+        ),
+        (
+            "input before hello",
+            Message::Binary(
+                proto::encode(&ClientMsg::Input {
+                    seq: 1,
+                    input: ArenaInput { dx: 1, dy: 0 },
+                })
+                .into(),
+            ),
+            1008,
+            "Input before Hello",
+        ),
+        (
+            "wrong protocol version",
+            Message::Binary(
+                proto::encode(&ClientMsg::<ArenaInput>::Hello {
+                    protocol: 2,
+                    name: "x".into(),
+                })
+                .into(),
+            ),
+            4000,
+            "client speaks 2, server speaks 1",
+        ),
+    ];
+    for (what, msg, code, why) in cases {
+        let mut bad = Client::connect(&server);
+        bad.ws.send(msg).unwrap();
+        let (got, reason) = bad.expect_close();
+        assert_eq!(got, code, "{what}: {reason}");
+        assert!(
+            reason.contains(why),
+            "{what}: {reason:?} should say {why:?}"
+        );
+        bystander.verify_checksums(1);
+    }
+    // The bystander never missed a tick and is still the only player.
+    for pair in bystander.ticks.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1);
+    }
+    assert_eq!(server.metric("tickcast_players"), 1);
+    assert!(server.metric("tickcast_connections_closed_total{reason=\"malformed_message\"}") >= 5);
+
+    let mut twice = Client::connect(&server);
+    twice.hello("twice");
+    twice.send(&ClientMsg::Hello {
+        protocol: proto::PROTOCOL_VERSION,
+        name: "again".into(),
+    });
+    let (code, reason) = twice.expect_close();
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("Hello sent twice"), "{reason}");
+}
+
+#[test]
+fn junk_instead_of_frames_after_the_upgrade_is_a_protocol_error() {
+    use std::io::Write;
+    let server = server();
+    let mut bad = Client::connect(&server);
+    // An unmasked frame: clients must mask (RFC 6455 5.1).
+    bad.ws.get_mut().write_all(&[0x82, 0x01, 0x00]).unwrap();
+    let (code, reason) = bad.expect_close();
+    assert_eq!(code, 1002, "{reason}");
+}
+
+#[test]
+fn a_client_that_closes_is_answered_and_its_player_removed() {
+    let server = server();
+    let mut watcher = Client::connect(&server);
+    let mut leaver = Client::connect(&server);
+    let entity = leaver.hello("leaver");
+    watcher.wait_for(|m| m.get(entity).is_some());
+    leaver.ws.close(None).unwrap();
+    // The server echoes the close, as RFC 6455 asks.
+    loop {
+        match leaver.ws.read() {
+            Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(e) => panic!("expected a clean close, got {e}"),
+        }
+    }
+    watcher.wait_for(|m| m.get(entity).is_none());
+    watcher.verify_checksums(1);
+}
