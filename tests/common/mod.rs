@@ -21,7 +21,7 @@ pub type Msg = ServerMsg<ArenaEntity, ArenaDiff>;
 
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub handle: Handle,
+    pub handle: Option<Handle>,
     thread: Option<JoinHandle<Metrics>>,
 }
 
@@ -43,8 +43,17 @@ impl TestServer {
         let (addr, handle) = rx.recv().expect("server started");
         TestServer {
             addr,
-            handle,
+            handle: Some(handle),
             thread: Some(thread),
+        }
+    }
+
+    /// A server started elsewhere (the real binary); `stop` and `Drop` leave it alone.
+    pub fn external(addr: SocketAddr) -> TestServer {
+        TestServer {
+            addr,
+            handle: None,
+            thread: None,
         }
     }
 
@@ -54,7 +63,7 @@ impl TestServer {
 
     /// Drains the server and returns its final metrics.
     pub fn stop(mut self) -> Metrics {
-        self.handle.shutdown();
+        self.handle.as_ref().expect("in-process server").shutdown();
         self.thread.take().unwrap().join().expect("server thread")
     }
 
@@ -75,8 +84,8 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            self.handle.shutdown();
+        if let (Some(thread), Some(handle)) = (self.thread.take(), &self.handle) {
+            handle.shutdown();
             let _ = thread.join();
         }
     }

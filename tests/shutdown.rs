@@ -1,0 +1,72 @@
+//! SIGTERM drains the real binary: every client gets its final update and a 1001 close, /healthz says 503
+//! while draining, and the process exits 0.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use common::{http_exchange, Client, TestServer};
+use tickcast::proto::ServerMsg;
+
+#[test]
+fn sigterm_sends_final_updates_and_1001_then_exits_zero() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["--listen", "127.0.0.1:0", "--npcs", "10", "--tick-hz", "50"])
+        .args(["--drain-timeout-ms", "30000", "--close-linger-ms", "60000"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .parse()
+        .unwrap();
+    let server = TestServer::external(addr);
+
+    let mut player = Client::connect(&server);
+    player.hello("p");
+    let mut spectator = Client::connect(&server);
+    spectator.recv_until(|m| matches!(m, ServerMsg::Full { .. }));
+    // A client that never reads keeps the drain open until it hangs up.
+    let lingering = std::net::TcpStream::connect(addr).unwrap();
+    use std::io::Write;
+    (&lingering)
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .unwrap();
+    player.verify_checksums(1);
+
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    for client in [&mut player, &mut spectator] {
+        let (code, reason) = client.expect_close();
+        assert_eq!(code, 1001, "{reason}");
+        assert_eq!(reason, "server shutting down");
+    }
+    let (status, body) = http_exchange(addr, b"GET /healthz HTTP/1.1\r\n\r\n");
+    assert_eq!(
+        (status, body.trim()),
+        (503, "503 Service Unavailable: draining")
+    );
+    let (status, _) = http_exchange(
+        addr,
+        b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: eA==\r\n\r\n",
+    );
+    assert_eq!(status, 503, "no new players while draining");
+    drop(lingering);
+    drop((player, spectator));
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    while stderr.read_line(&mut rest).unwrap() > 0 {}
+    assert!(rest.contains("drained"), "{rest}");
+}
