@@ -16,8 +16,8 @@ pub struct Config {
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=128))]
     pub tick_hz: u16,
 
-    /// Server-side wandering entities in the arena, so a lone visitor sees motion.
-    #[arg(long, default_value_t = 0)]
+    /// Server-side wandering entities in the arena, so a lone visitor sees motion (0 for load tests).
+    #[arg(long, default_value_t = 16)]
     pub npcs: usize,
 
     /// Seed of the arena's random numbers (spawn points, wanderers).

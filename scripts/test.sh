@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite, on a clean machine: installs what the tests need, then runs every test.
+# CI runs exactly this (.ci/run). Everything it starts listens on 127.0.0.1 only and is bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== setup: Python client for the independent-client test"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/py/requirements.txt
+
+echo "== format"
+cargo fmt --all -- --check
+
+echo "== Rust: unit, property and socket tests (server, bots)"
+cargo test --workspace --locked
+
+echo "== browser: JS SDK vectors and Playwright in headless Chromium"
+cargo build --locked --bin tickcast
+bash web/test/run.sh target/debug/tickcast
+
+echo "== all tests passed"
