@@ -99,6 +99,10 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     close_list: Vec<(usize, u16, CloseReason)>,
     /// Connections marked dead this turn, reaped at its end.
     dead_list: Vec<usize>,
+    /// The listener may hold more connections than one turn accepts.
+    accept_pending: bool,
+    /// `accept` failed (out of file descriptors, say): try again at the next tick, not in a busy loop.
+    accept_stalled: bool,
     ws_open: usize,
     players: usize,
     /// Reused buffer for small per-connection messages (Welcome, Joined, Pong).
@@ -156,6 +160,8 @@ impl<G: Game, C: Clock> Server<G, C> {
             reread_list: Vec::new(),
             close_list: Vec::new(),
             dead_list: Vec::new(),
+            accept_pending: false,
+            accept_stalled: false,
             ws_open: 0,
             players: 0,
             scratch: Vec::new(),
@@ -191,10 +197,18 @@ impl<G: Game, C: Clock> Server<G, C> {
             self.take_commands();
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => self.accept_pending = true,
                     WAKER => {}
-                    Token(k) => self.on_socket_event(k, event.is_readable(), event.is_writable()),
+                    Token(k) => {
+                        // Errors and hang-ups are found by reading: the read returns them.
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        self.on_socket_event(k, readable, event.is_writable())
+                    }
                 }
+            }
+            if self.accept_pending {
+                self.accept();
             }
             for k in std::mem::take(&mut self.reread_list) {
                 self.on_socket_event(k, true, false);
@@ -218,7 +232,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     fn poll_timeout(&self) -> Duration {
-        if !self.reread_list.is_empty() {
+        if !self.reread_list.is_empty() || self.accept_pending {
             return Duration::ZERO;
         }
         let now = self.clock.now();
@@ -239,14 +253,20 @@ impl<G: Game, C: Clock> Server<G, C> {
 
     // ---- 2. read and decode ----------------------------------------------------------------------------
 
+    /// Accepts up to `ACCEPTS_PER_TURN_MAX` connections; `accept_pending` stays set while more may wait
+    /// (the listener is edge-triggered, so it will not report them again).
     fn accept(&mut self) {
+        self.accept_pending = false;
         for _ in 0..ACCEPTS_PER_TURN_MAX {
             let (sock, _) = match self.listener.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // EMFILE and friends: leave the rest in the backlog; the listener stays readable.
-                Err(_) => return,
+                // EMFILE and friends: leave the rest in the backlog and try again next tick.
+                Err(_) => {
+                    self.accept_stalled = true;
+                    return;
+                }
             };
             self.metrics.connections_total += 1;
             if self.conns.len() >= self.cfg.max_connections {
@@ -256,8 +276,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             }
             self.register(sock);
         }
-        // More may be waiting; the listener is edge-triggered, so look again next turn.
-        let _ = self.handle.waker.wake();
+        self.accept_pending = true;
     }
 
     fn register(&mut self, mut sock: TcpStream) {
@@ -686,6 +705,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let checksum = every > 0 && (first - 1) / every != self.world.tick() / every;
         self.send_updates(checksum, false);
         self.check_timers();
+        self.accept_pending |= std::mem::take(&mut self.accept_stalled);
         self.metrics
             .tick_duration
             .record(self.clock.now() - started);
