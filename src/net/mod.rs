@@ -1,5 +1,5 @@
 //! Sockets and framing: connections, HTTP on the same port, WebSocket frames. Together with the loop in
-//! `server.rs`, the only code that touches sockets.
+//! `server/`, the only code that touches sockets.
 
 pub mod conn;
 pub mod frame;

@@ -28,8 +28,10 @@ pub struct TestServer {
 impl TestServer {
     /// Starts the arena on 127.0.0.1:0 with `cfg` adjusted by `adjust`.
     pub fn start(adjust: impl FnOnce(&mut Config)) -> TestServer {
-        let mut cfg = Config::default();
-        cfg.listen = "127.0.0.1:0".parse().unwrap();
+        let mut cfg = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        };
         adjust(&mut cfg);
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {

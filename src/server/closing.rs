@@ -1,0 +1,144 @@
+//! Closing connections, turn step 5 (write what is queued) and step 6 (reap the dead), and the drain on
+//! shutdown.
+
+use super::*;
+
+impl<G: Game, C: Clock> Server<G, C> {
+    /// Sends a close frame with `code` and `reason`, then closes once it is written (or at the linger
+    /// deadline).
+    pub(super) fn close(&mut self, k: usize, code: u16, reason: &str, why: CloseReason) {
+        let conn = &mut self.conns[k];
+        if conn.closing.is_some() || conn.dead.is_some() {
+            return;
+        }
+        if matches!(why, CloseReason::Lagging | CloseReason::SendLimit) {
+            // What is queued is stale; let the close frame through right behind the frame in flight.
+            conn.out.drop_unsent_frames();
+        }
+        let (phase, mut io) = conn.io();
+        if let Phase::Ws(ws) = phase {
+            // A close reason must fit a control frame: 125 bytes minus the code.
+            let reason = truncate_utf8(reason, 123);
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.to_string().into(),
+            };
+            let _ = ws.ctx.close(&mut io, Some(frame));
+            let _ = ws.ctx.flush(&mut io);
+        }
+        self.start_close(k, why);
+    }
+
+    /// Marks a connection closing: what is queued still goes out, then the write side is shut.
+    pub(super) fn start_close(&mut self, k: usize, reason: CloseReason) {
+        let conn = &mut self.conns[k];
+        if conn.closing.is_none() {
+            let deadline = self.now + Duration::from_millis(self.cfg.close_linger_ms);
+            conn.closing = Some(Closing {
+                reason,
+                deadline,
+                write_shut: false,
+            });
+            // Counted when decided, not when the socket finally goes, so the metric is prompt.
+            self.metrics.closed(reason);
+        }
+        self.want_write(k);
+    }
+
+    // ---- 5. write ----------------------------------------------------------------------------------------
+
+    pub(super) fn flush_writes(&mut self) {
+        for k in std::mem::take(&mut self.write_list) {
+            let Some(conn) = self.conns.get_mut(k) else {
+                continue;
+            };
+            conn.on_write_list = false;
+            if conn.dead.is_some() {
+                continue;
+            }
+            match conn.out.write_to(&mut conn.sock) {
+                Ok(n) => self.metrics.bytes_out += n as u64,
+                Err(_) => {
+                    let reason = conn.closing.map_or(CloseReason::IoError, |c| c.reason);
+                    mark_dead(conn, k, reason, &mut self.dead_list);
+                    continue;
+                }
+            }
+            let want_writable = !conn.out.is_empty();
+            if want_writable != conn.writable_interest {
+                let interest = if want_writable {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                if self
+                    .poll
+                    .registry()
+                    .reregister(&mut conn.sock, Token(k), interest)
+                    .is_err()
+                {
+                    mark_dead(conn, k, CloseReason::IoError, &mut self.dead_list);
+                    continue;
+                }
+                conn.writable_interest = want_writable;
+            }
+            if let Some(closing) = &mut conn.closing {
+                if conn.out.is_empty() && !closing.write_shut {
+                    closing.write_shut = true;
+                    if conn.sock.shutdown(std::net::Shutdown::Write).is_err() {
+                        let reason = closing.reason;
+                        mark_dead(conn, k, reason, &mut self.dead_list);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- 6. reap -----------------------------------------------------------------------------------------
+
+    pub(super) fn reap(&mut self) {
+        for k in std::mem::take(&mut self.dead_list) {
+            let mut conn = self.conns.remove(k);
+            let _ = self.poll.registry().deregister(&mut conn.sock);
+            if let Phase::Ws(ws) = &conn.phase {
+                self.ws_open -= 1;
+                if ws.player {
+                    self.players -= 1;
+                    self.game.leave(&mut self.world, conn.player_id());
+                }
+            }
+            if conn.closing.is_none() {
+                self.metrics.closed(conn.dead.expect("on the dead list"));
+            }
+        }
+    }
+
+    pub(super) fn begin_drain(&mut self) {
+        if self.drain_deadline.is_some() {
+            return;
+        }
+        self.drain_deadline = Some(self.now + Duration::from_millis(self.cfg.drain_timeout_ms));
+        // Everyone gets the current tick (coalesced or full if they were behind), then 1001.
+        self.send_updates(false, true);
+        let open: Vec<usize> = self
+            .conns
+            .iter_mut()
+            .filter_map(|(k, c)| c.live_ws().map(|_| k))
+            .collect();
+        for k in open {
+            self.close(
+                k,
+                close::GOING_AWAY,
+                "server shutting down",
+                CloseReason::Shutdown,
+            );
+        }
+    }
+
+    pub(super) fn drain_finished(&self) -> bool {
+        match self.drain_deadline {
+            None => false,
+            Some(deadline) => self.ws_open == 0 || self.clock.now() >= deadline,
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The loop. One thread owns the listener, every connection, the game, the replicated world and the clock.
+//! Other threads reach it only through [`Handle`] (a crossbeam channel plus a `mio::Waker`).
+//!
+//! Each turn, in this order (see [`Server::run`]):
+//!
+//! 1. **poll** for socket events, sleeping at most until the next tick is due;
+//! 2. **read and decode**: commands from other threads, accepts, HTTP requests, WebSocket messages
+//!    (handed to the game as they arrive);
+//! 3. **run due ticks**: the fixed-step schedule says how many; the game steps once per tick;
+//! 4. **build and queue updates**: each distinct update is encoded once and the same bytes are queued to
+//!    every connection that needs them, written straight to the socket when its queue is empty;
+//!    then timers (handshake, ping, idle, close linger) are checked;
+//! 5. **write** what is still queued, installing WRITABLE interest only while bytes remain;
+//! 6. **reap** connections marked dead during the turn (never mid-iteration).
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
+use tungstenite::{Error as WsError, Message};
+
+mod closing;
+mod read;
+mod tick;
+
+use crate::clock::{Clock, SystemClock, TickSchedule};
+use crate::config::Config;
+use crate::metrics::{CloseReason, Gauges, Metrics};
+use crate::net::conn::{Closing, Conn, Phase, WsState};
+use crate::net::{frame, http, socket};
+use crate::proto::{self, close, ClientMsg, ServerMsg};
+use crate::sim::Game;
+use crate::sync::{UpdateKind, Updates, World, WorldLimits};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+/// Socket events taken per poll; more wait for the next turn.
+const EVENTS_MAX: usize = 1024;
+/// Connections accepted per turn, so a connect flood cannot starve ticks.
+const ACCEPTS_PER_TURN_MAX: usize = 256;
+/// Bytes discarded per closing connection per turn while waiting for its EOF.
+const DISCARD_PER_TURN_MAX: usize = 64 * 1024;
+
+/// What other threads can ask of the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Drain: final updates, close every client with 1001, exit.
+    Shutdown,
+}
+
+/// A way into the loop from other threads.
+#[derive(Clone)]
+pub struct Handle {
+    tx: Sender<Command>,
+    waker: Arc<Waker>,
+}
+
+impl Handle {
+    pub fn send(&self, command: Command) {
+        // The loop may already be gone; then there is nothing to tell it.
+        if self.tx.send(command).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    pub fn shutdown(&self) {
+        self.send(Command::Shutdown);
+    }
+}
+
+/// The server: see the module docs for the turn order.
+pub struct Server<G: Game, C: Clock = SystemClock> {
+    cfg: Config,
+    poll: Poll,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    conns: Slab<Conn>,
+    game: G,
+    world: World<G::State>,
+    clock: C,
+    /// The time read once per turn, after poll.
+    now: Instant,
+    schedule: TickSchedule,
+    updates: Updates,
+    metrics: Metrics,
+    commands: Receiver<Command>,
+    handle: Handle,
+    /// When draining, the moment to give up flushing and exit.
+    drain_deadline: Option<Instant>,
+    next_conn_id: u64,
+    /// Connections with queued bytes to write at the end of the turn.
+    write_list: Vec<usize>,
+    /// Connections that hit `--messages-per-turn-max` and have more to read.
+    reread_list: Vec<usize>,
+    /// Connections that hit a limit during an iteration, closed right after it.
+    close_list: Vec<(usize, u16, CloseReason)>,
+    /// Connections marked dead this turn, reaped at its end.
+    dead_list: Vec<usize>,
+    /// The listener may hold more connections than one turn accepts.
+    accept_pending: bool,
+    /// `accept` failed (out of file descriptors, say): try again at the next tick, not in a busy loop.
+    accept_stalled: bool,
+    ws_open: usize,
+    players: usize,
+    /// Reused buffer for small per-connection messages (Welcome, Joined, Pong).
+    scratch: Vec<u8>,
+}
+
+impl<G: Game> Server<G, SystemClock> {
+    /// Binds the listener; `make_game` builds the game against the fresh world (to spawn wanderers, say).
+    pub fn bind(
+        cfg: Config,
+        make_game: impl FnOnce(&mut World<G::State>) -> G,
+    ) -> io::Result<Self> {
+        Self::bind_with_clock(cfg, SystemClock, make_game)
+    }
+}
+
+impl<G: Game, C: Clock> Server<G, C> {
+    pub fn bind_with_clock(
+        cfg: Config,
+        clock: C,
+        make_game: impl FnOnce(&mut World<G::State>) -> G,
+    ) -> io::Result<Self> {
+        cfg.validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(cfg.listen)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, commands) = crossbeam_channel::bounded(16);
+        let mut world = World::new(WorldLimits {
+            entities_max: cfg.max_entities,
+            history_ticks: cfg.history_ticks,
+            despawn_log_max: cfg.despawn_log_max,
+        });
+        let game = make_game(&mut world);
+        let now = clock.now();
+        Ok(Server {
+            local_addr: listener.local_addr()?,
+            schedule: TickSchedule::new(now, cfg.tick_duration(), cfg.catch_up_ticks_max),
+            poll,
+            listener,
+            conns: Slab::new(),
+            game,
+            world,
+            clock,
+            now,
+            updates: Updates::default(),
+            metrics: Metrics::default(),
+            commands,
+            handle: Handle { tx, waker },
+            drain_deadline: None,
+            next_conn_id: 1,
+            write_list: Vec::new(),
+            reread_list: Vec::new(),
+            close_list: Vec::new(),
+            dead_list: Vec::new(),
+            accept_pending: false,
+            accept_stalled: false,
+            ws_open: 0,
+            players: 0,
+            scratch: Vec::new(),
+            cfg,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Runs until a drain finishes.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_MAX);
+        loop {
+            // 1. poll
+            let timeout = self.poll_timeout();
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => other?,
+            }
+            self.now = self.clock.now();
+
+            // 2. read and decode
+            self.take_commands();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_pending = true,
+                    WAKER => {}
+                    Token(k) => {
+                        // Errors and hang-ups are found by reading: the read returns them.
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        self.on_socket_event(k, readable, event.is_writable())
+                    }
+                }
+            }
+            if self.accept_pending {
+                self.accept();
+            }
+            for k in std::mem::take(&mut self.reread_list) {
+                self.on_socket_event(k, true, false);
+            }
+
+            // 3. run due ticks, 4. build and queue updates
+            let due = self.schedule.due(self.now);
+            if due.run > 0 {
+                self.run_ticks(due);
+            }
+
+            // 5. write
+            self.flush_writes();
+
+            // 6. reap
+            self.reap();
+            if self.drain_finished() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Duration {
+        if !self.reread_list.is_empty() || self.accept_pending {
+            return Duration::ZERO;
+        }
+        let now = self.clock.now();
+        let mut until = self.schedule.next_due();
+        if let Some(deadline) = self.drain_deadline {
+            until = until.min(deadline);
+        }
+        until.saturating_duration_since(now)
+    }
+
+    fn take_commands(&mut self) {
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Shutdown => self.begin_drain(),
+            }
+        }
+    }
+
+    pub fn gauges(&self) -> Gauges {
+        Gauges {
+            connections_open: self.conns.len(),
+            websockets_open: self.ws_open,
+            players: self.players,
+            entities: self.world.len(),
+            queued_bytes: self.conns.iter().map(|(_, c)| c.out.pending()).sum(),
+            draining: self.drain_deadline.is_some(),
+        }
+    }
+}
+
+/// Marks `conn` (key `k`) dead and lists it for reaping, once; the first reason sticks.
+fn mark_dead(conn: &mut Conn, k: usize, reason: CloseReason, dead_list: &mut Vec<usize>) {
+    if conn.dead.is_none() {
+        conn.dead = Some(reason);
+        dead_list.push(k);
+    }
+}
+
+/// Encodes `msg` and appends it as one binary frame.
+fn append_message<S: serde::Serialize, D: serde::Serialize>(
+    out: &mut Vec<u8>,
+    msg: &ServerMsg<S, D>,
+) {
+    let payload = proto::encode(msg);
+    frame::write_binary(out, &payload);
+}
+
+/// Answers a connection over `--max-connections` with a 503 as far as one non-blocking write goes.
+fn refuse_at_capacity(mut sock: TcpStream) {
+    use std::io::Write;
+    let mut out = Vec::new();
+    http::write_refusal(
+        &mut out,
+        &http::Refusal {
+            status: 503,
+            why: "server at connection capacity",
+        },
+    );
+    let _ = sock.write(&out);
+}
+
+fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

@@ -1,0 +1,445 @@
+//! Turn step 2, read and decode: accepts, HTTP requests and upgrades, WebSocket messages handed to the
+//! game as they arrive.
+
+use super::*;
+
+impl<G: Game, C: Clock> Server<G, C> {
+    /// Accepts up to `ACCEPTS_PER_TURN_MAX` connections; `accept_pending` stays set while more may wait
+    /// (the listener is edge-triggered, so it will not report them again).
+    pub(super) fn accept(&mut self) {
+        self.accept_pending = false;
+        for _ in 0..ACCEPTS_PER_TURN_MAX {
+            let (sock, _) = match self.listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // EMFILE and friends: leave the rest in the backlog and try again next tick.
+                Err(_) => {
+                    self.accept_stalled = true;
+                    return;
+                }
+            };
+            self.metrics.connections_total += 1;
+            if self.conns.len() >= self.cfg.max_connections {
+                refuse_at_capacity(sock);
+                self.metrics.closed(CloseReason::Rejected);
+                continue;
+            }
+            self.register(sock);
+        }
+        self.accept_pending = true;
+    }
+
+    pub(super) fn register(&mut self, mut sock: TcpStream) {
+        if socket::tune(&sock, self.cfg.tcp_notsent_lowat_bytes).is_err() {
+            self.metrics.closed(CloseReason::IoError);
+            return;
+        }
+        let entry = self.conns.vacant_entry();
+        if self
+            .poll
+            .registry()
+            .register(&mut sock, Token(entry.key()), Interest::READABLE)
+            .is_err()
+        {
+            self.metrics.closed(CloseReason::IoError);
+            return;
+        }
+        entry.insert(Conn::new(sock, self.next_conn_id, self.now));
+        self.next_conn_id += 1;
+    }
+
+    pub(super) fn on_socket_event(&mut self, k: usize, readable: bool, writable: bool) {
+        let Some(conn) = self.conns.get_mut(k) else {
+            return;
+        };
+        if conn.dead.is_some() {
+            return;
+        }
+        if writable {
+            self.want_write(k);
+        }
+        if !readable {
+            return;
+        }
+        let conn = &mut self.conns[k];
+        if conn.closing.is_some() {
+            self.discard_input(k);
+        } else if matches!(conn.phase, Phase::Http { .. }) {
+            self.read_http(k);
+        } else {
+            self.read_ws(k);
+        }
+    }
+
+    pub(super) fn want_write(&mut self, k: usize) {
+        let conn = &mut self.conns[k];
+        if !conn.on_write_list {
+            conn.on_write_list = true;
+            self.write_list.push(k);
+        }
+    }
+
+    /// A closing connection's input is read and dropped until EOF, so the close is clean (no RST).
+    pub(super) fn discard_input(&mut self, k: usize) {
+        let conn = &mut self.conns[k];
+        let reason = conn.closing.map_or(CloseReason::Peer, |c| c.reason);
+        let mut sink = [0u8; 4096];
+        let mut total = 0;
+        let outcome = loop {
+            if total >= DISCARD_PER_TURN_MAX {
+                break Some(false);
+            }
+            match conn.sock.read(&mut sink) {
+                Ok(0) => break None,
+                Ok(n) => total += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Some(true),
+                Err(_) => break None,
+            }
+        };
+        self.metrics.bytes_in += total as u64;
+        match outcome {
+            None => self.kill(k, reason),
+            Some(false) => self.reread_list.push(k),
+            Some(true) => {}
+        }
+    }
+
+    /// Marks a connection for reaping at the end of the turn; the first reason sticks.
+    pub(super) fn kill(&mut self, k: usize, reason: CloseReason) {
+        mark_dead(&mut self.conns[k], k, reason, &mut self.dead_list);
+    }
+
+    pub(super) fn read_http(&mut self, k: usize) {
+        let max = self.cfg.max_header_bytes;
+        let conn = &mut self.conns[k];
+        let Phase::Http { buf } = &mut conn.phase else {
+            unreachable!("read_http on a WebSocket")
+        };
+        // Read at most one byte past the limit: enough to know the head is too large.
+        let mut chunk = [0u8; 2048];
+        let failed = loop {
+            let room = (max + 1).saturating_sub(buf.len()).min(chunk.len());
+            if room == 0 {
+                break None;
+            }
+            match conn.sock.read(&mut chunk[..room]) {
+                Ok(0) => break Some(CloseReason::Peer),
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    self.metrics.bytes_in += n as u64;
+                    conn.last_heard = self.now;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
+                Err(_) => break Some(CloseReason::IoError),
+            }
+        };
+        if let Some(reason) = failed {
+            return self.kill(k, reason);
+        }
+        match http::route(buf, max) {
+            Ok(None) => {}
+            Ok(Some(route)) => self.answer_http(k, route),
+            Err(refusal) => self.refuse_http(k, &refusal, CloseReason::HttpError),
+        }
+    }
+
+    /// Sends an HTTP answer written by `write` and closes the connection after it.
+    pub(super) fn reply_http(
+        &mut self,
+        k: usize,
+        reason: CloseReason,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        self.metrics.http_requests += 1;
+        self.scratch.clear();
+        write(&mut self.scratch);
+        self.send_scratch(k);
+        self.start_close(k, reason);
+    }
+
+    pub(super) fn refuse_http(&mut self, k: usize, refusal: &http::Refusal, reason: CloseReason) {
+        self.reply_http(k, reason, |out| http::write_refusal(out, refusal));
+    }
+
+    pub(super) fn answer_http(&mut self, k: usize, route: http::Route) {
+        use http::Route;
+        let draining = self.drain_deadline.is_some();
+        let done = CloseReason::HttpDone;
+        match route {
+            Route::Health if draining => self.refuse_http(
+                k,
+                &http::Refusal {
+                    status: 503,
+                    why: "draining",
+                },
+                done,
+            ),
+            Route::Health => self.reply_http(k, done, |out| {
+                http::write_response(out, 200, "text/plain; charset=utf-8", b"ok\n", "")
+            }),
+            Route::Metrics => {
+                let text = self.metrics.render(&self.gauges());
+                self.reply_http(k, done, |out| {
+                    http::write_response(out, 200, "text/plain; version=0.0.4", text.as_bytes(), "")
+                })
+            }
+            Route::Asset(asset) => self.reply_http(k, done, |out| {
+                http::write_response(out, 200, asset.content_type, asset.body, "")
+            }),
+            Route::Upgrade { .. } if draining => {
+                let refusal = http::Refusal {
+                    status: 503,
+                    why: "server is shutting down",
+                };
+                self.refuse_http(k, &refusal, CloseReason::HttpError)
+            }
+            Route::Upgrade { key, head_len } => self.upgrade(k, &key, head_len),
+        }
+    }
+
+    pub(super) fn upgrade(&mut self, k: usize, key: &str, head_len: usize) {
+        self.metrics.http_requests += 1;
+        self.metrics.websockets_total += 1;
+        self.ws_open += 1;
+        let config = WebSocketConfig::default()
+            .read_buffer_size(self.cfg.ws_read_buffer_bytes)
+            .write_buffer_size(0)
+            .max_write_buffer_size(self.cfg.send_limit_bytes)
+            .max_message_size(Some(self.cfg.max_message_bytes))
+            .max_frame_size(Some(self.cfg.max_message_bytes));
+        let conn = &mut self.conns[k];
+        let Phase::Http { buf } =
+            std::mem::replace(&mut conn.phase, Phase::Http { buf: Vec::new() })
+        else {
+            unreachable!("upgrade of a WebSocket")
+        };
+        // Frames the client sent right behind its request are already in `buf`.
+        let early = buf[head_len..].to_vec();
+        conn.phase = Phase::Ws(Box::new(WsState {
+            ctx: WebSocketContext::from_partially_read(early, Role::Server, Some(config)),
+            baseline: None,
+            last_update_at: self.now,
+            player: false,
+            pinged: false,
+        }));
+        self.scratch.clear();
+        http::write_upgrade(&mut self.scratch, key);
+        self.send_scratch(k);
+        self.conns[k].out.frames_begin_here();
+        self.scratch.clear();
+        let welcome = ServerMsg::<(), ()>::Welcome {
+            protocol: proto::PROTOCOL_VERSION,
+            tick_hz: self.cfg.tick_hz,
+            tick: self.world.tick(),
+            connection_id: self.conns[k].id,
+        };
+        append_message(&mut self.scratch, &welcome);
+        self.send_scratch(k);
+        self.read_ws(k);
+    }
+
+    /// Queues `scratch` to connection `k`.
+    pub(super) fn send_scratch(&mut self, k: usize) {
+        match self.conns[k].queue(&self.scratch) {
+            Ok(n) => self.metrics.bytes_out += n as u64,
+            Err(_) => return self.kill(k, CloseReason::IoError),
+        }
+        if !self.conns[k].out.is_empty() {
+            self.want_write(k);
+        }
+    }
+
+    pub(super) fn read_ws(&mut self, k: usize) {
+        let mut budget = self.cfg.messages_per_turn_max;
+        loop {
+            if budget == 0 {
+                // Edge-triggered: the socket will not report again what is already buffered.
+                self.reread_list.push(k);
+                break;
+            }
+            budget -= 1;
+            let conn = &mut self.conns[k];
+            let (phase, mut io) = conn.io();
+            let Phase::Ws(ws) = phase else {
+                unreachable!("read_ws before upgrade")
+            };
+            let result = ws.ctx.read(&mut io);
+            let bytes_in = io.bytes_in;
+            if bytes_in > 0 {
+                ws.pinged = false;
+                conn.last_heard = self.now;
+                self.metrics.bytes_in += bytes_in as u64;
+            }
+            match result {
+                Ok(Message::Binary(bytes)) => {
+                    self.metrics.frames_in += 1;
+                    self.on_message(k, &bytes);
+                }
+                Ok(Message::Text(_)) => self.close(
+                    k,
+                    close::UNSUPPORTED_DATA,
+                    "text frames are not supported: send binary",
+                    CloseReason::ProtocolError,
+                ),
+                Ok(Message::Close(_)) => {
+                    // tungstenite has queued the echo of the client's close frame.
+                    self.start_close(k, CloseReason::Peer);
+                }
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => self.on_ws_error(k, e),
+            }
+            let conn = &self.conns[k];
+            if conn.closing.is_some() || conn.dead.is_some() {
+                break;
+            }
+        }
+        self.flush_control(k);
+    }
+
+    /// Moves whatever tungstenite queued (pongs, close echoes) into the output queue, and polices its size.
+    pub(super) fn flush_control(&mut self, k: usize) {
+        let conn = &mut self.conns[k];
+        if conn.dead.is_some() {
+            return;
+        }
+        let (phase, mut io) = conn.io();
+        if let Phase::Ws(ws) = phase {
+            let _ = ws.ctx.flush(&mut io);
+        }
+        if !conn.out.is_empty() {
+            self.want_write(k);
+        }
+        if self.conns[k].out.pending() > self.cfg.send_limit_bytes
+            && self.conns[k].closing.is_none()
+        {
+            self.close(
+                k,
+                close::SEND_LIMIT,
+                "send buffer limit exceeded",
+                CloseReason::SendLimit,
+            );
+        }
+    }
+
+    pub(super) fn on_ws_error(&mut self, k: usize, e: WsError) {
+        use tungstenite::error::ProtocolError;
+        match e {
+            WsError::ConnectionClosed | WsError::AlreadyClosed => self.kill(k, CloseReason::Peer),
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                self.kill(k, CloseReason::Peer)
+            }
+            WsError::Io(_) => self.kill(k, CloseReason::IoError),
+            WsError::Capacity(e) => {
+                let reason = format!("message too big: {e}");
+                self.close(
+                    k,
+                    close::MESSAGE_TOO_BIG,
+                    &reason,
+                    CloseReason::MessageTooBig,
+                )
+            }
+            WsError::Utf8(_) => self.close(
+                k,
+                close::INVALID_PAYLOAD,
+                "invalid UTF-8",
+                CloseReason::ProtocolError,
+            ),
+            WsError::Protocol(p) => {
+                let reason = format!("WebSocket protocol error: {p}");
+                self.close(
+                    k,
+                    close::PROTOCOL_ERROR,
+                    &reason,
+                    CloseReason::ProtocolError,
+                )
+            }
+            other => {
+                let reason = format!("error: {other}");
+                self.close(
+                    k,
+                    close::PROTOCOL_ERROR,
+                    &reason,
+                    CloseReason::ProtocolError,
+                )
+            }
+        }
+    }
+
+    pub(super) fn on_message(&mut self, k: usize, bytes: &[u8]) {
+        let msg = match proto::decode_client::<G::Input>(bytes) {
+            Ok(msg) => msg,
+            Err(e) => {
+                let reason = format!("malformed message: {e}");
+                return self.close(
+                    k,
+                    close::INVALID_PAYLOAD,
+                    &reason,
+                    CloseReason::MalformedMessage,
+                );
+            }
+        };
+        let conn = &mut self.conns[k];
+        let player = conn.player_id();
+        let Phase::Ws(ws) = &mut conn.phase else {
+            unreachable!("message before upgrade")
+        };
+        match msg {
+            ClientMsg::Hello { protocol, .. } if protocol != proto::PROTOCOL_VERSION => {
+                let reason = format!(
+                    "protocol version mismatch: client speaks {protocol}, server speaks {}",
+                    proto::PROTOCOL_VERSION
+                );
+                self.close(
+                    k,
+                    close::VERSION_MISMATCH,
+                    &reason,
+                    CloseReason::VersionMismatch,
+                )
+            }
+            ClientMsg::Hello { .. } if ws.player => self.close(
+                k,
+                close::POLICY_VIOLATION,
+                "Hello sent twice",
+                CloseReason::ProtocolError,
+            ),
+            ClientMsg::Hello { name, .. } => match self.game.join(&mut self.world, player, &name) {
+                Some(entity) => {
+                    ws.player = true;
+                    self.players += 1;
+                    self.scratch.clear();
+                    append_message(&mut self.scratch, &ServerMsg::<(), ()>::Joined { entity });
+                    self.send_scratch(k);
+                }
+                None => self.close(
+                    k,
+                    close::TRY_AGAIN_LATER,
+                    "the world is full",
+                    CloseReason::WorldFull,
+                ),
+            },
+            ClientMsg::Input { .. } if !ws.player => self.close(
+                k,
+                close::POLICY_VIOLATION,
+                "Input before Hello",
+                CloseReason::ProtocolError,
+            ),
+            ClientMsg::Input { seq, input } => self.game.input(player, seq, input),
+            ClientMsg::Ping { nonce } => {
+                self.scratch.clear();
+                append_message(
+                    &mut self.scratch,
+                    &ServerMsg::<(), ()>::Pong {
+                        nonce,
+                        tick: self.world.tick(),
+                    },
+                );
+                self.send_scratch(k);
+            }
+        }
+    }
+}
