@@ -1,0 +1,1114 @@
+// tickcast.js: the browser SDK for tickcast's wire protocol v1. One ES module, no dependencies; it also
+// runs under Node (the decoder needs nothing from the browser, the client takes a WebSocket class).
+//
+// Layout, in the order a byte travels:
+//   Reader / Writer        bincode 2 `standard()` primitives: varints, zigzag, strings, sequences
+//   arena                  the codec of the demo game's entity state, diff and input (swap it for your game)
+//   decodeServerMsg ...    whole messages, one per binary WebSocket message, ids un-gapped
+//   Mirror                 the replicated world rebuilt from Full/Delta, checked against Checksum
+//   Client / connect()     the socket: Hello, inputs, pings and RTT, reconnect with backoff, close reasons
+//
+//   const client = connect(`ws://${location.host}/ws`, { name: 'ann' });
+//   client.on('update', (change) => draw(client.world.entities));
+//   client.sendInput({ dx: 127, dy: 0 });
+//
+// Numbers: every u64 field except a checksum's hash is a Number; a value past 2^53 - 1 (which a tick or a
+// connection id never reaches) comes as a BigInt rather than being rounded. Hashes are always BigInts.
+
+export const PROTOCOL_VERSION = 1;
+/** Longest player name the server accepts in `Hello`, in bytes of UTF-8. */
+export const NAME_BYTES_MAX = 32;
+
+/** Variant indices of server messages on the wire. */
+export const ServerTag = Object.freeze({ WELCOME: 0, JOINED: 1, FULL: 2, DELTA: 3, CHECKSUM: 4, PONG: 5 });
+/** Variant indices of client messages on the wire. */
+export const ClientTag = Object.freeze({ HELLO: 0, INPUT: 1, PING: 2 });
+
+/** WebSocket close codes: the server's (see docs/PROTOCOL.md), the browser's 1006, and this SDK's own 49xx. */
+export const CloseCode = Object.freeze({
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
+  UNSUPPORTED_DATA: 1003,
+  ABNORMAL: 1006,
+  INVALID_PAYLOAD: 1007,
+  POLICY_VIOLATION: 1008,
+  MESSAGE_TOO_BIG: 1009,
+  INTERNAL_ERROR: 1011,
+  TRY_AGAIN_LATER: 1013,
+  VERSION_MISMATCH: 4000,
+  LAGGING: 4001,
+  SEND_LIMIT: 4002,
+  IDLE_TIMEOUT: 4003,
+  // Sent by this SDK when it gives up on a connection itself.
+  DESYNC: 4900,
+  UNDECODABLE: 4901,
+  SILENT: 4902,
+});
+
+const CLOSE_MEANINGS = new Map([
+  [1000, 'closed normally'],
+  [1001, 'the server is shutting down'],
+  [1002, 'WebSocket protocol error'],
+  [1003, 'the server accepts binary messages only'],
+  [1005, 'closed without a status code'],
+  [1006, 'connection lost (no close frame)'],
+  [1007, 'the server could not decode a message from this client'],
+  [1008, 'message not allowed in this state'],
+  [1009, 'message too big for the server'],
+  [1011, 'server error'],
+  [1013, 'the server is full: try again later'],
+  [4000, 'protocol version mismatch'],
+  [4001, 'too slow: the server could not send updates for too long'],
+  [4002, 'too slow: the server send buffer limit was passed'],
+  [4003, 'idle for too long'],
+  [4900, 'the mirrored world went out of sync: resyncing'],
+  [4901, 'a server message could not be decoded'],
+  [4902, 'nothing heard from the server for too long'],
+]);
+
+/** A human sentence for a close code, for status lines and logs. */
+export function describeClose(code) {
+  return CLOSE_MEANINGS.get(code) ?? `closed with code ${code}`;
+}
+
+/**
+ * Close codes after which reconnecting would only repeat the failure: this client speaks the protocol
+ * wrongly or in the wrong version. Every other close (1001 on a server restart, 1006 on a lost connection,
+ * 1013 when full, 4001-4003 when slow or idle, the SDK's own 49xx) is retried with backoff.
+ */
+export const FATAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1008, 1009, 4000]);
+
+// ---- bincode 2 standard() primitives ------------------------------------------------------------------
+
+/** Why bytes could not be decoded; the texts follow the server's own decode errors. */
+export class DecodeError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'DecodeError';
+  }
+}
+
+const U16_MARK = 251;
+const U32_MARK = 252;
+const U64_MARK = 253;
+const TWO_32 = 2 ** 32;
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+const utf8Encoder = new TextEncoder();
+
+/** Reads bincode 2 `standard()` values from one message. */
+export class Reader {
+  constructor(bytes) {
+    this.bytes = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+    this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
+    this.pos = 0;
+  }
+
+  get remaining() {
+    return this.bytes.length - this.pos;
+  }
+
+  need(n) {
+    if (this.pos + n > this.bytes.length) {
+      throw new DecodeError(`message ends ${this.pos + n - this.bytes.length} byte(s) too early`);
+    }
+  }
+
+  u8() {
+    this.need(1);
+    return this.bytes[this.pos++];
+  }
+
+  i8() {
+    this.need(1);
+    return this.view.getInt8(this.pos++);
+  }
+
+  /** A varint marker byte, then the fixed-width little-endian value it announces (up to `maxMark`). */
+  varint(maxMark) {
+    const mark = this.u8();
+    if (mark < U16_MARK) return mark;
+    if (mark > maxMark) throw new DecodeError('malformed varint');
+    const at = this.pos;
+    if (mark === U16_MARK) {
+      this.need(2);
+      this.pos += 2;
+      return this.view.getUint16(at, true);
+    }
+    if (mark === U32_MARK) {
+      this.need(4);
+      this.pos += 4;
+      return this.view.getUint32(at, true);
+    }
+    this.need(8);
+    this.pos += 8;
+    const lo = this.view.getUint32(at, true);
+    const hi = this.view.getUint32(at + 4, true);
+    return hi < 0x200000 ? hi * TWO_32 + lo : (BigInt(hi) << 32n) | BigInt(lo);
+  }
+
+  u16() {
+    return this.varint(U16_MARK);
+  }
+
+  u32() {
+    return this.varint(U32_MARK);
+  }
+
+  /** A Number, or a BigInt past 2^53 - 1. */
+  u64() {
+    return this.varint(U64_MARK);
+  }
+
+  u64Big() {
+    return BigInt(this.u64());
+  }
+
+  i16() {
+    const z = this.u16();
+    return (z >>> 1) ^ -(z & 1);
+  }
+
+  /** A sequence length; each element takes at least one byte, so a length past the rest is malformed. */
+  len() {
+    const n = this.u64();
+    if (typeof n !== 'number' || n > this.remaining) {
+      throw new DecodeError(`a list of ${n} items cannot fit in the ${this.remaining} bytes left`);
+    }
+    return n;
+  }
+
+  str() {
+    const n = this.len();
+    const at = this.pos;
+    this.pos += n;
+    try {
+      return utf8Decoder.decode(this.bytes.subarray(at, at + n));
+    } catch {
+      throw new DecodeError('string is not valid UTF-8');
+    }
+  }
+
+  /** A message means exactly one thing: trailing bytes are an error. */
+  end() {
+    if (this.remaining !== 0) {
+      throw new DecodeError(`${this.remaining} trailing bytes after the message`);
+    }
+  }
+}
+
+function checkUint(v, max, what) {
+  if (!Number.isInteger(v) || v < 0 || v > max) throw new RangeError(`${what} out of range: ${v}`);
+}
+
+/** Writes bincode 2 `standard()` values into a growing buffer. */
+export class Writer {
+  constructor(capacity = 64) {
+    this.buf = new Uint8Array(capacity);
+    this.view = new DataView(this.buf.buffer);
+    this.len = 0;
+  }
+
+  reserve(n) {
+    if (this.len + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.len + n) size *= 2;
+    const buf = new Uint8Array(size);
+    buf.set(this.buf.subarray(0, this.len));
+    this.buf = buf;
+    this.view = new DataView(buf.buffer);
+  }
+
+  clear() {
+    this.len = 0;
+  }
+
+  /** The bytes written so far (a view, valid until the next write). */
+  bytes() {
+    return this.buf.subarray(0, this.len);
+  }
+
+  u8(v) {
+    checkUint(v, 0xff, 'u8');
+    this.reserve(1);
+    this.buf[this.len++] = v;
+  }
+
+  i8(v) {
+    if (!Number.isInteger(v) || v < -128 || v > 127) throw new RangeError(`i8 out of range: ${v}`);
+    this.reserve(1);
+    this.buf[this.len++] = v & 0xff;
+  }
+
+  /** Any unsigned integer up to 2^64 - 1, as a Number or a BigInt. */
+  varint(v) {
+    if (typeof v === 'bigint') {
+      if (v < 0n || v >= 1n << 64n) throw new RangeError(`u64 out of range: ${v}`);
+      if (v <= BigInt(Number.MAX_SAFE_INTEGER)) return this.varint(Number(v));
+      this.reserve(9);
+      this.buf[this.len++] = U64_MARK;
+      this.view.setUint32(this.len, Number(v & 0xffffffffn), true);
+      this.view.setUint32(this.len + 4, Number(v >> 32n), true);
+      this.len += 8;
+      return;
+    }
+    checkUint(v, Number.MAX_SAFE_INTEGER, 'unsigned integer');
+    this.reserve(9);
+    if (v < U16_MARK) {
+      this.buf[this.len++] = v;
+    } else if (v <= 0xffff) {
+      this.buf[this.len++] = U16_MARK;
+      this.view.setUint16(this.len, v, true);
+      this.len += 2;
+    } else if (v <= 0xffffffff) {
+      this.buf[this.len++] = U32_MARK;
+      this.view.setUint32(this.len, v, true);
+      this.len += 4;
+    } else {
+      this.buf[this.len++] = U64_MARK;
+      this.view.setUint32(this.len, v % TWO_32, true);
+      this.view.setUint32(this.len + 4, Math.floor(v / TWO_32), true);
+      this.len += 8;
+    }
+  }
+
+  u16(v) {
+    checkUint(v, 0xffff, 'u16');
+    this.varint(v);
+  }
+
+  u32(v) {
+    checkUint(v, 0xffffffff, 'u32');
+    this.varint(v);
+  }
+
+  u64(v) {
+    this.varint(v);
+  }
+
+  i16(v) {
+    if (!Number.isInteger(v) || v < -32768 || v > 32767) throw new RangeError(`i16 out of range: ${v}`);
+    this.varint(((v << 1) ^ (v >> 15)) & 0xffff);
+  }
+
+  str(s) {
+    const bytes = utf8Encoder.encode(s);
+    this.varint(bytes.length);
+    this.reserve(bytes.length);
+    this.buf.set(bytes, this.len);
+    this.len += bytes.length;
+  }
+}
+
+// ---- the arena game's codec ---------------------------------------------------------------------------
+
+const clampI8 = (v) => Math.max(-128, Math.min(127, Math.round(Number(v) || 0)));
+
+/**
+ * The demo game's replicated types (src/sim/arena.rs). A codec for another game provides the same members.
+ * State `{x, y, seq}`: position in quarter units (u16 each) and the last input seq the server applied (u32).
+ * Diff `{dx, dy, dseq}`: i16, i16, u32, applied with wrapping adds. Input `{dx, dy}`: i8 each, a direction.
+ */
+export const arena = Object.freeze({
+  name: 'arena',
+  worldSizeUnits: 2000,
+  quantaPerUnit: 4,
+  speedUnitsPerS: 200,
+  readState: (r) => ({ x: r.u16(), y: r.u16(), seq: r.u32() }),
+  writeState(w, s) {
+    w.u16(s.x);
+    w.u16(s.y);
+    w.u32(s.seq);
+  },
+  readDiff: (r) => ({ dx: r.i16(), dy: r.i16(), dseq: r.u32() }),
+  writeDiff(w, d) {
+    w.i16(d.dx);
+    w.i16(d.dy);
+    w.u32(d.dseq);
+  },
+  applyDiff(s, d) {
+    s.x = (s.x + d.dx) & 0xffff;
+    s.y = (s.y + d.dy) & 0xffff;
+    s.seq = (s.seq + d.dseq) >>> 0;
+  },
+  readInput: (r) => ({ dx: r.i8(), dy: r.i8() }),
+  /** Components are rounded and clamped to -128..127; the server normalises the direction. */
+  writeInput(w, input) {
+    w.i8(clampI8(input.dx));
+    w.i8(clampI8(input.dy));
+  },
+});
+
+// ---- messages -----------------------------------------------------------------------------------------
+
+/** A list of `(id, value)` whose ids are sent as gaps from the previous id of the same list. */
+function readIdList(r, readValue) {
+  const n = r.len();
+  const list = new Array(n);
+  let id = 0;
+  for (let i = 0; i < n; i++) {
+    id = (id + r.u32()) >>> 0;
+    list[i] = [id, readValue(r)];
+  }
+  return list;
+}
+
+function readIds(r) {
+  const n = r.len();
+  const ids = new Array(n);
+  let id = 0;
+  for (let i = 0; i < n; i++) {
+    id = (id + r.u32()) >>> 0;
+    ids[i] = id;
+  }
+  return ids;
+}
+
+function writeIdList(w, list, writeValue) {
+  w.varint(list.length);
+  let previous = 0;
+  for (const [id, value] of list) {
+    if (id < previous) throw new RangeError('ids must ascend');
+    w.u32(id - previous);
+    previous = id;
+    writeValue(w, value);
+  }
+}
+
+/**
+ * Decodes one server message. Ids in `Full` and `Delta` lists come back as ids (the gaps undone):
+ *   {type: 'Welcome', protocol, tickHz, tick, connectionId}   {type: 'Joined', entity}
+ *   {type: 'Full', tick, entities: [[id, state], ...]}
+ *   {type: 'Delta', base, tick, despawned: [id, ...], set: [[id, state], ...], changed: [[id, diff], ...]}
+ *   {type: 'Checksum', tick, hash: BigInt}                     {type: 'Pong', nonce, tick}
+ * Throws a DecodeError on anything else, trailing bytes included.
+ */
+export function decodeServerMsg(bytes, codec = arena) {
+  const r = new Reader(bytes);
+  const tag = r.u32();
+  let msg;
+  switch (tag) {
+    case ServerTag.WELCOME:
+      msg = { type: 'Welcome', protocol: r.u16(), tickHz: r.u16(), tick: r.u64(), connectionId: r.u64() };
+      break;
+    case ServerTag.JOINED:
+      msg = { type: 'Joined', entity: r.u32() };
+      break;
+    case ServerTag.FULL:
+      msg = { type: 'Full', tick: r.u64(), entities: readIdList(r, codec.readState) };
+      break;
+    case ServerTag.DELTA:
+      msg = {
+        type: 'Delta',
+        base: r.u64(),
+        tick: r.u64(),
+        despawned: readIds(r),
+        set: readIdList(r, codec.readState),
+        changed: readIdList(r, codec.readDiff),
+      };
+      break;
+    case ServerTag.CHECKSUM:
+      msg = { type: 'Checksum', tick: r.u64(), hash: r.u64Big() };
+      break;
+    case ServerTag.PONG:
+      msg = { type: 'Pong', nonce: r.u64(), tick: r.u64() };
+      break;
+    default:
+      throw new DecodeError(`unknown message or enum tag ${tag}`);
+  }
+  r.end();
+  return msg;
+}
+
+/** Encodes a server message (the inverse of decodeServerMsg): for tools, tests and fake servers. */
+export function encodeServerMsg(msg, codec = arena) {
+  const w = new Writer();
+  switch (msg.type) {
+    case 'Welcome':
+      w.u32(ServerTag.WELCOME);
+      w.u16(msg.protocol);
+      w.u16(msg.tickHz);
+      w.u64(msg.tick);
+      w.u64(msg.connectionId);
+      break;
+    case 'Joined':
+      w.u32(ServerTag.JOINED);
+      w.u32(msg.entity);
+      break;
+    case 'Full':
+      w.u32(ServerTag.FULL);
+      w.u64(msg.tick);
+      writeIdList(w, msg.entities, codec.writeState);
+      break;
+    case 'Delta':
+      w.u32(ServerTag.DELTA);
+      w.u64(msg.base);
+      w.u64(msg.tick);
+      writeIdList(
+        w,
+        msg.despawned.map((id) => [id, null]),
+        () => {},
+      );
+      writeIdList(w, msg.set, codec.writeState);
+      writeIdList(w, msg.changed, codec.writeDiff);
+      break;
+    case 'Checksum':
+      w.u32(ServerTag.CHECKSUM);
+      w.u64(msg.tick);
+      w.u64(BigInt(msg.hash));
+      break;
+    case 'Pong':
+      w.u32(ServerTag.PONG);
+      w.u64(msg.nonce);
+      w.u64(msg.tick);
+      break;
+    default:
+      throw new RangeError(`not a server message: ${msg.type}`);
+  }
+  return w.bytes().slice();
+}
+
+/**
+ * Encodes one client message:
+ *   {type: 'Hello', protocol, name}   {type: 'Input', seq, input}   {type: 'Ping', nonce}
+ */
+export function encodeClientMsg(msg, codec = arena, w = new Writer(16)) {
+  w.clear();
+  switch (msg.type) {
+    case 'Hello':
+      w.u32(ClientTag.HELLO);
+      w.u16(msg.protocol);
+      w.str(msg.name);
+      break;
+    case 'Input':
+      w.u32(ClientTag.INPUT);
+      w.u32(msg.seq);
+      codec.writeInput(w, msg.input);
+      break;
+    case 'Ping':
+      w.u32(ClientTag.PING);
+      w.u64(msg.nonce);
+      break;
+    default:
+      throw new RangeError(`not a client message: ${msg.type}`);
+  }
+  return w.bytes().slice();
+}
+
+/** Decodes one client message (what the server reads): for tools and tests. */
+export function decodeClientMsg(bytes, codec = arena) {
+  const r = new Reader(bytes);
+  const tag = r.u32();
+  let msg;
+  switch (tag) {
+    case ClientTag.HELLO:
+      msg = { type: 'Hello', protocol: r.u16(), name: r.str() };
+      break;
+    case ClientTag.INPUT:
+      msg = { type: 'Input', seq: r.u32(), input: codec.readInput(r) };
+      break;
+    case ClientTag.PING:
+      msg = { type: 'Ping', nonce: r.u64() };
+      break;
+    default:
+      throw new DecodeError(`unknown message or enum tag ${tag}`);
+  }
+  r.end();
+  return msg;
+}
+
+/** Cuts `name` to at most NAME_BYTES_MAX bytes of UTF-8 without splitting a character. */
+export function fitName(name) {
+  let out = '';
+  let bytes = 0;
+  for (const ch of String(name)) {
+    const n = utf8Encoder.encode(ch).length;
+    if (bytes + n > NAME_BYTES_MAX) break;
+    out += ch;
+    bytes += n;
+  }
+  return out;
+}
+
+// ---- checksums ----------------------------------------------------------------------------------------
+
+/**
+ * 64-bit FNV-1a, as src/proto/mod.rs spells it, in four 16-bit limbs so it runs on plain Numbers.
+ * The prime 0x100000001b3 is 2^40 + 0x1b3: limb 0 times 0x1b3 plus limb 2 times 0x100.
+ */
+export function fnv1a64(bytes) {
+  let h0 = 0x2325;
+  let h1 = 0x8422;
+  let h2 = 0x9ce4;
+  let h3 = 0xcbf2;
+  for (let i = 0; i < bytes.length; i++) {
+    h0 ^= bytes[i];
+    const t0 = h0 * 0x1b3;
+    const t1 = h1 * 0x1b3 + (t0 >>> 16);
+    const t2 = h2 * 0x1b3 + h0 * 0x100 + (t1 >>> 16);
+    const t3 = h3 * 0x1b3 + h1 * 0x100 + (t2 >>> 16);
+    h0 = t0 & 0xffff;
+    h1 = t1 & 0xffff;
+    h2 = t2 & 0xffff;
+    h3 = t3 & 0xffff;
+  }
+  return (BigInt(h3) << 48n) | (BigInt(h2) << 32n) | (BigInt(h1) << 16n) | BigInt(h0);
+}
+
+// ---- the mirrored world -------------------------------------------------------------------------------
+
+/** Why a mirror cannot follow the server: `kind` is 'wrong-base', 'unknown-entity' or 'checksum-mismatch'. */
+export class MirrorError extends Error {
+  constructor(kind, message) {
+    super(message);
+    this.name = 'MirrorError';
+    this.kind = kind;
+  }
+}
+
+const hex64 = (h) => `0x${h.toString(16).padStart(16, '0')}`;
+
+/** A client's copy of the replicated world (src/sync/mirror.rs, in JavaScript). */
+export class Mirror {
+  constructor(codec = arena) {
+    this.codec = codec;
+    /** id -> state; states are updated in place by diffs. */
+    this.entities = new Map();
+    /** The tick held, once a Full arrived; null before. */
+    this.tick = null;
+    /** Updates that covered more than one tick (the server had skipped this client while it was slow). */
+    this.coalesced = 0;
+    this.checksumsVerified = 0;
+    this.scratch = new Writer(1024);
+  }
+
+  /**
+   * Applies a Full, Delta or Checksum; returns what changed (or, for a Checksum, `{tick, hash}`), or null
+   * for other messages. Throws a MirrorError when the mirror cannot follow.
+   * A change is `{tick, base, full, coalesced, set: [id], changed: [id], despawned: [id]}`.
+   */
+  apply(msg) {
+    switch (msg.type) {
+      case 'Full':
+        return this.applyFull(msg);
+      case 'Delta':
+        return this.applyDelta(msg);
+      case 'Checksum':
+        return this.verify(msg);
+      default:
+        return null;
+    }
+  }
+
+  applyFull(msg) {
+    const before = this.entities;
+    this.entities = new Map(msg.entities);
+    const despawned = [];
+    for (const id of before.keys()) if (!this.entities.has(id)) despawned.push(id);
+    this.tick = msg.tick;
+    const set = msg.entities.map(([id]) => id);
+    return { tick: msg.tick, base: null, full: true, coalesced: false, set, changed: [], despawned };
+  }
+
+  applyDelta(msg) {
+    if (this.tick !== msg.base) {
+      throw new MirrorError('wrong-base', `delta from tick ${msg.base}, mirror holds ${this.tick}`);
+    }
+    for (const id of msg.despawned) this.entities.delete(id);
+    for (const [id, state] of msg.set) this.entities.set(id, state);
+    for (const [id, diff] of msg.changed) {
+      const state = this.entities.get(id);
+      if (state === undefined) {
+        throw new MirrorError('unknown-entity', `tick ${msg.tick}: diff for unknown entity ${id}`);
+      }
+      this.codec.applyDiff(state, diff);
+    }
+    const coalesced = msg.tick > msg.base + 1;
+    if (coalesced) this.coalesced += 1;
+    this.tick = msg.tick;
+    return {
+      tick: msg.tick,
+      base: msg.base,
+      full: false,
+      coalesced,
+      set: msg.set.map(([id]) => id),
+      changed: msg.changed.map(([id]) => id),
+      despawned: msg.despawned,
+    };
+  }
+
+  /** Checks the server's hash of tick `msg.tick` against this mirror. */
+  verify(msg) {
+    // The server sends a checksum right after the update of the same tick, never on its own.
+    if (this.tick !== msg.tick) {
+      throw new MirrorError('wrong-base', `checksum for tick ${msg.tick}, mirror holds ${this.tick}`);
+    }
+    const mine = this.hash();
+    if (mine !== msg.hash) {
+      throw new MirrorError(
+        'checksum-mismatch',
+        `tick ${msg.tick}: checksum ${hex64(mine)}, server says ${hex64(msg.hash)}`,
+      );
+    }
+    this.checksumsVerified += 1;
+    return { tick: msg.tick, hash: mine };
+  }
+
+  /** FNV-1a 64 over, per entity in ascending id order, varint(id) ++ encode(state). A BigInt. */
+  hash() {
+    const w = this.scratch;
+    w.clear();
+    const ids = Array.from(this.entities.keys()).sort((a, b) => a - b);
+    for (const id of ids) {
+      w.u32(id);
+      this.codec.writeState(w, this.entities.get(id));
+    }
+    return fnv1a64(w.bytes());
+  }
+}
+
+// ---- the client ---------------------------------------------------------------------------------------
+
+const DEFAULTS = Object.freeze({
+  /** Player name sent in Hello (cut to 32 bytes of UTF-8). */
+  name: 'player',
+  /** Send Hello on every connection, and so control an entity; false: spectate. */
+  join: true,
+  codec: arena,
+  /** A Ping every this many ms while open; the Pong gives the round-trip time. */
+  pingIntervalMs: 1000,
+  /** Close and reconnect when nothing at all arrived for this long (the server sends every tick). */
+  silenceTimeoutMs: 10_000,
+  /** Inputs are dropped, not queued, while the socket holds more than this many unsent bytes. */
+  sendBufferMaxBytes: 64 * 1024,
+  /** Period of the housekeeping timer: pings, the silence check, per-second rates. */
+  housekeepingMs: 250,
+  WebSocket: globalThis.WebSocket,
+  now: () => performance.now(),
+  random: Math.random,
+});
+
+const DEFAULT_RECONNECT = Object.freeze({
+  /** Delay before the first retry; each failure multiplies it by `factor`, up to `maxDelayMs`. */
+  initialDelayMs: 250,
+  factor: 2,
+  maxDelayMs: 10_000,
+  /** Each delay is cut by a random fraction up to this, so clients dropped together do not return together. */
+  jitter: 0.5,
+  /** A connection that lasted this long resets the backoff. */
+  stableAfterMs: 5_000,
+});
+
+/** Outstanding pings remembered for RTT; older ones are forgotten. */
+const PINGS_MAX = 16;
+/** Input send times remembered for input -> acknowledgement time. */
+const INPUT_TIMES_MAX = 256;
+
+/** Opens a client and starts connecting. See Client for options, fields and events. */
+export function connect(url, options = {}) {
+  const client = new Client(url, options);
+  client.start();
+  return client;
+}
+
+/**
+ * One player's connection to a tickcast server, reconnecting by itself.
+ *
+ * Fields for the app (read-only): `state` ('idle', 'connecting', 'open', 'reconnecting', 'closed'),
+ * `world` (the Mirror), `entity` (own entity id once joined, else null), `connectionId`, `tickHz`,
+ * `serverTick`, `lastClose` ({code, reason, meaning, wasClean, byClient}), `nextAttemptAt`, `stats`.
+ *
+ * Events (`client.on(type, fn)` returns an unsubscribe function): 'state' {state, previous},
+ * 'welcome' msg, 'joined' {entity}, 'update' change (see Mirror.apply), 'checksum' {tick, ok, error?},
+ * 'rtt' {rttMs, srttMs}, 'ack' {seq, latencyMs}, 'desync' {error}, 'error' {error},
+ * 'close' {code, reason, meaning, wasClean, byClient, reconnectInMs (null: not reconnecting)}.
+ */
+export class Client {
+  constructor(url, options = {}) {
+    this.url = url;
+    const reconnect = options.reconnect === false ? false : { ...DEFAULT_RECONNECT, ...options.reconnect };
+    this.options = { ...DEFAULTS, ...options, reconnect };
+    this.codec = this.options.codec;
+    this.world = new Mirror(this.codec);
+    this.state = 'idle';
+    this.entity = null;
+    this.connectionId = null;
+    this.tickHz = null;
+    this.serverTick = null;
+    this.lastClose = null;
+    this.nextAttemptAt = null;
+    this.stats = {
+      connects: 0,
+      reconnectAttempts: 0,
+      messagesIn: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      updates: 0,
+      fulls: 0,
+      coalesced: 0,
+      checksumsVerified: 0,
+      checksumFailures: 0,
+      mirrorErrors: 0,
+      decodeErrors: 0,
+      inputsSent: 0,
+      inputsDropped: 0,
+      rttMs: null,
+      srttMs: null,
+      inputAckMs: null,
+      updatesPerSec: 0,
+      bytesPerSec: 0,
+    };
+    this._listeners = new Map();
+    this._ws = null;
+    this._openedAt = null;
+    this._lastHeardAt = 0;
+    this._lastPingAt = 0;
+    this._userClosed = false;
+    this._attempt = 0;
+    this._reconnectTimer = null;
+    this._housekeeping = null;
+    this._seq = 0;
+    this._ackedSeq = 0;
+    this._nonce = 0;
+    this._pings = new Map();
+    this._inputTimes = new Map();
+    this._rates = { at: 0, updates: 0, bytes: 0 };
+    this._out = new Writer(64);
+  }
+
+  // -- events
+
+  on(type, fn) {
+    if (!this._listeners.has(type)) this._listeners.set(type, new Set());
+    this._listeners.get(type).add(fn);
+    return () => this.off(type, fn);
+  }
+
+  off(type, fn) {
+    this._listeners.get(type)?.delete(fn);
+  }
+
+  _emit(type, event) {
+    const fns = this._listeners.get(type);
+    if (!fns) return;
+    for (const fn of [...fns]) {
+      try {
+        fn(event);
+      } catch (error) {
+        // An app callback's bug must not break the connection; rethrow it where the page sees it.
+        setTimeout(() => {
+          throw error;
+        });
+      }
+    }
+  }
+
+  _setState(state) {
+    if (state === this.state) return;
+    const previous = this.state;
+    this.state = state;
+    this._emit('state', { state, previous });
+  }
+
+  // -- life cycle
+
+  /** Starts connecting (connect() calls this). */
+  start() {
+    if (this.state !== 'idle') return;
+    const now = this.options.now();
+    this._rates = { at: now, updates: 0, bytes: 0 };
+    this._housekeeping = setInterval(() => this._tick(), this.options.housekeepingMs);
+    this._housekeeping.unref?.();
+    this._open();
+  }
+
+  /** Closes for good: no reconnect. */
+  close(code = CloseCode.NORMAL, reason = 'client closed') {
+    this._userClosed = true;
+    clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = null;
+    const ws = this._ws;
+    if (ws) {
+      this._detach(ws);
+      try {
+        ws.close(code, reason);
+      } catch {
+        // already closing
+      }
+      this._closed({ code, reason, wasClean: true, byClient: true });
+    } else {
+      this._finish();
+    }
+  }
+
+  /** The own entity's mirrored state, or undefined before joining. */
+  get own() {
+    return this.entity === null ? undefined : this.world.entities.get(this.entity);
+  }
+
+  _open() {
+    this._reconnectTimer = null;
+    this.nextAttemptAt = null;
+    this._setState('connecting');
+    let ws;
+    try {
+      ws = new this.options.WebSocket(this.url);
+    } catch (error) {
+      // A malformed URL: retrying cannot help.
+      this._emit('error', { error });
+      this.lastClose = { code: 0, reason: String(error.message), meaning: 'cannot connect', wasClean: false, byClient: true };
+      this._emit('close', { ...this.lastClose, reconnectInMs: null });
+      this._finish();
+      return;
+    }
+    ws.binaryType = 'arraybuffer';
+    ws.onopen = () => this._ws === ws && this._onOpen();
+    ws.onmessage = (event) => this._ws === ws && this._onMessage(event.data);
+    ws.onclose = (event) =>
+      this._ws === ws &&
+      (this._detach(ws), this._closed({ code: event.code, reason: event.reason, wasClean: event.wasClean, byClient: false }));
+    ws.onerror = () => {}; // a close event always follows
+    this._ws = ws;
+  }
+
+  _onOpen() {
+    const now = this.options.now();
+    this._openedAt = now;
+    this._lastHeardAt = now;
+    this._lastPingAt = 0;
+    this._seq = 0;
+    this._ackedSeq = 0;
+    this._pings.clear();
+    this._inputTimes.clear();
+    this.stats.connects += 1;
+    this._setState('open');
+    if (this.options.join) {
+      this._send({ type: 'Hello', protocol: PROTOCOL_VERSION, name: fitName(this.options.name) });
+    }
+    this.ping();
+  }
+
+  _detach(ws) {
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    if (this._ws === ws) this._ws = null;
+  }
+
+  /** Gives up on the current socket from this side: tells the server why, then reconnects (or not). */
+  _abort(code, reason, { reconnect = true } = {}) {
+    const ws = this._ws;
+    if (!ws) return;
+    this._detach(ws);
+    try {
+      ws.close(code, reason);
+    } catch {
+      // already closing
+    }
+    if (!reconnect) this._userClosed = true;
+    this._closed({ code, reason, wasClean: false, byClient: true });
+  }
+
+  _closed({ code, reason, wasClean, byClient }) {
+    const now = this.options.now();
+    const lasted = this._openedAt === null ? 0 : now - this._openedAt;
+    this._openedAt = null;
+    this.entity = null;
+    this.lastClose = { code, reason, meaning: describeClose(code), wasClean, byClient };
+    const rc = this.options.reconnect;
+    const retry = !this._userClosed && rc && !FATAL_CLOSE_CODES.has(code);
+    let delay = null;
+    if (retry) {
+      if (lasted >= rc.stableAfterMs) this._attempt = 0;
+      const base = Math.min(rc.maxDelayMs, rc.initialDelayMs * rc.factor ** this._attempt);
+      delay = Math.round(base * (1 - rc.jitter * this.options.random()));
+      this._attempt += 1;
+    }
+    this._emit('close', { ...this.lastClose, reconnectInMs: delay });
+    if (delay === null) {
+      this._finish();
+      return;
+    }
+    this.nextAttemptAt = now + delay;
+    this._setState('reconnecting');
+    this._reconnectTimer = setTimeout(() => {
+      this.stats.reconnectAttempts += 1;
+      this._open();
+    }, delay);
+  }
+
+  _finish() {
+    clearInterval(this._housekeeping);
+    this._housekeeping = null;
+    this.nextAttemptAt = null;
+    this._setState('closed');
+  }
+
+  /** Pings, the silence watchdog and the per-second rates. */
+  _tick() {
+    const now = this.options.now();
+    if (this.state === 'open') {
+      if (now - this._lastPingAt >= this.options.pingIntervalMs) this.ping();
+      if (now - this._lastHeardAt > this.options.silenceTimeoutMs) {
+        this._abort(CloseCode.SILENT, `nothing heard for ${Math.round(now - this._lastHeardAt)} ms`);
+      }
+    }
+    const elapsed = now - this._rates.at;
+    if (elapsed >= 1000) {
+      this.stats.updatesPerSec = ((this.stats.updates - this._rates.updates) * 1000) / elapsed;
+      this.stats.bytesPerSec = ((this.stats.bytesIn - this._rates.bytes) * 1000) / elapsed;
+      this._rates = { at: now, updates: this.stats.updates, bytes: this.stats.bytesIn };
+    }
+  }
+
+  // -- sending
+
+  _send(msg) {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== 1) return false;
+    const bytes = encodeClientMsg(msg, this.codec, this._out);
+    ws.send(bytes);
+    this.stats.bytesOut += bytes.length;
+    return true;
+  }
+
+  /** Sends a Ping; its Pong updates `stats.rttMs` and `stats.srttMs`. */
+  ping() {
+    const nonce = ++this._nonce;
+    if (!this._send({ type: 'Ping', nonce })) return;
+    const now = this.options.now();
+    this._lastPingAt = now;
+    this._pings.set(nonce, now);
+    if (this._pings.size > PINGS_MAX) this._pings.delete(this._pings.keys().next().value);
+  }
+
+  /**
+   * Sends the player's input; returns its seq (1, 2, ... per connection), or 0 when it was not sent (not
+   * joined yet, not open, or the socket is backed up). The server echoes the last seq it applied in the
+   * own entity's state, which is how prediction knows which inputs are still in flight.
+   */
+  sendInput(input) {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== 1 || this.entity === null) return 0;
+    if (ws.bufferedAmount > this.options.sendBufferMaxBytes) {
+      this.stats.inputsDropped += 1;
+      return 0;
+    }
+    const seq = this._seq + 1;
+    this._send({ type: 'Input', seq, input });
+    this._seq = seq;
+    this.stats.inputsSent += 1;
+    this._inputTimes.set(seq, this.options.now());
+    if (this._inputTimes.size > INPUT_TIMES_MAX) this._inputTimes.delete(this._inputTimes.keys().next().value);
+    return seq;
+  }
+
+  /** The seq of the last input sent on this connection (0: none yet). */
+  get lastInputSeq() {
+    return this._seq;
+  }
+
+  // -- receiving
+
+  _onMessage(data) {
+    const now = this.options.now();
+    this._lastHeardAt = now;
+    if (typeof data === 'string') {
+      this.stats.decodeErrors += 1;
+      this._abort(CloseCode.UNDECODABLE, 'text message: the protocol is binary');
+      return;
+    }
+    this.stats.messagesIn += 1;
+    this.stats.bytesIn += data.byteLength;
+    let msg;
+    try {
+      msg = decodeServerMsg(new Uint8Array(data), this.codec);
+    } catch (error) {
+      this.stats.decodeErrors += 1;
+      this._emit('error', { error });
+      this._abort(CloseCode.UNDECODABLE, `undecodable: ${error.message}`.slice(0, 120));
+      return;
+    }
+    switch (msg.type) {
+      case 'Welcome':
+        return this._onWelcome(msg);
+      case 'Joined':
+        this.entity = msg.entity;
+        return this._emit('joined', { entity: msg.entity });
+      case 'Full':
+      case 'Delta':
+        return this._onUpdate(msg, now);
+      case 'Checksum':
+        return this._onChecksum(msg);
+      case 'Pong':
+        return this._onPong(msg, now);
+    }
+  }
+
+  _onWelcome(msg) {
+    if (msg.protocol !== PROTOCOL_VERSION) {
+      this._abort(CloseCode.NORMAL, `server speaks protocol ${msg.protocol}, this client ${PROTOCOL_VERSION}`, {
+        reconnect: false,
+      });
+      this.lastClose.meaning = describeClose(CloseCode.VERSION_MISMATCH);
+      return;
+    }
+    this.tickHz = msg.tickHz;
+    this.connectionId = msg.connectionId;
+    this.serverTick = msg.tick;
+    this._emit('welcome', msg);
+  }
+
+  _onUpdate(msg, now) {
+    let change;
+    try {
+      change = this.world.apply(msg);
+    } catch (error) {
+      return this._desync(error);
+    }
+    this.stats.updates += 1;
+    if (change.full) this.stats.fulls += 1;
+    if (change.coalesced) this.stats.coalesced += 1;
+    this.serverTick = change.tick;
+    const own = this.own;
+    if (own && own.seq > this._ackedSeq && own.seq <= this._seq) {
+      this._ackedSeq = own.seq;
+      const sentAt = this._inputTimes.get(own.seq);
+      if (sentAt !== undefined) {
+        const latencyMs = now - sentAt;
+        this.stats.inputAckMs = latencyMs;
+        this._emit('ack', { seq: own.seq, latencyMs });
+      }
+    }
+    this._emit('update', change);
+  }
+
+  _onChecksum(msg) {
+    try {
+      this.world.verify(msg);
+    } catch (error) {
+      if (error.kind === 'checksum-mismatch') this.stats.checksumFailures += 1;
+      this._emit('checksum', { tick: msg.tick, ok: false, error });
+      return this._desync(error);
+    }
+    this.stats.checksumsVerified += 1;
+    this._emit('checksum', { tick: msg.tick, ok: true });
+  }
+
+  /** The mirror cannot follow; the protocol has no resync request, so a new connection brings a Full. */
+  _desync(error) {
+    this.stats.mirrorErrors += 1;
+    this._emit('desync', { error });
+    this._abort(CloseCode.DESYNC, error.message.slice(0, 120));
+  }
+
+  _onPong(msg, now) {
+    this.serverTick = Math.max(this.serverTick ?? 0, Number(msg.tick));
+    const sentAt = this._pings.get(msg.nonce);
+    if (sentAt === undefined) return;
+    this._pings.delete(msg.nonce);
+    const rttMs = now - sentAt;
+    const s = this.stats;
+    s.rttMs = rttMs;
+    s.srttMs = s.srttMs === null ? rttMs : s.srttMs + (rttMs - s.srttMs) / 8;
+    this._emit('rtt', { rttMs, srttMs: s.srttMs });
+  }
+}
