@@ -113,13 +113,17 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
     }
 
+    /// Starts a drain: from now on upgrades are refused and `/healthz` says 503. The final updates and the
+    /// 1001 closes go out at the next tick boundary ([`Self::finish_drain`]), where the world may be encoded.
     pub(super) fn begin_drain(&mut self) {
-        if self.drain_deadline.is_some() {
-            return;
+        if self.drain_deadline.is_none() {
+            self.drain_deadline = Some(self.now + Duration::from_millis(self.cfg.drain_timeout_ms));
         }
-        self.drain_deadline = Some(self.now + Duration::from_millis(self.cfg.drain_timeout_ms));
-        // Everyone gets the current tick (coalesced or full if they were behind), then 1001.
-        self.send_updates(false, true);
+    }
+
+    /// Right after a tick's updates, while draining: everyone still open has just been sent the current
+    /// tick (the fan-out ignored the high-water mark), so close them all with 1001.
+    pub(super) fn finish_drain(&mut self) {
         let open: Vec<usize> = self
             .conns
             .iter_mut()

@@ -18,7 +18,11 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
         let every = self.cfg.checksum_every_ticks;
         let checksum = every > 0 && (first - 1) / every != self.world.tick() / every;
-        self.send_updates(checksum, false);
+        let draining = self.drain_deadline.is_some();
+        self.send_updates(checksum, draining);
+        if draining {
+            self.finish_drain();
+        }
         self.check_timers();
         self.accept_pending |= std::mem::take(&mut self.accept_stalled);
         self.metrics
@@ -27,7 +31,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     /// Queues the current tick's update to every connection that needs it. `force` (the final update of a
-    /// drain) ignores the high-water mark.
+    /// drain) ignores the high-water mark: one more update per connection, then it is closed.
     pub(super) fn send_updates(&mut self, checksum: bool, force: bool) {
         let tick = self.world.tick();
         self.updates.begin(&self.world, checksum);
