@@ -1,4 +1,97 @@
-fn main() {
-    eprintln!("bots: not built yet");
-    std::process::exit(2)
+//! The `bots` binary: parses the flags, runs the swarm with a live line on stderr, prints the report on
+//! stdout (and as JSON with `--json`), and exits non-zero when the run found a problem.
+
+use std::process::ExitCode;
+
+use bots::stats::BotError;
+use bots::{Args, Plan, Progress};
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// Error details printed live on stderr; the rest are only counted.
+const ERRORS_PRINTED_MAX: usize = 20;
+
+fn main() -> ExitCode {
+    let plan = match Plan::new(Args::parse()) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("bots: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let json = plan.args.json.clone();
+    // Ctrl-C stops the run cleanly and still prints the report; a second one exits at once.
+    let (stop_tx, stop) = crossbeam_channel::bounded(1);
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("bots: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for signal in signals.forever() {
+                seen += 1;
+                if seen > 1 {
+                    eprintln!("bots: signal {signal} again: exiting without a report");
+                    std::process::exit(130);
+                }
+                eprintln!("bots: signal {signal}: stopping (again to exit at once)");
+                let _ = stop_tx.try_send(());
+            }
+        })
+        .expect("spawn the signal thread");
+
+    eprintln!(
+        "bots: {} bots ({}) against {} on {} threads for {:?}, {} connects/s",
+        plan.args.count,
+        plan.args.mix,
+        plan.target.url,
+        plan.threads,
+        plan.args.duration,
+        plan.args.connect_rate
+    );
+    let mut printed = 0;
+    let result = bots::run(plan, &stop, print_progress, |e: &BotError| {
+        if printed < ERRORS_PRINTED_MAX {
+            eprintln!("bots: ERROR {e}");
+            printed += 1;
+        }
+    });
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("bots: cannot start the workers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", report.table());
+    if let Some(path) = json {
+        if let Err(e) = std::fs::write(&path, report.to_json() + "\n") {
+            eprintln!("bots: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print_progress(p: &Progress) {
+    eprintln!(
+        "[{:>5.0}s] connected {}/{}  updates/s {:.0} ({:.1}/bot)  ack p99 {:.1} ms  errors {}",
+        p.elapsed.as_secs_f64(),
+        p.connected,
+        p.bots,
+        p.updates_per_s,
+        p.updates_per_s_per_bot,
+        p.rtt_p99_ms,
+        p.errors
+    );
 }

@@ -1,0 +1,783 @@
+//! One bot: the life of its connection (waiting, dialing, upgrading, open, closing), its behaviour, its
+//! view of the world and its measurements. A bot owns no thread and never blocks: its worker calls it when
+//! its socket is ready and when its timer is due, and each call does a bounded amount of work.
+//!
+//! ```text
+//!  Waiting --at--> Dialing --connected--> Upgrading --101--> Open --Welcome--> (connected)
+//!     ^               |                       |               |  \
+//!     |               +-------- failed -------+---------------+   +-- close frame / hang-up --> Closing
+//!     +------------------ backoff (or Done after --connect-attempts failures) ------------------+
+//! ```
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use mio::{Interest, Registry, Token};
+use tickcast::proto::{self, ClientMsg};
+use tickcast::sim::arena::ArenaInput;
+use tickcast::sim::Rng;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::client::ClientHandshake;
+use tungstenite::handshake::{HandshakeError, MidHandshake};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::{Error as WsError, Message, WebSocket};
+
+use crate::acks::PendingInputs;
+use crate::bucket::TokenBucket;
+use crate::config::Plan;
+use crate::mix::Behaviour;
+use crate::schedule::TickEstimate;
+use crate::stats::{BotError, Cause, ConnectFailure, OpenGauge, Stats};
+use crate::stream::{self, BotStream};
+use crate::view::{Seen, UpdateKind, View, ViewError};
+
+/// Messages a bot reads per call; with more waiting, its worker calls it again next turn, so one busy
+/// socket cannot starve the others on the thread.
+pub const MESSAGES_PER_TURN_MAX: usize = 64;
+/// Inputs a bot sends back to back when its thread ran late; slots further behind are skipped and counted.
+pub const INPUT_CATCH_UP_MAX: u32 = 4;
+/// Inputs a bot tracks while waiting for their acknowledgement (about 50 s of inputs at 20 per second).
+pub const PENDING_INPUTS_MAX: usize = 1024;
+/// Chance per input that a wandering bot picks a new random direction.
+pub const TURN_PROBABILITY: f32 = 0.1;
+/// How many times per second a slow bot reads (its bucket holds `--slow-bps` / this many bytes).
+pub const SLOW_READS_PER_S: u64 = 20;
+/// Initial read buffer of a bot's WebSocket; it grows to the largest message seen.
+const READ_BUFFER_BYTES: usize = 4096;
+/// Largest message (and frame) a bot accepts from the server: a `Full` of a very large world fits.
+const MESSAGE_BYTES_MAX: usize = 16 << 20;
+/// Bytes a bot may have queued for sending before new inputs are dropped (the server is not reading).
+const WRITE_BUFFER_BYTES_MAX: usize = 64 * 1024;
+
+/// What a bot needs from its worker during one call.
+pub struct Ctx<'a> {
+    /// The time of this turn, read once by the worker.
+    pub now: Instant,
+    pub registry: &'a Registry,
+    pub token: Token,
+    pub plan: &'a Plan,
+    pub stats: &'a mut Stats,
+    pub open: &'a mut OpenGauge,
+    /// Correctness errors for the log; the counts live in `stats`.
+    pub errors: &'a mut Vec<BotError>,
+}
+
+/// What comes after a close handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// Connect again after a jittered delay.
+    Reconnect,
+    /// Stay down: the server is going away, or the run is over.
+    Retire,
+}
+
+enum Link {
+    /// Not connected; the next attempt starts `at`.
+    Waiting { at: Instant },
+    /// TCP connect under way; `started` is when the attempt began.
+    Dialing { stream: BotStream, started: Instant },
+    /// HTTP upgrade under way.
+    Upgrading {
+        mid: MidHandshake<ClientHandshake<BotStream>>,
+        started: Instant,
+    },
+    /// WebSocket open; see the session for what has been received.
+    Open { ws: WebSocket<BotStream> },
+    /// A close frame went one way or the other: drain until EOF or `deadline`.
+    Closing {
+        ws: WebSocket<BotStream>,
+        deadline: Instant,
+        then: Then,
+    },
+    /// Gave up, retired, or the run is over.
+    Done,
+}
+
+/// What a bot knows about its current connection, from the end of the upgrade until it ends.
+struct Session {
+    /// When the connect attempt began, for the connect time.
+    started: Instant,
+    /// The server's `Welcome` arrived: the bot counts as connected.
+    welcomed: bool,
+    connection_id: u64,
+    view: View,
+    schedule: Option<TickEstimate>,
+    inputs: PendingInputs,
+    seq: u32,
+    direction: ArenaInput,
+    /// When the next input is due, once the server said `Joined`.
+    next_input_at: Option<Instant>,
+    /// When a flapper drops this connection.
+    flap_at: Option<Instant>,
+}
+
+/// One simulated player (or spectator).
+pub struct Bot {
+    /// The bot's number in the run, 0-based; errors name it.
+    pub id: usize,
+    pub behaviour: Behaviour,
+    rng: Rng,
+    link: Link,
+    session: Option<Session>,
+    /// Connect attempts that failed in a row.
+    failures: u32,
+    ever_connected: bool,
+    /// The run is ending: never connect again.
+    stopping: bool,
+    /// A read loop stopped at [`MESSAGES_PER_TURN_MAX`] with more to read; see [`Bot::take_reread`].
+    reread: bool,
+    /// The deadline the worker's timer holds for this bot (worker bookkeeping).
+    pub armed: Option<Instant>,
+}
+
+impl Bot {
+    /// A bot that makes its first connect attempt at `first_at`.
+    pub fn new(id: usize, behaviour: Behaviour, first_at: Instant, seed: u64) -> Bot {
+        Bot {
+            id,
+            behaviour,
+            rng: Rng::new(seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            link: Link::Waiting { at: first_at },
+            session: None,
+            failures: 0,
+            ever_connected: false,
+            stopping: false,
+            reread: false,
+            armed: None,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.link, Link::Done)
+    }
+
+    pub fn ever_connected(&self) -> bool {
+        self.ever_connected
+    }
+
+    /// Whether the bot stopped reading at [`MESSAGES_PER_TURN_MAX`] with more waiting. The worker must then
+    /// call [`Bot::on_reread`] next turn: an edge-triggered socket will not signal again for those bytes.
+    pub fn take_reread(&mut self) -> bool {
+        std::mem::take(&mut self.reread)
+    }
+
+    /// The earliest moment this bot needs its timer, if any.
+    pub fn next_wake(&self, plan: &Plan) -> Option<Instant> {
+        let timeout = plan.connect_timeout();
+        match &self.link {
+            Link::Waiting { at } => Some(*at),
+            Link::Dialing { started, .. } | Link::Upgrading { started, .. } => {
+                Some(*started + timeout)
+            }
+            Link::Open { ws } => {
+                let s = self.session.as_ref()?;
+                let welcome_deadline = (!s.welcomed).then(|| s.started + timeout);
+                [
+                    welcome_deadline,
+                    s.next_input_at,
+                    s.flap_at,
+                    ws.get_ref().unstarved_at(),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+            }
+            Link::Closing { deadline, .. } => Some(*deadline),
+            Link::Done => None,
+        }
+    }
+
+    /// The socket is ready (or may be: spurious wake-ups are allowed).
+    pub fn on_ready(&mut self, ctx: &mut Ctx, readable: bool, writable: bool) {
+        match &mut self.link {
+            Link::Dialing { stream, .. } => match stream::connected(&stream.sock) {
+                Ok(true) => self.upgrade(ctx),
+                Ok(false) => {}
+                Err(_) => self.attempt_failed(ctx, ConnectFailure::Tcp),
+            },
+            Link::Upgrading { .. } => {
+                let Link::Upgrading { mid, started } = self.take_link() else {
+                    unreachable!()
+                };
+                self.handshake_step(ctx, mid.handshake(), started)
+            }
+            Link::Open { ws } => {
+                if writable {
+                    // Errors show up on the read side too; handled there.
+                    let _ = ws.flush();
+                }
+                if readable {
+                    self.read_open(ctx);
+                }
+            }
+            Link::Closing { .. } => {
+                if readable {
+                    self.read_closing(ctx);
+                }
+            }
+            Link::Waiting { .. } | Link::Done => {}
+        }
+    }
+
+    /// A read turn the bot asked for through [`Bot::take_reread`].
+    pub fn on_reread(&mut self, ctx: &mut Ctx) {
+        match self.link {
+            Link::Open { .. } => self.read_open(ctx),
+            Link::Closing { .. } => self.read_closing(ctx),
+            _ => {}
+        }
+    }
+
+    /// The bot's timer is due (or may be: every deadline is checked against `ctx.now`).
+    pub fn on_timer(&mut self, ctx: &mut Ctx) {
+        let now = ctx.now;
+        let timeout = ctx.plan.connect_timeout();
+        match &self.link {
+            Link::Waiting { at } if *at <= now => self.dial(ctx),
+            Link::Dialing { started, .. } | Link::Upgrading { started, .. }
+                if *started + timeout <= now =>
+            {
+                self.attempt_failed(ctx, ConnectFailure::Timeout)
+            }
+            Link::Open { ws } => {
+                let starved = ws.get_ref().unstarved_at().is_some_and(|at| at <= now);
+                let Some(s) = &self.session else { return };
+                if !s.welcomed && s.started + timeout <= now {
+                    return self.attempt_failed(ctx, ConnectFailure::Timeout);
+                }
+                if s.flap_at.is_some_and(|at| at <= now) {
+                    return self.flap(ctx);
+                }
+                if s.next_input_at.is_some_and(|at| at <= now) {
+                    self.send_inputs(ctx);
+                }
+                if starved {
+                    self.read_open(ctx);
+                }
+            }
+            Link::Closing { deadline, then, .. } if *deadline <= now => {
+                let then = *then;
+                self.drop_socket(ctx);
+                self.after_close(ctx, then);
+            }
+            _ => {}
+        }
+    }
+
+    /// The run is over: close cleanly if connected (the close is not counted as a disconnect), then stay
+    /// down. Inputs still unacknowledged are sampled with their age, a lower bound of their latency.
+    pub fn stop(&mut self, ctx: &mut Ctx) {
+        self.stopping = true;
+        match &self.link {
+            Link::Open { .. } => {
+                if let Some(s) = &mut self.session {
+                    let b = ctx.stats.of(self.behaviour);
+                    for age in s.inputs.drain_ages(ctx.now) {
+                        b.rtt.record(age);
+                        b.inputs_unacked += 1;
+                    }
+                }
+                self.hang_up(ctx, None, "run over");
+            }
+            Link::Closing { .. } => {}
+            Link::Waiting { .. } | Link::Dialing { .. } | Link::Upgrading { .. } => {
+                self.drop_socket(ctx);
+                self.link = Link::Done;
+            }
+            Link::Done => {}
+        }
+    }
+
+    /// The close timeout after [`Bot::stop`] passed: drop whatever is left.
+    pub fn abandon(&mut self, ctx: &mut Ctx) {
+        self.stopping = true;
+        self.end_session(ctx);
+        self.drop_socket(ctx);
+        self.link = Link::Done;
+    }
+
+    // ---- connecting --------------------------------------------------------------------------------------
+
+    fn dial(&mut self, ctx: &mut Ctx) {
+        let slow = self.behaviour.reads_slowly();
+        let rcvbuf = slow.then_some(ctx.plan.args.slow_rcvbuf_bytes);
+        let mut sock = match stream::dial(ctx.plan.target.addr, rcvbuf) {
+            Ok(sock) => sock,
+            Err(_) => return self.attempt_failed(ctx, ConnectFailure::Tcp),
+        };
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if ctx
+            .registry
+            .register(&mut sock, ctx.token, interest)
+            .is_err()
+        {
+            return self.attempt_failed(ctx, ConnectFailure::Tcp);
+        }
+        let bucket = slow.then(|| {
+            let bps = ctx.plan.args.slow_bps;
+            TokenBucket::new(bps, (bps / SLOW_READS_PER_S).max(1), ctx.now)
+        });
+        self.link = Link::Dialing {
+            stream: BotStream::new(sock, bucket),
+            started: ctx.now,
+        };
+    }
+
+    fn upgrade(&mut self, ctx: &mut Ctx) {
+        let Link::Dialing { stream, started } = self.take_link() else {
+            unreachable!("upgrade outside Dialing")
+        };
+        let request = match ctx.plan.target.url.as_str().into_client_request() {
+            Ok(request) => request,
+            Err(_) => {
+                self.link = Link::Dialing { stream, started };
+                return self.attempt_failed(ctx, ConnectFailure::Handshake);
+            }
+        };
+        match ClientHandshake::start(stream, request, Some(ws_config())) {
+            Ok(mid) => self.handshake_step(ctx, mid.handshake(), started),
+            Err(_) => self.attempt_failed(ctx, ConnectFailure::Handshake),
+        }
+    }
+
+    fn handshake_step(
+        &mut self,
+        ctx: &mut Ctx,
+        step: Result<
+            (
+                WebSocket<BotStream>,
+                tungstenite::handshake::client::Response,
+            ),
+            HandshakeError<ClientHandshake<BotStream>>,
+        >,
+        started: Instant,
+    ) {
+        match step {
+            Ok((mut ws, _response)) => {
+                ws.get_mut().cap_reads(ctx.now);
+                self.link = Link::Open { ws };
+                self.session = Some(Session {
+                    started,
+                    welcomed: false,
+                    connection_id: 0,
+                    view: View::new(),
+                    schedule: None,
+                    inputs: PendingInputs::new(PENDING_INPUTS_MAX),
+                    seq: 0,
+                    direction: ArenaInput::default(),
+                    next_input_at: None,
+                    flap_at: None,
+                });
+                // Welcome (and maybe more) may have come in with the 101: read it now, the socket
+                // will not signal again for bytes already taken.
+                self.read_open(ctx)
+            }
+            Err(HandshakeError::Interrupted(mid)) => self.link = Link::Upgrading { mid, started },
+            Err(HandshakeError::Failure(e)) => {
+                // The stream went down with the handshake; the kernel forgets a closed fd's registration.
+                let why = match e {
+                    WsError::Http(response) => ConnectFailure::Http(response.status().as_u16()),
+                    _ => ConnectFailure::Handshake,
+                };
+                self.attempt_failed(ctx, why);
+            }
+        }
+    }
+
+    /// A connect attempt failed: retry after a backoff, or give up after `--connect-attempts`.
+    fn attempt_failed(&mut self, ctx: &mut Ctx, why: ConnectFailure) {
+        ctx.stats.connect_failed(why);
+        self.end_session(ctx);
+        self.drop_socket(ctx);
+        self.failures += 1;
+        if self.stopping {
+            self.link = Link::Done;
+            return;
+        }
+        match ctx.plan.backoff.delay(self.failures, &mut self.rng) {
+            Some(delay) => {
+                self.link = Link::Waiting {
+                    at: ctx.now + delay,
+                }
+            }
+            None => {
+                ctx.stats.bots_gave_up += 1;
+                self.link = Link::Done;
+            }
+        }
+    }
+
+    // ---- open: reading -----------------------------------------------------------------------------------
+
+    fn read_open(&mut self, ctx: &mut Ctx) {
+        if let Link::Open { ws } = &mut self.link {
+            ws.get_mut().refill(ctx.now);
+        }
+        for _ in 0..MESSAGES_PER_TURN_MAX {
+            let Link::Open { ws } = &mut self.link else {
+                return;
+            };
+            let result = ws.read();
+            ctx.stats.of(self.behaviour).bytes_in += ws.get_mut().take_bytes_in();
+            match result {
+                Ok(Message::Binary(bytes)) => self.on_message(ctx, &bytes),
+                Ok(Message::Close(frame)) => {
+                    // tungstenite has queued the echo; Closing sends it and waits for the EOF.
+                    let code = frame.map_or(1005, |f| u16::from(f.code));
+                    self.lost(ctx, Cause::Code(code), true);
+                }
+                Ok(Message::Text(_)) => self.view_error(
+                    ctx,
+                    ViewError::OutOfOrder("a text message (the protocol is binary)".into()),
+                ),
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Pongs tungstenite queued, and inputs a full socket held back.
+                    let _ = ws.flush();
+                    return;
+                }
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(
+                    WsError::ConnectionClosed
+                    | WsError::AlreadyClosed
+                    | WsError::Protocol(
+                        tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+                    ),
+                ) => self.lost(ctx, Cause::Eof, false),
+                Err(WsError::Io(_)) => self.lost(ctx, Cause::Io, false),
+                Err(e) => {
+                    // A frame the WebSocket layer rejects: the server broke the protocol.
+                    let what = format!("WebSocket error: {e}");
+                    self.view_error(ctx, ViewError::OutOfOrder(what));
+                }
+            }
+        }
+        self.reread = true;
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx, bytes: &[u8]) {
+        let now = ctx.now;
+        let Some(s) = &mut self.session else { return };
+        let seen = match s.view.receive(bytes) {
+            Ok(seen) => seen,
+            Err(e) => return self.view_error(ctx, e),
+        };
+        let b = ctx.stats.of(self.behaviour);
+        match seen {
+            Seen::Welcome {
+                tick,
+                tick_hz,
+                connection_id,
+            } => {
+                s.connection_id = connection_id;
+                s.schedule = Some(TickEstimate::from_welcome(tick, tick_hz, now));
+                ctx.stats.tick_hz = tick_hz;
+                self.welcomed(ctx);
+            }
+            Seen::Joined { .. } => {
+                if self.behaviour.sends_inputs() {
+                    s.next_input_at = Some(now);
+                }
+            }
+            Seen::Update {
+                tick,
+                kind,
+                own_seq,
+            } => {
+                b.updates += 1;
+                match kind {
+                    UpdateKind::Coalesced { skipped } => {
+                        b.coalesced += 1;
+                        b.ticks_skipped += skipped;
+                    }
+                    UpdateKind::Resync { skipped } => {
+                        b.coalesced += 1;
+                        b.resyncs += 1;
+                        b.ticks_skipped += skipped;
+                    }
+                    UpdateKind::First | UpdateKind::Next => {}
+                }
+                if let Some(schedule) = &mut s.schedule {
+                    b.lateness.record(schedule.lateness(tick, now));
+                }
+                if let Some(acked) = own_seq {
+                    let rtt = &mut b.rtt;
+                    b.inputs_acked += s.inputs.ack(acked, now, |d| rtt.record(d)) as u64;
+                }
+            }
+            Seen::ChecksumOk { .. } => b.checksums_verified += 1,
+            Seen::Pong { .. } => {}
+        }
+    }
+
+    /// `Welcome` arrived: the bot is connected. Joins, and a flapper picks when to drop.
+    fn welcomed(&mut self, ctx: &mut Ctx) {
+        let now = ctx.now;
+        let Some(s) = &mut self.session else { return };
+        s.welcomed = true;
+        ctx.stats.connect_time.record(now - s.started);
+        if self.ever_connected {
+            ctx.stats.reconnects += 1;
+        } else {
+            self.ever_connected = true;
+            ctx.stats.first_connects += 1;
+        }
+        self.failures = 0;
+        ctx.open.opened(self.behaviour, now, ctx.stats);
+        if self.behaviour.flaps() {
+            let mean = ctx.plan.args.flap_ms as f32;
+            let stay_ms = mean * (0.5 + self.rng.next_f32());
+            s.flap_at = Some(now + Duration::from_secs_f32(stay_ms / 1000.0));
+        }
+        if self.behaviour.joins() {
+            let hello = ClientMsg::<ArenaInput>::Hello {
+                protocol: proto::PROTOCOL_VERSION,
+                name: format!("bot-{}", self.id),
+            };
+            if let Link::Open { ws } = &mut self.link {
+                // A failure here shows up on the next read.
+                let _ = ws.send(Message::Binary(proto::encode(&hello).into()));
+            }
+        }
+    }
+
+    /// A correctness error: count it, log it with the bot, connection and tick, and hang up so the
+    /// next connection starts again from a `Full` (a diverged mirror would fail every later checksum).
+    fn view_error(&mut self, ctx: &mut Ctx, e: ViewError) {
+        let b = ctx.stats.of(self.behaviour);
+        match e {
+            ViewError::ChecksumMismatch { .. } => b.checksum_mismatches += 1,
+            _ => b.protocol_errors += 1,
+        }
+        ctx.errors.push(BotError {
+            bot: self.id,
+            behaviour: self.behaviour,
+            connection: self.session.as_ref().map_or(0, |s| s.connection_id),
+            tick: e.tick(),
+            what: e.to_string(),
+        });
+        self.hang_up(ctx, Some(Cause::AfterError), "client found an error");
+    }
+
+    // ---- open: writing -----------------------------------------------------------------------------------
+
+    /// Sends every input due by now (up to [`INPUT_CATCH_UP_MAX`]), each stamped with the moment it was
+    /// due, so a late thread adds its lateness to the latency instead of hiding it.
+    fn send_inputs(&mut self, ctx: &mut Ctx) {
+        let (Link::Open { ws }, Some(s)) = (&mut self.link, &mut self.session) else {
+            return;
+        };
+        let Some(mut due) = s.next_input_at else {
+            return;
+        };
+        let interval = ctx.plan.input_interval();
+        let now = ctx.now;
+        let b = ctx.stats.of(self.behaviour);
+        let mut sent = 0;
+        while due <= now && sent < INPUT_CATCH_UP_MAX {
+            if s.seq == 0 || self.rng.next_f32() < TURN_PROBABILITY {
+                s.direction = random_direction(&mut self.rng);
+            }
+            s.seq += 1;
+            let input = ClientMsg::Input {
+                seq: s.seq,
+                input: s.direction,
+            };
+            match ws.write(Message::Binary(proto::encode(&input).into())) {
+                // WouldBlock: the frame is queued and goes out with the next flush.
+                Ok(()) | Err(WsError::Io(_)) => {
+                    b.inputs_sent += 1;
+                    if let Some(age) = s.inputs.sent(s.seq, due, now) {
+                        b.rtt.record(age);
+                        b.inputs_unacked += 1;
+                    }
+                }
+                Err(WsError::WriteBufferFull(_)) => b.inputs_dropped += 1,
+                // Closed under us; the read side reports how.
+                Err(_) => break,
+            }
+            due += interval;
+            sent += 1;
+        }
+        if due <= now {
+            let behind = (now - due).as_nanos() / interval.as_nanos() + 1;
+            let behind = u32::try_from(behind).unwrap_or(u32::MAX);
+            b.input_slots_skipped += u64::from(behind);
+            due += interval.saturating_mul(behind);
+        }
+        s.next_input_at = Some(due);
+        let _ = ws.flush();
+    }
+
+    // ---- ending a connection -----------------------------------------------------------------------------
+
+    /// The server ended the connection (`close_frame`: it sent a close frame, whose echo is queued).
+    fn lost(&mut self, ctx: &mut Ctx, cause: Cause, close_frame: bool) {
+        let welcomed = self.session.as_ref().is_some_and(|s| s.welcomed);
+        if !welcomed {
+            return self.attempt_failed(ctx, ConnectFailure::Handshake);
+        }
+        ctx.stats.disconnected(self.behaviour, cause);
+        self.end_session(ctx);
+        let then = if cause == Cause::Code(proto::close::GOING_AWAY) {
+            Then::Retire
+        } else {
+            Then::Reconnect
+        };
+        if close_frame {
+            if let Link::Open { ws } = self.take_link() {
+                self.closing(ctx, ws, then);
+                return;
+            }
+        }
+        self.drop_socket(ctx);
+        self.after_close(ctx, then);
+    }
+
+    /// The bot ends the connection with a close frame (`cause`: how to count it; `None` at the end of the
+    /// run, which is not a disconnect).
+    fn hang_up(&mut self, ctx: &mut Ctx, cause: Option<Cause>, reason: &str) {
+        let welcomed = self.session.as_ref().is_some_and(|s| s.welcomed);
+        if let (Some(cause), true) = (cause, welcomed) {
+            ctx.stats.disconnected(self.behaviour, cause);
+        }
+        self.end_session(ctx);
+        let then = if self.stopping {
+            Then::Retire
+        } else {
+            Then::Reconnect
+        };
+        match self.take_link() {
+            Link::Open { mut ws } => {
+                let frame = CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: reason.into(),
+                };
+                // Queued even when the socket is full; Closing keeps flushing.
+                let _ = ws.close(Some(frame));
+                let _ = ws.flush();
+                self.closing(ctx, ws, then);
+            }
+            other => {
+                self.link = other;
+                self.drop_socket(ctx);
+                self.after_close(ctx, then);
+            }
+        }
+    }
+
+    /// A flapper drops its connection: half the time abruptly (as a phone losing its network), half the
+    /// time with a close frame.
+    fn flap(&mut self, ctx: &mut Ctx) {
+        if self.rng.next_f32() < 0.5 {
+            ctx.stats.disconnected(self.behaviour, Cause::Flap);
+            self.end_session(ctx);
+            self.drop_socket(ctx);
+            self.after_close(ctx, Then::Reconnect);
+        } else {
+            self.hang_up(ctx, Some(Cause::Flap), "flapper drop");
+        }
+    }
+
+    fn closing(&mut self, ctx: &mut Ctx, mut ws: WebSocket<BotStream>, then: Then) {
+        // Nothing read now is used: no need to read it slowly.
+        ws.get_mut().uncap_reads();
+        self.link = Link::Closing {
+            ws,
+            deadline: ctx.now + ctx.plan.close_timeout(),
+            then,
+        };
+        self.read_closing(ctx);
+    }
+
+    /// Drains a closing connection until the server's EOF.
+    fn read_closing(&mut self, ctx: &mut Ctx) {
+        for _ in 0..MESSAGES_PER_TURN_MAX {
+            let Link::Closing { ws, then, .. } = &mut self.link else {
+                return;
+            };
+            let then = *then;
+            let result = ws.read();
+            // What a closing connection drains (for a slow bot, the server's whole backlog) is not part of
+            // the stream the bot measures.
+            ws.get_mut().take_bytes_in();
+            match result {
+                Ok(_) => {}
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let _ = ws.flush();
+                    return;
+                }
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.drop_socket(ctx);
+                    return self.after_close(ctx, then);
+                }
+            }
+        }
+        self.reread = true;
+    }
+
+    /// The connection is gone: reconnect after a jittered delay, or stay down.
+    fn after_close(&mut self, ctx: &mut Ctx, then: Then) {
+        self.link = match then {
+            Then::Reconnect if !self.stopping => {
+                let delay = ctx.plan.backoff.delay(0, &mut self.rng).unwrap_or_default();
+                Link::Waiting {
+                    at: ctx.now + delay,
+                }
+            }
+            _ => Link::Done,
+        };
+    }
+
+    /// Forgets the session: the bot no longer counts as connected, and inputs still waiting are lost.
+    fn end_session(&mut self, ctx: &mut Ctx) {
+        let Some(s) = self.session.take() else { return };
+        if s.welcomed {
+            ctx.open.closed(self.behaviour, ctx.now, ctx.stats);
+        }
+        ctx.stats.of(self.behaviour).inputs_lost += s.inputs.len() as u64;
+    }
+
+    fn take_link(&mut self) -> Link {
+        std::mem::replace(&mut self.link, Link::Done)
+    }
+
+    /// Deregisters and closes the socket of the current link, if it has one; the link becomes `Done`.
+    fn drop_socket(&mut self, ctx: &mut Ctx) {
+        let closing = matches!(self.link, Link::Closing { .. });
+        let stream = match &mut self.link {
+            Link::Dialing { stream, .. } => Some(stream),
+            Link::Upgrading { mid, .. } => Some(mid.get_mut().get_mut()),
+            Link::Open { ws } | Link::Closing { ws, .. } => Some(ws.get_mut()),
+            Link::Waiting { .. } | Link::Done => None,
+        };
+        if let Some(stream) = stream {
+            let bytes = stream.take_bytes_in();
+            if !closing {
+                ctx.stats.of(self.behaviour).bytes_in += bytes;
+            }
+            let _ = ctx.registry.deregister(&mut stream.sock);
+        }
+        self.link = Link::Done;
+    }
+}
+
+/// The WebSocket settings of every bot: small buffers to start, bounded ones throughout.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_write_buffer_size(WRITE_BUFFER_BYTES_MAX)
+        .max_message_size(Some(MESSAGE_BYTES_MAX))
+        .max_frame_size(Some(MESSAGE_BYTES_MAX))
+}
+
+fn random_direction(rng: &mut Rng) -> ArenaInput {
+    let angle = rng.next_f32() * std::f32::consts::TAU;
+    ArenaInput {
+        dx: (angle.cos() * 127.0) as i8,
+        dy: (angle.sin() * 127.0) as i8,
+    }
+}

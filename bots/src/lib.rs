@@ -1,0 +1,42 @@
+//! tickcast's bot swarm: thousands of real WebSocket players from one command, each checking that its
+//! copy of the world matches the server's, and a report of what they measured. `docs/LOAD-TESTING.md` says
+//! how to run it and how to read the figures.
+//!
+//! # Layout
+//!
+//! The main thread plans the run and adds up the figures; a few worker threads each run one mio loop over
+//! many bots (never a thread per bot):
+//!
+//! - [`config`]: the flags and the validated [`config::Plan`];
+//! - [`mix`]: the behaviours (`wander`, `idle`, `slow`, `flapper`, `spectator`) and how a run mixes them;
+//! - [`swarm`]: the main thread: spawns the workers, ramps up, adds up, stops, builds the report;
+//! - [`worker`]: one thread's mio loop over its bots, in one visible turn order;
+//! - [`bot`]: one bot's connection life and behaviour, driven by socket readiness and timers;
+//! - [`stream`]: the bot's non-blocking socket, with a byte counter and the slow bots' read cap
+//!   ([`bucket`]);
+//! - [`view`]: decodes server messages into the bot's mirror and checks every checksum (no I/O);
+//! - [`acks`], [`schedule`]: input -> acknowledgement latency and update lateness, measured without
+//!   coordinated omission;
+//! - [`backoff`]: reconnect delays with jitter, bounded in attempts;
+//! - [`stats`], [`report`]: what is counted, and the table and JSON it ends up in.
+//!
+//! The bots speak the protocol of `docs/PROTOCOL.md` through `tickcast`'s own codec and mirror, so they
+//! work against any server that speaks it, at the URL given.
+
+pub mod acks;
+pub mod backoff;
+pub mod bot;
+pub mod bucket;
+pub mod config;
+pub mod mix;
+pub mod report;
+pub mod schedule;
+pub mod stats;
+pub mod stream;
+pub mod swarm;
+pub mod view;
+pub mod worker;
+
+pub use config::{Args, Plan};
+pub use report::Report;
+pub use swarm::{run, Progress};

@@ -1,0 +1,405 @@
+//! What the bots count and time. A worker accumulates a [`Stats`] and hands it to the main thread every
+//! report interval (then starts a fresh one); the main thread adds them up. Nothing here reads a clock.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::mix::Behaviour;
+
+/// Longest duration a histogram tells apart; longer samples are recorded as this.
+const LATENCY_MAX: Duration = Duration::from_secs(100);
+/// Significant decimal digits the histograms keep: 2 is 1 % resolution, at about 20 KiB a histogram.
+const LATENCY_DIGITS: u8 = 2;
+
+/// A latency histogram, in microseconds.
+#[derive(Debug, Clone)]
+pub struct Latency(Histogram<u64>);
+
+impl Default for Latency {
+    fn default() -> Self {
+        let max_us = LATENCY_MAX.as_micros() as u64;
+        Latency(Histogram::new_with_bounds(1, max_us, LATENCY_DIGITS).expect("valid bounds"))
+    }
+}
+
+impl Latency {
+    pub fn record(&mut self, d: Duration) {
+        let us = (d.as_micros() as u64).max(1);
+        self.0.saturating_record(us);
+    }
+
+    pub fn add(&mut self, other: &Latency) {
+        self.0.add(&other.0).expect("same bounds");
+    }
+
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The quantile `q` (0..=1) in milliseconds; 0 when empty.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.0.is_empty() {
+            return 0.0;
+        }
+        self.0.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    pub fn summary(&self) -> Quantiles {
+        let max = if self.0.is_empty() {
+            0.0
+        } else {
+            self.0.max() as f64 / 1000.0
+        };
+        Quantiles {
+            p50: round3(self.quantile_ms(0.50)),
+            p90: round3(self.quantile_ms(0.90)),
+            p99: round3(self.quantile_ms(0.99)),
+            max: round3(max),
+            samples: self.0.len(),
+        }
+    }
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Quantiles of a latency, in milliseconds, and how many samples they come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Quantiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub samples: u64,
+}
+
+/// Why a connection ended, from the bot's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cause {
+    /// The server sent a close frame with this code (1005 when the frame carried none).
+    Code(u16),
+    /// The server closed the TCP connection without a close frame.
+    Eof,
+    /// The connection failed: reset, broken pipe, or a WebSocket error.
+    Io,
+    /// A flapper dropped its connection on purpose.
+    Flap,
+    /// The bot hung up after a correctness error, to start again from a `Full`; the error itself is
+    /// counted where it belongs.
+    AfterError,
+}
+
+impl Cause {
+    /// Expected disconnects are the ones the run asked for: flappers, the bot's own hang-up after an
+    /// error, and the server going away (1001, its drain). Every other one is a finding.
+    pub fn expected(self) -> bool {
+        matches!(
+            self,
+            Cause::Flap | Cause::AfterError | Cause::Code(tickcast::proto::close::GOING_AWAY)
+        )
+    }
+
+    pub fn label(self) -> String {
+        match self {
+            Cause::Code(code) => format!("close {code}"),
+            Cause::Eof => "eof without close".to_string(),
+            Cause::Io => "connection error".to_string(),
+            Cause::Flap => "flapper drop".to_string(),
+            Cause::AfterError => "hang-up after error".to_string(),
+        }
+    }
+}
+
+/// Why a connect attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConnectFailure {
+    /// The TCP connect was refused or failed.
+    Tcp,
+    /// The server answered the upgrade with this HTTP status (503: at connection capacity).
+    Http(u16),
+    /// The upgrade failed otherwise (bad answer, connection closed).
+    Handshake,
+    /// No `Welcome` within `--connect-timeout-ms`.
+    Timeout,
+}
+
+impl ConnectFailure {
+    pub fn label(self) -> String {
+        match self {
+            ConnectFailure::Tcp => "tcp connect".to_string(),
+            ConnectFailure::Http(status) => format!("http {status}"),
+            ConnectFailure::Handshake => "upgrade".to_string(),
+            ConnectFailure::Timeout => "timeout".to_string(),
+        }
+    }
+}
+
+/// What bots of one behaviour saw.
+#[derive(Debug, Clone, Default)]
+pub struct BehaviourStats {
+    /// Bot-microseconds with a welcomed connection open: the denominator of the per-bot rates.
+    pub connected_us: u64,
+    /// `Full` and `Delta` messages applied.
+    pub updates: u64,
+    /// Bytes read from sockets, WebSocket framing and HTTP upgrade included.
+    pub bytes_in: u64,
+    /// Updates that skipped ticks: coalesced deltas plus resync `Full`s.
+    pub coalesced: u64,
+    /// Of those, `Full`s replacing a mirror (the bot was behind by more than the server's history).
+    pub resyncs: u64,
+    /// Ticks never seen on their own because of those gaps.
+    pub ticks_skipped: u64,
+    pub checksums_verified: u64,
+    pub checksum_mismatches: u64,
+    /// Messages the mirror could not follow or decode, or that broke the protocol's order.
+    pub protocol_errors: u64,
+    pub inputs_sent: u64,
+    pub inputs_acked: u64,
+    /// Inputs still unacknowledged when the run ended, or given up on when too many were waiting; each is
+    /// also sampled into `rtt` with its age then, a lower bound of its latency.
+    pub inputs_unacked: u64,
+    /// Inputs whose connection ended before they were acknowledged (flappers, disconnects).
+    pub inputs_lost: u64,
+    /// Inputs never sent because the bot's write buffer was full (the server stopped reading).
+    pub inputs_dropped: u64,
+    /// Input slots skipped because the bot's thread fell further behind its schedule than it catches up:
+    /// the bots machine is overloaded.
+    pub input_slots_skipped: u64,
+    /// Input -> acknowledgement latency, each input timed from when it was due.
+    pub rtt: Latency,
+    /// How late each update arrived against the server's tick schedule.
+    pub lateness: Latency,
+    pub disconnects_expected: u64,
+    pub disconnects_unexpected: u64,
+}
+
+impl BehaviourStats {
+    pub fn add(&mut self, o: &BehaviourStats) {
+        self.connected_us += o.connected_us;
+        self.updates += o.updates;
+        self.bytes_in += o.bytes_in;
+        self.coalesced += o.coalesced;
+        self.resyncs += o.resyncs;
+        self.ticks_skipped += o.ticks_skipped;
+        self.checksums_verified += o.checksums_verified;
+        self.checksum_mismatches += o.checksum_mismatches;
+        self.protocol_errors += o.protocol_errors;
+        self.inputs_sent += o.inputs_sent;
+        self.inputs_acked += o.inputs_acked;
+        self.inputs_unacked += o.inputs_unacked;
+        self.inputs_lost += o.inputs_lost;
+        self.inputs_dropped += o.inputs_dropped;
+        self.input_slots_skipped += o.input_slots_skipped;
+        self.rtt.add(&o.rtt);
+        self.lateness.add(&o.lateness);
+        self.disconnects_expected += o.disconnects_expected;
+        self.disconnects_unexpected += o.disconnects_unexpected;
+    }
+
+    /// Connected bot-seconds.
+    pub fn connected_s(&self) -> f64 {
+        self.connected_us as f64 / 1e6
+    }
+}
+
+/// Everything a worker counted over one report interval (or, summed, over the run).
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub behaviours: [BehaviourStats; Behaviour::ALL.len()],
+    /// From the start of a connect attempt to its `Welcome`.
+    pub connect_time: Latency,
+    /// Bots whose first connection opened.
+    pub first_connects: u64,
+    /// Connections opened again after a disconnect.
+    pub reconnects: u64,
+    pub connect_failures: BTreeMap<ConnectFailure, u64>,
+    /// Bots that failed `--connect-attempts` times in a row and stopped trying.
+    pub bots_gave_up: u64,
+    pub disconnects: BTreeMap<Cause, u64>,
+    /// Tick rate the server announced in `Welcome` (the last one seen; 0 before any).
+    pub tick_hz: u16,
+}
+
+impl Stats {
+    pub fn of(&mut self, behaviour: Behaviour) -> &mut BehaviourStats {
+        &mut self.behaviours[behaviour.index()]
+    }
+
+    pub fn disconnected(&mut self, behaviour: Behaviour, cause: Cause) {
+        *self.disconnects.entry(cause).or_default() += 1;
+        let b = self.of(behaviour);
+        if cause.expected() {
+            b.disconnects_expected += 1;
+        } else {
+            b.disconnects_unexpected += 1;
+        }
+    }
+
+    pub fn connect_failed(&mut self, why: ConnectFailure) {
+        *self.connect_failures.entry(why).or_default() += 1;
+    }
+
+    pub fn add(&mut self, o: &Stats) {
+        for (mine, theirs) in self.behaviours.iter_mut().zip(&o.behaviours) {
+            mine.add(theirs);
+        }
+        self.connect_time.add(&o.connect_time);
+        self.first_connects += o.first_connects;
+        self.reconnects += o.reconnects;
+        for (k, v) in &o.connect_failures {
+            *self.connect_failures.entry(*k).or_default() += v;
+        }
+        self.bots_gave_up += o.bots_gave_up;
+        for (k, v) in &o.disconnects {
+            *self.disconnects.entry(*k).or_default() += v;
+        }
+        if o.tick_hz != 0 {
+            self.tick_hz = o.tick_hz;
+        }
+    }
+
+    /// The sum over every behaviour that passes `keep`.
+    pub fn sum(&self, keep: impl Fn(Behaviour) -> bool) -> BehaviourStats {
+        let mut total = BehaviourStats::default();
+        for b in Behaviour::ALL.into_iter().filter(|b| keep(*b)) {
+            total.add(&self.behaviours[b.index()]);
+        }
+        total
+    }
+}
+
+/// Bots with a welcomed connection open now, per behaviour, integrated over time into each
+/// behaviour's `connected_us`. Owned by a worker; the bots tell it when they open and close.
+#[derive(Debug, Clone)]
+pub struct OpenGauge {
+    open: [u64; Behaviour::ALL.len()],
+    since: Instant,
+}
+
+impl OpenGauge {
+    pub fn new(now: Instant) -> Self {
+        OpenGauge {
+            open: [0; Behaviour::ALL.len()],
+            since: now,
+        }
+    }
+
+    /// Adds the connected time up to `now` into `stats`.
+    pub fn settle(&mut self, now: Instant, stats: &mut Stats) {
+        let us = now.saturating_duration_since(self.since).as_micros() as u64;
+        for (open, b) in self.open.iter().zip(stats.behaviours.iter_mut()) {
+            b.connected_us += open * us;
+        }
+        self.since = self.since.max(now);
+    }
+
+    pub fn opened(&mut self, behaviour: Behaviour, now: Instant, stats: &mut Stats) {
+        self.settle(now, stats);
+        self.open[behaviour.index()] += 1;
+    }
+
+    pub fn closed(&mut self, behaviour: Behaviour, now: Instant, stats: &mut Stats) {
+        self.settle(now, stats);
+        let open = &mut self.open[behaviour.index()];
+        debug_assert!(*open > 0, "closed more than opened");
+        *open = open.saturating_sub(1);
+    }
+
+    /// Bots connected now.
+    pub fn total(&self) -> u64 {
+        self.open.iter().sum()
+    }
+}
+
+/// A correctness error one bot saw, for the log: which bot, on which connection, at which tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotError {
+    pub bot: usize,
+    pub behaviour: Behaviour,
+    /// The server's id of the connection (from `Welcome`; 0 before it).
+    pub connection: u64,
+    pub tick: Option<u64>,
+    pub what: String,
+}
+
+impl std::fmt::Display for BotError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "bot {} ({}, connection {})",
+            self.bot, self.behaviour, self.connection
+        )?;
+        if let Some(tick) = self.tick {
+            write!(f, " tick {tick}")?;
+        }
+        write!(f, ": {}", self.what)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_quantiles_are_in_milliseconds_and_merge() {
+        let mut a = Latency::default();
+        for ms in 1..=100 {
+            a.record(Duration::from_millis(ms));
+        }
+        let mut b = Latency::default();
+        b.record(Duration::from_secs(1000));
+        a.add(&b);
+        let q = a.summary();
+        assert_eq!(q.samples, 101);
+        // 101 samples: the median is the 51st, p99 the 100th; 2 significant digits is within 1 %.
+        assert!((q.p50 - 51.0).abs() <= 0.51, "{q:?}");
+        assert!((q.p99 - 100.0).abs() <= 1.0, "{q:?}");
+        assert!(q.max >= 99_000.0, "saturated at the bound: {q:?}");
+        assert_eq!(Latency::default().summary(), Quantiles::default());
+    }
+
+    #[test]
+    fn the_open_gauge_integrates_connected_time_per_behaviour() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut stats = Stats::default();
+        let mut gauge = OpenGauge::new(t0);
+        gauge.opened(Behaviour::Wander, t0, &mut stats);
+        gauge.opened(Behaviour::Wander, t0 + s(1), &mut stats);
+        gauge.opened(Behaviour::Idle, t0 + s(1), &mut stats);
+        gauge.closed(Behaviour::Wander, t0 + s(2), &mut stats);
+        gauge.settle(t0 + s(3), &mut stats);
+        assert_eq!(gauge.total(), 2);
+        // Wander: 1 s alone, 1 s two of them, 1 s one of them.
+        assert_eq!(stats.of(Behaviour::Wander).connected_s(), 4.0);
+        assert_eq!(stats.of(Behaviour::Idle).connected_s(), 2.0);
+    }
+
+    #[test]
+    fn disconnects_split_into_expected_and_unexpected() {
+        let mut s = Stats::default();
+        s.disconnected(Behaviour::Flapper, Cause::Flap);
+        s.disconnected(Behaviour::Wander, Cause::Code(1001));
+        s.disconnected(Behaviour::Slow, Cause::Code(4001));
+        s.disconnected(Behaviour::Wander, Cause::Eof);
+        let all = s.sum(|_| true);
+        assert_eq!(
+            (all.disconnects_expected, all.disconnects_unexpected),
+            (2, 2)
+        );
+        assert_eq!(s.disconnects[&Cause::Code(4001)], 1);
+        let mut total = Stats::default();
+        total.add(&s);
+        total.add(&s);
+        assert_eq!(total.sum(|_| true).disconnects_unexpected, 4);
+        assert_eq!(total.disconnects[&Cause::Flap], 2);
+    }
+}

@@ -1,0 +1,232 @@
+//! One bot's view of the world: decodes each server message, applies `Full` and `Delta` to a
+//! [`Mirror`], checks every `Checksum`, and says what happened. No I/O and no clock, so the whole
+//! correctness check is unit-tested on bytes.
+
+use tickcast::proto::{self, DecodeError, ServerMsg};
+use tickcast::sim::arena::{ArenaDiff, ArenaEntity};
+use tickcast::sync::{Mirror, MirrorError};
+
+/// A server message of the arena game.
+pub type Msg = ServerMsg<ArenaEntity, ArenaDiff>;
+
+/// What a message did to the view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// The first message of a connection.
+    Welcome {
+        tick: u64,
+        tick_hz: u16,
+        connection_id: u64,
+    },
+    /// The entity this bot controls.
+    Joined {
+        entity: u32,
+    },
+    /// A `Full` or `Delta` was applied: the mirror now holds `tick`. `own_seq` is the input seq the
+    /// server has applied for this bot's entity, once the entity is in the world.
+    Update {
+        tick: u64,
+        kind: UpdateKind,
+        own_seq: Option<u32>,
+    },
+    /// A `Checksum` matched the mirror.
+    ChecksumOk {
+        tick: u64,
+    },
+    Pong {
+        nonce: u64,
+        tick: u64,
+    },
+}
+
+/// How an update relates to the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateKind {
+    /// The first `Full` of the connection.
+    First,
+    /// A delta from the previous tick: nothing missed.
+    Next,
+    /// A delta over `skipped` ticks the bot never saw on their own: the server coalesced them because
+    /// the bot was behind. A gap, not an error.
+    Coalesced { skipped: u64 },
+    /// A `Full` replacing a mirror the bot already had: the bot was behind by more than the server's
+    /// history. Also a gap, not an error.
+    Resync { skipped: u64 },
+}
+
+impl UpdateKind {
+    /// Whether ticks were skipped on the way to this update.
+    pub fn is_gap(self) -> bool {
+        matches!(
+            self,
+            UpdateKind::Coalesced { .. } | UpdateKind::Resync { .. }
+        )
+    }
+}
+
+/// Why the view could not follow the server; each is a correctness error of the server (or the bot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewError {
+    /// The bytes are not a server message.
+    Decode(DecodeError),
+    /// A message the protocol does not allow here (anything before `Welcome`, an update going back).
+    OutOfOrder(String),
+    /// The mirror could not apply a delta (from a base it does not hold, for an unknown entity).
+    Mirror(MirrorError),
+    /// The mirror's hash at `tick` differs from the server's.
+    ChecksumMismatch { tick: u64, server: u64, mirror: u64 },
+}
+
+impl ViewError {
+    /// The tick the error is about, when there is one.
+    pub fn tick(&self) -> Option<u64> {
+        match self {
+            ViewError::ChecksumMismatch { tick, .. } => Some(*tick),
+            ViewError::Mirror(MirrorError::UnknownEntity { tick, .. }) => Some(*tick),
+            ViewError::Mirror(MirrorError::WrongBase { base, .. }) => Some(*base),
+            ViewError::Mirror(MirrorError::ChecksumMismatch { tick, .. }) => Some(*tick),
+            ViewError::Decode(_) | ViewError::OutOfOrder(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ViewError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ViewError::Decode(e) => write!(f, "undecodable server message: {e}"),
+            ViewError::OutOfOrder(what) => write!(f, "out of order: {what}"),
+            ViewError::Mirror(e) => write!(f, "mirror cannot follow: {e}"),
+            ViewError::ChecksumMismatch {
+                tick,
+                server,
+                mirror,
+            } => write!(
+                f,
+                "checksum mismatch at tick {tick}: mirror {mirror:#018x}, server {server:#018x}"
+            ),
+        }
+    }
+}
+
+/// The mirrored world of one connection plus what the bot knows about itself in it.
+#[derive(Debug, Default)]
+pub struct View {
+    mirror: Mirror<ArenaEntity>,
+    welcomed: bool,
+    entity: Option<u32>,
+}
+
+impl View {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The tick the mirror holds.
+    pub fn tick(&self) -> Option<u64> {
+        self.mirror.tick()
+    }
+
+    pub fn entity(&self) -> Option<u32> {
+        self.entity
+    }
+
+    pub fn mirror(&self) -> &Mirror<ArenaEntity> {
+        &self.mirror
+    }
+
+    /// Decodes and applies one binary message.
+    pub fn receive(&mut self, bytes: &[u8]) -> Result<Seen, ViewError> {
+        let msg: Msg = proto::decode(bytes).map_err(ViewError::Decode)?;
+        self.apply(msg)
+    }
+
+    /// Applies one decoded message.
+    pub fn apply(&mut self, msg: Msg) -> Result<Seen, ViewError> {
+        if !self.welcomed && !matches!(msg, ServerMsg::Welcome { .. }) {
+            return Err(ViewError::OutOfOrder(
+                "a message before Welcome".to_string(),
+            ));
+        }
+        match msg {
+            ServerMsg::Welcome {
+                tick,
+                tick_hz,
+                connection_id,
+                ..
+            } => {
+                if self.welcomed {
+                    return Err(ViewError::OutOfOrder("a second Welcome".to_string()));
+                }
+                self.welcomed = true;
+                Ok(Seen::Welcome {
+                    tick,
+                    tick_hz,
+                    connection_id,
+                })
+            }
+            ServerMsg::Joined { entity } => {
+                self.entity = Some(entity);
+                Ok(Seen::Joined { entity })
+            }
+            ServerMsg::Full { tick, .. } => {
+                let kind = match self.mirror.tick() {
+                    None => UpdateKind::First,
+                    Some(had) if tick > had => UpdateKind::Resync {
+                        skipped: tick - had - 1,
+                    },
+                    Some(had) => {
+                        return Err(ViewError::OutOfOrder(format!(
+                            "Full for tick {tick} after tick {had}"
+                        )))
+                    }
+                };
+                self.apply_update(msg, tick, kind)
+            }
+            ServerMsg::Delta { base, tick, .. } => {
+                if tick <= base {
+                    return Err(ViewError::OutOfOrder(format!(
+                        "Delta from tick {base} to tick {tick}"
+                    )));
+                }
+                let kind = if tick == base + 1 {
+                    UpdateKind::Next
+                } else {
+                    UpdateKind::Coalesced {
+                        skipped: tick - base - 1,
+                    }
+                };
+                self.apply_update(msg, tick, kind)
+            }
+            ServerMsg::Checksum { tick, .. } => match self.mirror.apply(msg) {
+                Ok(_) => Ok(Seen::ChecksumOk { tick }),
+                Err(MirrorError::ChecksumMismatch {
+                    tick,
+                    server,
+                    mirror,
+                }) => Err(ViewError::ChecksumMismatch {
+                    tick,
+                    server,
+                    mirror,
+                }),
+                Err(e) => Err(ViewError::Mirror(e)),
+            },
+            ServerMsg::Pong { nonce, tick } => Ok(Seen::Pong { nonce, tick }),
+        }
+    }
+
+    fn apply_update(&mut self, msg: Msg, tick: u64, kind: UpdateKind) -> Result<Seen, ViewError> {
+        self.mirror.apply(msg).map_err(ViewError::Mirror)?;
+        let own_seq = self
+            .entity
+            .and_then(|id| self.mirror.get(id))
+            .map(|e| e.seq);
+        Ok(Seen::Update {
+            tick,
+            kind,
+            own_seq,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

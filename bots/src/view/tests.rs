@@ -1,0 +1,321 @@
+//! The mirror as a bot runs it, fed the exact bytes a server sends: sequences of deltas, coalesced
+//! deltas, full snapshots and checksums, checked against a reference world kept here.
+
+use std::collections::BTreeMap;
+
+use tickcast::proto::{self, ServerMsg};
+use tickcast::sim::arena::ArenaEntity;
+use tickcast::sync::{MirrorError, Replicate};
+
+use super::*;
+
+type State = BTreeMap<u32, ArenaEntity>;
+
+/// A reference server: the world at every tick, encoded the way the real one encodes it.
+struct Reference {
+    worlds: BTreeMap<u64, State>,
+}
+
+fn entity(x: u16, y: u16, seq: u32) -> ArenaEntity {
+    ArenaEntity { x, y, seq }
+}
+
+impl Reference {
+    fn new(tick: u64, world: State) -> Self {
+        Reference {
+            worlds: BTreeMap::from([(tick, world)]),
+        }
+    }
+
+    fn at(&self, tick: u64) -> &State {
+        &self.worlds[&tick]
+    }
+
+    /// Records the world of `tick` as the one before it changed by `change`.
+    fn step(&mut self, tick: u64, change: impl FnOnce(&mut State)) {
+        let mut world = self.worlds.last_key_value().unwrap().1.clone();
+        change(&mut world);
+        self.worlds.insert(tick, world);
+    }
+
+    fn welcome(tick: u64) -> Vec<u8> {
+        proto::encode(&ServerMsg::<(), ()>::Welcome {
+            protocol: proto::PROTOCOL_VERSION,
+            tick_hz: 20,
+            tick,
+            connection_id: 7,
+        })
+    }
+
+    fn full(&self, tick: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        proto::write_full(&mut out, tick, self.at(tick).iter().map(|(id, s)| (*id, s)));
+        out
+    }
+
+    fn delta(&self, base: u64, tick: u64) -> Vec<u8> {
+        let (old, new) = (self.at(base), self.at(tick));
+        let despawned: Vec<u32> = old
+            .keys()
+            .filter(|id| !new.contains_key(id))
+            .copied()
+            .collect();
+        let set: Vec<(u32, &ArenaEntity)> = new
+            .iter()
+            .filter(|(id, _)| !old.contains_key(id))
+            .map(|(id, s)| (*id, s))
+            .collect();
+        let changed: Vec<_> = new
+            .iter()
+            .filter_map(|(id, s)| {
+                let prev = old.get(id)?;
+                (prev != s).then(|| (*id, s.diff(prev)))
+            })
+            .collect();
+        let mut out = Vec::new();
+        proto::write_delta(
+            &mut out,
+            base,
+            tick,
+            despawned.into_iter(),
+            set.into_iter(),
+            changed.into_iter(),
+        );
+        out
+    }
+
+    fn checksum(&self, tick: u64) -> Vec<u8> {
+        let hash = proto::world_hash(
+            &mut Vec::new(),
+            self.at(tick).iter().map(|(id, s)| (*id, s)),
+        );
+        proto::encode(&ServerMsg::<(), ()>::Checksum { tick, hash })
+    }
+}
+
+fn mirrored(view: &View) -> State {
+    view.mirror().iter().map(|(id, s)| (id, *s)).collect()
+}
+
+fn update(tick: u64, kind: UpdateKind, own_seq: Option<u32>) -> Seen {
+    Seen::Update {
+        tick,
+        kind,
+        own_seq,
+    }
+}
+
+/// Two players and a wanderer at tick 10.
+fn start() -> Reference {
+    Reference::new(
+        10,
+        BTreeMap::from([
+            (0, entity(100, 100, 0)),
+            (1, entity(200, 200, 0)),
+            (5, entity(300, 300, 0)),
+        ]),
+    )
+}
+
+#[test]
+fn full_then_consecutive_deltas_follow_the_world_and_match_every_checksum() {
+    let mut server = start();
+    let mut view = View::new();
+    assert!(matches!(
+        view.receive(&Reference::welcome(10)),
+        Ok(Seen::Welcome {
+            tick: 10,
+            tick_hz: 20,
+            connection_id: 7
+        })
+    ));
+    assert_eq!(
+        view.receive(&proto::encode(&ServerMsg::<(), ()>::Joined { entity: 1 })),
+        Ok(Seen::Joined { entity: 1 })
+    );
+    assert_eq!(
+        view.receive(&server.full(10)),
+        Ok(update(10, UpdateKind::First, Some(0)))
+    );
+    assert_eq!(
+        view.receive(&server.checksum(10)),
+        Ok(Seen::ChecksumOk { tick: 10 })
+    );
+    for tick in 11..=15u64 {
+        server.step(tick, |w| {
+            w.get_mut(&0).unwrap().x += 40;
+            let me = w.get_mut(&1).unwrap();
+            me.y -= 3;
+            me.seq = tick as u32;
+        });
+        assert_eq!(
+            view.receive(&server.delta(tick - 1, tick)),
+            Ok(update(tick, UpdateKind::Next, Some(tick as u32)))
+        );
+        assert_eq!(
+            view.receive(&server.checksum(tick)),
+            Ok(Seen::ChecksumOk { tick })
+        );
+        assert_eq!(&mirrored(&view), server.at(tick));
+    }
+}
+
+#[test]
+fn coalesced_deltas_with_spawns_and_despawns_are_gaps_not_errors() {
+    let mut server = start();
+    let mut view = View::new();
+    view.receive(&Reference::welcome(10)).unwrap();
+    view.receive(&server.full(10)).unwrap();
+    server.step(11, |w| {
+        w.remove(&0);
+    });
+    server.step(12, |w| {
+        w.insert(0, entity(7, 7, 0)); // the id is reused by a new entity
+        w.insert(9, entity(9, 9, 0));
+    });
+    server.step(13, |w| {
+        w.get_mut(&5).unwrap().x = 0;
+        w.remove(&1);
+    });
+    // The bot was behind: it gets one delta 10 -> 13.
+    assert_eq!(
+        view.receive(&server.delta(10, 13)),
+        Ok(update(13, UpdateKind::Coalesced { skipped: 2 }, None))
+    );
+    assert!(UpdateKind::Coalesced { skipped: 2 }.is_gap());
+    assert_eq!(
+        view.receive(&server.checksum(13)),
+        Ok(Seen::ChecksumOk { tick: 13 })
+    );
+    assert_eq!(&mirrored(&view), server.at(13));
+    // And then it keeps up again.
+    server.step(14, |w| w.get_mut(&9).unwrap().y = 10);
+    assert_eq!(
+        view.receive(&server.delta(13, 14)),
+        Ok(update(14, UpdateKind::Next, None))
+    );
+    assert_eq!(
+        view.receive(&server.checksum(14)),
+        Ok(Seen::ChecksumOk { tick: 14 })
+    );
+}
+
+#[test]
+fn a_later_full_snapshot_replaces_the_mirror_as_a_resync() {
+    let mut server = start();
+    let mut view = View::new();
+    view.receive(&Reference::welcome(10)).unwrap();
+    view.receive(&server.full(10)).unwrap();
+    for tick in 11..=40 {
+        server.step(tick, |w| {
+            w.get_mut(&5).unwrap().x += 1;
+        });
+    }
+    server.step(41, |w| {
+        w.remove(&0);
+    });
+    assert_eq!(
+        view.receive(&server.full(41)),
+        Ok(update(41, UpdateKind::Resync { skipped: 30 }, None))
+    );
+    assert_eq!(&mirrored(&view), server.at(41));
+    assert_eq!(
+        view.receive(&server.checksum(41)),
+        Ok(Seen::ChecksumOk { tick: 41 })
+    );
+    assert_eq!(
+        view.receive(&server.full(41)),
+        Err(ViewError::OutOfOrder(
+            "Full for tick 41 after tick 41".into()
+        ))
+    );
+}
+
+#[test]
+fn a_wrong_checksum_is_a_mismatch_at_its_tick() {
+    let server = start();
+    let mut view = View::new();
+    view.receive(&Reference::welcome(10)).unwrap();
+    view.receive(&server.full(10)).unwrap();
+    let wrong = proto::encode(&ServerMsg::<(), ()>::Checksum { tick: 10, hash: 42 });
+    let err = view.receive(&wrong).unwrap_err();
+    assert!(matches!(
+        err,
+        ViewError::ChecksumMismatch {
+            tick: 10,
+            server: 42,
+            ..
+        }
+    ));
+    assert_eq!(err.tick(), Some(10));
+}
+
+#[test]
+fn a_diverged_mirror_fails_its_next_checksum() {
+    let mut server = start();
+    let mut view = View::new();
+    view.receive(&Reference::welcome(10)).unwrap();
+    view.receive(&server.full(10)).unwrap();
+    server.step(11, |w| w.get_mut(&0).unwrap().x = 1);
+    server.step(12, |w| w.get_mut(&0).unwrap().x = 2);
+    // A server bug: the delta 10 -> 12 carries entity 0's change against tick 11 instead of tick 10, so the
+    // mirror lands on the wrong x. Nothing in the delta shows it; the checksum does.
+    let mut buggy = Vec::new();
+    let prev = server.at(11)[&0];
+    let cur = server.at(12)[&0];
+    proto::write_delta::<ArenaEntity, _>(
+        &mut buggy,
+        10,
+        12,
+        std::iter::empty(),
+        std::iter::empty(),
+        std::iter::once((0u32, cur.diff(&prev))),
+    );
+    assert!(view.receive(&buggy).is_ok(), "the delta itself looks fine");
+    assert!(matches!(
+        view.receive(&server.checksum(12)),
+        Err(ViewError::ChecksumMismatch { tick: 12, .. })
+    ));
+}
+
+#[test]
+fn protocol_violations_are_errors() {
+    let server = start();
+    let mut view = View::new();
+    assert!(matches!(
+        view.receive(&server.full(10)),
+        Err(ViewError::OutOfOrder(_))
+    ));
+    view.receive(&Reference::welcome(10)).unwrap();
+    assert!(matches!(
+        view.receive(&Reference::welcome(10)),
+        Err(ViewError::OutOfOrder(_))
+    ));
+    assert!(matches!(
+        view.receive(&[0xff, 0xff]),
+        Err(ViewError::Decode(_))
+    ));
+    // A delta that does not move forward.
+    assert_eq!(
+        view.receive(&server.delta(10, 10)),
+        Err(ViewError::OutOfOrder(
+            "Delta from tick 10 to tick 10".into()
+        ))
+    );
+    // A delta before any Full: the mirror holds no base.
+    let mut server = server;
+    server.step(11, |_| {});
+    assert_eq!(
+        view.receive(&server.delta(10, 11)),
+        Err(ViewError::Mirror(MirrorError::WrongBase {
+            have: None,
+            base: 10
+        }))
+    );
+    // A checksum for a tick the mirror does not hold.
+    view.receive(&server.full(10)).unwrap();
+    assert!(matches!(
+        view.receive(&server.checksum(11)),
+        Err(ViewError::Mirror(_))
+    ));
+}

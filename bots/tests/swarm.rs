@@ -1,0 +1,173 @@
+//! The swarm against a real server through real sockets on 127.0.0.1: every behaviour connects, every
+//! mirror matches every checksum (coalesced updates included), flappers and slow readers cost no unexpected
+//! disconnect; and the bad cases are reported: a wrong checksum names the bot and the tick, a server that
+//! kicks slow readers shows up as unexpected disconnects by close code.
+
+mod common;
+
+use bots::mix::Behaviour;
+use common::{args, run_swarm, TestServer, WrongChecksumServer};
+use tickcast::metrics::CloseReason;
+
+/// A server whose slow readers fall behind within a fraction of a second: a world big enough that every
+/// tick's delta is a few KiB, and small send buffers (kernel and user space) before it skips a connection.
+fn server_where_slow_readers_lag() -> TestServer {
+    TestServer::start(|c| {
+        c.npcs = 400;
+        c.checksum_every_ticks = 5;
+        c.send_hwm_bytes = 2048;
+        c.tcp_notsent_lowat_bytes = 1024;
+    })
+}
+
+#[test]
+fn a_mixed_swarm_connects_follows_the_world_and_sees_no_unexpected_disconnect() {
+    let server = server_where_slow_readers_lag();
+    let url = server.url();
+    // Slow bots read 8 KB/s of a stream about five times that, through a 2 KiB receive buffer, so the
+    // server must skip them and send coalesced updates; flappers drop every 150-450 ms.
+    let (report, errors) = run_swarm(args(
+        &url,
+        &[
+            "--count",
+            "30",
+            "--duration",
+            "3s",
+            "--threads",
+            "2",
+            "--connect-rate",
+            "200",
+            "--mix",
+            "wander=10,idle=3,slow=6,flapper=6,spectator=5",
+            "--slow-bps",
+            "8000",
+            "--slow-rcvbuf-bytes",
+            "2048",
+            "--flap-ms",
+            "300",
+            "--retry-base-ms",
+            "50",
+        ],
+    ));
+    let metrics = server.stop();
+    let summary = format!("{}\nerrors: {errors:?}", report.table());
+
+    assert_eq!(report.bots_ever_connected, 30, "{summary}");
+    assert_eq!(report.bots_never_connected, 0, "{summary}");
+    assert_eq!(report.checksum_mismatches, 0, "{summary}");
+    assert_eq!(report.protocol_errors, 0, "{summary}");
+    assert_eq!(report.unexpected_disconnects, 0, "{summary}");
+    assert!(errors.is_empty(), "{summary}");
+    assert!(report.passed, "{summary}");
+    assert!(report.checksums_verified > 0, "{summary}");
+    for row in &report.behaviours {
+        assert!(
+            row.updates_per_sec > 0.0,
+            "no updates for {}: {summary}",
+            row.behaviour
+        );
+    }
+    let row = |b: Behaviour| {
+        report
+            .behaviours
+            .iter()
+            .find(|r| r.behaviour == b.name())
+            .unwrap()
+    };
+    // The slow path really ran: the server coalesced for slow readers, and the bots followed.
+    assert!(row(Behaviour::Slow).coalesced_updates > 0, "{summary}");
+    assert!(
+        metrics.updates_coalesced + metrics.updates_full > 0,
+        "{summary}"
+    );
+    assert!(row(Behaviour::Slow).checksums_verified > 0, "{summary}");
+    // Flappers flapped, and each drop was expected.
+    assert!(
+        row(Behaviour::Flapper).expected_disconnects > 0,
+        "{summary}"
+    );
+    assert!(report.reconnects > 0, "{summary}");
+    // Players measured their input latency; spectators and idle bots had none to measure.
+    assert!(report.rtt_ms.samples > 0, "{summary}");
+    assert_eq!(row(Behaviour::Spectator).rtt_ms.samples, 0, "{summary}");
+    assert_eq!(row(Behaviour::Idle).rtt_ms.samples, 0, "{summary}");
+}
+
+#[test]
+fn a_wrong_checksum_is_an_error_naming_the_bot_and_the_tick() {
+    let fake = WrongChecksumServer::start();
+    let (report, errors) = run_swarm(args(
+        &fake.url(),
+        &[
+            "--count",
+            "1",
+            "--duration",
+            "1s",
+            "--mix",
+            "spectator",
+            "--retry-base-ms",
+            "50",
+        ],
+    ));
+    let summary = format!("{}\nerrors: {errors:?}", report.table());
+    assert!(report.checksum_mismatches >= 1, "{summary}");
+    assert!(!report.passed, "{summary}");
+    let first = &errors[0];
+    assert_eq!(
+        (first.bot, first.tick, first.connection),
+        (0, Some(1), 99),
+        "{summary}"
+    );
+    assert!(report.errors[0].starts_with("bot 0 "), "{summary}");
+    assert!(report.errors[0].contains("tick 1"), "{summary}");
+    // Hanging up after the error is the bot's choice, not a disconnect to blame on the server.
+    assert_eq!(report.unexpected_disconnects, 0, "{summary}");
+}
+
+#[test]
+fn a_server_that_kicks_slow_readers_shows_unexpected_disconnects_by_close_code() {
+    // No update may wait more than 100 ms: a slow reader is closed with 4001 instead of coalesced for. The
+    // slow bots read fast enough (12 KB/s of a stream about three times that) to reach the close frame
+    // behind the few KiB already queued to them.
+    let server = TestServer::start(|c| {
+        c.npcs = 400;
+        c.send_hwm_bytes = 1024;
+        c.tcp_notsent_lowat_bytes = 1024;
+        c.lag_limit_ms = 100;
+    });
+    let (report, _) = run_swarm(args(
+        &server.url(),
+        &[
+            "--count",
+            "4",
+            "--duration",
+            "3s",
+            "--mix",
+            "wander=1,slow=1",
+            "--slow-bps",
+            "12000",
+            "--slow-rcvbuf-bytes",
+            "2048",
+            "--retry-base-ms",
+            "50",
+        ],
+    ));
+    let metrics = server.stop();
+    let summary = report.table();
+    assert!(metrics.closed_count(CloseReason::Lagging) > 0, "{summary}");
+    assert!(report.unexpected_disconnects > 0, "{summary}");
+    assert!(!report.passed, "{summary}");
+    let lagging = report
+        .disconnects
+        .iter()
+        .find(|d| d.code == Some(tickcast::proto::close::LAGGING))
+        .unwrap_or_else(|| panic!("no 4001 in {summary}"));
+    assert!(!lagging.expected, "{summary}");
+    // Only slow readers were kicked.
+    let wander = report
+        .behaviours
+        .iter()
+        .find(|r| r.behaviour == "wander")
+        .unwrap();
+    assert_eq!(wander.unexpected_disconnects, 0, "{summary}");
+}
