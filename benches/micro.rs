@@ -2,13 +2,14 @@
 //!
 //! | group       | what one iteration is                                                              |
 //! |-------------|------------------------------------------------------------------------------------|
-//! | `step`      | bot inputs + `Game::step` + `World::complete_tick` of the arena, N entities       |
-//! | `delta`     | `Updates::begin` + `for_baseline(Some(tick - 1))`, N entities of which k changed  |
-//! | `coalesced` | the same from a baseline 20 ticks back (and 1 back, and a `Full`), with churn     |
-//! | `fanout`    | one framed update queued to N in-memory connections (`Conn::queue`'s logic)       |
-//! | `tick`      | a whole steady-state tick: step, update phase, fan-out to 1,000 connections      |
-//! | `proto`     | encode and decode of each wire message                                            |
-//! | `kernel`    | one non-blocking loopback `send()` of a 4 KiB / 8 KiB frame: the floor            |
+//! | `step`      | bot inputs + `Game::step` + `World::complete_tick` of the arena, N entities        |
+//! | `delta`     | `Updates::begin` + `for_baseline(Some(tick - 1))`, N entities of which k changed   |
+//! | `coalesced` | the same from a baseline 20 ticks back (and 1 back, and a `Full`), with churn      |
+//! | `fanout`    | one framed update queued to N in-memory connections (`Conn::queue`'s logic), with  |
+//! |             | the copy a kernel makes (`conns`) and without it (`conns_no_copy`)                 |
+//! | `tick`      | a whole steady-state tick: step, update phase, fan-out to 1,000 connections        |
+//! | `proto`     | encode and decode of each wire message                                             |
+//! | `kernel`    | one non-blocking loopback `send()` of a 4 / 8 / 32 KiB frame: the floor            |
 //!
 //! The binary counts heap allocations ([`alloc::Counting`]). Before the timed benches it runs 100
 //! steady-state ticks and prints `allocations per tick: ...`; after each timed bench it prints the
@@ -30,7 +31,8 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 
 use fixtures::{
-    fan_out, world_with_changes, ArenaFixture, FanOutStats, MemConn, Readers, TickLoop, WriteList,
+    fan_out, world_with_changes, ArenaFixture, FanOutStats, MemConn, MemSock, Readers, TickLoop,
+    WriteList,
 };
 use tickcast::proto::{self, ClientMsg, ServerMsg};
 use tickcast::sim::arena::{ArenaDiff, ArenaEntity, ArenaInput};
@@ -49,7 +51,8 @@ const ALLOC_WARM_TICKS: u64 = 45;
 type Server = ServerMsg<ArenaEntity, ArenaDiff>;
 type Client = ClientMsg<ArenaInput>;
 
-/// Benches `routine` under `id`, then prints the allocations one run of it makes.
+/// Benches `routine` under `function/parameter`, then, if it ran, prints the allocations one run of it
+/// makes once warm.
 fn bench_counted<R>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     function: &str,
@@ -57,8 +60,17 @@ fn bench_counted<R>(
     mut routine: impl FnMut() -> R,
 ) {
     let name = format!("{function}/{parameter}");
-    let id = BenchmarkId::new(function, parameter);
-    group.bench_function(id, |b| b.iter(&mut routine));
+    let mut ran = false;
+    group.bench_function(BenchmarkId::new(function, parameter), |b| {
+        ran = true;
+        b.iter(&mut routine)
+    });
+    if !ran {
+        return;
+    }
+    for _ in 0..ALLOC_COUNT_RUNS {
+        black_box(routine());
+    }
     let ((), allocs) = alloc::count(|| {
         for _ in 0..ALLOC_COUNT_RUNS {
             black_box(routine());
@@ -163,26 +175,40 @@ fn fanout(c: &mut Criterion) {
     updates.begin(&world, false);
     let frame_bytes = updates.for_baseline(&world, Some(base)).0.len();
     println!("fanout: one delta frame of {frame_bytes} bytes per connection");
-    for n in [100, 1_000, 10_000] {
-        let mut conns: Vec<MemConn> = (0..n).map(|_| MemConn::new(true)).collect();
-        let mut stats = FanOutStats::default();
-        let mut write_list = WriteList::default();
-        group.throughput(Throughput::Elements(n as u64));
-        bench_counted(&mut group, "conns", n, || {
-            fan_out(
-                &mut updates,
-                &world,
-                &mut conns,
-                &mut write_list,
-                &mut stats,
-            );
-            // Hand the next iteration the same tick to send again (one store per connection).
+    for (label, copies) in [("conns", true), ("conns_no_copy", false)] {
+        for n in [100, 1_000, 10_000] {
+            // 10,000 connections take milliseconds an iteration: the fewest samples criterion takes.
+            group.sample_size(if n >= 10_000 { 10 } else { 30 });
+            let sock = || {
+                if copies {
+                    MemSock::new(true)
+                } else {
+                    MemSock::discarding()
+                }
+            };
+            let mut conns: Vec<MemConn> = (0..n).map(|_| MemConn::with_sock(sock())).collect();
             for conn in conns.iter_mut() {
                 conn.baseline = Some(base);
             }
-        });
-        assert_eq!(stats.skipped + stats.full + stats.coalesced, 0);
-        assert!(conns.iter().all(|c| c.out.is_empty()), "sinks keep up");
+            let mut stats = FanOutStats::default();
+            let mut write_list = WriteList::default();
+            group.throughput(Throughput::Elements(n as u64));
+            bench_counted(&mut group, label, n, || {
+                fan_out(
+                    &mut updates,
+                    &world,
+                    &mut conns,
+                    &mut write_list,
+                    &mut stats,
+                );
+                // Hand the next iteration the same tick to send again (one store per connection).
+                for conn in conns.iter_mut() {
+                    conn.baseline = Some(base);
+                }
+            });
+            assert_eq!(stats.skipped + stats.full + stats.coalesced, 0);
+            assert!(conns.iter().all(|c| c.out.is_empty()), "sinks keep up");
+        }
     }
     group.finish();
 }
@@ -351,7 +377,7 @@ fn codec(c: &mut Criterion) {
 
 fn kernel_floor(c: &mut Criterion) {
     let mut group = c.benchmark_group("kernel");
-    for size in [4 * 1024, 8 * 1024] {
+    for size in [4 * 1024, 8 * 1024, 32 * 1024] {
         let frame = vec![0x5au8; size];
         group.throughput(Throughput::Bytes(size as u64));
         for (label, lowat) in [("send_nodelay", None), ("send_tuned", Some(16 * 1024))] {

@@ -2,7 +2,7 @@
 //! changed entities, and in-memory connections driven the way `Server::send_updates` drives real ones.
 //!
 //! `MemConn::queue`, `fan_out`, `WriteList` and `flush` copy the per-connection logic of `Conn::queue`,
-//! `Server::send_updates`, `Server::want_write` and `Server::flush_writes` (src/net/conn.rs, src/server.rs)
+//! `Server::send_updates`, `Server::want_write` and `Server::flush_writes` (src/net/conn.rs, src/server/)
 //! with the socket replaced by a bounded in-memory buffer: `Conn` owns a `mio::net::TcpStream`, so it
 //! cannot be built around a sink. Keep them in step when those change.
 
@@ -155,6 +155,9 @@ pub struct MemSock {
     /// A reader that keeps up drains the buffer whenever a write would not fit; a slow one is drained only
     /// by [`MemSock::drain`].
     keeps_up: bool,
+    /// Whether a write copies the bytes (as the kernel does); a discarding socket only takes them, to
+    /// isolate the server's own per-connection work from the copy.
+    copies: bool,
 }
 
 impl MemSock {
@@ -162,6 +165,16 @@ impl MemSock {
         MemSock {
             buf: Vec::with_capacity(SINK_BYTES),
             keeps_up,
+            copies: true,
+        }
+    }
+
+    /// A socket whose reader keeps up and that takes every byte without copying it.
+    pub fn discarding() -> Self {
+        MemSock {
+            buf: Vec::new(),
+            keeps_up: true,
+            copies: false,
         }
     }
 
@@ -173,6 +186,9 @@ impl MemSock {
 
 impl Write for MemSock {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if !self.copies {
+            return Ok(bytes.len());
+        }
         if self.keeps_up && self.buf.len() + bytes.len() > SINK_BYTES {
             self.buf.clear();
         }
@@ -199,13 +215,17 @@ pub struct MemConn {
 
 impl MemConn {
     pub fn new(keeps_up: bool) -> Self {
+        Self::with_sock(MemSock::new(keeps_up))
+    }
+
+    pub fn with_sock(sock: MemSock) -> Self {
         let mut out = OutBuf::default();
         // As after the upgrade: everything queued from here on is whole WebSocket frames.
         out.frames_begin_here();
         MemConn {
             baseline: None,
             out,
-            sock: MemSock::new(keeps_up),
+            sock,
             on_write_list: false,
         }
     }
