@@ -716,12 +716,14 @@ export function connect(url, options = {}) {
  *
  * Fields for the app (read-only): `state` ('idle', 'connecting', 'open', 'reconnecting', 'closed'),
  * `world` (the Mirror), `entity` (own entity id once joined, else null), `connectionId`, `tickHz`,
- * `serverTick`, `lastClose` ({code, reason, meaning, wasClean, byClient}), `nextAttemptAt`, `stats`.
+ * `serverTick`, `lastClose` (why the last open connection ended: {code, reason, meaning, wasClean,
+ * byClient, opened}), `lastFailedAttempt` (the same for a retry that never opened, else null),
+ * `nextAttemptAt`, `stats`.
  *
  * Events (`client.on(type, fn)` returns an unsubscribe function): 'state' {state, previous},
  * 'welcome' msg, 'joined' {entity}, 'update' change (see Mirror.apply), 'checksum' {tick, ok, error?},
  * 'rtt' {rttMs, srttMs}, 'ack' {seq, latencyMs}, 'desync' {error}, 'error' {error},
- * 'close' {code, reason, meaning, wasClean, byClient, reconnectInMs (null: not reconnecting)}.
+ * 'close' {code, reason, meaning, wasClean, byClient, opened, reconnectInMs (null: not reconnecting)}.
  */
 export class Client {
   constructor(url, options = {}) {
@@ -736,6 +738,7 @@ export class Client {
     this.tickHz = null;
     this.serverTick = null;
     this.lastClose = null;
+    this.lastFailedAttempt = null;
     this.nextAttemptAt = null;
     this.stats = {
       connects: 0,
@@ -856,7 +859,7 @@ export class Client {
     } catch (error) {
       // A malformed URL: retrying cannot help.
       this._emit('error', { error });
-      this.lastClose = { code: 0, reason: String(error.message), meaning: 'cannot connect', wasClean: false, byClient: true };
+      this.lastClose = { code: 0, reason: String(error.message), meaning: 'cannot connect', wasClean: false, byClient: true, opened: false };
       this._emit('close', { ...this.lastClose, reconnectInMs: null });
       this._finish();
       return;
@@ -881,6 +884,7 @@ export class Client {
     this._pings.clear();
     this._inputTimes.clear();
     this.stats.connects += 1;
+    this.lastFailedAttempt = null;
     this._setState('open');
     if (this.options.join) {
       this._send({ type: 'Hello', protocol: PROTOCOL_VERSION, name: fitName(this.options.name) });
@@ -909,10 +913,15 @@ export class Client {
 
   _closed({ code, reason, wasClean, byClient }) {
     const now = this.options.now();
-    const lasted = this._openedAt === null ? 0 : now - this._openedAt;
+    const opened = this._openedAt !== null;
+    const lasted = opened ? now - this._openedAt : 0;
     this._openedAt = null;
     this.entity = null;
-    this.lastClose = { code, reason, meaning: describeClose(code), wasClean, byClient };
+    const close = { code, reason, meaning: describeClose(code), wasClean, byClient, opened };
+    // A retry that never opened must not hide why the session ended (1001 stays visible while the
+    // server restarts); it is kept apart.
+    if (opened || this.lastClose === null) this.lastClose = close;
+    this.lastFailedAttempt = opened ? null : close;
     const rc = this.options.reconnect;
     const retry = !this._userClosed && rc && !FATAL_CLOSE_CODES.has(code);
     let delay = null;
@@ -922,7 +931,7 @@ export class Client {
       delay = Math.round(base * (1 - rc.jitter * this.options.random()));
       this._attempt += 1;
     }
-    this._emit('close', { ...this.lastClose, reconnectInMs: delay });
+    this._emit('close', { ...close, reconnectInMs: delay });
     if (delay === null) {
       this._finish();
       return;

@@ -1,0 +1,455 @@
+// game.js: the arena page. Everything network is in tickcast.js; this file is what a game adds on top:
+//
+//   Controls     keys (arrows, WASD) and a drag joystick (touch or mouse) -> a direction
+//   Prediction   the own entity moves at once, then is reconciled with the server's state at the input seq
+//                the server acknowledged (see reconcile())
+//   TickClock    which server tick it is "now", estimated from when updates arrive
+//   Interpolator the other entities drawn a little in the past, between two ticks they really had
+//   the render loop and the net panel
+//
+// For tests and the curious, `window.tickcast` holds {client, game}.
+//
+// Units: positions are in quarter units as replicated (0..8000 for a 2000-unit world).
+
+import { arena, connect } from './tickcast.js';
+
+const QUANTA = arena.quantaPerUnit;
+const WORLD_Q = arena.worldSizeUnits * QUANTA;
+/** Others are drawn this many ticks behind the newest tick, so there is nearly always a tick to move toward. */
+const INTERP_TICKS = 2;
+/** Samples kept per entity for interpolation. */
+const HISTORY_MAX = 8;
+/** A correction bigger than this (quarter units) is a teleport (a new entity): snap instead of smoothing. */
+const SNAP_Q = 400;
+/** Time constant of the smoothing that hides a prediction correction, in ms. */
+const CORRECTION_TAU_MS = 80;
+/** Inputs kept waiting for acknowledgement; beyond it the server is not acking and the oldest are dropped. */
+const PENDING_MAX = 64;
+const STICK_DEAD_PX = 8;
+
+const clampQ = (v) => Math.min(WORLD_Q, Math.max(0, v));
+
+// ---- input --------------------------------------------------------------------------------------------
+
+const KEY_DIRECTIONS = {
+  ArrowLeft: [-1, 0], KeyA: [-1, 0],
+  ArrowRight: [1, 0], KeyD: [1, 0],
+  ArrowUp: [0, -1], KeyW: [0, -1],
+  ArrowDown: [0, 1], KeyS: [0, 1],
+};
+
+class Controls {
+  constructor(surface) {
+    this.keys = new Set();
+    /** The drag joystick: origin and current point in CSS pixels, or null. */
+    this.stick = null;
+    addEventListener('keydown', (e) => {
+      if (!(e.code in KEY_DIRECTIONS) || e.altKey || e.ctrlKey || e.metaKey) return;
+      this.keys.add(e.code);
+      e.preventDefault();
+    });
+    addEventListener('keyup', (e) => this.keys.delete(e.code));
+    addEventListener('blur', () => this.keys.clear());
+    surface.addEventListener('pointerdown', (e) => {
+      surface.setPointerCapture(e.pointerId);
+      this.stick = { id: e.pointerId, ox: e.offsetX, oy: e.offsetY, x: e.offsetX, y: e.offsetY };
+      e.preventDefault();
+    });
+    surface.addEventListener('pointermove', (e) => {
+      if (this.stick?.id !== e.pointerId) return;
+      this.stick.x = e.offsetX;
+      this.stick.y = e.offsetY;
+    });
+    const release = (e) => {
+      if (this.stick?.id === e.pointerId) this.stick = null;
+    };
+    surface.addEventListener('pointerup', release);
+    surface.addEventListener('pointercancel', release);
+  }
+
+  /** The direction as the server's i8 pair; the server normalises it, so only the direction matters. */
+  direction() {
+    let x = 0;
+    let y = 0;
+    if (this.stick) {
+      x = this.stick.x - this.stick.ox;
+      y = this.stick.y - this.stick.oy;
+      if (Math.hypot(x, y) < STICK_DEAD_PX) x = y = 0;
+    } else {
+      for (const code of this.keys) {
+        x += KEY_DIRECTIONS[code][0];
+        y += KEY_DIRECTIONS[code][1];
+      }
+    }
+    const len = Math.hypot(x, y);
+    if (len === 0) return { dx: 0, dy: 0 };
+    return { dx: Math.round((127 * x) / len), dy: Math.round((127 * y) / len) };
+  }
+}
+
+// ---- prediction ---------------------------------------------------------------------------------------
+
+/**
+ * Client-side prediction of the own entity.
+ *
+ * Every local tick (the server's rate) the current direction is sent as one Input while moving (and once
+ * more when it stops), and the prediction moves by one tick of it at once. The server applies an input at
+ * its next tick and echoes its seq in the entity's state. So on each update: drop the inputs up to the
+ * acknowledged seq, and the prediction is the server's position plus one tick of each input still in flight.
+ * The difference from what was shown is folded into `error`, which decays, so a correction never jumps.
+ */
+class Prediction {
+  constructor() {
+    this.entity = null;
+    /** Predicted position after the last local tick, and the one before it (for drawing in between). */
+    this.pos = null;
+    this.prev = null;
+    this.stepAt = 0;
+    /** Sent, not yet acknowledged: {seq, vx, vy} with v in quarter units per tick. */
+    this.pending = [];
+    this.error = { x: 0, y: 0 };
+    this.lastSent = { dx: 0, dy: 0 };
+    this.corrections = 0;
+  }
+
+  reset(entity, state) {
+    this.entity = entity;
+    this.pos = { x: state.x, y: state.y };
+    this.prev = { ...this.pos };
+    this.pending = [];
+    this.error = { x: 0, y: 0 };
+    this.lastSent = { dx: 0, dy: 0 };
+  }
+
+  clear() {
+    this.entity = null;
+    this.pos = this.prev = null;
+    this.pending = [];
+  }
+
+  static velocity(input, tickHz) {
+    const len = Math.hypot(input.dx, input.dy);
+    if (len === 0) return { vx: 0, vy: 0 };
+    const step = (arena.speedUnitsPerS * QUANTA) / tickHz;
+    return { vx: (input.dx / len) * step, vy: (input.dy / len) * step };
+  }
+
+  /** One local tick: send the input if it matters, and move the prediction by it. */
+  localTick(client, input, now) {
+    if (this.pos === null) return;
+    this.prev = { ...this.pos };
+    this.stepAt = now;
+    const moving = input.dx !== 0 || input.dy !== 0;
+    const wasMoving = this.lastSent.dx !== 0 || this.lastSent.dy !== 0;
+    if (!moving && !wasMoving) return;
+    const seq = client.sendInput(input);
+    if (seq === 0) return; // not sent: the server will not move us either
+    this.lastSent = input;
+    const { vx, vy } = Prediction.velocity(input, client.tickHz);
+    this.pending.push({ seq, vx, vy });
+    if (this.pending.length > PENDING_MAX) this.pending.shift();
+    this.pos = { x: clampQ(this.pos.x + vx), y: clampQ(this.pos.y + vy) };
+  }
+
+  /** The server's state of the own entity arrived: replay what it has not seen yet on top of it. */
+  reconcile(state) {
+    while (this.pending.length > 0 && this.pending[0].seq <= state.seq) this.pending.shift();
+    let x = state.x;
+    let y = state.y;
+    for (const p of this.pending) {
+      x = clampQ(x + p.vx);
+      y = clampQ(y + p.vy);
+    }
+    const ex = this.pos.x - x;
+    const ey = this.pos.y - y;
+    if (ex === 0 && ey === 0) return;
+    if (Math.hypot(ex, ey) > SNAP_Q) {
+      this.error = { x: 0, y: 0 };
+      this.prev = { x, y };
+    } else {
+      // Shift the whole segment being drawn and carry the difference as an error that decays.
+      this.corrections += 1;
+      this.error.x += ex;
+      this.error.y += ey;
+      this.prev = { x: this.prev.x - ex, y: this.prev.y - ey };
+    }
+    this.pos = { x, y };
+  }
+
+  /** Where to draw the own entity now; `dtMs` since the last frame decays the correction. */
+  drawn(now, tickMs, dtMs) {
+    const k = Math.exp(-dtMs / CORRECTION_TAU_MS);
+    this.error.x *= k;
+    this.error.y *= k;
+    const a = Math.min(1, Math.max(0, (now - this.stepAt) / tickMs));
+    return {
+      x: this.prev.x + (this.pos.x - this.prev.x) * a + this.error.x,
+      y: this.prev.y + (this.pos.y - this.prev.y) * a + this.error.y,
+    };
+  }
+}
+
+// ---- the server's timeline and the others ---------------------------------------------------------------
+
+/** Estimates the current server tick from update arrival times: tick t arrives around offset + t * tickMs. */
+class TickClock {
+  constructor() {
+    this.offsetMs = null;
+    this.tickMs = 50;
+  }
+
+  observe(tick, now, tickHz) {
+    this.tickMs = 1000 / tickHz;
+    const sample = now - tick * this.tickMs;
+    // Far off (a first update, a reconnect, a tab that slept): start over; else follow slowly.
+    if (this.offsetMs === null || Math.abs(sample - this.offsetMs) > 10 * this.tickMs) this.offsetMs = sample;
+    else this.offsetMs += (sample - this.offsetMs) * 0.05;
+  }
+
+  now(now) {
+    return this.offsetMs === null ? null : (now - this.offsetMs) / this.tickMs;
+  }
+}
+
+/** Per entity, the last few (tick, x, y) it really had; drawn at a tick between two of them. */
+class Interpolator {
+  constructor() {
+    this.history = new Map();
+  }
+
+  clear() {
+    this.history.clear();
+  }
+
+  push(id, tick, state) {
+    let h = this.history.get(id);
+    if (!h) this.history.set(id, (h = []));
+    const last = h[h.length - 1];
+    // It stood still since `last`: pin that, or it would seem to drift over the whole pause.
+    if (last && last.tick < tick - 1) h.push({ tick: tick - 1, x: last.x, y: last.y });
+    h.push({ tick, x: state.x, y: state.y });
+    while (h.length > HISTORY_MAX) h.shift();
+  }
+
+  onUpdate(change, world) {
+    for (const id of change.despawned) this.history.delete(id);
+    if (change.full) {
+      for (const id of this.history.keys()) if (!world.entities.has(id)) this.history.delete(id);
+    }
+    for (const id of change.set) this.push(id, change.tick, world.entities.get(id));
+    for (const id of change.changed) this.push(id, change.tick, world.entities.get(id));
+  }
+
+  at(id, tick) {
+    const h = this.history.get(id);
+    if (!h || h.length === 0 || tick === null) return undefined;
+    if (tick >= h[h.length - 1].tick) return h[h.length - 1];
+    for (let i = h.length - 1; i > 0; i--) {
+      const a = h[i - 1];
+      const b = h[i];
+      if (tick >= a.tick) {
+        const t = (tick - a.tick) / (b.tick - a.tick);
+        return { x: a.x + (b.x - a.x) * t, y: a.y + (b.y - a.y) * t };
+      }
+    }
+    return h[0];
+  }
+}
+
+// ---- the page -----------------------------------------------------------------------------------------
+
+class Game {
+  constructor(client, canvas, panel, status) {
+    this.client = client;
+    this.canvas = canvas;
+    this.ctx = canvas.getContext('2d');
+    this.panel = panel;
+    this.status = status;
+    this.controls = new Controls(canvas);
+    this.prediction = new Prediction();
+    this.clock = new TickClock();
+    this.interp = new Interpolator();
+    this.frames = 0;
+    this.lastFrameAt = performance.now();
+    this.sizeCss = 0;
+    this.inputTimer = null;
+
+    client.on('welcome', (msg) => this.startInputTicks(msg.tickHz));
+    client.on('update', (change) => this.onUpdate(change));
+    client.on('close', () => {
+      this.prediction.clear();
+      clearInterval(this.inputTimer);
+    });
+    client.on('state', () => this.updatePanel());
+    addEventListener('resize', () => this.resize());
+    this.resize();
+    setInterval(() => this.updatePanel(), 250);
+    requestAnimationFrame((t) => this.frame(t));
+  }
+
+  startInputTicks(tickHz) {
+    clearInterval(this.inputTimer);
+    this.inputTimer = setInterval(() => {
+      this.prediction.localTick(this.client, this.controls.direction(), performance.now());
+    }, 1000 / tickHz);
+  }
+
+  onUpdate(change) {
+    const { client } = this;
+    const now = performance.now();
+    this.clock.observe(change.tick, now, client.tickHz);
+    if (change.full) this.interp.clear();
+    this.interp.onUpdate(change, client.world);
+    const own = client.own;
+    if (!own) return;
+    if (this.prediction.entity !== client.entity) this.prediction.reset(client.entity, own);
+    else this.prediction.reconcile(own);
+  }
+
+  resize() {
+    const header = document.querySelector('header').offsetHeight;
+    const footer = document.querySelector('footer').offsetHeight;
+    // The net panel sits beside the arena when there is room for both, else below it.
+    const side = this.panel.offsetWidth + 12;
+    const wide = innerWidth - side >= 480;
+    const size = Math.max(240, Math.min(innerWidth - 16 - (wide ? side : 0), innerHeight - header - footer - 8));
+    const dpr = devicePixelRatio || 1;
+    this.sizeCss = size;
+    this.canvas.style.width = this.canvas.style.height = `${size}px`;
+    this.canvas.width = this.canvas.height = Math.round(size * dpr);
+    this.ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  }
+
+  frame(now) {
+    const dtMs = Math.min(250, now - this.lastFrameAt);
+    this.lastFrameAt = now;
+    this.frames += 1;
+    this.draw(now, dtMs);
+    requestAnimationFrame((t) => this.frame(t));
+  }
+
+  draw(now, dtMs) {
+    const { ctx, client, sizeCss: size } = this;
+    const s = size / WORLD_Q;
+    ctx.clearRect(0, 0, size, size);
+
+    ctx.strokeStyle = '#1d2430';
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    for (let q = 1000; q < WORLD_Q; q += 1000) {
+      ctx.moveTo(q * s, 0);
+      ctx.lineTo(q * s, size);
+      ctx.moveTo(0, q * s);
+      ctx.lineTo(size, q * s);
+    }
+    ctx.stroke();
+
+    const r = Math.max(3, 18 * QUANTA * s);
+    const tick = this.clock.now(now);
+    const renderTick = tick === null ? null : tick - INTERP_TICKS;
+    const stale = client.state !== 'open';
+    ctx.globalAlpha = stale ? 0.35 : 1;
+    for (const [id, state] of client.world.entities) {
+      if (id === client.entity) continue;
+      const p = this.interp.at(id, renderTick) ?? state;
+      ctx.fillStyle = `hsl(${(id * 137.508) % 360} 65% 60%)`;
+      ctx.beginPath();
+      ctx.arc(p.x * s, p.y * s, r, 0, Math.PI * 2);
+      ctx.fill();
+    }
+    ctx.globalAlpha = 1;
+
+    const own = client.own;
+    if (own && this.prediction.pos) {
+      ctx.strokeStyle = 'rgba(255,255,255,0.45)';
+      ctx.lineWidth = 1.5;
+      ctx.beginPath();
+      ctx.arc(own.x * s, own.y * s, r + 3, 0, Math.PI * 2);
+      ctx.stroke();
+      const p = this.prediction.drawn(now, this.clock.tickMs, dtMs);
+      ctx.fillStyle = '#f5c542';
+      ctx.strokeStyle = '#ffffff';
+      ctx.lineWidth = 2.5;
+      ctx.beginPath();
+      ctx.arc(p.x * s, p.y * s, r + 2, 0, Math.PI * 2);
+      ctx.fill();
+      ctx.stroke();
+    }
+
+    const stick = this.controls.stick;
+    if (stick) {
+      ctx.strokeStyle = 'rgba(255,255,255,0.35)';
+      ctx.lineWidth = 2;
+      ctx.beginPath();
+      ctx.arc(stick.ox, stick.oy, 36, 0, Math.PI * 2);
+      ctx.moveTo(stick.ox, stick.oy);
+      ctx.lineTo(stick.x, stick.y);
+      ctx.stroke();
+    }
+
+    if (stale) {
+      ctx.fillStyle = 'rgba(14,17,22,0.7)';
+      ctx.fillRect(0, size / 2 - 28, size, 56);
+      ctx.fillStyle = '#d8dee9';
+      ctx.font = '600 16px system-ui, sans-serif';
+      ctx.textAlign = 'center';
+      ctx.textBaseline = 'middle';
+      ctx.fillText(this.statusText(now), size / 2, size / 2);
+    }
+  }
+
+  statusText(now = performance.now()) {
+    const c = this.client;
+    const why = c.lastClose ? ` (${c.lastClose.code}: ${c.lastClose.meaning})` : '';
+    switch (c.state) {
+      case 'open':
+        return c.entity === null ? 'connected, joining...' : `playing as #${c.entity}`;
+      case 'reconnecting': {
+        const s = Math.max(0, (c.nextAttemptAt - now) / 1000);
+        return `reconnecting in ${s.toFixed(1)} s${why}`;
+      }
+      case 'closed':
+        return `disconnected${why}`;
+      default:
+        return 'connecting...';
+    }
+  }
+
+  updatePanel() {
+    const c = this.client;
+    const st = c.stats;
+    const ms = (v) => (v === null ? '-' : `${v.toFixed(1)} ms`);
+    const set = (k, text, bad = false) => {
+      const dd = this.panel.querySelector(`[data-k="${k}"]`);
+      dd.textContent = text;
+      dd.classList.toggle('bad', bad);
+    };
+    set('state', c.state);
+    set('rtt', st.srttMs === null ? '-' : `${st.rttMs.toFixed(1)} (avg ${st.srttMs.toFixed(1)}) ms`);
+    set('ack', ms(st.inputAckMs));
+    set('ups', st.updatesPerSec.toFixed(1));
+    set('bps', st.bytesPerSec >= 10240 ? `${(st.bytesPerSec / 1024).toFixed(1)} KiB` : `${Math.round(st.bytesPerSec)} B`);
+    set('tick', c.world.tick === null ? '-' : String(c.world.tick));
+    set('entities', String(c.world.entities.size));
+    set('you', c.entity === null ? '-' : `#${c.entity}`);
+    set('checksums', `${st.checksumsVerified} ok / ${st.checksumFailures} bad`, st.checksumFailures > 0);
+    set('connects', String(st.connects));
+    // The status line says what the code means; the panel keeps to the number.
+    set('close', c.lastClose ? String(c.lastClose.code) : '-');
+    this.panel.querySelector('[data-k="close"]').title = c.lastClose?.meaning ?? '';
+    this.status.textContent = this.statusText();
+    this.status.dataset.state = c.state;
+  }
+}
+
+const params = new URLSearchParams(location.search);
+const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+const url = params.get('server') ?? `${scheme}://${location.host}/ws`;
+const client = connect(url, { name: params.get('name') ?? `guest-${Math.floor(Math.random() * 1000)}` });
+const game = new Game(
+  client,
+  document.getElementById('arena'),
+  document.getElementById('net'),
+  document.getElementById('status'),
+);
+window.tickcast = { client, game };

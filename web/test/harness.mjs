@@ -1,0 +1,132 @@
+// Test harness: the real tickcast binary on 127.0.0.1, and Debian's Chromium driven by playwright-core.
+// Every wait has a cap (WAIT_MAX_MS): a safety net against hangs, never a timing assertion.
+
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+import { chromium } from 'playwright-core';
+
+export const WAIT_MAX_MS = 30_000;
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const SERVER_BIN = process.env.TICKCAST_SERVER ?? path.join(ROOT, 'target/debug/tickcast');
+export const ARTIFACTS = process.env.TICKCAST_ARTIFACTS ?? path.join(ROOT, 'test-artifacts');
+const CHROMIUM = process.env.TICKCAST_CHROMIUM ?? '/usr/bin/chromium';
+
+/** Rejects after `ms` with `what` unless `promise` settles first. */
+export function within(promise, what, ms = WAIT_MAX_MS) {
+  let timer;
+  const cap = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`gave up after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, cap]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Starts the server (`--npcs 20`) on `port` (0: any) and resolves once it says where it listens:
+ * {port, url, stop(): exit code, stderr()}.
+ */
+export async function startServer({ port = 0, npcs = 20 } = {}) {
+  const args = ['--listen', `127.0.0.1:${port}`, '--npcs', String(npcs)];
+  const proc = spawn(SERVER_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve(code ?? signal)));
+  const listening = new Promise((resolve, reject) => {
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (chunk) => {
+      log += chunk;
+      const m = /tickcast: listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(log);
+      if (m) resolve(Number(m[1]));
+    });
+    proc.on('error', reject);
+    exited.then((code) => reject(new Error(`tickcast exited (${code}) before listening:\n${log}`)));
+  });
+  const bound = await within(listening, `${SERVER_BIN} to listen`);
+  return {
+    port: bound,
+    url: `http://127.0.0.1:${bound}/`,
+    stderr: () => log,
+    /** SIGTERM: the server drains (final update, close 1001 to everyone) and exits; resolves its exit code. */
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      try {
+        return await within(exited, 'tickcast to drain and exit');
+      } catch (e) {
+        proc.kill('SIGKILL');
+        throw e;
+      }
+    },
+  };
+}
+
+/** Debian's Chromium, headless, in a fresh temporary profile (Playwright makes one per launch). */
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: WAIT_MAX_MS,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
+
+/**
+ * Opens the arena page in a new context; resolves once it has joined and holds a world. `errors` collects
+ * page errors and console errors, which a test expects to stay empty.
+ */
+export async function openArena(browser, server) {
+  const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT_MAX_MS);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    // A refused connection while the server restarts is the browser's own log line, not the page's error.
+    if (m.type() === 'error' && !/WebSocket connection to .* failed/.test(m.text())) errors.push(m.text());
+  });
+  await page.goto(server.url);
+  await waitFor(page, 'the page to join and mirror the world', () => {
+    const c = window.tickcast?.client;
+    return c && c.state === 'open' && c.own !== undefined && c.world.tick !== null;
+  });
+  return { page, context, errors };
+}
+
+/** Waits until `fn(arg)` is truthy in the page. */
+export function waitFor(page, what, fn, arg) {
+  return within(page.waitForFunction(fn, arg, { timeout: WAIT_MAX_MS, polling: 50 }), what, WAIT_MAX_MS + 1000);
+}
+
+/** What a test looks at: the SDK's state, as plain data. */
+export function snapshot(page) {
+  return page.evaluate(() => {
+    const { client: c, game } = window.tickcast;
+    return {
+      state: c.state,
+      entity: c.entity,
+      own: c.own ? { ...c.own } : null,
+      tick: c.world.tick,
+      ids: [...c.world.entities.keys()],
+      lastInputSeq: c.lastInputSeq,
+      lastClose: c.lastClose,
+      lastFailedAttempt: c.lastFailedAttempt,
+      stats: { ...c.stats },
+      predicted: game.prediction.pos ? { ...game.prediction.pos } : null,
+      pending: game.prediction.pending.length,
+    };
+  });
+}
+
+export function artifactPath(name) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  return path.join(ARTIFACTS, name);
+}
