@@ -1,12 +1,14 @@
 //! The swarm against a real server through real sockets on 127.0.0.1: every behaviour connects, every
 //! mirror matches every checksum (coalesced updates included), flappers and slow readers cost no unexpected
 //! disconnect; and the bad cases are reported: a wrong checksum names the bot and the tick, a server that
-//! kicks slow readers shows up as unexpected disconnects by close code.
+//! kicks slow readers shows up as unexpected disconnects by close code; a server drain is expected.
 
 mod common;
 
 use bots::mix::Behaviour;
-use common::{args, run_swarm, TestServer, WrongChecksumServer};
+use bots::report::EndedBy;
+use bots::Plan;
+use common::{args, run_swarm, TestServer, WrongChecksumServer, WAIT_MAX};
 use tickcast::metrics::CloseReason;
 
 /// A server whose slow readers fall behind within a fraction of a second: a world big enough that every
@@ -170,4 +172,40 @@ fn a_server_that_kicks_slow_readers_shows_unexpected_disconnects_by_close_code()
         .find(|r| r.behaviour == "wander")
         .unwrap();
     assert_eq!(wander.unexpected_disconnects, 0, "{summary}");
+}
+
+#[test]
+fn a_server_drain_is_an_expected_disconnect_and_ends_the_run() {
+    let server = TestServer::start(|_| {});
+    let plan = Plan::new(args(&server.url(), &["--count", "5", "--duration", "60s"])).unwrap();
+    let (connected_tx, connected) = crossbeam_channel::bounded(1);
+    let (_no_stop, stop) = crossbeam_channel::bounded::<()>(1);
+    let swarm = std::thread::spawn(move || {
+        let on_progress = |p: &bots::Progress| {
+            if p.connected == 5 {
+                let _ = connected_tx.try_send(());
+            }
+        };
+        bots::run(plan, &stop, on_progress, |_| {}).unwrap()
+    });
+    connected
+        .recv_timeout(WAIT_MAX)
+        .expect("every bot connected");
+    server.stop();
+    let report = swarm.join().unwrap();
+    let summary = report.table();
+    // Every bot was told 1001 and stayed down, which ended the run before its duration.
+    assert_eq!(report.ended_by, EndedBy::AllBotsDown, "{summary}");
+    let going_away = report
+        .disconnects
+        .iter()
+        .find(|d| d.code == Some(tickcast::proto::close::GOING_AWAY))
+        .unwrap_or_else(|| panic!("no 1001 in {summary}"));
+    assert_eq!(
+        (going_away.count, going_away.expected),
+        (5, true),
+        "{summary}"
+    );
+    assert_eq!(report.unexpected_disconnects, 0, "{summary}");
+    assert!(report.passed, "{summary}");
 }
