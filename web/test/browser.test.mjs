@@ -109,6 +109,31 @@ test('arrow keys move the own entity; prediction settles on the acknowledged ser
   assert.deepEqual(errors, []);
 });
 
+test('a touch drag on the arena steers the own entity', async () => {
+  const { page, context, errors } = await openArena(browser, server, { hasTouch: true });
+  const start = await snapshot(page);
+  const box = await page.locator('#arena').boundingBox();
+  const [x, y] = [box.x + box.width / 2, box.y + box.height / 2];
+  const sign = start.own.y < 4000 ? 1 : -1;
+  // Real touch input, as a phone sends it: touchstart, a drag down (or up), and touchend at the end.
+  const cdp = await context.newCDPSession(page);
+  const touch = (type, points) => cdp.send('Input.dispatchTouchEvent', { type, touchPoints: points });
+  await touch('touchStart', [{ x, y }]);
+  await touch('touchMove', [{ x, y: y + 60 * sign }]);
+  await waitFor(
+    page,
+    'the drag to move the own entity',
+    ([y0, sign]) => (window.tickcast.client.own.y - y0) * sign >= 200,
+    [start.own.y, sign],
+  );
+  await touch('touchEnd', []);
+  await waitFor(page, 'the stop after the drag', stoppedAndAcked);
+  const moved = await snapshot(page);
+  assert.ok(Math.abs(moved.own.x - start.own.x) <= 1, 'a vertical drag moves (nearly) only y');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('two pages see each other, and one sees the other move', async () => {
   const a = opened[0] ?? (await arena());
   const b = await arena();

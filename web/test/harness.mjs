@@ -6,8 +6,6 @@ import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
-import { chromium } from 'playwright-core';
-
 export const WAIT_MAX_MS = 30_000;
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const SERVER_BIN = process.env.TICKCAST_SERVER ?? path.join(ROOT, 'target/debug/tickcast');
@@ -61,7 +59,8 @@ export async function startServer({ port = 0, npcs = 20 } = {}) {
 }
 
 /** Debian's Chromium, headless, in a fresh temporary profile (Playwright makes one per launch). */
-export function launchBrowser() {
+export async function launchBrowser() {
+  const { chromium } = await import('playwright-core');
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -83,8 +82,8 @@ export function launchBrowser() {
  * Opens the arena page in a new context; resolves once it has joined and holds a world. `errors` collects
  * page errors and console errors, which a test expects to stay empty.
  */
-export async function openArena(browser, server) {
-  const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
+export async function openArena(browser, server, { hasTouch = false } = {}) {
+  const context = await browser.newContext({ viewport: { width: 900, height: 900 }, hasTouch });
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MAX_MS);
   const errors = [];

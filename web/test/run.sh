@@ -24,7 +24,7 @@ fi
 if [[ ! -x /usr/bin/chromium ]]; then
   echo "web/test/run.sh: installing Debian's chromium"
   apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+  DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 fi
 
 wanted="$(node -p "require('$web/package.json').devDependencies['playwright-core']")"
