@@ -14,6 +14,8 @@ use crate::mix::Mix;
 pub const BOTS_MAX: u32 = 100_000;
 /// Most worker threads.
 pub const THREADS_MAX: usize = 256;
+/// Longest any time setting may be (`--duration`, the ramp-up, every `-ms` flag): a day.
+pub const TIME_SETTING_MAX: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// bots: a swarm of real WebSocket players for a tickcast server (load, correctness check, report).
 #[derive(Debug, Clone, Parser)]
@@ -157,6 +159,25 @@ impl Plan {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be at least 1"));
         }
+        let times_ms = [
+            ("--flap-ms", args.flap_ms),
+            ("--input-interval-ms", args.input_interval_ms),
+            ("--connect-timeout-ms", args.connect_timeout_ms),
+            ("--retry-max-ms", args.retry_max_ms),
+            ("--close-timeout-ms", args.close_timeout_ms),
+        ];
+        if let Some((name, _)) = times_ms
+            .iter()
+            .find(|(_, ms)| Duration::from_millis(*ms) > TIME_SETTING_MAX)
+        {
+            return Err(format!("{name} must be at most a day"));
+        }
+        if args.duration > TIME_SETTING_MAX {
+            return Err("--duration must be at most a day".to_string());
+        }
+        if f64::from(args.count) / args.connect_rate > TIME_SETTING_MAX.as_secs_f64() {
+            return Err("--connect-rate is so low that the ramp-up takes over a day".to_string());
+        }
         if args.retry_max_ms < args.retry_base_ms {
             return Err("--retry-max-ms must be at least --retry-base-ms".to_string());
         }
@@ -200,6 +221,11 @@ impl Plan {
     pub fn ramp_offset(&self, index: usize) -> Duration {
         Duration::from_secs_f64(index as f64 / self.args.connect_rate)
     }
+
+    /// How long until the last bot makes its first connect attempt.
+    pub fn ramp_up(&self) -> Duration {
+        self.ramp_offset(self.args.count as usize)
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +267,12 @@ mod tests {
         assert!(err.contains("--threads"), "{err}");
         let err = Plan::new(args(&["--connect-rate", "0"])).unwrap_err();
         assert!(err.contains("--connect-rate"), "{err}");
+        let err = Plan::new(args(&["--connect-rate", "0.000001"])).unwrap_err();
+        assert!(err.contains("--connect-rate"), "{err}");
+        let err = Plan::new(args(&["--flap-ms", "100000000000"])).unwrap_err();
+        assert!(err.contains("--flap-ms"), "{err}");
+        let err = Plan::new(args(&["--duration", "3days"])).unwrap_err();
+        assert!(err.contains("--duration"), "{err}");
         for url in ["wss://example.com/ws", "http://127.0.0.1/ws", "nonsense"] {
             assert!(Target::resolve(url).is_err(), "{url}");
         }

@@ -55,6 +55,14 @@ fn main() -> ExitCode {
         plan.args.duration,
         plan.args.connect_rate
     );
+    if plan.ramp_up() >= plan.args.duration {
+        eprintln!(
+            "bots: warning: the ramp-up ({:.1} s at --connect-rate {}) is not shorter than --duration: \
+             some bots will never connect",
+            plan.ramp_up().as_secs_f64(),
+            plan.args.connect_rate
+        );
+    }
     let mut printed = 0;
     let result = bots::run(plan, &stop, print_progress, |e: &BotError| {
         if printed < ERRORS_PRINTED_MAX {

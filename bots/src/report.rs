@@ -115,7 +115,8 @@ pub struct Report {
     pub behaviours: Vec<BehaviourRow>,
     /// The first correctness errors, each with bot, connection and tick.
     pub errors: Vec<String>,
-    /// No mismatches, no protocol errors, no unexpected disconnects, every bot connected.
+    /// No mismatches, no protocol errors, no unexpected disconnects, no bot gave up, and (unless the run
+    /// was interrupted) every bot connected.
     pub passed: bool,
 }
 
@@ -237,7 +238,14 @@ impl Report {
                 self.unexpected_disconnects
             ));
         }
-        if self.bots_never_connected > 0 {
+        if self.bots_gave_up > 0 {
+            out.push(format!(
+                "{} bots gave up connecting after --connect-attempts failures",
+                self.bots_gave_up
+            ));
+        }
+        // An interrupted run may end before every bot had its turn; that is not the server's fault.
+        if self.bots_never_connected > 0 && self.ended_by != EndedBy::Interrupted {
             out.push(format!(
                 "{} of {} bots never connected",
                 self.bots_never_connected, self.bots
@@ -427,5 +435,81 @@ impl Report {
             let _ = writeln!(t, "\nresult: FAIL ({})", failures.join(", "));
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::Args;
+
+    fn report(stats: &Stats, ended_by: EndedBy) -> Report {
+        let args = Args::parse_from(["bots", "--count", "3", "--mix", "wander=2,slow=1"]);
+        let plan = Plan::new(args).unwrap();
+        let run = Summary {
+            elapsed: Duration::from_secs(10),
+            ended_by,
+            peak_connected: 3,
+            behaviours: plan.args.mix.assign(3),
+            errors: Vec::new(),
+        };
+        Report::new(&plan, stats, &run)
+    }
+
+    #[test]
+    fn rates_are_per_connected_bot_second_and_latencies_leave_slow_bots_out() {
+        let mut stats = Stats::default();
+        stats.first_connects = 3;
+        let wander = stats.of(Behaviour::Wander);
+        wander.connected_us = 20_000_000;
+        wander.updates = 400;
+        wander.rtt.record(Duration::from_millis(30));
+        let slow = stats.of(Behaviour::Slow);
+        slow.connected_us = 10_000_000;
+        slow.updates = 50;
+        slow.rtt.record(Duration::from_secs(3));
+        let r = report(&stats, EndedBy::Duration);
+        assert_eq!(r.updates_per_sec, 15.0, "450 updates over 30 bot-seconds");
+        assert_eq!(r.rtt_ms.samples, 1);
+        assert!(r.rtt_ms.max < 31.0, "{:?}", r.rtt_ms);
+        let slow_row = r.behaviours.iter().find(|b| b.behaviour == "slow").unwrap();
+        assert_eq!((slow_row.bots, slow_row.updates_per_sec), (1, 5.0));
+        assert!(r.passed, "{:?}", r.failures());
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        for key in [
+            "connected",
+            "checksum_mismatches",
+            "updates_per_sec",
+            "bytes_per_sec",
+            "rtt_ms",
+            "coalesced_updates",
+            "unexpected_disconnects",
+        ] {
+            assert!(json.get(key).is_some(), "{key}");
+        }
+        assert!(r.table().contains("result: PASS"));
+    }
+
+    #[test]
+    fn the_verdict_fails_on_errors_and_on_bots_that_never_connected_unless_interrupted() {
+        let mut stats = Stats::default();
+        stats.first_connects = 2;
+        let r = report(&stats, EndedBy::Duration);
+        assert_eq!(
+            r.failures(),
+            vec!["1 of 3 bots never connected".to_string()]
+        );
+        assert!(report(&stats, EndedBy::Interrupted).passed);
+        stats.first_connects = 3;
+        stats.of(Behaviour::Wander).checksum_mismatches = 1;
+        stats.disconnected(Behaviour::Slow, crate::stats::Cause::Code(4001));
+        let r = report(&stats, EndedBy::Interrupted);
+        assert!(!r.passed);
+        assert_eq!(r.failures().len(), 2, "{:?}", r.failures());
+        assert!(r.table().contains("close 4001"));
     }
 }

@@ -72,7 +72,7 @@ pub fn run(
 
     let mut tally = Tally::new(plan.threads, behaviours);
     let deadline = start + plan.args.duration;
-    let ramp_end = start + plan.ramp_offset(count);
+    let ramp_end = start + plan.ramp_up();
     let mut next_progress = start + PROGRESS_INTERVAL;
     let mut stop = stop.clone();
     let ended_by = loop {

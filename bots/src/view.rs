@@ -69,6 +69,8 @@ impl UpdateKind {
 pub enum ViewError {
     /// The bytes are not a server message.
     Decode(DecodeError),
+    /// `Welcome` announced a protocol version other than the bots' own.
+    Version { server: u16 },
     /// A message the protocol does not allow here (anything before `Welcome`, an update going back).
     OutOfOrder(String),
     /// The mirror could not apply a delta (from a base it does not hold, for an unknown entity).
@@ -85,7 +87,7 @@ impl ViewError {
             ViewError::Mirror(MirrorError::UnknownEntity { tick, .. }) => Some(*tick),
             ViewError::Mirror(MirrorError::WrongBase { base, .. }) => Some(*base),
             ViewError::Mirror(MirrorError::ChecksumMismatch { tick, .. }) => Some(*tick),
-            ViewError::Decode(_) | ViewError::OutOfOrder(_) => None,
+            ViewError::Decode(_) | ViewError::Version { .. } | ViewError::OutOfOrder(_) => None,
         }
     }
 }
@@ -94,6 +96,11 @@ impl std::fmt::Display for ViewError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ViewError::Decode(e) => write!(f, "undecodable server message: {e}"),
+            ViewError::Version { server } => write!(
+                f,
+                "server speaks protocol {server}, the bots speak {}",
+                proto::PROTOCOL_VERSION
+            ),
             ViewError::OutOfOrder(what) => write!(f, "out of order: {what}"),
             ViewError::Mirror(e) => write!(f, "mirror cannot follow: {e}"),
             ViewError::ChecksumMismatch {
@@ -149,13 +156,16 @@ impl View {
         }
         match msg {
             ServerMsg::Welcome {
+                protocol,
                 tick,
                 tick_hz,
                 connection_id,
-                ..
             } => {
                 if self.welcomed {
                     return Err(ViewError::OutOfOrder("a second Welcome".to_string()));
+                }
+                if protocol != proto::PROTOCOL_VERSION {
+                    return Err(ViewError::Version { server: protocol });
                 }
                 self.welcomed = true;
                 Ok(Seen::Welcome {

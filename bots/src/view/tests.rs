@@ -281,6 +281,19 @@ fn a_diverged_mirror_fails_its_next_checksum() {
 #[test]
 fn protocol_violations_are_errors() {
     let server = start();
+    let mut other_version = View::new();
+    let welcome = proto::encode(&ServerMsg::<(), ()>::Welcome {
+        protocol: proto::PROTOCOL_VERSION + 1,
+        tick_hz: 20,
+        tick: 0,
+        connection_id: 1,
+    });
+    assert_eq!(
+        other_version.receive(&welcome),
+        Err(ViewError::Version {
+            server: proto::PROTOCOL_VERSION + 1
+        })
+    );
     let mut view = View::new();
     assert!(matches!(
         view.receive(&server.full(10)),
