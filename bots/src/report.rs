@@ -462,8 +462,10 @@ mod tests {
 
     #[test]
     fn rates_are_per_connected_bot_second_and_latencies_leave_slow_bots_out() {
-        let mut stats = Stats::default();
-        stats.first_connects = 3;
+        let mut stats = Stats {
+            first_connects: 3,
+            ..Stats::default()
+        };
         let wander = stats.of(Behaviour::Wander);
         wander.connected_us = 20_000_000;
         wander.updates = 400;
@@ -496,8 +498,10 @@ mod tests {
 
     #[test]
     fn the_verdict_fails_on_errors_and_on_bots_that_never_connected_unless_interrupted() {
-        let mut stats = Stats::default();
-        stats.first_connects = 2;
+        let mut stats = Stats {
+            first_connects: 2,
+            ..Stats::default()
+        };
         let r = report(&stats, EndedBy::Duration);
         assert_eq!(
             r.failures(),
