@@ -115,8 +115,8 @@ pub struct Report {
     pub behaviours: Vec<BehaviourRow>,
     /// The first correctness errors, each with bot, connection and tick.
     pub errors: Vec<String>,
-    /// No mismatches, no protocol errors, no unexpected disconnects, no bot gave up, and (unless the run
-    /// was interrupted) every bot connected.
+    /// No mismatches, no protocol errors, no unexpected disconnects, and (unless the run was interrupted
+    /// or the server drained) no bot gave up and every bot connected.
     pub passed: bool,
 }
 
@@ -238,14 +238,22 @@ impl Report {
                 self.unexpected_disconnects
             ));
         }
-        if self.bots_gave_up > 0 {
+        // Once the server announced its drain (1001), bots that cannot connect any more are no finding;
+        // nor are bots an interrupt kept from their turn.
+        let server_went_away = self
+            .disconnects
+            .iter()
+            .any(|d| d.code == Some(tickcast::proto::close::GOING_AWAY));
+        if self.bots_gave_up > 0 && !server_went_away {
             out.push(format!(
                 "{} bots gave up connecting after --connect-attempts failures",
                 self.bots_gave_up
             ));
         }
-        // An interrupted run may end before every bot had its turn; that is not the server's fault.
-        if self.bots_never_connected > 0 && self.ended_by != EndedBy::Interrupted {
+        if self.bots_never_connected > 0
+            && self.ended_by != EndedBy::Interrupted
+            && !server_went_away
+        {
             out.push(format!(
                 "{} of {} bots never connected",
                 self.bots_never_connected, self.bots
@@ -515,5 +523,17 @@ mod tests {
         assert!(!r.passed);
         assert_eq!(r.failures().len(), 2, "{:?}", r.failures());
         assert!(r.table().contains("close 4001"));
+    }
+
+    #[test]
+    fn bots_that_cannot_reconnect_after_the_server_drained_are_no_finding() {
+        let mut stats = Stats {
+            first_connects: 2,
+            bots_gave_up: 1,
+            ..Stats::default()
+        };
+        assert_eq!(report(&stats, EndedBy::AllBotsDown).failures().len(), 2);
+        stats.disconnected(Behaviour::Wander, crate::stats::Cause::Code(1001));
+        assert!(report(&stats, EndedBy::AllBotsDown).passed);
     }
 }
