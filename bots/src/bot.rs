@@ -32,9 +32,9 @@ use crate::stats::{BotError, Cause, ConnectFailure, OpenGauge, Stats};
 use crate::stream::{self, BotStream};
 use crate::view::{Seen, UpdateKind, View, ViewError};
 
-/// Messages a bot reads per call; with more waiting, its worker calls it again next turn, so one busy
-/// socket cannot starve the others on the thread.
-pub const MESSAGES_PER_TURN_MAX: usize = 64;
+/// Messages a bot reads per call; with more waiting, its worker calls it again next turn, so one bot with
+/// a backlog of large updates cannot starve the others on the thread.
+pub const MESSAGES_PER_TURN_MAX: usize = 16;
 /// Inputs a bot sends back to back when its thread ran late; slots further behind are skipped and counted.
 pub const INPUT_CATCH_UP_MAX: u32 = 4;
 /// Inputs a bot tracks while waiting for their acknowledgement (about 50 s of inputs at 20 per second).

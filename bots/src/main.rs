@@ -93,13 +93,18 @@ fn main() -> ExitCode {
 
 fn print_progress(p: &Progress) {
     eprintln!(
-        "[{:>5.0}s] connected {}/{}  updates/s {:.0} ({:.1}/bot)  ack p99 {:.1} ms  errors {}",
+        "[{:>5.0}s] connected {}/{}  updates/s {:.0} ({:.1}/bot)  ack p99 {:.1} ms  errors {}{}",
         p.elapsed.as_secs_f64(),
         p.connected,
         p.bots,
         p.updates_per_s,
         p.updates_per_s_per_bot,
         p.rtt_p99_ms,
-        p.errors
+        p.errors,
+        if p.bots_overloaded {
+            "  BOTS OVERLOADED (input slots skipped)"
+        } else {
+            ""
+        }
     );
 }

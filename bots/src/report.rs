@@ -436,6 +436,14 @@ impl Report {
                 let _ = writeln!(t, "  {e}");
             }
         }
+        if self.inputs.slots_skipped > 0 {
+            let _ = writeln!(
+                t,
+                "\nwarning: the bots fell behind their schedule ({} input slots skipped): these figures \
+                 measure the bots machine as well as the server; give the bots more cores",
+                self.inputs.slots_skipped
+            );
+        }
         let failures = self.failures();
         if failures.is_empty() {
             let _ = writeln!(t, "\nresult: PASS");

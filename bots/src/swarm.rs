@@ -37,6 +37,9 @@ pub struct Progress {
     pub rtt_p99_ms: f64,
     /// Checksum mismatches, protocol errors, unexpected disconnects and bots that gave up, so far.
     pub errors: u64,
+    /// Bots skipped input slots over the last interval: their threads fell behind, so the figures
+    /// measure the bots machine as well as the server.
+    pub bots_overloaded: bool,
 }
 
 /// Runs the swarm. `stop` ends the run early (Ctrl-C); `on_progress` gets the live figures once a second;
@@ -209,6 +212,7 @@ impl Tally {
                 + t.protocol_errors
                 + t.disconnects_unexpected
                 + self.total.bots_gave_up,
+            bots_overloaded: all.input_slots_skipped > 0,
         }
     }
 

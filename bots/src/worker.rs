@@ -9,7 +9,8 @@
 //! 3. **sockets**: each ready bot connects, upgrades, reads (a bounded number of messages) or flushes;
 //! 4. **rereads**: bots that hit their per-turn read cap last turn read again;
 //! 5. **timers**: due connects, inputs, flaps, slow-read refills and timeouts (a bounded number per turn);
-//! 6. **report**: every [`REPORT_INTERVAL`], what was counted goes to the main thread.
+//! 6. **report**: every [`REPORT_INTERVAL`], what was counted goes to the main thread (an overloaded
+//!    worker also checks between bots, so its reports keep coming however long its turns get).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -34,6 +35,9 @@ const EVENTS_MAX: usize = 1024;
 const TIMERS_PER_TURN_MAX: usize = 4096;
 /// Error details kept per report; the counts in [`Stats`] are never dropped.
 const ERRORS_PER_REPORT_MAX: usize = 32;
+/// Bot calls between two looks at the clock for a due report, so an overloaded worker whose turns take
+/// seconds still reports on time.
+const CALLS_PER_CLOCK_CHECK: usize = 64;
 /// The waker's token; bots use tokens `0..bots`.
 const WAKER: Token = Token(usize::MAX);
 
@@ -181,17 +185,19 @@ impl Worker {
             self.take_commands(now);
 
             // 3. sockets
-            for event in events.iter() {
+            for (n, event) in events.iter().enumerate() {
                 let Token(i) = event.token();
                 if i < self.bots.len() {
                     let (readable, writable) = (event.is_readable(), event.is_writable());
                     self.with_bot(i, now, |bot, ctx| bot.on_ready(ctx, readable, writable));
                 }
+                self.report_if_due(n);
             }
 
             // 4. rereads
-            for i in std::mem::take(&mut self.rereads) {
+            for (n, i) in std::mem::take(&mut self.rereads).into_iter().enumerate() {
                 self.with_bot(i, now, |bot, ctx| bot.on_reread(ctx));
+                self.report_if_due(n);
             }
 
             // 5. timers
@@ -200,7 +206,6 @@ impl Worker {
             // 6. report
             if now >= self.next_report {
                 self.report(now);
-                self.next_report = now + REPORT_INTERVAL;
             }
             if self.stopped(now) {
                 break;
@@ -237,7 +242,8 @@ impl Worker {
 
     /// Fires due timers; returns whether due ones were left for the next turn.
     fn fire_timers(&mut self, now: Instant) -> bool {
-        for _ in 0..TIMERS_PER_TURN_MAX {
+        for n in 0..TIMERS_PER_TURN_MAX {
+            self.report_if_due(n);
             let Some(&Reverse((at, i))) = self.timers.peek() else {
                 return false;
             };
@@ -303,9 +309,20 @@ impl Worker {
         }
     }
 
+    /// Every [`CALLS_PER_CLOCK_CHECK`] bot calls within a turn, reports if one is due.
+    fn report_if_due(&mut self, calls: usize) {
+        if calls % CALLS_PER_CLOCK_CHECK == CALLS_PER_CLOCK_CHECK - 1 {
+            let now = Instant::now();
+            if now >= self.next_report {
+                self.report(now);
+            }
+        }
+    }
+
     /// Sends what was counted; when the main thread is behind, keeps counting into the same `Stats` and
     /// tries again next interval, so nothing is lost and nothing blocks the bots.
     fn report(&mut self, now: Instant) {
+        self.next_report = now + REPORT_INTERVAL;
         let report = self.snapshot(now);
         if let Err(TrySendError::Full(Event::Progress(report))) =
             self.events.try_send(Event::Progress(report))
