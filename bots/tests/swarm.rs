@@ -209,3 +209,96 @@ fn a_server_drain_is_an_expected_disconnect_and_ends_the_run() {
     assert_eq!(report.unexpected_disconnects, 0, "{summary}");
     assert!(report.passed, "{summary}");
 }
+
+/// A local port with nothing listening on it (bound, then released).
+fn free_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[test]
+fn bots_that_cannot_connect_retry_a_bounded_number_of_times_then_give_up() {
+    let addr = free_port();
+    let (report, _) = run_swarm(args(
+        &format!("ws://{addr}/ws"),
+        &[
+            "--count",
+            "3",
+            "--duration",
+            "60s",
+            "--connect-attempts",
+            "3",
+            "--retry-base-ms",
+            "10",
+            "--retry-max-ms",
+            "20",
+        ],
+    ));
+    let summary = report.table();
+    assert_eq!(
+        report.connect_failures.get("tcp connect"),
+        Some(&9),
+        "{summary}"
+    );
+    assert_eq!(report.bots_gave_up, 3, "{summary}");
+    assert_eq!(report.bots_never_connected, 3, "{summary}");
+    // With every bot given up, the run ends on its own.
+    assert_eq!(report.ended_by, EndedBy::AllBotsDown, "{summary}");
+    assert!(!report.passed, "{summary}");
+}
+
+#[test]
+fn bots_keep_retrying_until_a_late_server_comes_up() {
+    let addr = free_port();
+    let plan = Plan::new(args(
+        &format!("ws://{addr}/ws"),
+        &[
+            "--count",
+            "3",
+            "--duration",
+            "60s",
+            "--connect-attempts",
+            "100",
+            "--retry-base-ms",
+            "20",
+            "--retry-max-ms",
+            "200",
+        ],
+    ))
+    .unwrap();
+    let (first_progress_tx, first_progress) = crossbeam_channel::bounded(1);
+    let (all_connected_tx, all_connected) = crossbeam_channel::bounded(1);
+    let (stop_tx, stop) = crossbeam_channel::bounded::<()>(1);
+    let swarm = std::thread::spawn(move || {
+        let on_progress = |p: &bots::Progress| {
+            let _ = first_progress_tx.try_send(());
+            if p.connected == 3 {
+                let _ = all_connected_tx.try_send(());
+            }
+        };
+        bots::run(plan, &stop, on_progress, |_| {}).unwrap()
+    });
+    // A second into the run every bot has failed at least once: nothing listened until now.
+    first_progress
+        .recv_timeout(WAIT_MAX)
+        .expect("the run started");
+    let server = TestServer::start(|c| c.listen = addr);
+    all_connected
+        .recv_timeout(WAIT_MAX)
+        .expect("every bot connected");
+    stop_tx.send(()).unwrap();
+    let report = swarm.join().unwrap();
+    server.stop();
+    let summary = report.table();
+    assert!(
+        report
+            .connect_failures
+            .get("tcp connect")
+            .is_some_and(|n| *n >= 3),
+        "{summary}"
+    );
+    assert_eq!(report.bots_ever_connected, 3, "{summary}");
+    assert_eq!(report.bots_gave_up, 0, "{summary}");
+    assert_eq!(report.ended_by, EndedBy::Interrupted, "{summary}");
+    assert!(report.passed, "{summary}");
+}
