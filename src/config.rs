@@ -72,6 +72,24 @@ pub struct Config {
     #[arg(long, default_value_t = 1024)]
     pub ws_read_buffer_bytes: usize,
 
+    /// Messages per second a client may send on average (all kinds); the excess is dropped and counted.
+    #[arg(long, default_value_t = 120.0)]
+    pub messages_per_s: f64,
+
+    /// Messages a client may send at once after a quiet spell.
+    #[arg(long, default_value_t = 240.0)]
+    pub message_burst: f64,
+
+    /// Dropped messages (leaking away at --messages-per-s) past which a client is closed (1008): a client at
+    /// up to twice the rate is only dropped, a sustained flood is closed.
+    #[arg(long, default_value_t = 1200.0)]
+    pub message_drop_limit: f64,
+
+    /// A browser origin allowed to open a WebSocket (repeat the flag for several). None given: any origin.
+    /// Requests without an Origin header (non-browser clients) are always allowed.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+
     /// Most messages handled per connection per loop turn; the rest wait for the next turn.
     #[arg(long, default_value_t = 64)]
     pub messages_per_turn_max: usize,
@@ -125,10 +143,26 @@ impl Config {
                     .to_string(),
             );
         }
+        if !(self.messages_per_s > 0.0
+            && self.message_burst >= 1.0
+            && self.message_drop_limit >= 0.0)
+        {
+            return Err(
+                "--messages-per-s must be above 0 and --message-burst at least 1".to_string(),
+            );
+        }
         if self.max_message_bytes < 16 {
             return Err("--max-message-bytes must be at least 16".to_string());
         }
         Ok(())
+    }
+
+    pub fn rate_limit(&self) -> crate::net::rate::RateLimit {
+        crate::net::rate::RateLimit {
+            rate_per_s: self.messages_per_s,
+            burst: self.message_burst,
+            drop_debt_max: self.message_drop_limit,
+        }
     }
 
     pub fn tick_duration(&self) -> std::time::Duration {

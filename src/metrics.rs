@@ -21,13 +21,14 @@ pub enum CloseReason {
     Lagging,
     SendLimit,
     WorldFull,
+    RateLimited,
     Shutdown,
     IoError,
     Rejected,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 15] = [
+    pub const ALL: [CloseReason; 16] = [
         CloseReason::Peer,
         CloseReason::HttpDone,
         CloseReason::HttpError,
@@ -40,6 +41,7 @@ impl CloseReason {
         CloseReason::Lagging,
         CloseReason::SendLimit,
         CloseReason::WorldFull,
+        CloseReason::RateLimited,
         CloseReason::Shutdown,
         CloseReason::IoError,
         CloseReason::Rejected,
@@ -59,6 +61,7 @@ impl CloseReason {
             CloseReason::Lagging => "lagging",
             CloseReason::SendLimit => "send_limit",
             CloseReason::WorldFull => "world_full",
+            CloseReason::RateLimited => "rate_limited",
             CloseReason::Shutdown => "shutdown",
             CloseReason::IoError => "io_error",
             CloseReason::Rejected => "rejected",
@@ -130,6 +133,8 @@ pub struct Metrics {
     pub bytes_out: u64,
     pub frames_in: u64,
     pub frames_out: u64,
+    /// Client messages dropped for exceeding `--messages-per-s`.
+    pub messages_dropped: u64,
     pub http_requests: u64,
     pub ticks: u64,
     pub ticks_skipped: u64,
@@ -152,6 +157,7 @@ impl Default for Metrics {
             bytes_out: 0,
             frames_in: 0,
             frames_out: 0,
+            messages_dropped: 0,
             http_requests: 0,
             ticks: 0,
             ticks_skipped: 0,
@@ -268,6 +274,12 @@ impl Metrics {
             "counter",
             "WebSocket update frames queued (delta, coalesced, full).",
             self.frames_out,
+        );
+        one(
+            "messages_dropped_total",
+            "counter",
+            "Client messages dropped for exceeding --messages-per-s.",
+            self.messages_dropped,
         );
         one(
             "ticks_total",

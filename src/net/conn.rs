@@ -139,6 +139,8 @@ pub struct WsState {
     pub player: bool,
     /// A ping was sent and nothing has been heard since.
     pub pinged: bool,
+    /// Message rate limiting (`--messages-per-s`).
+    pub bucket: super::rate::Bucket,
 }
 
 /// A close in progress: the close frame or HTTP answer is queued; once it is written the write side is

@@ -13,6 +13,8 @@ pub enum Route {
     /// `GET /ws` with valid upgrade headers; the key to answer with.
     Upgrade {
         key: String,
+        /// The `Origin` header, which browsers always send.
+        origin: Option<String>,
         head_len: usize,
     },
     Health,
@@ -91,6 +93,7 @@ fn upgrade(headers: &[httparse::Header<'_>], head_len: usize) -> Result<Route, R
     match header("sec-websocket-key").map(str::trim) {
         Some(key) if !key.is_empty() => Ok(Route::Upgrade {
             key: key.to_string(),
+            origin: header("origin").map(|o| o.trim().to_string()),
             head_len,
         }),
         _ => Err(Refusal::new(400, "missing Sec-WebSocket-Key")),
@@ -103,6 +106,7 @@ fn reason_phrase(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         404 => "Not Found",
+        403 => "Forbidden",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         426 => "Upgrade Required",
@@ -194,6 +198,7 @@ mod tests {
             r(upgrade),
             Ok(Some(Route::Upgrade {
                 key: "dGhlIHNhbXBsZSBub25jZQ==".into(),
+                origin: None,
                 head_len: upgrade.len()
             }))
         );

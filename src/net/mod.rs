@@ -4,4 +4,5 @@
 pub mod conn;
 pub mod frame;
 pub mod http;
+pub mod rate;
 pub mod socket;

@@ -2,6 +2,7 @@
 //! game as they arrive.
 
 use super::*;
+use crate::net::rate::{Bucket, Verdict};
 
 impl<G: Game, C: Clock> Server<G, C> {
     /// Accepts up to `ACCEPTS_PER_TURN_MAX` connections; `accept_pending` stays set while more may wait
@@ -196,8 +197,24 @@ impl<G: Game, C: Clock> Server<G, C> {
                 };
                 self.refuse_http(k, &refusal, CloseReason::HttpError)
             }
-            Route::Upgrade { key, head_len } => self.upgrade(k, &key, head_len),
+            Route::Upgrade {
+                origin: Some(origin),
+                ..
+            } if !self.origin_allowed(&origin) => {
+                let refusal = http::Refusal {
+                    status: 403,
+                    why: "origin not allowed",
+                };
+                self.refuse_http(k, &refusal, CloseReason::HttpError)
+            }
+            Route::Upgrade { key, head_len, .. } => self.upgrade(k, &key, head_len),
         }
+    }
+
+    /// `--allow-origin`: none given allows every origin.
+    fn origin_allowed(&self, origin: &str) -> bool {
+        let allowed = &self.cfg.allowed_origins;
+        allowed.is_empty() || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
     }
 
     pub(super) fn upgrade(&mut self, k: usize, key: &str, head_len: usize) {
@@ -224,6 +241,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             last_update_at: self.now,
             player: false,
             pinged: false,
+            bucket: Bucket::new(&self.cfg.rate_limit(), self.now),
         }));
         self.scratch.clear();
         http::write_upgrade(&mut self.scratch, key);
@@ -267,6 +285,10 @@ impl<G: Game, C: Clock> Server<G, C> {
                 unreachable!("read_ws before upgrade")
             };
             let result = ws.ctx.read(&mut io);
+            let verdict = match &result {
+                Ok(Message::Binary(_)) => ws.bucket.take(&self.cfg.rate_limit(), self.now),
+                _ => Verdict::Accept,
+            };
             let bytes_in = io.bytes_in;
             if bytes_in > 0 {
                 ws.pinged = false;
@@ -276,7 +298,22 @@ impl<G: Game, C: Clock> Server<G, C> {
             match result {
                 Ok(Message::Binary(bytes)) => {
                     self.metrics.frames_in += 1;
-                    self.on_message(k, &bytes);
+                    match verdict {
+                        Verdict::Accept => self.on_message(k, &bytes),
+                        Verdict::Drop => self.metrics.messages_dropped += 1,
+                        Verdict::Abuse => {
+                            let reason = format!(
+                                "message rate limit exceeded: {} per second allowed",
+                                self.cfg.messages_per_s
+                            );
+                            self.close(
+                                k,
+                                close::POLICY_VIOLATION,
+                                &reason,
+                                CloseReason::RateLimited,
+                            )
+                        }
+                    }
                 }
                 Ok(Message::Text(_)) => self.close(
                     k,
