@@ -80,7 +80,8 @@ pub struct Histogram {
 
 /// Bucket bounds for tick durations and lateness, in microseconds.
 pub const TICK_BUCKETS_US: &[u64] = &[
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+    25, 50, 100, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500, 10_000, 15_000, 20_000,
+    30_000, 50_000, 100_000, 250_000,
 ];
 
 impl Histogram {
