@@ -213,3 +213,16 @@ proptest! {
         let _ = decode_client::<ArenaInput>(&bytes);
     }
 }
+
+#[test]
+fn huge_length_prefixes_fail_without_allocating_them() {
+    // Hello whose name claims 2^62 bytes, and one that claims 16 MiB: both must be plain errors.
+    let mut huge = vec![0u8, 1, 0xfd];
+    huge.extend_from_slice(&(1u64 << 62).to_le_bytes());
+    let e = decode_client::<ArenaInput>(&huge).unwrap_err().0;
+    assert!(!e.is_empty());
+    let mut big = vec![0u8, 1, 0xfc];
+    big.extend_from_slice(&(16u32 << 20).to_le_bytes());
+    let e = decode_client::<ArenaInput>(&big).unwrap_err().0;
+    assert!(!e.is_empty());
+}
