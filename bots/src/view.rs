@@ -85,6 +85,7 @@ impl ViewError {
         match self {
             ViewError::ChecksumMismatch { tick, .. } => Some(*tick),
             ViewError::Mirror(MirrorError::UnknownEntity { tick, .. }) => Some(*tick),
+            ViewError::Mirror(MirrorError::IdOutOfRange { tick, .. }) => Some(*tick),
             ViewError::Mirror(MirrorError::WrongBase { base, .. }) => Some(*base),
             ViewError::Mirror(MirrorError::ChecksumMismatch { tick, .. }) => Some(*tick),
             ViewError::Decode(_) | ViewError::Version { .. } | ViewError::OutOfOrder(_) => None,

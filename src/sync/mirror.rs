@@ -2,8 +2,6 @@
 //! `Checksum`s. Used by the bots, the tests and the benches; a game client in another language does the same
 //! (see `docs/PROTOCOL.md`).
 
-use std::collections::BTreeMap;
-
 use super::Replicate;
 use crate::proto::{self, ServerMsg};
 
@@ -16,6 +14,8 @@ pub enum MirrorError {
     UnknownEntity { tick: u64, id: u32 },
     /// The mirror's hash differs from the server's.
     ChecksumMismatch { tick: u64, server: u64, mirror: u64 },
+    /// An id of [`ID_MAX`] or more: the server's ids are dense, so this is a broken or hostile server.
+    IdOutOfRange { tick: u64, id: u32 },
 }
 
 impl std::fmt::Display for MirrorError {
@@ -37,16 +37,24 @@ impl std::fmt::Display for MirrorError {
                     "tick {tick}: checksum {mirror:#018x}, server says {server:#018x}"
                 )
             }
+            MirrorError::IdOutOfRange { tick, id } => {
+                write!(f, "tick {tick}: entity id {id} is not below {ID_MAX}")
+            }
         }
     }
 }
 
 impl std::error::Error for MirrorError {}
 
-/// The mirrored world. Ids ascend in the map, which is the order the checksum hashes them in.
+/// Ids a mirror accepts are below this: it bounds the mirror's memory whatever a server sends.
+pub const ID_MAX: u32 = 1 << 22;
+
+/// The mirrored world, indexed by id: the server's ids are small and dense (reused lowest first), so a slot
+/// per id makes every update O(1), and walking the slots gives the ascending order the checksum hashes in.
 #[derive(Debug, Clone)]
 pub struct Mirror<S: Replicate> {
-    entities: BTreeMap<u32, S>,
+    entities: Vec<Option<S>>,
+    alive: usize,
     tick: Option<u64>,
     /// Updates that arrived as a coalesced delta (more than one tick after the last).
     pub coalesced: u64,
@@ -59,7 +67,8 @@ pub struct Mirror<S: Replicate> {
 impl<S: Replicate> Default for Mirror<S> {
     fn default() -> Self {
         Mirror {
-            entities: BTreeMap::new(),
+            entities: Vec::new(),
+            alive: 0,
             tick: None,
             coalesced: 0,
             fulls: 0,
@@ -80,19 +89,45 @@ impl<S: Replicate> Mirror<S> {
     }
 
     pub fn get(&self, id: u32) -> Option<&S> {
-        self.entities.get(&id)
+        self.entities.get(id as usize)?.as_ref()
     }
 
     pub fn len(&self) -> usize {
-        self.entities.len()
+        self.alive
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entities.is_empty()
+        self.alive == 0
     }
 
+    /// Entities in ascending id order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &S)> {
-        self.entities.iter().map(|(id, s)| (*id, s))
+        self.entities
+            .iter()
+            .enumerate()
+            .filter_map(|(id, s)| Some((id as u32, s.as_ref()?)))
+    }
+
+    fn insert(&mut self, tick: u64, id: u32, state: S) -> Result<(), MirrorError> {
+        if id >= ID_MAX {
+            return Err(MirrorError::IdOutOfRange { tick, id });
+        }
+        let i = id as usize;
+        if i >= self.entities.len() {
+            self.entities.resize_with(i + 1, || None);
+        }
+        if self.entities[i].replace(state).is_none() {
+            self.alive += 1;
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, id: u32) {
+        if let Some(slot) = self.entities.get_mut(id as usize) {
+            if slot.take().is_some() {
+                self.alive -= 1;
+            }
+        }
     }
 
     /// Applies a replication message; other messages are ignored. Returns the tick now held when it moved.
@@ -100,7 +135,11 @@ impl<S: Replicate> Mirror<S> {
         match msg {
             ServerMsg::Full { tick, mut entities } => {
                 proto::ungap(&mut entities);
-                self.entities = entities.into_iter().collect();
+                self.entities.clear();
+                self.alive = 0;
+                for (id, state) in entities {
+                    self.insert(tick, id, state)?;
+                }
                 self.tick = Some(tick);
                 self.fulls += 1;
                 Ok(Some(tick))
@@ -122,13 +161,16 @@ impl<S: Replicate> Mirror<S> {
                 proto::ungap(&mut set);
                 proto::ungap(&mut changed);
                 for id in despawned {
-                    self.entities.remove(&id);
+                    self.remove(id);
                 }
-                self.entities.extend(set);
+                for (id, state) in set {
+                    self.insert(tick, id, state)?;
+                }
                 for (id, diff) in changed {
                     let state = self
                         .entities
-                        .get_mut(&id)
+                        .get_mut(id as usize)
+                        .and_then(Option::as_mut)
                         .ok_or(MirrorError::UnknownEntity { tick, id })?;
                     state.apply(&diff);
                 }
@@ -163,9 +205,8 @@ impl<S: Replicate> Mirror<S> {
 
     /// The world hash as `Checksum` defines it.
     pub fn hash(&mut self) -> u64 {
-        proto::world_hash(
-            &mut self.scratch,
-            self.entities.iter().map(|(id, s)| (*id, s)),
-        )
+        let entities = self.entities.iter().enumerate();
+        let live = entities.filter_map(|(id, s)| Some((id as u32, s.as_ref()?)));
+        proto::world_hash(&mut self.scratch, live)
     }
 }

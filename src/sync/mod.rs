@@ -8,7 +8,7 @@ mod mirror;
 mod updates;
 mod world;
 
-pub use mirror::{Mirror, MirrorError};
+pub use mirror::{Mirror, MirrorError, ID_MAX as MIRROR_ID_MAX};
 pub use updates::{UpdateKind, Updates};
 pub use world::{EntityId, World, WorldLimits};
 
