@@ -24,8 +24,10 @@ pub struct OutBuf {
     frames_from: Option<usize>,
 }
 
-/// Capacity an idle connection's queue may keep; above it the buffer is freed once it drains.
-const OUT_CAPACITY_KEEP: usize = 16 * 1024;
+/// Capacity a drained queue keeps, so a connection that only ever gets part of each update into the
+/// kernel does not reallocate every tick; a queue grown beyond it (a `Full` of a big world, a backlog) is
+/// freed once it drains. An idle connection's queue never allocates at all.
+const OUT_CAPACITY_KEEP: usize = 64 * 1024;
 
 impl OutBuf {
     pub fn pending(&self) -> usize {

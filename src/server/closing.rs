@@ -48,7 +48,8 @@ impl<G: Game, C: Clock> Server<G, C> {
     // ---- 5. write ----------------------------------------------------------------------------------------
 
     pub(super) fn flush_writes(&mut self) {
-        for k in std::mem::take(&mut self.write_list) {
+        let mut list = std::mem::take(&mut self.write_list);
+        for k in list.drain(..) {
             let Some(conn) = self.conns.get_mut(k) else {
                 continue;
             };
@@ -92,12 +93,14 @@ impl<G: Game, C: Clock> Server<G, C> {
                 }
             }
         }
+        self.write_list = keep_capacity(list, std::mem::take(&mut self.write_list));
     }
 
     // ---- 6. reap -----------------------------------------------------------------------------------------
 
     pub(super) fn reap(&mut self) {
-        for k in std::mem::take(&mut self.dead_list) {
+        let mut list = std::mem::take(&mut self.dead_list);
+        for k in list.drain(..) {
             let mut conn = self.conns.remove(k);
             let _ = self.poll.registry().deregister(&mut conn.sock);
             if let Phase::Ws(ws) = &conn.phase {
@@ -111,6 +114,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 self.metrics.closed(conn.dead.expect("on the dead list"));
             }
         }
+        self.dead_list = keep_capacity(list, std::mem::take(&mut self.dead_list));
     }
 
     /// Starts a drain: from now on upgrades are refused and `/healthz` says 503. The final updates and the

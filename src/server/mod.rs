@@ -214,9 +214,11 @@ impl<G: Game, C: Clock> Server<G, C> {
             if self.accept_pending {
                 self.accept();
             }
-            for k in std::mem::take(&mut self.reread_list) {
+            let mut list = std::mem::take(&mut self.reread_list);
+            for k in list.drain(..) {
                 self.on_socket_event(k, true, false);
             }
+            self.reread_list = keep_capacity(list, std::mem::take(&mut self.reread_list));
 
             // 3. run due ticks, 4. build and queue updates
             let due = self.schedule.due(self.now);
@@ -265,6 +267,14 @@ impl<G: Game, C: Clock> Server<G, C> {
             draining: self.drain_deadline.is_some(),
         }
     }
+}
+
+/// The emptied per-turn list `drained` with whatever was `added` to the live one meanwhile: the lists
+/// keep their allocation from turn to turn.
+fn keep_capacity<T>(mut drained: Vec<T>, added: Vec<T>) -> Vec<T> {
+    debug_assert!(drained.is_empty());
+    drained.extend(added);
+    drained
 }
 
 /// Marks `conn` (key `k`) dead and lists it for reaping, once; the first reason sticks.

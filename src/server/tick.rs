@@ -80,7 +80,8 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     pub(super) fn close_pending(&mut self) {
-        for (k, code, reason) in std::mem::take(&mut self.close_list) {
+        let mut list = std::mem::take(&mut self.close_list);
+        for (k, code, reason) in list.drain(..) {
             let text = match reason {
                 CloseReason::Lagging => format!(
                     "too slow: no update could be sent for {} ms",
@@ -94,6 +95,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             };
             self.close(k, code, &text, reason);
         }
+        self.close_list = keep_capacity(list, std::mem::take(&mut self.close_list));
     }
 
     /// Handshake and idle timeouts, pings, and close lingers. Runs once per tick: timers are as precise as
