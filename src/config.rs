@@ -85,6 +85,11 @@ pub struct Config {
     #[arg(long, default_value_t = 1200.0)]
     pub message_drop_limit: f64,
 
+    /// Serve a WebSocket echo (text and binary, same connection code as /ws, no game) at this path, for
+    /// conformance suites such as Autobahn's fuzzingclient. Off unless given, e.g. `--echo-path /echo`.
+    #[arg(long, value_name = "PATH")]
+    pub echo_path: Option<String>,
+
     /// A browser origin allowed to open a WebSocket (repeat the flag for several). None given: any origin.
     /// Requests without an Origin header (non-browser clients) are always allowed.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]

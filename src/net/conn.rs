@@ -139,6 +139,8 @@ pub struct WsState {
     pub last_update_at: Instant,
     /// Set once the connection sent `Hello` and was given an entity.
     pub player: bool,
+    /// A conformance echo connection (`--echo-path`): messages come back as they are, no game, no updates.
+    pub echo: bool,
     /// A ping was sent and nothing has been heard since.
     pub pinged: bool,
     /// Message rate limiting (`--messages-per-s`).

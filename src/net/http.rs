@@ -16,6 +16,8 @@ pub enum Route {
         /// The `Origin` header, which browsers always send.
         origin: Option<String>,
         head_len: usize,
+        /// The conformance echo route rather than the game.
+        echo: bool,
     },
     Health,
     Metrics,
@@ -38,6 +40,15 @@ impl Refusal {
 /// Parses the request head in `buf`. `Ok(None)`: incomplete, read more (the caller enforces the size limit
 /// on what it buffers and the handshake timeout).
 pub fn route(buf: &[u8], max_header_bytes: usize) -> Result<Option<Route>, Refusal> {
+    route_with_echo(buf, max_header_bytes, None)
+}
+
+/// [`route`], plus the conformance echo WebSocket at `echo_path` when one is configured (`--echo-path`).
+pub fn route_with_echo(
+    buf: &[u8],
+    max_header_bytes: usize,
+    echo_path: Option<&str>,
+) -> Result<Option<Route>, Refusal> {
     let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
@@ -55,23 +66,32 @@ pub fn route(buf: &[u8], max_header_bytes: usize) -> Result<Option<Route>, Refus
     let method = req.method.unwrap_or("");
     let path = req.path.unwrap_or("/");
     let path = path.split_once('?').map_or(path, |(p, _)| p);
-    let known =
-        path == "/ws" || path == "/healthz" || path == "/metrics" || assets::find(path).is_some();
+    let echo = echo_path == Some(path);
+    let known = echo
+        || path == "/ws"
+        || path == "/healthz"
+        || path == "/metrics"
+        || assets::find(path).is_some();
     if !known {
         return Err(Refusal::new(404, "not found"));
     }
-    if method != "GET" && method != "HEAD" {
+    if method != "GET" {
         return Err(Refusal::new(405, "method not allowed: use GET"));
     }
     Ok(Some(match path {
-        "/ws" => upgrade(req.headers, head_len)?,
+        "/ws" => upgrade(req.headers, head_len, false)?,
+        _ if echo => upgrade(req.headers, head_len, true)?,
         "/healthz" => Route::Health,
         "/metrics" => Route::Metrics,
         _ => Route::Asset(assets::find(path).expect("checked above")),
     }))
 }
 
-fn upgrade(headers: &[httparse::Header<'_>], head_len: usize) -> Result<Route, Refusal> {
+fn upgrade(
+    headers: &[httparse::Header<'_>],
+    head_len: usize,
+    echo: bool,
+) -> Result<Route, Refusal> {
     let header = |name: &str| {
         headers
             .iter()
@@ -95,6 +115,7 @@ fn upgrade(headers: &[httparse::Header<'_>], head_len: usize) -> Result<Route, R
             key: key.to_string(),
             origin: header("origin").map(|o| o.trim().to_string()),
             head_len,
+            echo,
         }),
         _ => Err(Refusal::new(400, "missing Sec-WebSocket-Key")),
     }
@@ -199,6 +220,7 @@ mod tests {
             Ok(Some(Route::Upgrade {
                 key: "dGhlIHNhbXBsZSBub25jZQ==".into(),
                 origin: None,
+                echo: false,
                 head_len: upgrade.len()
             }))
         );

@@ -140,7 +140,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         if let Some(reason) = failed {
             return self.kill(k, reason);
         }
-        match http::route(buf, max) {
+        match http::route_with_echo(buf, max, self.cfg.echo_path.as_deref()) {
             Ok(None) => {}
             Ok(Some(route)) => self.answer_http(k, route),
             Err(refusal) => self.refuse_http(k, &refusal, CloseReason::HttpError),
@@ -207,7 +207,12 @@ impl<G: Game, C: Clock> Server<G, C> {
                 };
                 self.refuse_http(k, &refusal, CloseReason::HttpError)
             }
-            Route::Upgrade { key, head_len, .. } => self.upgrade(k, &key, head_len),
+            Route::Upgrade {
+                key,
+                head_len,
+                echo,
+                ..
+            } => self.upgrade(k, &key, head_len, echo),
         }
     }
 
@@ -217,7 +222,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         allowed.is_empty() || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
     }
 
-    pub(super) fn upgrade(&mut self, k: usize, key: &str, head_len: usize) {
+    pub(super) fn upgrade(&mut self, k: usize, key: &str, head_len: usize, echo: bool) {
         self.metrics.http_requests += 1;
         self.metrics.websockets_total += 1;
         self.ws_open += 1;
@@ -240,6 +245,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             baseline: None,
             last_update_at: self.now,
             player: false,
+            echo,
             pinged: false,
             bucket: Bucket::new(&self.cfg.rate_limit(), self.now),
         }));
@@ -247,6 +253,9 @@ impl<G: Game, C: Clock> Server<G, C> {
         http::write_upgrade(&mut self.scratch, key);
         self.send_scratch(k);
         self.conns[k].out.frames_begin_here();
+        if echo {
+            return self.read_ws(k);
+        }
         self.scratch.clear();
         let welcome = ServerMsg::<(), ()>::Welcome {
             protocol: proto::PROTOCOL_VERSION,
@@ -285,8 +294,9 @@ impl<G: Game, C: Clock> Server<G, C> {
                 unreachable!("read_ws before upgrade")
             };
             let result = ws.ctx.read(&mut io);
+            let echo = ws.echo;
             let verdict = match &result {
-                Ok(Message::Binary(_)) => ws.bucket.take(&self.cfg.rate_limit(), self.now),
+                Ok(Message::Binary(_)) if !echo => ws.bucket.take(&self.cfg.rate_limit(), self.now),
                 _ => Verdict::Accept,
             };
             let bytes_in = io.bytes_in;
@@ -296,6 +306,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 self.metrics.bytes_in += bytes_in as u64;
             }
             match result {
+                Ok(msg @ (Message::Binary(_) | Message::Text(_))) if echo => self.echo(k, msg),
                 Ok(Message::Binary(bytes)) => {
                     self.metrics.frames_in += 1;
                     match verdict {
@@ -360,6 +371,17 @@ impl<G: Game, C: Clock> Server<G, C> {
                 "send buffer limit exceeded",
                 CloseReason::SendLimit,
             );
+        }
+    }
+
+    /// Conformance echo (`--echo-path`): the message goes straight back through tungstenite's framing.
+    fn echo(&mut self, k: usize, msg: Message) {
+        let (phase, mut io) = self.conns[k].io();
+        let Phase::Ws(ws) = phase else {
+            unreachable!("echo before upgrade")
+        };
+        if let Err(e) = ws.ctx.write(&mut io, msg) {
+            self.on_ws_error(k, e);
         }
     }
 

@@ -38,6 +38,9 @@ impl<G: Game, C: Clock> Server<G, C> {
         for (k, conn) in self.conns.iter_mut() {
             let pending = conn.out.pending();
             let Some(ws) = conn.live_ws() else { continue };
+            if ws.echo {
+                continue;
+            }
             if ws.baseline == Some(tick) {
                 continue;
             }
