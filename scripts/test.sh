@@ -8,8 +8,9 @@ echo "== setup: Python client for the independent-client test"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/py/requirements.txt
 
-echo "== format"
+echo "== format and lints"
 cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== Rust: unit, property and socket tests (server, bots)"
 cargo test --workspace --locked
