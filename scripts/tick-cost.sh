@@ -6,7 +6,7 @@ set -u
 cd "$(dirname "$0")/.."
 N=${1:?usage: scripts/tick-cost.sh N}; PORT=${PORT:-7311}
 BOT_CORES=1-$(( $(nproc) - 1 ))
-taskset -c 0 ./target/release/tickcast --listen 127.0.0.1:$PORT --npcs 0 --max-connections 20000 2>/tmp/srv.log &
+taskset -c 0 ${SERVER:-./target/release/tickcast} --listen 127.0.0.1:$PORT --npcs 0 --max-connections 20000 2>/tmp/srv.log &
 SP=$!
 sleep 0.5
 taskset -c $BOT_CORES ./target/release/bots --url ws://127.0.0.1:$PORT/ws --count $N --duration 25s --threads $(( $(nproc) - 1 )) --json /tmp/bots-$N.json >/tmp/bots-$N.txt 2>/tmp/bots-$N.err &

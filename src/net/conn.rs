@@ -172,6 +172,10 @@ pub struct Conn {
     pub closing: Option<Closing>,
     /// Set when the connection must be reaped at the end of the turn, with why.
     pub dead: Option<CloseReason>,
+    /// A read this turn came back short: the socket's receive queue is empty, so the next read would only
+    /// say WouldBlock. Skipping it saves a system call per message; new data raises a new edge-triggered
+    /// event anyway. Cleared when the loop starts reading the connection again.
+    pub read_drained: bool,
 }
 
 impl Conn {
@@ -187,6 +191,7 @@ impl Conn {
             on_write_list: false,
             closing: None,
             dead: None,
+            read_drained: false,
         }
     }
 
@@ -233,6 +238,7 @@ impl Conn {
             Io {
                 sock: &mut self.sock,
                 out: &mut self.out,
+                drained: &mut self.read_drained,
                 bytes_in: 0,
             },
         )
@@ -243,14 +249,20 @@ impl Conn {
 pub struct Io<'a> {
     sock: &'a mut TcpStream,
     out: &'a mut OutBuf,
+    drained: &'a mut bool,
     /// Bytes read through this adaptor, for metrics and idle tracking.
     pub bytes_in: usize,
 }
 
 impl Read for Io<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if *self.drained {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         let n = self.sock.read(buf)?;
         self.bytes_in += n;
+        // A short read (not EOF) means the receive queue is empty right now.
+        *self.drained = n > 0 && n < buf.len();
         Ok(n)
     }
 }

@@ -280,6 +280,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     pub(super) fn read_ws(&mut self, k: usize) {
+        self.conns[k].read_drained = false;
         let mut budget = self.cfg.messages_per_turn_max;
         loop {
             if budget == 0 {
