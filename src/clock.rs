@@ -5,7 +5,11 @@ use std::time::{Duration, Instant};
 
 /// Where the loop gets the time from.
 pub trait Clock {
+    /// Monotonic time, for the tick schedule and every timeout.
     fn now(&self) -> Instant;
+
+    /// Wall-clock Unix time in seconds, for the expiry of authentication tickets only.
+    fn unix_time_s(&self) -> u64;
 }
 
 /// The operating system's monotonic clock.
@@ -16,15 +20,21 @@ impl Clock for SystemClock {
     fn now(&self) -> Instant {
         Instant::now()
     }
+
+    fn unix_time_s(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
 }
 
 /// A clock that moves only when told to.
 #[derive(Debug, Clone)]
-pub struct ManualClock(std::rc::Rc<std::cell::Cell<Instant>>);
+pub struct ManualClock(std::rc::Rc<std::cell::Cell<Instant>>, Instant);
 
 impl ManualClock {
     pub fn new(start: Instant) -> Self {
-        ManualClock(std::rc::Rc::new(std::cell::Cell::new(start)))
+        ManualClock(std::rc::Rc::new(std::cell::Cell::new(start)), start)
     }
 
     pub fn advance(&self, by: Duration) {
@@ -35,6 +45,11 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
         self.0.get()
+    }
+
+    /// Starts at 1,000,000,000 s and moves with [`ManualClock::advance`].
+    fn unix_time_s(&self) -> u64 {
+        1_000_000_000 + (self.0.get() - self.1).as_secs()
     }
 }
 

@@ -90,6 +90,11 @@ pub struct Config {
     #[arg(long, value_name = "PATH")]
     pub echo_path: Option<String>,
 
+    /// Require an authentication ticket (`/ws?ticket=...`, see docs/OPERATIONS.md) signed with the secret
+    /// in this file (its bytes, a trailing newline removed). Without it, anyone may connect.
+    #[arg(long, value_name = "PATH")]
+    pub ticket_secret_file: Option<std::path::PathBuf>,
+
     /// A browser origin allowed to open a WebSocket (repeat the flag for several). None given: any origin.
     /// Requests without an Origin header (non-browser clients) are always allowed.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]

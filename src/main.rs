@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     let mut server = match Server::bind(cfg.clone(), |world| Arena::new(world, npcs, seed)) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("tickcast: cannot listen on {}: {e}", cfg.listen);
+            eprintln!("tickcast: cannot start on {}: {e}", cfg.listen);
             return ExitCode::FAILURE;
         }
     };

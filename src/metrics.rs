@@ -22,13 +22,14 @@ pub enum CloseReason {
     SendLimit,
     WorldFull,
     RateLimited,
+    Unauthorized,
     Shutdown,
     IoError,
     Rejected,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 16] = [
+    pub const ALL: [CloseReason; 17] = [
         CloseReason::Peer,
         CloseReason::HttpDone,
         CloseReason::HttpError,
@@ -42,6 +43,7 @@ impl CloseReason {
         CloseReason::SendLimit,
         CloseReason::WorldFull,
         CloseReason::RateLimited,
+        CloseReason::Unauthorized,
         CloseReason::Shutdown,
         CloseReason::IoError,
         CloseReason::Rejected,
@@ -62,6 +64,7 @@ impl CloseReason {
             CloseReason::SendLimit => "send_limit",
             CloseReason::WorldFull => "world_full",
             CloseReason::RateLimited => "rate_limited",
+            CloseReason::Unauthorized => "unauthorized",
             CloseReason::Shutdown => "shutdown",
             CloseReason::IoError => "io_error",
             CloseReason::Rejected => "rejected",
@@ -80,8 +83,8 @@ pub struct Histogram {
 
 /// Bucket bounds for tick durations and lateness, in microseconds.
 pub const TICK_BUCKETS_US: &[u64] = &[
-    25, 50, 100, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500, 10_000, 15_000, 20_000,
-    30_000, 50_000, 100_000, 250_000,
+    25, 50, 100, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500, 10_000, 15_000,
+    20_000, 30_000, 50_000, 100_000, 250_000,
 ];
 
 impl Histogram {

@@ -18,6 +18,8 @@ pub enum Route {
         head_len: usize,
         /// The conformance echo route rather than the game.
         echo: bool,
+        /// The `ticket` query parameter, checked by the loop when tickets are required.
+        ticket: Option<String>,
     },
     Health,
     Metrics,
@@ -64,8 +66,9 @@ pub fn route_with_echo(
         return Err(Refusal::new(431, "request head too large"));
     }
     let method = req.method.unwrap_or("");
-    let path = req.path.unwrap_or("/");
-    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let target = req.path.unwrap_or("/");
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let ticket = super::ticket::from_query(target);
     let echo = echo_path == Some(path);
     let known = echo
         || path == "/ws"
@@ -79,8 +82,8 @@ pub fn route_with_echo(
         return Err(Refusal::new(405, "method not allowed: use GET"));
     }
     Ok(Some(match path {
-        "/ws" => upgrade(req.headers, head_len, false)?,
-        _ if echo => upgrade(req.headers, head_len, true)?,
+        "/ws" => upgrade(req.headers, head_len, false, ticket)?,
+        _ if echo => upgrade(req.headers, head_len, true, None)?,
         "/healthz" => Route::Health,
         "/metrics" => Route::Metrics,
         _ => Route::Asset(assets::find(path).expect("checked above")),
@@ -91,6 +94,7 @@ fn upgrade(
     headers: &[httparse::Header<'_>],
     head_len: usize,
     echo: bool,
+    ticket: Option<&str>,
 ) -> Result<Route, Refusal> {
     let header = |name: &str| {
         headers
@@ -116,6 +120,7 @@ fn upgrade(
             origin: header("origin").map(|o| o.trim().to_string()),
             head_len,
             echo,
+            ticket: ticket.map(str::to_string),
         }),
         _ => Err(Refusal::new(400, "missing Sec-WebSocket-Key")),
     }
@@ -127,6 +132,7 @@ fn reason_phrase(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         404 => "Not Found",
+        401 => "Unauthorized",
         403 => "Forbidden",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -221,6 +227,7 @@ mod tests {
                 key: "dGhlIHNhbXBsZSBub25jZQ==".into(),
                 origin: None,
                 echo: false,
+                ticket: None,
                 head_len: upgrade.len()
             }))
         );

@@ -6,3 +6,4 @@ pub mod frame;
 pub mod http;
 pub mod rate;
 pub mod socket;
+pub mod ticket;

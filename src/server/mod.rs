@@ -109,6 +109,8 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     accept_stalled: bool,
     ws_open: usize,
     players: usize,
+    /// The secret tickets are signed with (`--ticket-secret-file`); `None`: no tickets required.
+    ticket_secret: Option<Vec<u8>>,
     /// Reused buffer for small per-connection messages (Welcome, Joined, Pong).
     scratch: Vec<u8>,
 }
@@ -131,6 +133,10 @@ impl<G: Game, C: Clock> Server<G, C> {
     ) -> io::Result<Self> {
         cfg.validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let ticket_secret = match &cfg.ticket_secret_file {
+            None => None,
+            Some(path) => Some(read_secret(path)?),
+        };
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(cfg.listen)?;
         poll.registry()
@@ -169,6 +175,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             ws_open: 0,
             players: 0,
             scratch: Vec::new(),
+            ticket_secret,
             cfg,
         })
     }
@@ -267,6 +274,27 @@ impl<G: Game, C: Clock> Server<G, C> {
             draining: self.drain_deadline.is_some(),
         }
     }
+}
+
+/// Reads a ticket secret file: its bytes, without a trailing newline; an empty secret is refused.
+fn read_secret(path: &std::path::Path) -> io::Result<Vec<u8>> {
+    let mut secret = std::fs::read(path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("--ticket-secret-file {}: {e}", path.display()),
+        )
+    })?;
+    while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        secret.pop();
+    }
+    if secret.len() < 16 {
+        let why = format!(
+            "--ticket-secret-file {}: the secret must be at least 16 bytes",
+            path.display()
+        );
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+    }
+    Ok(secret)
 }
 
 /// The emptied per-turn list `drained` with whatever was `added` to the live one meanwhile: the lists

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::net::rate::{Bucket, Verdict};
+use crate::net::ticket::{self, TicketError};
 
 impl<G: Game, C: Clock> Server<G, C> {
     /// Accepts up to `ACCEPTS_PER_TURN_MAX` connections; `accept_pending` stays set while more may wait
@@ -208,12 +209,33 @@ impl<G: Game, C: Clock> Server<G, C> {
                 self.refuse_http(k, &refusal, CloseReason::HttpError)
             }
             Route::Upgrade {
+                ticket,
+                echo: false,
+                ..
+            } if self.ticket_check(ticket.as_deref()).is_err() => {
+                let why = self
+                    .ticket_check(ticket.as_deref())
+                    .err()
+                    .map_or("", TicketError::why);
+                let refusal = http::Refusal { status: 401, why };
+                self.refuse_http(k, &refusal, CloseReason::Unauthorized)
+            }
+            Route::Upgrade {
                 key,
                 head_len,
                 echo,
                 ..
             } => self.upgrade(k, &key, head_len, echo),
         }
+    }
+
+    /// Tickets not required, or a valid one presented (`--ticket-secret-file`).
+    fn ticket_check(&self, ticket: Option<&str>) -> Result<(), TicketError> {
+        let Some(secret) = &self.ticket_secret else {
+            return Ok(());
+        };
+        let ticket = ticket.ok_or(TicketError::Missing)?;
+        ticket::verify(secret, ticket, self.clock.unix_time_s()).map(|_player| ())
     }
 
     /// `--allow-origin`: none given allows every origin.

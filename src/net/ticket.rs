@@ -1,0 +1,150 @@
+//! Authentication tickets: short-lived, HMAC-signed by the game's own backend with a secret it shares with
+//! tickcast, presented as `?ticket=` on the WebSocket upgrade.
+//!
+//! Format (all ASCII): `v1.<player>.<expires>.<signature>`, where `player` is the backend's player id
+//! (1 to 64 characters of `A-Z a-z 0-9 _ -`), `expires` the Unix time in seconds after which the ticket is
+//! refused, and `signature` the unpadded base64url of HMAC-SHA256(secret, `v1.<player>.<expires>`).
+//! `docs/OPERATIONS.md` has an issuing example. A ticket is never logged or counted by value.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Longest ticket accepted, in bytes; longer is refused before any work.
+pub const TICKET_LEN_MAX: usize = 256;
+const PLAYER_LEN_MAX: usize = 64;
+
+/// Why a ticket was refused; the text goes into the 401 body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketError {
+    Missing,
+    Malformed,
+    BadSignature,
+    Expired,
+}
+
+impl TicketError {
+    pub fn why(self) -> &'static str {
+        match self {
+            TicketError::Missing => "a ticket is required: connect to /ws?ticket=...",
+            TicketError::Malformed => "malformed ticket",
+            TicketError::BadSignature => "invalid ticket signature",
+            TicketError::Expired => "ticket expired",
+        }
+    }
+}
+
+/// Signs a ticket for `player` valid until `expires_unix_s`. What a game backend does, in Rust.
+pub fn issue(secret: &[u8], player: &str, expires_unix_s: u64) -> String {
+    let payload = format!("v1.{player}.{expires_unix_s}");
+    let signature = data_encoding::BASE64URL_NOPAD.encode(&sign(secret, payload.as_bytes()));
+    format!("{payload}.{signature}")
+}
+
+fn sign(secret: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes a key of any length");
+    mac.update(payload);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Checks `ticket` against `secret` at `now_unix_s`; the player id on success.
+pub fn verify<'t>(secret: &[u8], ticket: &'t str, now_unix_s: u64) -> Result<&'t str, TicketError> {
+    if ticket.len() > TICKET_LEN_MAX {
+        return Err(TicketError::Malformed);
+    }
+    let (payload, signature) = ticket.rsplit_once('.').ok_or(TicketError::Malformed)?;
+    let mut parts = payload.split('.');
+    let (Some("v1"), Some(player), Some(expires), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TicketError::Malformed);
+    };
+    let player_ok = !player.is_empty()
+        && player.len() <= PLAYER_LEN_MAX
+        && player
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let expires: u64 = expires.parse().map_err(|_| TicketError::Malformed)?;
+    let signature = data_encoding::BASE64URL_NOPAD
+        .decode(signature.as_bytes())
+        .map_err(|_| TicketError::Malformed)?;
+    if !player_ok {
+        return Err(TicketError::Malformed);
+    }
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes a key of any length");
+    mac.update(payload.as_bytes());
+    // Constant-time comparison.
+    mac.verify_slice(&signature)
+        .map_err(|_| TicketError::BadSignature)?;
+    if now_unix_s > expires {
+        return Err(TicketError::Expired);
+    }
+    Ok(player)
+}
+
+/// The value of `ticket` in a request target's query string, percent-decoding not needed (the format is
+/// URL-safe).
+pub fn from_query(target: &str) -> Option<&str> {
+    let (_, query) = target.split_once('?')?;
+    query.split('&').find_map(|kv| kv.strip_prefix("ticket="))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"correct horse battery staple";
+
+    #[test]
+    fn issued_tickets_verify_until_they_expire() {
+        let t = issue(SECRET, "player_42", 1_000);
+        assert_eq!(verify(SECRET, &t, 999), Ok("player_42"));
+        assert_eq!(verify(SECRET, &t, 1_000), Ok("player_42"));
+        assert_eq!(verify(SECRET, &t, 1_001), Err(TicketError::Expired));
+    }
+
+    #[test]
+    fn tampering_and_junk_are_refused() {
+        let t = issue(SECRET, "p1", 1_000);
+        assert_eq!(
+            verify(b"another secret", &t, 0),
+            Err(TicketError::BadSignature)
+        );
+        let forged = t.replace("v1.p1.", "v1.p2.");
+        assert_eq!(verify(SECRET, &forged, 0), Err(TicketError::BadSignature));
+        let extended = t.replace(".1000.", ".9999.");
+        assert_eq!(verify(SECRET, &extended, 0), Err(TicketError::BadSignature));
+        for junk in [
+            "",
+            "v1",
+            "v1.p1.1000",
+            "v2.p1.1000.AAAA",
+            "v1.p 1.1000.AAAA",
+            "v1.p1.soon.AAAA",
+            "v1.p1.1.!!",
+        ] {
+            assert_eq!(
+                verify(SECRET, junk, 0),
+                Err(TicketError::Malformed),
+                "{junk:?}"
+            );
+        }
+        assert_eq!(
+            verify(SECRET, &"a".repeat(300), 0),
+            Err(TicketError::Malformed)
+        );
+    }
+
+    #[test]
+    fn known_answer() {
+        // HMAC-SHA256(key = "secret", "v1.alice.1700000000"), computed independently with Python's hmac.
+        let t = issue(b"secret", "alice", 1_700_000_000);
+        assert_eq!(
+            t,
+            "v1.alice.1700000000.ckc9u1tmj9f-HjT20IZCzvmctXteMZg8lp6iJKtt2Us"
+        );
+        assert_eq!(from_query("/ws?x=1&ticket=abc.def&y=2"), Some("abc.def"));
+        assert_eq!(from_query("/ws"), None);
+    }
+}
