@@ -31,6 +31,8 @@ usage: bash benches/capacity.sh [options]
   --bot-threads T     bot worker threads                     [number of bot cores]
   --connect-rate R    bot connections per second in ramp-up  [500]
   --floor-rounds R    floor rounds per step, one tick apart  [100]
+  --floor-drain M     between: the floor's readers drain after each round (the floor proper, a lower
+                      bound); concurrent: they read while the round is sent, as live clients do  [between]
   --quiet-wait S      before each step, wait up to S seconds for the machine to be under 25 % busy
                       (other work on the cores skews every figure; the busy % is recorded)  [120]
   --attempts K        runs of a step at most, while others used over 25 % of the server's or the
@@ -49,6 +51,7 @@ BOT_CPUS=""
 BOT_THREADS=""
 CONNECT_RATE=500
 FLOOR_ROUNDS=100
+FLOOR_DRAIN=between
 QUIET_WAIT=120
 ATTEMPTS=3
 BUILD=1
@@ -63,6 +66,7 @@ while [ $# -gt 0 ]; do
         --bot-threads) BOT_THREADS=${2:?}; shift 2 ;;
         --connect-rate) CONNECT_RATE=${2:?}; shift 2 ;;
         --floor-rounds) FLOOR_ROUNDS=${2:?}; shift 2 ;;
+        --floor-drain) FLOOR_DRAIN=${2:?}; shift 2 ;;
         --quiet-wait) QUIET_WAIT=${2:?}; shift 2 ;;
         --attempts) ATTEMPTS=${2:?}; shift 2 ;;
         --no-build) BUILD=0; shift ;;
@@ -84,6 +88,7 @@ BOT_NCPU=$(echo "$BOT_CPUS" | tr ',' '\n' | awk -F- 'NF==2 {n+=$2-$1+1; next} NF
 for v in "$TICK_HZ" "$SERVER_CPU" "$BOT_THREADS" "$FLOOR_ROUNDS" "$QUIET_WAIT" "$ATTEMPTS"; do
     case "$v" in ''|*[!0-9]*) echo "capacity: expected a number, got '$v'" >&2; exit 2 ;; esac
 done
+case "$FLOOR_DRAIN" in between|concurrent) ;; *) echo "capacity: --floor-drain between|concurrent" >&2; exit 2 ;; esac
 for cmd in python3 curl taskset; do
     command -v "$cmd" >/dev/null || { echo "capacity: needs $cmd" >&2; exit 2; }
 done
@@ -417,6 +422,11 @@ def cmd_report(a):
                      f"| {p['projected_tick_ms_mean']:.2f} / {fmt(p['projected_tick_ms_p99'], 2)} "
                      f"| {p['projected_server_cpu_pct']:.0f} |")
         L.append("")
+    L.append(f"Floor: one plain non-blocking send() per socket per round over the step's N loopback sockets, "
+             f"the step's mean update size, {settings['floor_rounds']} rounds {settings['floor_interval_ms']} ms "
+             f"apart, sender on the server's core, readers draining "
+             f"{'after each round' if settings['floor_drain'] == 'between' else 'while the round is sent'} "
+             f"(--floor-drain {settings['floor_drain']}).\n")
     L.append("Tick p50/p99 are interpolated inside the server's histogram buckets (bounds 25 us .. 250 ms), max is "
              "the upper bound of the highest non-empty bucket; server figures cover the steady-state window "
              "(all bots connected + 2 s, to 1.5 s before the bots stop); bot figures (input -> ack, bots' "
@@ -546,7 +556,8 @@ wait_quiet() {
 # floor N FRAME_BYTES OUT_JSON: the kernel floor at N sockets and that frame size, paced like the ticks.
 floor() {
     "$FLOOR_BIN" --sockets "$1" --frame-bytes "$2" --rounds "$FLOOR_ROUNDS" --interval-ms "$PERIOD_MS" \
-        --sender-cpu "$SERVER_CPU" --reader-cpus "$BOT_CPUS" --readers "$BOT_NCPU" >"$3" 2>"$3.err" &
+        --sender-cpu "$SERVER_CPU" --reader-cpus "$BOT_CPUS" --readers "$BOT_NCPU" --drain "$FLOOR_DRAIN" \
+        >"$3" 2>"$3.err" &
     FP=$!
     wait_exit "$FP" $(( FLOOR_ROUNDS * PERIOD_MS / 1000 + 60 ))
     FP=""
@@ -658,7 +669,8 @@ EOF
 )
 SETTINGS=$(python3 -c 'import json, sys; a = sys.argv[1:]; print(json.dumps({"steps": a[0], "duration": a[1],
     "tick_hz": int(a[2]), "server_cpu": a[3], "bot_cpus": a[4], "bot_threads": int(a[5]), "connect_rate": a[6],
-    "floor_rounds": int(a[7]), "floor_interval_ms": int(a[8])}))' \
-    "$STEPS" "$DURATION" "$TICK_HZ" "$SERVER_CPU" "$BOT_CPUS" "$BOT_THREADS" "$CONNECT_RATE" "$FLOOR_ROUNDS" "$PERIOD_MS")
+    "floor_rounds": int(a[7]), "floor_interval_ms": int(a[8]), "floor_drain": a[9]}))' \
+    "$STEPS" "$DURATION" "$TICK_HZ" "$SERVER_CPU" "$BOT_CPUS" "$BOT_THREADS" "$CONNECT_RATE" "$FLOOR_ROUNDS" "$PERIOD_MS" \
+    "$FLOOR_DRAIN")
 py report "$RAW" "$OUT" "$TICK_HZ" "$MACHINE" "$SETTINGS"
 echo "capacity: wrote $OUT/capacity.md and $OUT/capacity.json" >&2
