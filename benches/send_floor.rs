@@ -224,7 +224,7 @@ fn reader(
         }
         return Ok(());
     };
-    // Each order: poll without waiting and read what is ready until the share's bytes are in (bounded).
+    // Each order: poll (1 ms at most) and read what is ready until the share's bytes are in (bounded).
     for target in orders {
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         let mut mine = 0u64;
