@@ -25,7 +25,10 @@ fn tickets_are_required_checked_and_never_shown() {
     let secret_file = dir.join("secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     let server = TestServer::start(|c| c.ticket_secret_file = Some(secret_file.clone()));
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
 
     let (status, body) = upgrade(&server, "/ws");
     assert_eq!(status, 401, "{body}");
@@ -51,11 +54,20 @@ fn tickets_are_required_checked_and_never_shown() {
     let url = format!("ws://{}/ws?ticket={valid}", server.addr);
     let (mut ws, response) = tungstenite::client(url, stream).expect("a valid ticket upgrades");
     assert_eq!(response.status(), 101);
-    assert!(matches!(ws.read().unwrap(), tungstenite::Message::Binary(_)), "Welcome");
+    assert!(
+        matches!(ws.read().unwrap(), tungstenite::Message::Binary(_)),
+        "Welcome"
+    );
 
     let (_, metrics) = server.get("/metrics");
-    assert!(!metrics.contains(&valid) && !metrics.contains("alice"), "tickets stay out of metrics");
-    assert_eq!(server.metric("tickcast_connections_closed_total{reason=\"unauthorized\"}"), 4);
+    assert!(
+        !metrics.contains(&valid) && !metrics.contains("alice"),
+        "tickets stay out of metrics"
+    );
+    assert_eq!(
+        server.metric("tickcast_connections_closed_total{reason=\"unauthorized\"}"),
+        4
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

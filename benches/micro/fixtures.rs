@@ -230,47 +230,9 @@ impl MemConn {
         }
     }
 
-    /// `Conn::queue`: write straight to the socket when nothing is pending, keep what it did not take.
+    /// `Conn::queue`, the server's own code over an in-memory socket.
     pub fn queue(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        if !self.out.is_empty() {
-            self.out.push(bytes);
-            return Ok(0);
-        }
-        let mut written = 0;
-        while written < bytes.len() {
-            match self.sock.write(&bytes[written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        if written < bytes.len() {
-            // `OutBuf::push_after_partial_write` is private; the same state through the public API:
-            // the whole frame queued, its first `written` bytes marked sent.
-            self.out.push(bytes);
-            self.out.write_to(&mut Takes(written))?;
-        }
-        Ok(written)
-    }
-}
-
-/// A writer that takes this many more bytes, then would block.
-struct Takes(usize);
-
-impl Write for Takes {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let n = bytes.len().min(self.0);
-        if n == 0 && !bytes.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        self.0 -= n;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.out.queue(&mut self.sock, bytes)
     }
 }
 

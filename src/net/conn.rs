@@ -42,6 +42,29 @@ impl OutBuf {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Queues `bytes` behind whatever is pending, writing them straight to `sock` when nothing is, so the
+    /// steady state copies nothing. Returns bytes written now; an error means the socket is broken.
+    pub fn queue(&mut self, sock: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
+        if !self.is_empty() {
+            self.push(bytes);
+            return Ok(0);
+        }
+        let mut written = 0;
+        while written < bytes.len() {
+            match sock.write(&bytes[written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if written < bytes.len() {
+            self.push_after_partial_write(bytes, written);
+        }
+        Ok(written)
+    }
+
     /// Queues the rest of `bytes` after the socket took `written` of them. The written part is kept too
     /// (as already sent), so the queue still begins at a frame boundary. Only valid when empty.
     fn push_after_partial_write(&mut self, bytes: &[u8], written: usize) {
@@ -210,24 +233,7 @@ impl Conn {
     /// Queues `bytes` behind whatever is pending, writing straight to the socket when nothing is.
     /// Returns bytes written to the socket now; an error means the socket is broken.
     pub fn queue(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        if !self.out.is_empty() {
-            self.out.push(bytes);
-            return Ok(0);
-        }
-        let mut written = 0;
-        while written < bytes.len() {
-            match self.sock.write(&bytes[written..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        if written < bytes.len() {
-            self.out.push_after_partial_write(bytes, written);
-        }
-        Ok(written)
+        self.out.queue(&mut self.sock, bytes)
     }
 
     /// The socket and output queue as one stream for tungstenite: reads come from the socket, writes are
