@@ -55,6 +55,12 @@ fn each_kind_of_bad_message_gets_its_close_code_and_nobody_else_notices() {
         ),
         ("text frame", Message::Text("hello".into()), 1003, "binary"),
         (
+            "invalid UTF-8 in a name",
+            Message::Binary(vec![0, 1, 2, 0xff, 0xfe].into()),
+            1007,
+            "UTF-8",
+        ),
+        (
             "too big",
             Message::Binary(vec![0; 300].into()),
             1009,
