@@ -150,3 +150,63 @@ fn a_client_that_closes_is_answered_and_its_player_removed() {
     watcher.wait_for(|m| m.get(entity).is_none());
     watcher.verify_checksums(1);
 }
+
+/// Sends `bytes` and the FIN in one segment (TCP_CORK), as the `connection` fuzz target found.
+fn send_then_fin_in_one_segment(stream: &std::net::TcpStream, bytes: &[u8]) {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket fd and a pointer to a live c_int with its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    (&*stream).write_all(bytes).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+}
+
+#[test]
+fn a_hang_up_right_behind_a_partial_frame_or_a_hello_is_seen_at_once() {
+    use std::io::Read;
+    let server = TestServer::start(|c| {
+        c.tick_hz = 50;
+        c.idle_timeout_ms = 600_000;
+        c.ping_interval_ms = 300_000;
+    });
+    let mut watcher = Client::connect(&server);
+    // One byte of a frame header, then EOF; and a whole masked Hello, then EOF.
+    let hello = proto::encode(&ClientMsg::<ArenaInput>::Hello {
+        protocol: 1,
+        name: "x".into(),
+    });
+    let mut masked_hello = vec![0x82, 0x80 | hello.len() as u8, 1, 2, 3, 4];
+    masked_hello.extend(
+        hello
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
+    );
+    for tail in [vec![0x82], masked_hello] {
+        let mut client = Client::connect(&server);
+        let stream = client.ws.get_ref().try_clone().unwrap();
+        send_then_fin_in_one_segment(&stream, &tail);
+        // The server must notice the EOF now, not at the idle timeout: it closes its side.
+        let mut sink = Vec::new();
+        let _ = client.ws.get_mut().read_to_end(&mut sink);
+    }
+    // Nobody is left behind: no player lingers in the world.
+    let deadline = std::time::Instant::now() + common::WAIT_MAX;
+    while server.metric("tickcast_players") != 0 || server.metric("tickcast_websockets_open") != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a hung-up connection was kept"
+        );
+        watcher.recv();
+    }
+}

@@ -199,6 +199,9 @@ pub struct Conn {
     /// say WouldBlock. Skipping it saves a system call per message; new data raises a new edge-triggered
     /// event anyway. Cleared when the loop starts reading the connection again.
     pub read_drained: bool,
+    /// The peer has half-closed (epoll said RDHUP). Then a short read is not the end: the EOF behind it
+    /// raises no new event, so it must be read now. Found by the `connection` fuzz target.
+    pub peer_closed: bool,
 }
 
 impl Conn {
@@ -215,6 +218,7 @@ impl Conn {
             closing: None,
             dead: None,
             read_drained: false,
+            peer_closed: false,
         }
     }
 
@@ -245,6 +249,7 @@ impl Conn {
                 sock: &mut self.sock,
                 out: &mut self.out,
                 drained: &mut self.read_drained,
+                peer_closed: self.peer_closed,
                 bytes_in: 0,
             },
         )
@@ -256,13 +261,14 @@ pub struct Io<'a> {
     sock: &'a mut TcpStream,
     out: &'a mut OutBuf,
     drained: &'a mut bool,
+    peer_closed: bool,
     /// Bytes read through this adaptor, for metrics and idle tracking.
     pub bytes_in: usize,
 }
 
 impl Read for Io<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if *self.drained {
+        if *self.drained && !self.peer_closed {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let n = self.sock.read(buf)?;

@@ -214,6 +214,11 @@ impl<G: Game, C: Clock> Server<G, C> {
                         // Errors and hang-ups are found by reading: the read returns them.
                         let readable =
                             event.is_readable() || event.is_read_closed() || event.is_error();
+                        if event.is_read_closed() || event.is_error() {
+                            if let Some(conn) = self.conns.get_mut(k) {
+                                conn.peer_closed = true;
+                            }
+                        }
                         self.on_socket_event(k, readable, event.is_writable())
                     }
                 }
