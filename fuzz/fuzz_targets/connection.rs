@@ -335,7 +335,7 @@ fn check_real_client(addr: SocketAddr) {
     let sock = TcpStream::connect_timeout(&addr, HEALTH_WAIT).expect("connect for the client");
     sock.set_read_timeout(Some(HEALTH_WAIT)).unwrap();
     let (mut ws, _) =
-        tungstenite::client(format!("ws://{addr}/ws"), sock).expect("client handshake");
+        tungstenite::client(format!("ws://{addr}/ws"), Restarting(sock)).expect("client handshake");
     let deadline = Instant::now() + HEALTH_WAIT;
     let mut welcomed = false;
     loop {
@@ -355,5 +355,35 @@ fn check_real_client(addr: SocketAddr) {
     }
     let _ = ws.close(None);
     let _ = ws.flush();
-    let _ = socket2::SockRef::from(ws.get_ref()).set_linger(Some(Duration::ZERO));
+    let _ = socket2::SockRef::from(&ws.get_ref().0).set_linger(Some(Duration::ZERO));
+}
+
+/// A blocking socket whose reads and writes start again after a signal: libFuzzer's timeout alarm
+/// (SIGALRM) interrupts them, and tungstenite passes `Interrupted` up as an error.
+struct Restarting(TcpStream);
+
+impl Read for Restarting {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+}
+
+impl Write for Restarting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        loop {
+            match self.0.write(buf) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
