@@ -22,6 +22,20 @@ fn example_world() -> Vec<(u32, ArenaEntity)> {
     vec![(0, e(4000, 100, 0)), (2, e(8000, 0, 5))]
 }
 
+/// Every vector PROTOCOL.md must carry.
+const VECTOR_NAMES: [&str; 10] = [
+    "welcome",
+    "joined",
+    "full",
+    "delta",
+    "checksum",
+    "pong",
+    "hello",
+    "input",
+    "ping",
+    "world-hash",
+];
+
 fn expected(name: &str) -> Expected {
     use Expected::*;
     match name {
@@ -133,18 +147,7 @@ fn protocol_md_vectors_decode_and_reencode() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md")).unwrap();
     let vectors = vectors(&doc);
     let names: Vec<&str> = vectors.iter().map(|(n, _)| n.as_str()).collect();
-    for required in [
-        "welcome",
-        "joined",
-        "full",
-        "delta",
-        "checksum",
-        "pong",
-        "hello",
-        "input",
-        "ping",
-        "world-hash",
-    ] {
+    for required in VECTOR_NAMES {
         assert!(
             names.contains(&required),
             "PROTOCOL.md lacks the {required} vector; it has {names:?}"
@@ -218,18 +221,7 @@ fn regap(msg: &mut Server) {
 #[test]
 #[ignore]
 fn print_vectors() {
-    for name in [
-        "welcome",
-        "joined",
-        "full",
-        "delta",
-        "checksum",
-        "pong",
-        "hello",
-        "input",
-        "ping",
-        "world-hash",
-    ] {
+    for name in VECTOR_NAMES {
         let bytes = match expected(name) {
             Expected::Server(mut m) => {
                 regap(&mut m);
