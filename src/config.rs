@@ -127,6 +127,15 @@ pub struct Config {
     /// On SIGTERM/SIGINT, how long to flush final updates and close frames before exiting anyway.
     #[arg(long, default_value_t = 5_000)]
     pub drain_timeout_ms: u64,
+
+    /// How long a player whose connection dropped keeps its entity, waiting for the client to resume with
+    /// its token; then it leaves. 0: players leave as soon as their connection goes (no resume).
+    #[arg(long, default_value_t = 10_000)]
+    pub resume_grace_ms: u64,
+
+    /// Most players waiting to be resumed at once; beyond it (checked each tick) the longest-waiting leave.
+    #[arg(long, default_value_t = 1_000)]
+    pub detached_max: usize,
 }
 
 impl Default for Config {

@@ -23,13 +23,15 @@ pub enum CloseReason {
     WorldFull,
     RateLimited,
     Unauthorized,
+    /// The player was resumed on a newer connection.
+    Replaced,
     Shutdown,
     IoError,
     Rejected,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 17] = [
+    pub const ALL: [CloseReason; 18] = [
         CloseReason::Peer,
         CloseReason::HttpDone,
         CloseReason::HttpError,
@@ -44,6 +46,7 @@ impl CloseReason {
         CloseReason::WorldFull,
         CloseReason::RateLimited,
         CloseReason::Unauthorized,
+        CloseReason::Replaced,
         CloseReason::Shutdown,
         CloseReason::IoError,
         CloseReason::Rejected,
@@ -65,6 +68,7 @@ impl CloseReason {
             CloseReason::WorldFull => "world_full",
             CloseReason::RateLimited => "rate_limited",
             CloseReason::Unauthorized => "unauthorized",
+            CloseReason::Replaced => "replaced",
             CloseReason::Shutdown => "shutdown",
             CloseReason::IoError => "io_error",
             CloseReason::Rejected => "rejected",
@@ -147,6 +151,12 @@ pub struct Metrics {
     pub updates_full: u64,
     /// Times a connection was passed over for an update because its queue was above the high-water mark.
     pub updates_skipped: u64,
+    /// Players taken back on a new connection with their resume token.
+    pub resumes: u64,
+    /// `Hello`s whose resume token named no live player (expired, or never issued): joined anew.
+    pub resumes_refused: u64,
+    /// Detached players removed because nobody resumed them in time (or past `--detached-max`).
+    pub sessions_expired: u64,
     pub tick_duration: Histogram,
     pub tick_lateness: Histogram,
 }
@@ -169,6 +179,9 @@ impl Default for Metrics {
             updates_coalesced: 0,
             updates_full: 0,
             updates_skipped: 0,
+            resumes: 0,
+            resumes_refused: 0,
+            sessions_expired: 0,
             tick_duration: Histogram::new(TICK_BUCKETS_US),
             tick_lateness: Histogram::new(TICK_BUCKETS_US),
         }
@@ -181,6 +194,7 @@ pub struct Gauges {
     pub connections_open: usize,
     pub websockets_open: usize,
     pub players: usize,
+    pub players_detached: usize,
     pub entities: usize,
     pub queued_bytes: usize,
     pub draining: bool,
@@ -216,8 +230,14 @@ impl Metrics {
         one(
             "players",
             "gauge",
-            "Connections that joined as players.",
+            "Players with a connection.",
             g.players as u64,
+        );
+        one(
+            "players_detached",
+            "gauge",
+            "Players whose connection dropped, kept for --resume-grace-ms in case they resume.",
+            g.players_detached as u64,
         );
         one(
             "entities",
@@ -320,6 +340,24 @@ impl Metrics {
             "counter",
             "Updates not queued because the connection was above its high-water mark.",
             self.updates_skipped,
+        );
+        one(
+            "resumes_total",
+            "counter",
+            "Players taken back on a new connection with their resume token.",
+            self.resumes,
+        );
+        one(
+            "resumes_refused_total",
+            "counter",
+            "Resume tokens that named no live player (the client joined anew).",
+            self.resumes_refused,
+        );
+        one(
+            "sessions_expired_total",
+            "counter",
+            "Detached players removed after --resume-grace-ms (or beyond --detached-max).",
+            self.sessions_expired,
         );
         one(
             "slow_consumer_closes_total",

@@ -23,14 +23,17 @@ fn example_world() -> Vec<(u32, ArenaEntity)> {
 }
 
 /// Every vector PROTOCOL.md must carry.
-const VECTOR_NAMES: [&str; 10] = [
+const VECTOR_NAMES: [&str; 13] = [
     "welcome",
     "joined",
+    "joined-resumed",
     "full",
     "delta",
     "checksum",
     "pong",
     "hello",
+    "hello-resume",
+    "watch",
     "input",
     "ping",
     "world-hash",
@@ -40,12 +43,21 @@ fn expected(name: &str) -> Expected {
     use Expected::*;
     match name {
         "welcome" => Server(ServerMsg::Welcome {
-            protocol: 1,
+            protocol: 2,
             tick_hz: 20,
             tick: 300,
             connection_id: 7,
         }),
-        "joined" => Server(ServerMsg::Joined { entity: 3 }),
+        "joined" => Server(ServerMsg::Joined {
+            entity: 3,
+            resume_token: token(),
+            resumed: false,
+        }),
+        "joined-resumed" => Server(ServerMsg::Joined {
+            entity: 3,
+            resume_token: token(),
+            resumed: true,
+        }),
         // Ids 0 and 2 travel as gaps 0 and 2.
         "full" => Server(ServerMsg::Full {
             tick: 300,
@@ -85,8 +97,23 @@ fn expected(name: &str) -> Expected {
             tick: 301,
         }),
         "hello" => Client(ClientMsg::Hello {
-            protocol: 1,
+            protocol: 2,
             name: "ann".into(),
+            ticket: String::new(),
+            resume: None,
+        }),
+        "hello-resume" => Client(ClientMsg::Hello {
+            protocol: 2,
+            name: "ann".into(),
+            ticket: String::new(),
+            resume: Some(proto::Resume {
+                token: token(),
+                tick: 300,
+            }),
+        }),
+        "watch" => Client(ClientMsg::Watch {
+            protocol: 2,
+            ticket: "t.k".into(),
         }),
         "input" => Client(ClientMsg::Input {
             seq: 1,
@@ -96,6 +123,11 @@ fn expected(name: &str) -> Expected {
         "world-hash" => Hash(world_hash()),
         other => panic!("PROTOCOL.md has a vector named {other:?} that this test does not know"),
     }
+}
+
+/// The resume token in the vectors: bytes 0x00 to 0x0f.
+fn token() -> proto::ResumeToken {
+    std::array::from_fn(|i| i as u8)
 }
 
 fn world_hash() -> u64 {

@@ -160,14 +160,29 @@ pub struct WsState {
     pub baseline: Option<u64>,
     /// When the last update was queued (or the upgrade happened): how long it has been skipped.
     pub last_update_at: Instant,
-    /// Set once the connection sent `Hello` and was given an entity.
-    pub player: bool,
+    /// What the client said it is; updates flow only once it said.
+    pub role: Role,
+    /// The player id of the ticket that came with the upgrade (`?ticket=`), once checked.
+    pub account: Option<Box<str>>,
+    /// The client closed with 1000: its player leaves at once instead of waiting to be resumed.
+    pub said_goodbye: bool,
     /// A conformance echo connection (`--echo-path`): messages come back as they are, no game, no updates.
     pub echo: bool,
     /// A ping was sent and nothing has been heard since.
     pub pinged: bool,
     /// Message rate limiting (`--messages-per-s`).
     pub bucket: super::rate::Bucket,
+}
+
+/// What a WebSocket connection is, by what its client said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Upgraded, but no `Hello` or `Watch` yet: sent nothing but `Welcome` (and `Pong`s).
+    Pending,
+    /// Sent `Watch`: receives updates, controls nothing.
+    Spectator,
+    /// Sent `Hello` and plays this player.
+    Player(PlayerId),
 }
 
 /// A close in progress: the close frame or HTTP answer is queued; once it is written the write side is
@@ -181,7 +196,7 @@ pub struct Closing {
 
 pub struct Conn {
     pub sock: TcpStream,
-    /// Unique for the process's life; also the [`PlayerId`] when the connection joins.
+    /// Unique for the process's life; also the [`PlayerId`] of a player who joins on this connection.
     pub id: u64,
     pub phase: Phase,
     pub out: OutBuf,
@@ -222,8 +237,12 @@ impl Conn {
         }
     }
 
-    pub fn player_id(&self) -> PlayerId {
-        self.id
+    /// The WebSocket role, once upgraded.
+    pub fn role(&self) -> Option<Role> {
+        match &self.phase {
+            Phase::Ws(ws) => Some(ws.role),
+            Phase::Http { .. } => None,
+        }
     }
 
     /// The WebSocket state, while the connection is open for updates (upgraded, not closing or dead).

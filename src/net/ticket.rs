@@ -1,5 +1,5 @@
 //! Authentication tickets: short-lived, HMAC-signed by the game's own backend with a secret it shares with
-//! tickcast, presented as `?ticket=` on the WebSocket upgrade.
+//! tickcast, presented as `?ticket=` on the WebSocket upgrade or in the first message (`Hello`, `Watch`).
 //!
 //! Format (all ASCII): `v1.<player>.<expires>.<signature>`, where `player` is the backend's player id
 //! (1 to 64 characters of `A-Z a-z 0-9 _ -`), `expires` the Unix time in seconds after which the ticket is
@@ -27,7 +27,7 @@ pub enum TicketError {
 impl TicketError {
     pub fn why(self) -> &'static str {
         match self {
-            TicketError::Missing => "a ticket is required: connect to /ws?ticket=...",
+            TicketError::Missing => "a ticket is required: /ws?ticket=... or in Hello or Watch",
             TicketError::Malformed => "malformed ticket",
             TicketError::BadSignature => "invalid ticket signature",
             TicketError::Expired => "ticket expired",

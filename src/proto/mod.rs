@@ -1,4 +1,4 @@
-//! Wire protocol v1: the message types and their codec. The only module that knows the byte format.
+//! Wire protocol v2: the message types and their codec. The only module that knows the byte format.
 //!
 //! Every message is one binary WebSocket message holding one value encoded with bincode 2's `standard()`
 //! configuration: little-endian, variable-length integers (see `docs/PROTOCOL.md` for the exact rules),
@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version carried in `Welcome` and `Hello`; bumped whenever a byte on the wire changes.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Upper bound on the bytes bincode may claim while decoding one client message, whatever the frame
 /// says; the WebSocket layer bounds the frame itself (`--max-message-bytes`).
@@ -23,18 +23,30 @@ pub const CLIENT_DECODE_LIMIT_BYTES: usize = 64 * 1024;
 /// Longest player name accepted in `Hello`, in bytes of UTF-8.
 pub const NAME_LEN_MAX: usize = 32;
 
+/// Bytes in a resume token.
+pub const RESUME_TOKEN_LEN: usize = 16;
+
+/// A player's resume token: random, given in `Joined`, presented in `Hello` to take the player back after a
+/// dropped connection. A secret: whoever holds it can control the player until the session ends.
+pub type ResumeToken = [u8; RESUME_TOKEN_LEN];
+
 /// Messages from the server. `S` is the game's replicated entity state, `D` its per-tick diff.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ServerMsg<S, D> {
-    /// Sent once, right after the upgrade. The connection is a spectator until it sends `Hello`.
+    /// Sent once, right after the upgrade. Nothing else follows until the client sends `Hello` or `Watch`.
     Welcome {
         protocol: u16,
         tick_hz: u16,
         tick: u64,
         connection_id: u64,
     },
-    /// Answer to `Hello`: the entity this player controls.
-    Joined { entity: u32 },
+    /// Answer to `Hello`: the entity this player controls and the token that resumes the player after a
+    /// dropped connection. `resumed` says the `Hello`'s resume was honoured: same player, same entity.
+    Joined {
+        entity: u32,
+        resume_token: ResumeToken,
+        resumed: bool,
+    },
     /// The whole replicated world at `tick`. Replaces whatever the client had.
     Full { tick: u64, entities: Vec<(u32, S)> },
     /// The changes from `base` (the tick the client already has) to `tick`. Apply `despawned`, then `set`
@@ -55,13 +67,29 @@ pub enum ServerMsg<S, D> {
 /// Messages from a client. `I` is the game's input payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ClientMsg<I> {
-    /// Join as a player. `protocol` must equal [`PROTOCOL_VERSION`].
-    Hello { protocol: u16, name: String },
+    /// Join as a player, or take one back with `resume`. `protocol` must equal [`PROTOCOL_VERSION`];
+    /// `ticket` is an authentication ticket (empty: none, or it came with the upgrade as `?ticket=`).
+    Hello {
+        protocol: u16,
+        name: String,
+        ticket: String,
+        resume: Option<Resume>,
+    },
     /// The player's latest input. `seq` increases by one per input; the server echoes the last one it
     /// applied inside the player's entity state so the client can measure input -> acknowledgement time.
     Input { seq: u32, input: I },
     /// Asks for a `Pong` carrying the same nonce.
     Ping { nonce: u64 },
+    /// Watch without playing: the connection receives updates and controls nothing.
+    Watch { protocol: u16, ticket: String },
+}
+
+/// What a reconnecting client presents in `Hello`: the token from its last `Joined` and the tick of the
+/// last update it applied, so the server can send only what changed since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    pub token: ResumeToken,
+    pub tick: u64,
 }
 
 /// Variant indices of [`ServerMsg`], as they appear on the wire.
@@ -72,6 +100,14 @@ pub mod tag {
     pub const DELTA: u32 = 3;
     pub const CHECKSUM: u32 = 4;
     pub const PONG: u32 = 5;
+}
+
+/// Variant indices of [`ClientMsg`], as they appear on the wire.
+pub mod client_tag {
+    pub const HELLO: u32 = 0;
+    pub const INPUT: u32 = 1;
+    pub const PING: u32 = 2;
+    pub const WATCH: u32 = 3;
 }
 
 /// Why a message could not be decoded. The text is what goes into the close reason.
@@ -117,18 +153,37 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     Ok(value)
 }
 
-/// Decodes a client message and checks what the types alone cannot (name length).
+/// Decodes a client message and checks what the types alone cannot (name and ticket length).
 pub fn decode_client<I: DeserializeOwned>(bytes: &[u8]) -> Result<ClientMsg<I>, DecodeError> {
     let msg: ClientMsg<I> = decode(bytes)?;
-    if let ClientMsg::Hello { name, .. } = &msg {
-        if name.len() > NAME_LEN_MAX {
-            return Err(DecodeError(format!(
-                "name is {} bytes, the limit is {NAME_LEN_MAX}",
-                name.len()
-            )));
-        }
+    let (name, ticket) = match &msg {
+        ClientMsg::Hello { name, ticket, .. } => (name.as_str(), ticket.as_str()),
+        ClientMsg::Watch { ticket, .. } => ("", ticket.as_str()),
+        _ => return Ok(msg),
+    };
+    if name.len() > NAME_LEN_MAX {
+        return Err(DecodeError(format!(
+            "name is {} bytes, the limit is {NAME_LEN_MAX}",
+            name.len()
+        )));
+    }
+    if ticket.len() > crate::net::ticket::TICKET_LEN_MAX {
+        return Err(DecodeError(format!(
+            "ticket is {} bytes, the limit is {}",
+            ticket.len(),
+            crate::net::ticket::TICKET_LEN_MAX
+        )));
     }
     Ok(msg)
+}
+
+/// The protocol version a `Hello` or `Watch` announces, read from its first two fields alone, so a client
+/// of another version is told so (close 4000) even when the rest of its message has another shape.
+/// `None` for every other message, and for bytes too short to say.
+pub fn announced_version(bytes: &[u8]) -> Option<u16> {
+    let ((tag, protocol), _): ((u32, u16), usize) =
+        bincode::serde::decode_from_slice(bytes, config()).ok()?;
+    matches!(tag, client_tag::HELLO | client_tag::WATCH).then_some(protocol)
 }
 
 fn describe(e: &bincode::error::DecodeError) -> String {
@@ -278,13 +333,13 @@ pub mod close {
     pub const UNSUPPORTED_DATA: u16 = 1003;
     /// A binary message that does not decode as a `ClientMsg`.
     pub const INVALID_PAYLOAD: u16 = 1007;
-    /// A message in the wrong state (`Input` before `Hello`, a second `Hello`).
+    /// A message in the wrong state (`Input` before `Hello`, a second `Hello` or `Watch`).
     pub const POLICY_VIOLATION: u16 = 1008;
     /// A frame or message over `--max-message-bytes`.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The server cannot take this player now (the world is full).
     pub const TRY_AGAIN_LATER: u16 = 1013;
-    /// `Hello` carried another protocol version.
+    /// `Hello` or `Watch` carried another protocol version.
     pub const VERSION_MISMATCH: u16 = 4000;
     /// Slow consumer: no update could be queued for longer than `--lag-limit-ms`.
     pub const LAGGING: u16 = 4001;
@@ -292,4 +347,9 @@ pub mod close {
     pub const SEND_LIMIT: u16 = 4002;
     /// Nothing was heard from the client for `--idle-timeout-ms`, pings included.
     pub const IDLE_TIMEOUT: u16 = 4003;
+    /// Tickets are required and the first message brought none, a malformed, a forged or an expired one
+    /// (or none came within `--handshake-timeout-ms`).
+    pub const UNAUTHORIZED: u16 = 4004;
+    /// The player was resumed on a newer connection; this one is closed.
+    pub const REPLACED: u16 = 4005;
 }

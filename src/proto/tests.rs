@@ -107,12 +107,45 @@ fn decode_errors_say_what_is_wrong() {
     let e = err(&[0, 1, 253, 0, 0, 0, 0, 1, 0, 0, 0]);
     assert!(e.contains("claims more") || e.contains("too early"), "{e}");
     let long = encode(&ClientMsg::<ArenaInput>::Hello {
-        protocol: 1,
+        protocol: PROTOCOL_VERSION,
         name: "x".repeat(NAME_LEN_MAX + 1),
+        ticket: String::new(),
+        resume: None,
     });
     assert!(err(&long).contains("limit is 32"), "{}", err(&long));
+    let long_ticket = encode(&ClientMsg::<ArenaInput>::Watch {
+        protocol: PROTOCOL_VERSION,
+        ticket: "t".repeat(257),
+    });
+    assert!(
+        err(&long_ticket).contains("limit is 256"),
+        "{}",
+        err(&long_ticket)
+    );
+    // A resume option byte other than 0 or 1.
+    assert!(
+        err(&[0, 2, 0, 0, 7]).contains("tag 7"),
+        "{}",
+        err(&[0, 2, 0, 0, 7])
+    );
     let bad_utf8 = [0u8, 1, 2, 0xff, 0xfe];
     assert_eq!(err(&bad_utf8), "string is not valid UTF-8");
+}
+
+#[test]
+fn a_hello_or_watch_announces_its_version_whatever_follows() {
+    // A version 1 `Hello` (protocol, name) no longer decodes, but still says which version it speaks.
+    let v1_hello = [0u8, 1, 3, b'a', b'n', b'n'];
+    assert!(decode_client::<ArenaInput>(&v1_hello).is_err());
+    assert_eq!(announced_version(&v1_hello), Some(1));
+    let watch = encode(&ClientMsg::<ArenaInput>::Watch {
+        protocol: 9,
+        ticket: String::new(),
+    });
+    assert_eq!(announced_version(&watch), Some(9));
+    let ping = encode(&ClientMsg::<ArenaInput>::Ping { nonce: 5 });
+    assert_eq!(announced_version(&ping), None);
+    assert_eq!(announced_version(&[0]), None);
 }
 
 #[test]
@@ -162,7 +195,13 @@ fn arb_server_msg() -> impl Strategy<Value = Msg> {
                 }
             }
         ),
-        any::<u32>().prop_map(|entity| ServerMsg::Joined { entity }),
+        (any::<u32>(), any::<[u8; 16]>(), any::<bool>()).prop_map(
+            |(entity, resume_token, resumed)| ServerMsg::Joined {
+                entity,
+                resume_token,
+                resumed
+            }
+        ),
         (any::<u64>(), list.clone())
             .prop_map(|(tick, entities)| ServerMsg::Full { tick, entities }),
         (
@@ -186,8 +225,20 @@ fn arb_server_msg() -> impl Strategy<Value = Msg> {
 
 fn arb_client_msg() -> impl Strategy<Value = ClientMsg<ArenaInput>> {
     prop_oneof![
-        (any::<u16>(), "[a-zA-Z0-9 é]{0,8}")
-            .prop_map(|(protocol, name)| ClientMsg::Hello { protocol, name }),
+        (
+            any::<u16>(),
+            "[a-zA-Z0-9 é]{0,8}",
+            "[a-zA-Z0-9._-]{0,40}",
+            prop::option::of((any::<[u8; 16]>(), any::<u64>()))
+        )
+            .prop_map(|(protocol, name, ticket, resume)| ClientMsg::Hello {
+                protocol,
+                name,
+                ticket,
+                resume: resume.map(|(token, tick)| Resume { token, tick }),
+            }),
+        (any::<u16>(), "[a-zA-Z0-9._-]{0,40}")
+            .prop_map(|(protocol, ticket)| ClientMsg::Watch { protocol, ticket }),
         (any::<u32>(), any::<i8>(), any::<i8>()).prop_map(|(seq, dx, dy)| ClientMsg::Input {
             seq,
             input: ArenaInput { dx, dy }

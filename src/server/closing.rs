@@ -105,9 +105,8 @@ impl<G: Game, C: Clock> Server<G, C> {
             let _ = self.poll.registry().deregister(&mut conn.sock);
             if let Phase::Ws(ws) = &conn.phase {
                 self.ws_open -= 1;
-                if ws.player {
-                    self.players -= 1;
-                    self.game.leave(&mut self.world, conn.player_id());
+                if let Role::Player(player) = ws.role {
+                    self.player_gone(player, ws.said_goodbye);
                 }
             }
             if conn.closing.is_none() {

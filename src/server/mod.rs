@@ -23,17 +23,19 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, WebSocketContext};
+use tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig, WebSocketContext};
 use tungstenite::{Error as WsError, Message};
 
 mod closing;
+mod players;
 mod read;
+mod sessions;
 mod tick;
 
 use crate::clock::{Clock, SystemClock, TickSchedule};
 use crate::config::Config;
 use crate::metrics::{CloseReason, Gauges, Metrics};
-use crate::net::conn::{Closing, Conn, Phase, WsState};
+use crate::net::conn::{Closing, Conn, Phase, Role, WsState};
 use crate::net::{frame, http, socket};
 use crate::proto::{self, close, ClientMsg, ServerMsg};
 use crate::sim::Game;
@@ -108,7 +110,12 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     /// `accept` failed (out of file descriptors, say): try again at the next tick, not in a busy loop.
     accept_stalled: bool,
     ws_open: usize,
+    /// Players with a connection (detached ones are counted by `sessions`).
     players: usize,
+    /// Every player from join to leave, by id and by resume token.
+    sessions: sessions::Sessions,
+    /// Reused list of detached players whose time is up.
+    expired: Vec<crate::sim::PlayerId>,
     /// The secret tickets are signed with (`--ticket-secret-file`); `None`: no tickets required.
     ticket_secret: Option<Vec<u8>>,
     /// Reused buffer for small per-connection messages (Welcome, Joined, Pong).
@@ -174,6 +181,8 @@ impl<G: Game, C: Clock> Server<G, C> {
             accept_stalled: false,
             ws_open: 0,
             players: 0,
+            sessions: Default::default(),
+            expired: Vec::new(),
             scratch: Vec::new(),
             ticket_secret,
             cfg,
@@ -274,6 +283,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             connections_open: self.conns.len(),
             websockets_open: self.ws_open,
             players: self.players,
+            players_detached: self.sessions.detached(),
             entities: self.world.len(),
             queued_bytes: self.conns.iter().map(|(_, c)| c.out.pending()).sum(),
             draining: self.drain_deadline.is_some(),

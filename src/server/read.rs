@@ -209,33 +209,38 @@ impl<G: Game, C: Clock> Server<G, C> {
                 self.refuse_http(k, &refusal, CloseReason::HttpError)
             }
             Route::Upgrade {
-                ticket,
-                echo: false,
-                ..
-            } if self.ticket_check(ticket.as_deref()).is_err() => {
-                let why = self
-                    .ticket_check(ticket.as_deref())
-                    .err()
-                    .map_or("", TicketError::why);
-                let refusal = http::Refusal { status: 401, why };
-                self.refuse_http(k, &refusal, CloseReason::Unauthorized)
-            }
-            Route::Upgrade {
                 key,
                 head_len,
                 echo,
+                ticket,
                 ..
-            } => self.upgrade(k, &key, head_len, echo),
+            } => match self.upgrade_ticket(ticket.as_deref(), echo) {
+                Ok(account) => self.upgrade(k, &key, head_len, echo, account),
+                Err(e) => {
+                    let refusal = http::Refusal {
+                        status: 401,
+                        why: e.why(),
+                    };
+                    self.refuse_http(k, &refusal, CloseReason::Unauthorized)
+                }
+            },
         }
     }
 
-    /// Tickets not required, or a valid one presented (`--ticket-secret-file`).
-    fn ticket_check(&self, ticket: Option<&str>) -> Result<(), TicketError> {
-        let Some(secret) = &self.ticket_secret else {
-            return Ok(());
-        };
-        let ticket = ticket.ok_or(TicketError::Missing)?;
-        ticket::verify(secret, ticket, self.clock.unix_time_s()).map(|_player| ())
+    /// A `?ticket=` on the upgrade is checked there (401 if bad) when tickets are required; its player id
+    /// is the connection's account. Without one, the first message must bring it.
+    fn upgrade_ticket(
+        &self,
+        ticket: Option<&str>,
+        echo: bool,
+    ) -> Result<Option<Box<str>>, TicketError> {
+        match (&self.ticket_secret, ticket) {
+            (Some(secret), Some(ticket)) if !echo => {
+                let player = ticket::verify(secret, ticket, self.clock.unix_time_s())?;
+                Ok(Some(player.into()))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// `--allow-origin`: none given allows every origin.
@@ -244,7 +249,14 @@ impl<G: Game, C: Clock> Server<G, C> {
         allowed.is_empty() || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
     }
 
-    pub(super) fn upgrade(&mut self, k: usize, key: &str, head_len: usize, echo: bool) {
+    pub(super) fn upgrade(
+        &mut self,
+        k: usize,
+        key: &str,
+        head_len: usize,
+        echo: bool,
+        account: Option<Box<str>>,
+    ) {
         self.metrics.http_requests += 1;
         self.metrics.websockets_total += 1;
         self.ws_open += 1;
@@ -263,10 +275,12 @@ impl<G: Game, C: Clock> Server<G, C> {
         // Frames the client sent right behind its request are already in `buf`.
         let early = buf[head_len..].to_vec();
         conn.phase = Phase::Ws(Box::new(WsState {
-            ctx: WebSocketContext::from_partially_read(early, Role::Server, Some(config)),
+            ctx: WebSocketContext::from_partially_read(early, WsRole::Server, Some(config)),
             baseline: None,
             last_update_at: self.now,
-            player: false,
+            role: Role::Pending,
+            account,
+            said_goodbye: false,
             echo,
             pinged: false,
             bucket: Bucket::new(&self.cfg.rate_limit(), self.now),
@@ -355,7 +369,12 @@ impl<G: Game, C: Clock> Server<G, C> {
                     "text frames are not supported: send binary",
                     CloseReason::ProtocolError,
                 ),
-                Ok(Message::Close(_)) => {
+                Ok(Message::Close(frame)) => {
+                    // A 1000 says goodbye: the player leaves now rather than waiting to be resumed.
+                    let goodbye = frame.is_some_and(|f| f.code == CloseCode::Normal);
+                    if let Phase::Ws(ws) = &mut self.conns[k].phase {
+                        ws.said_goodbye = goodbye;
+                    }
                     // tungstenite has queued the echo of the client's close frame.
                     self.start_close(k, CloseReason::Peer);
                 }
@@ -453,6 +472,20 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     pub(super) fn on_message(&mut self, k: usize, bytes: &[u8]) {
+        if let Some(version) = proto::announced_version(bytes) {
+            if version != proto::PROTOCOL_VERSION {
+                let reason = format!(
+                    "protocol version mismatch: client speaks {version}, server speaks {}",
+                    proto::PROTOCOL_VERSION
+                );
+                return self.close(
+                    k,
+                    close::VERSION_MISMATCH,
+                    &reason,
+                    CloseReason::VersionMismatch,
+                );
+            }
+        }
         let msg = match proto::decode_client::<G::Input>(bytes) {
             Ok(msg) => msg,
             Err(e) => {
@@ -465,52 +498,23 @@ impl<G: Game, C: Clock> Server<G, C> {
                 );
             }
         };
-        let conn = &mut self.conns[k];
-        let player = conn.player_id();
-        let Phase::Ws(ws) = &mut conn.phase else {
-            unreachable!("message before upgrade")
-        };
         match msg {
-            ClientMsg::Hello { protocol, .. } if protocol != proto::PROTOCOL_VERSION => {
-                let reason = format!(
-                    "protocol version mismatch: client speaks {protocol}, server speaks {}",
-                    proto::PROTOCOL_VERSION
-                );
-                self.close(
+            ClientMsg::Hello {
+                name,
+                ticket,
+                resume,
+                ..
+            } => self.hello(k, &name, &ticket, resume),
+            ClientMsg::Watch { ticket, .. } => self.watch(k, &ticket),
+            ClientMsg::Input { seq, input } => match self.conns[k].role() {
+                Some(Role::Player(player)) => self.game.input(player, seq, input),
+                _ => self.close(
                     k,
-                    close::VERSION_MISMATCH,
-                    &reason,
-                    CloseReason::VersionMismatch,
-                )
-            }
-            ClientMsg::Hello { .. } if ws.player => self.close(
-                k,
-                close::POLICY_VIOLATION,
-                "Hello sent twice",
-                CloseReason::ProtocolError,
-            ),
-            ClientMsg::Hello { name, .. } => match self.game.join(&mut self.world, player, &name) {
-                Some(entity) => {
-                    ws.player = true;
-                    self.players += 1;
-                    self.scratch.clear();
-                    append_message(&mut self.scratch, &ServerMsg::<(), ()>::Joined { entity });
-                    self.send_scratch(k);
-                }
-                None => self.close(
-                    k,
-                    close::TRY_AGAIN_LATER,
-                    "the world is full",
-                    CloseReason::WorldFull,
+                    close::POLICY_VIOLATION,
+                    "Input before Hello",
+                    CloseReason::ProtocolError,
                 ),
             },
-            ClientMsg::Input { .. } if !ws.player => self.close(
-                k,
-                close::POLICY_VIOLATION,
-                "Input before Hello",
-                CloseReason::ProtocolError,
-            ),
-            ClientMsg::Input { seq, input } => self.game.input(player, seq, input),
             ClientMsg::Ping { nonce } => {
                 self.scratch.clear();
                 append_message(

@@ -24,6 +24,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             self.finish_drain();
         }
         self.check_timers();
+        self.expire_detached();
         self.accept_pending |= std::mem::take(&mut self.accept_stalled);
         self.metrics
             .tick_duration
@@ -38,7 +39,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         for (k, conn) in self.conns.iter_mut() {
             let pending = conn.out.pending();
             let Some(ws) = conn.live_ws() else { continue };
-            if ws.echo {
+            if ws.echo || ws.role == Role::Pending {
                 continue;
             }
             if ws.baseline == Some(tick) {
@@ -94,6 +95,9 @@ impl<G: Game, C: Clock> Server<G, C> {
                     format!("send buffer passed {} bytes", self.cfg.send_limit_bytes)
                 }
                 CloseReason::IdleTimeout => format!("idle for {} ms", self.cfg.idle_timeout_ms),
+                CloseReason::Unauthorized => {
+                    format!("no ticket within {} ms", self.cfg.handshake_timeout_ms)
+                }
                 _ => String::from("closing"),
             };
             self.close(k, code, &text, reason);
@@ -111,6 +115,9 @@ impl<G: Game, C: Clock> Server<G, C> {
             ms(self.cfg.ping_interval_ms),
             ms(self.cfg.idle_timeout_ms),
         );
+        let tickets = self.ticket_secret.is_some();
+        let unauthenticated =
+            |ws: &WsState| tickets && ws.role == Role::Pending && ws.account.is_none();
         let mut timed_out_http = Vec::new();
         for (k, conn) in self.conns.iter_mut() {
             if conn.dead.is_some() {
@@ -130,6 +137,12 @@ impl<G: Game, C: Clock> Server<G, C> {
                     if now.saturating_duration_since(opened) > handshake {
                         timed_out_http.push(k);
                     }
+                }
+                Phase::Ws(ws)
+                    if unauthenticated(ws) && now.saturating_duration_since(opened) > handshake =>
+                {
+                    self.close_list
+                        .push((k, close::UNAUTHORIZED, CloseReason::Unauthorized));
                 }
                 Phase::Ws(_) if quiet > idle => {
                     self.close_list

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Game, PlayerId, Rng};
+use super::{Game, Joining, PlayerId, Rng};
 use crate::sync::{EntityId, Replicate, World};
 
 /// World width and height, in units.
@@ -168,7 +168,7 @@ impl Game for Arena {
         &mut self,
         world: &mut World<ArenaEntity>,
         player: PlayerId,
-        _name: &str,
+        _joining: Joining<'_>,
     ) -> Option<EntityId> {
         let body = self.spawn(world)?;
         let entity = body.entity;
@@ -184,9 +184,17 @@ impl Game for Arena {
         }
     }
 
+    /// A player whose connection dropped stands still until it comes back and steers again.
+    fn detached(&mut self, _world: &mut World<ArenaEntity>, player: PlayerId) {
+        if let Some(body) = self.players.get_mut(&player) {
+            body.steer(ArenaInput::default());
+        }
+    }
+
     fn input(&mut self, player: PlayerId, seq: u32, input: ArenaInput) {
         if let Some(body) = self.players.get_mut(&player) {
-            // Inputs can only arrive in order on one TCP stream; an old seq is a client bug, ignore it.
+            // Inputs arrive in order on one TCP stream, and a resumed client carries on its numbering (the
+            // last applied seq is in its entity's state): an old seq is a client bug, ignore it.
             if seq > body.seq {
                 body.seq = seq;
                 body.steer(input);

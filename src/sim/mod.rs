@@ -12,11 +12,27 @@ use serde::de::DeserializeOwned;
 
 use crate::sync::{EntityId, Replicate, World};
 
-/// Identifies a connection that joined as a player; stable for the connection's life, never reused.
+/// Identifies a player from `join` to `leave`, across resumed connections; never reused. (It is the id of
+/// the connection that joined.)
 pub type PlayerId = u64;
 
-/// A game tickcast can host. The loop calls `join`, `leave` and `input` between ticks, as messages arrive,
-/// and `step` once per tick. Changes made between ticks reach clients with the next tick's update.
+/// Who is joining: what the client's `Hello` and its authentication ticket said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joining<'a> {
+    /// The name from `Hello` (at most 32 bytes; not unique, not checked).
+    pub name: &'a str,
+    /// The player id from the ticket the connection presented: the game backend's own id for this player,
+    /// checked by signature. `None` when tickets are not in use (`--ticket-secret-file`).
+    pub account: Option<&'a str>,
+}
+
+/// A game tickcast can host. The loop calls `join`, `leave`, `input`, `detached` and `resumed` between
+/// ticks, as they happen, and `step` once per tick. Changes made between ticks reach clients with the next
+/// tick's update.
+///
+/// A player's life: `join`, then inputs; when its connection drops without a goodbye the player is
+/// `detached` and keeps its entity for `--resume-grace-ms`; a client that comes back with the resume token
+/// in that time is `resumed` (no second `join`), otherwise the player `leave`s.
 pub trait Game {
     /// The payload of a client's `Input` message.
     type Input: DeserializeOwned;
@@ -28,11 +44,17 @@ pub trait Game {
         &mut self,
         world: &mut World<Self::State>,
         player: PlayerId,
-        name: &str,
+        joining: Joining<'_>,
     ) -> Option<EntityId>;
 
-    /// The player's connection is gone: remove what it owned.
+    /// The player is gone for good (said goodbye, or its grace period ran out): remove what it owned.
     fn leave(&mut self, world: &mut World<Self::State>, player: PlayerId);
+
+    /// The player's connection dropped; it may come back. Its entity stays (a game might stop it moving).
+    fn detached(&mut self, _world: &mut World<Self::State>, _player: PlayerId) {}
+
+    /// A detached player is back on a new connection.
+    fn resumed(&mut self, _world: &mut World<Self::State>, _player: PlayerId) {}
 
     /// The player's latest input, with its sequence number. Typically stored and applied in `step`.
     fn input(&mut self, player: PlayerId, seq: u32, input: Self::Input);

@@ -1,0 +1,178 @@
+//! Who a connection is: `Hello` (join, or resume a player whose connection dropped), `Watch` (spectate),
+//! the ticket check when tickets are required, and the end of a player (goodbye, grace period over).
+
+use super::sessions::Link;
+use super::*;
+use crate::net::ticket::{self, TicketError};
+use crate::proto::Resume;
+use crate::sim::{Joining, PlayerId};
+
+impl<G: Game, C: Clock> Server<G, C> {
+    /// `Hello`: resume the player `resume` names if its session is alive, else join a new one.
+    pub(super) fn hello(&mut self, k: usize, name: &str, ticket: &str, resume: Option<Resume>) {
+        if matches!(self.conns[k].role(), Some(Role::Player(_))) {
+            return self.close(
+                k,
+                close::POLICY_VIOLATION,
+                "Hello sent twice",
+                CloseReason::ProtocolError,
+            );
+        }
+        // A live token is a credential of its own: it was issued to a connection that passed the ticket
+        // check, and tickets are short-lived while a resume may come later.
+        if let Some(resume) = &resume {
+            if let Some(player) = self.sessions.by_token(&resume.token) {
+                return self.resume(k, player, resume.tick);
+            }
+            self.metrics.resumes_refused += 1;
+        }
+        match self.authenticate(k, ticket) {
+            Ok(()) => self.join(k, name),
+            Err(e) => self.close(k, close::UNAUTHORIZED, e.why(), CloseReason::Unauthorized),
+        }
+    }
+
+    /// `Watch`: updates from the next tick on, control of nothing.
+    pub(super) fn watch(&mut self, k: usize, ticket: &str) {
+        if self.conns[k].role() != Some(Role::Pending) {
+            return self.close(
+                k,
+                close::POLICY_VIOLATION,
+                "Watch after Hello or Watch",
+                CloseReason::ProtocolError,
+            );
+        }
+        match self.authenticate(k, ticket) {
+            Ok(()) => self.ws_mut(k).role = Role::Spectator,
+            Err(e) => self.close(k, close::UNAUTHORIZED, e.why(), CloseReason::Unauthorized),
+        }
+    }
+
+    /// When tickets are required, the connection must hold one: from its upgrade, an earlier message, or
+    /// `ticket` (checked now). Without a secret, tickets are ignored.
+    fn authenticate(&mut self, k: usize, ticket: &str) -> Result<(), TicketError> {
+        let Some(secret) = &self.ticket_secret else {
+            return Ok(());
+        };
+        if !ticket.is_empty() {
+            let account = ticket::verify(secret, ticket, self.clock.unix_time_s())?;
+            self.ws_mut(k).account = Some(account.into());
+        }
+        match self.ws_mut(k).account {
+            Some(_) => Ok(()),
+            None => Err(TicketError::Missing),
+        }
+    }
+
+    fn join(&mut self, k: usize, name: &str) {
+        let player = self.conns[k].id;
+        let ws = match &self.conns[k].phase {
+            Phase::Ws(ws) => ws,
+            Phase::Http { .. } => unreachable!("Hello before upgrade"),
+        };
+        let joining = Joining {
+            name,
+            account: ws.account.as_deref(),
+        };
+        let Some(entity) = self.game.join(&mut self.world, player, joining) else {
+            return self.close(
+                k,
+                close::TRY_AGAIN_LATER,
+                "the world is full",
+                CloseReason::WorldFull,
+            );
+        };
+        let resume_token = self.sessions.create(player, entity, k);
+        self.ws_mut(k).role = Role::Player(player);
+        self.players += 1;
+        self.send_joined(k, entity, resume_token, false);
+    }
+
+    /// Takes `player` back on connection `k`. The update that follows starts from `tick`, the last one the
+    /// client applied, when the history still reaches it; else it is a `Full`.
+    fn resume(&mut self, k: usize, player: PlayerId, tick: u64) {
+        match self.sessions.attach(player, k) {
+            Link::Detached(_) => {
+                self.players += 1;
+                self.game.resumed(&mut self.world, player);
+            }
+            // The old connection has not noticed it is dead (or the client opened a second one): the
+            // newer wins. The old one no longer plays, so its end does not touch the session.
+            Link::Attached(old) => {
+                if let Phase::Ws(ws) = &mut self.conns[old].phase {
+                    ws.role = Role::Pending;
+                }
+                self.close(
+                    old,
+                    close::REPLACED,
+                    "player resumed on another connection",
+                    CloseReason::Replaced,
+                );
+            }
+        }
+        self.metrics.resumes += 1;
+        let (world_tick, in_history) = (self.world.tick(), self.world.can_delta_from(tick));
+        let ws = self.ws_mut(k);
+        ws.role = Role::Player(player);
+        if ws.baseline.is_none() && tick <= world_tick && in_history {
+            ws.baseline = Some(tick);
+        }
+        let session = self.sessions.get(player).expect("live session");
+        let (entity, token) = (session.entity, session.token);
+        self.send_joined(k, entity, token, true);
+    }
+
+    fn send_joined(
+        &mut self,
+        k: usize,
+        entity: u32,
+        resume_token: proto::ResumeToken,
+        resumed: bool,
+    ) {
+        self.scratch.clear();
+        let joined = ServerMsg::<(), ()>::Joined {
+            entity,
+            resume_token,
+            resumed,
+        };
+        append_message(&mut self.scratch, &joined);
+        self.send_scratch(k);
+    }
+
+    /// A player's connection was reaped. It waits to be resumed, unless it said goodbye, resuming is off
+    /// or the server is shutting down.
+    pub(super) fn player_gone(&mut self, player: PlayerId, said_goodbye: bool) {
+        self.players -= 1;
+        let draining = self.drain_deadline.is_some();
+        if said_goodbye || draining || self.cfg.resume_grace_ms == 0 {
+            return self.end_player(player);
+        }
+        self.sessions.detach(player, self.now);
+        self.game.detached(&mut self.world, player);
+    }
+
+    /// Players detached longer than the grace period, or beyond `--detached-max`, leave. Once per tick.
+    pub(super) fn expire_detached(&mut self) {
+        let grace = Duration::from_millis(self.cfg.resume_grace_ms);
+        let mut expired = std::mem::take(&mut self.expired);
+        self.sessions
+            .expired(self.now, grace, self.cfg.detached_max, &mut expired);
+        for &player in &expired {
+            self.metrics.sessions_expired += 1;
+            self.end_player(player);
+        }
+        self.expired = expired;
+    }
+
+    fn end_player(&mut self, player: PlayerId) {
+        self.sessions.remove(player);
+        self.game.leave(&mut self.world, player);
+    }
+
+    fn ws_mut(&mut self, k: usize) -> &mut WsState {
+        match &mut self.conns[k].phase {
+            Phase::Ws(ws) => ws,
+            Phase::Http { .. } => unreachable!("a message before the upgrade"),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Player sessions: a player outlives its connection. Each player has a random resume token; when its
+//! connection drops without a goodbye the session is **detached** and keeps its entity for
+//! `--resume-grace-ms`, so a client that reconnects with the token (`Hello.resume`) takes the same player
+//! back. Detached sessions are bounded in time (the grace period) and in number (`--detached-max`, the
+//! oldest goes first).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::proto::ResumeToken;
+use crate::sim::PlayerId;
+use crate::sync::EntityId;
+
+/// Where a session's player is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Playing on the connection with this slab key.
+    Attached(usize),
+    /// No connection since this moment.
+    Detached(Instant),
+}
+
+#[derive(Debug)]
+pub struct Session {
+    pub entity: EntityId,
+    pub token: ResumeToken,
+    pub link: Link,
+}
+
+#[derive(Debug, Default)]
+pub struct Sessions {
+    by_player: HashMap<PlayerId, Session>,
+    by_token: HashMap<ResumeToken, PlayerId>,
+    detached: usize,
+}
+
+impl Sessions {
+    /// A new session for `player`, attached to connection `k`, with a fresh random token.
+    pub fn create(&mut self, player: PlayerId, entity: EntityId, k: usize) -> ResumeToken {
+        let token = loop {
+            let mut token = ResumeToken::default();
+            getrandom::fill(&mut token).expect("the operating system's random source");
+            // 2^-128 per existing token; the loop is for correctness, not expected to turn.
+            if !self.by_token.contains_key(&token) {
+                break token;
+            }
+        };
+        self.by_token.insert(token, player);
+        let session = Session {
+            entity,
+            token,
+            link: Link::Attached(k),
+        };
+        let previous = self.by_player.insert(player, session);
+        debug_assert!(previous.is_none(), "player {player} joined twice");
+        token
+    }
+
+    pub fn get(&self, player: PlayerId) -> Option<&Session> {
+        self.by_player.get(&player)
+    }
+
+    /// The player a token resumes, if its session is still alive.
+    pub fn by_token(&self, token: &ResumeToken) -> Option<PlayerId> {
+        self.by_token.get(token).copied()
+    }
+
+    /// Attaches the player to connection `k`; returns where it was.
+    pub fn attach(&mut self, player: PlayerId, k: usize) -> Link {
+        let session = self.by_player.get_mut(&player).expect("live session");
+        let was = std::mem::replace(&mut session.link, Link::Attached(k));
+        if matches!(was, Link::Detached(_)) {
+            self.detached -= 1;
+        }
+        was
+    }
+
+    /// The player's connection is gone; its session waits for a resume.
+    pub fn detach(&mut self, player: PlayerId, now: Instant) {
+        let session = self.by_player.get_mut(&player).expect("live session");
+        debug_assert!(matches!(session.link, Link::Attached(_)));
+        session.link = Link::Detached(now);
+        self.detached += 1;
+    }
+
+    /// Ends the player's session; its token resumes nothing from now on.
+    pub fn remove(&mut self, player: PlayerId) {
+        if let Some(session) = self.by_player.remove(&player) {
+            self.by_token.remove(&session.token);
+            if matches!(session.link, Link::Detached(_)) {
+                self.detached -= 1;
+            }
+        }
+    }
+
+    pub fn detached(&self) -> usize {
+        self.detached
+    }
+
+    /// Lists in `out` the detached players whose grace period is over at `now`, and, past `detached_max`,
+    /// the longest-detached ones beyond it. The caller ends them. Scans every session, but only while
+    /// someone is detached, once per tick.
+    pub fn expired(
+        &self,
+        now: Instant,
+        grace: Duration,
+        detached_max: usize,
+        out: &mut Vec<PlayerId>,
+    ) {
+        out.clear();
+        if self.detached == 0 {
+            return;
+        }
+        let detached_since = |session: &Session| match session.link {
+            Link::Detached(since) => Some(since),
+            Link::Attached(_) => None,
+        };
+        for (&player, session) in &self.by_player {
+            if let Some(since) = detached_since(session) {
+                if now.saturating_duration_since(since) >= grace {
+                    out.push(player);
+                }
+            }
+        }
+        let waiting = self.detached - out.len();
+        if waiting > detached_max {
+            // Over the cap (a burst of drops within one tick): rare, so sorting here is fine.
+            let mut by_age: Vec<(Instant, PlayerId)> = self
+                .by_player
+                .iter()
+                .filter_map(|(&player, session)| Some((detached_since(session)?, player)))
+                .filter(|(since, _)| now.saturating_duration_since(*since) < grace)
+                .collect();
+            by_age.sort_unstable();
+            out.extend(by_age[..waiting - detached_max].iter().map(|(_, p)| *p));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_lives_from_create_through_detach_and_attach_to_remove() {
+        let t0 = Instant::now();
+        let mut s = Sessions::default();
+        let token = s.create(7, 3, 11);
+        assert_eq!(s.by_token(&token), Some(7));
+        assert_eq!(s.get(7).unwrap().entity, 3);
+        s.detach(7, t0);
+        assert_eq!(s.detached(), 1);
+        assert_eq!(s.attach(7, 12), Link::Detached(t0));
+        assert_eq!(s.detached(), 0);
+        assert_eq!(s.attach(7, 13), Link::Attached(12));
+        s.remove(7);
+        assert_eq!(s.by_token(&token), None);
+        assert!(s.get(7).is_none());
+    }
+
+    #[test]
+    fn tokens_are_distinct() {
+        let mut s = Sessions::default();
+        let a = s.create(1, 1, 1);
+        let b = s.create(2, 2, 2);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn expiry_takes_the_grace_period_and_then_the_oldest_beyond_the_cap() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut s = Sessions::default();
+        for player in 1..=4 {
+            s.create(player, player as u32, player as usize);
+            s.detach(player, t0 + ms(player * 10));
+        }
+        let mut out = Vec::new();
+        // At 35 ms with 20 ms of grace: player 1 (detached at 10 ms) is out of time.
+        s.expired(t0 + ms(35), ms(20), 10, &mut out);
+        assert_eq!(out, vec![1]);
+        // A cap of 2 among the three still waiting: the oldest (2) goes too.
+        s.expired(t0 + ms(35), ms(20), 2, &mut out);
+        out.sort_unstable();
+        assert_eq!(out, vec![1, 2]);
+    }
+}
