@@ -268,7 +268,14 @@ fn messages() -> Messages {
                     connection_id: 4_242,
                 },
             ),
-            ("joined", ServerMsg::Joined { entity: 417 }),
+            (
+                "joined",
+                ServerMsg::Joined {
+                    entity: 417,
+                    resume_token: [0x5a; proto::RESUME_TOKEN_LEN],
+                    resumed: false,
+                },
+            ),
             ("full_100", ServerMsg::Full { tick, entities }),
             (
                 "delta_100",
@@ -301,6 +308,8 @@ fn messages() -> Messages {
                 ClientMsg::Hello {
                     protocol: proto::PROTOCOL_VERSION,
                     name: "bot-04242".to_string(),
+                    ticket: String::new(),
+                    resume: None,
                 },
             ),
             (

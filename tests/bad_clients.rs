@@ -49,14 +49,14 @@ fn each_kind_of_bad_message_gets_its_close_code_and_nobody_else_notices() {
         ),
         (
             "length beyond the message",
-            Message::Binary(vec![0, 1, 0xfc, 0, 0, 0, 1].into()),
+            Message::Binary(vec![0, 2, 0xfc, 0, 0, 0, 1].into()),
             1007,
             "malformed",
         ),
         ("text frame", Message::Text("hello".into()), 1003, "binary"),
         (
             "invalid UTF-8 in a name",
-            Message::Binary(vec![0, 1, 2, 0xff, 0xfe].into()),
+            Message::Binary(vec![0, 2, 2, 0xff, 0xfe].into()),
             1007,
             "UTF-8",
         ),
@@ -81,14 +81,11 @@ fn each_kind_of_bad_message_gets_its_close_code_and_nobody_else_notices() {
         (
             "wrong protocol version",
             Message::Binary(
-                proto::encode(&ClientMsg::<ArenaInput>::Hello {
-                    protocol: 2,
-                    name: "x".into(),
-                })
-                .into(),
+                // A version 1 Hello: (protocol, name), without the fields version 2 added.
+                vec![0, 1, 1, b'x'].into(),
             ),
             4000,
-            "client speaks 2, server speaks 1",
+            "client speaks 1, server speaks 2",
         ),
     ];
     for (what, msg, code, why) in cases {
@@ -114,6 +111,8 @@ fn each_kind_of_bad_message_gets_its_close_code_and_nobody_else_notices() {
     twice.send(&ClientMsg::Hello {
         protocol: proto::PROTOCOL_VERSION,
         name: "again".into(),
+        ticket: String::new(),
+        resume: None,
     });
     let (code, reason) = twice.expect_close();
     assert_eq!(code, 1008, "{reason}");
@@ -134,11 +133,18 @@ fn junk_instead_of_frames_after_the_upgrade_is_a_protocol_error() {
 #[test]
 fn a_client_that_closes_is_answered_and_its_player_removed() {
     let server = server();
-    let mut watcher = Client::connect(&server);
+    let mut watcher = Client::watching(&server);
     let mut leaver = Client::connect(&server);
     let entity = leaver.hello("leaver");
     watcher.wait_for(|m| m.get(entity).is_some());
-    leaver.ws.close(None).unwrap();
+    // 1000: a goodbye, so the player leaves now instead of waiting to be resumed.
+    leaver
+        .ws
+        .close(Some(tungstenite::protocol::CloseFrame {
+            code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+            reason: "bye".into(),
+        }))
+        .unwrap();
     // The server echoes the close, as RFC 6455 asks.
     loop {
         match leaver.ws.read() {
@@ -179,11 +185,13 @@ fn a_hang_up_right_behind_a_partial_frame_or_a_hello_is_seen_at_once() {
         c.idle_timeout_ms = 600_000;
         c.ping_interval_ms = 300_000;
     });
-    let mut watcher = Client::connect(&server);
+    let mut watcher = Client::watching(&server);
     // One byte of a frame header, then EOF; and a whole masked Hello, then EOF.
     let hello = proto::encode(&ClientMsg::<ArenaInput>::Hello {
-        protocol: 1,
+        protocol: proto::PROTOCOL_VERSION,
         name: "x".into(),
+        ticket: String::new(),
+        resume: None,
     });
     let mut masked_hello = vec![0x82, 0x80 | hello.len() as u8, 1, 2, 3, 4];
     masked_hello.extend(
@@ -200,7 +208,7 @@ fn a_hang_up_right_behind_a_partial_frame_or_a_hello_is_seen_at_once() {
         let mut sink = Vec::new();
         let _ = client.ws.get_mut().read_to_end(&mut sink);
     }
-    // Nobody is left behind: no player lingers in the world.
+    // Nobody is left behind: no connection lingers, and the player waits detached (in case it resumes).
     let deadline = std::time::Instant::now() + common::WAIT_MAX;
     while server.metric("tickcast_players") != 0 || server.metric("tickcast_websockets_open") != 1 {
         assert!(

@@ -57,7 +57,7 @@ fn silent_connections_are_pinged_then_closed_while_answering_ones_stay() {
         c.idle_timeout_ms = 600;
         c.checksum_every_ticks = 5;
     });
-    let mut answering = Client::connect(&server);
+    let mut answering = Client::watching(&server);
     let mut silent = silent_client(&server);
     let silent = std::thread::spawn(move || {
         let mut pinged = false;

@@ -15,8 +15,8 @@ const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConn
 #[test]
 fn connections_over_capacity_get_503_with_retry_after() {
     let server = TestServer::start(|c| c.max_connections = 2);
-    let mut a = Client::connect(&server);
-    let mut b = Client::connect(&server);
+    let mut a = Client::watching(&server);
+    let mut b = Client::watching(&server);
     let mut s = std::net::TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(WAIT_MAX)).unwrap();
     use std::io::{Read, Write};
@@ -65,7 +65,7 @@ fn origins_outside_the_allow_list_get_403() {
         .unwrap();
     assert!(status_line.starts_with("HTTP/1.1 101 "), "{status_line}");
     // Non-browser clients send no Origin and are let in.
-    Client::connect(&server).verify_checksums(1);
+    Client::watching(&server).verify_checksums(1);
 }
 
 #[test]

@@ -32,7 +32,7 @@ fn sigterm_sends_final_updates_and_1001_then_exits_zero() {
 
     let mut player = Client::connect(&server);
     player.hello("p");
-    let mut spectator = Client::connect(&server);
+    let mut spectator = Client::watching(&server);
     spectator.recv_until(|m| matches!(m, ServerMsg::Full { .. }));
     // A client that never reads keeps the drain open until it hangs up.
     let lingering = std::net::TcpStream::connect(addr).unwrap();

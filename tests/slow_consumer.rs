@@ -31,8 +31,8 @@ fn busy_server(lag_limit_ms: u64) -> TestServer {
 #[test]
 fn stalled_reader_is_skipped_then_coalesced_while_others_get_every_tick() {
     let server = busy_server(120_000);
-    let mut steady = Client::connect(&server);
-    let mut stalled = Client::connect_small_rcvbuf(&server, 4096);
+    let mut steady = Client::watching(&server);
+    let mut stalled = Client::watching_small_rcvbuf(&server, 4096);
     stalled.recv_until(|m| matches!(m, ServerMsg::Full { .. }));
     let stalled_at = stalled.mirror.tick().unwrap();
 
@@ -75,8 +75,8 @@ fn stalled_reader_is_skipped_then_coalesced_while_others_get_every_tick() {
 #[test]
 fn reader_stalled_past_the_lag_limit_is_closed_with_4001() {
     let server = busy_server(500);
-    let mut steady = Client::connect(&server);
-    let mut stalled = Client::connect_small_rcvbuf(&server, 4096);
+    let mut steady = Client::watching(&server);
+    let mut stalled = Client::watching_small_rcvbuf(&server, 4096);
     stalled.recv_until(|m| matches!(m, ServerMsg::Full { .. }));
     let deadline = Instant::now() + WAIT_MAX;
     while server.metric("tickcast_slow_consumer_closes_total") == 0 {

@@ -13,7 +13,7 @@ fn spectator_receives_full_then_a_delta_every_tick_and_checksums_match() {
         c.tick_hz = 50;
         c.checksum_every_ticks = 5;
     });
-    let mut client = Client::connect(&server);
+    let mut client = Client::watching(&server);
     assert_eq!(client.tick_hz, 50);
     let first = client.recv();
     assert!(
@@ -35,7 +35,7 @@ fn player_input_moves_its_entity_and_is_acknowledged() {
     let server = TestServer::start(|c| c.tick_hz = 50);
     let mut client = Client::connect(&server);
     let entity = client.hello("alice");
-    let mut watcher = Client::connect(&server);
+    let mut watcher = Client::watching(&server);
     client.wait_for(|m| m.get(entity).is_some());
     let start = *client.mirror.get(entity).unwrap();
     assert_eq!(start.seq, 0);

@@ -1,12 +1,18 @@
-//! Authentication tickets (`--ticket-secret-file`): an upgrade without a valid, unexpired ticket gets 401
-//! with a reason; a valid one connects; the ticket never shows up in /metrics.
+//! Authentication tickets (`--ticket-secret-file`): a bad ticket on the upgrade gets 401 with the reason;
+//! without one there, the first `Hello` or `Watch` must bring a valid one (else close 4004 with the reason);
+//! the ticket's player id reaches the game; a resume token needs no ticket; tickets never show in /metrics.
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{http_exchange, TestServer};
+use common::{http_exchange, Client, TestServer};
 use tickcast::net::ticket;
+use tickcast::proto::{self, ClientMsg, ServerMsg};
+use tickcast::sim::arena::{Arena, ArenaEntity, ArenaInput};
+use tickcast::sim::{Game, Joining, PlayerId};
+use tickcast::sync::World;
 
 const SECRET: &str = "a shared secret of at least 16 bytes";
 
@@ -18,21 +24,101 @@ fn upgrade(server: &TestServer, target: &str) -> (u16, String) {
     http_exchange(server.addr, request.as_bytes())
 }
 
-#[test]
-fn tickets_are_required_checked_and_never_shown() {
-    let dir = std::env::temp_dir().join(format!("tickcast-tickets-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let secret_file = dir.join("secret");
-    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
-    let server = TestServer::start(|c| c.ticket_secret_file = Some(secret_file.clone()));
-    let now = SystemTime::now()
+fn now_s() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
-        .as_secs();
+        .as_secs()
+}
 
-    let (status, body) = upgrade(&server, "/ws");
-    assert_eq!(status, 401, "{body}");
-    assert!(body.contains("a ticket is required"), "{body}");
+/// A secret file in a fresh directory, removed when dropped.
+struct SecretFile(std::path::PathBuf);
+
+impl SecretFile {
+    fn new(tag: &str) -> SecretFile {
+        let dir = std::env::temp_dir().join(format!("tickcast-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("secret"), format!("{SECRET}\n")).unwrap();
+        SecretFile(dir)
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.0.join("secret")
+    }
+}
+
+impl Drop for SecretFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The arena, recording the account each joining player's ticket named.
+struct Recording {
+    arena: Arena,
+    accounts: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl Game for Recording {
+    type Input = ArenaInput;
+    type State = ArenaEntity;
+
+    fn join(
+        &mut self,
+        world: &mut World<ArenaEntity>,
+        player: PlayerId,
+        joining: Joining<'_>,
+    ) -> Option<u32> {
+        let account = joining.account.map(str::to_string);
+        self.accounts.lock().unwrap().push(account);
+        self.arena.join(world, player, joining)
+    }
+
+    fn leave(&mut self, world: &mut World<ArenaEntity>, player: PlayerId) {
+        self.arena.leave(world, player)
+    }
+
+    fn input(&mut self, player: PlayerId, seq: u32, input: ArenaInput) {
+        self.arena.input(player, seq, input)
+    }
+
+    fn step(&mut self, world: &mut World<ArenaEntity>, tick: u64, dt_s: f32) {
+        self.arena.step(world, tick, dt_s)
+    }
+}
+
+fn ticket_server(secret: &SecretFile) -> (TestServer, Arc<Mutex<Vec<Option<String>>>>) {
+    let accounts = Arc::new(Mutex::new(Vec::new()));
+    let recorded = accounts.clone();
+    let path = secret.path();
+    let server = TestServer::start_game(
+        |c| {
+            c.ticket_secret_file = Some(path);
+            c.tick_hz = 50;
+            c.handshake_timeout_ms = 300;
+        },
+        move |world, cfg| Recording {
+            arena: Arena::new(world, cfg.npcs, cfg.seed),
+            accounts: recorded,
+        },
+    );
+    (server, accounts)
+}
+
+fn hello(ticket: &str) -> ClientMsg<ArenaInput> {
+    ClientMsg::Hello {
+        protocol: proto::PROTOCOL_VERSION,
+        name: "p".into(),
+        ticket: ticket.into(),
+        resume: None,
+    }
+}
+
+#[test]
+fn a_bad_ticket_on_the_upgrade_gets_401_with_the_reason_and_is_never_shown() {
+    let secret = SecretFile::new("tickets-upgrade");
+    let (server, accounts) = ticket_server(&secret);
+    let now = now_s();
 
     let forged = ticket::issue(b"not the shared secret at all", "mallory", now + 60);
     let (status, body) = upgrade(&server, &format!("/ws?ticket={forged}"));
@@ -48,16 +134,17 @@ fn tickets_are_required_checked_and_never_shown() {
     assert_eq!(status, 401);
     assert!(body.contains("malformed ticket"), "{body}");
 
+    // A valid one upgrades, and its player id is the account the game is given on Hello.
     let valid = ticket::issue(SECRET.as_bytes(), "alice", now + 60);
     let stream = std::net::TcpStream::connect(server.addr).unwrap();
     stream.set_read_timeout(Some(common::WAIT_MAX)).unwrap();
     let url = format!("ws://{}/ws?ticket={valid}", server.addr);
-    let (mut ws, response) = tungstenite::client(url, stream).expect("a valid ticket upgrades");
+    let (ws, response) = tungstenite::client(url, stream).expect("a valid ticket upgrades");
     assert_eq!(response.status(), 101);
-    assert!(
-        matches!(ws.read().unwrap(), tungstenite::Message::Binary(_)),
-        "Welcome"
-    );
+    let mut alice = Client::from_upgraded(ws);
+    alice.send(&hello(""));
+    alice.recv_until(|m| matches!(m, ServerMsg::Joined { .. }));
+    assert_eq!(*accounts.lock().unwrap(), vec![Some("alice".to_string())]);
 
     let (_, metrics) = server.get("/metrics");
     assert!(
@@ -66,9 +153,72 @@ fn tickets_are_required_checked_and_never_shown() {
     );
     assert_eq!(
         server.metric("tickcast_connections_closed_total{reason=\"unauthorized\"}"),
+        3
+    );
+}
+
+#[test]
+fn without_one_on_the_upgrade_the_first_message_must_bring_a_valid_ticket() {
+    let secret = SecretFile::new("tickets-message");
+    let (server, accounts) = ticket_server(&secret);
+    let now = now_s();
+
+    let mut none = Client::connect(&server);
+    none.send(&hello(""));
+    let (code, reason) = none.expect_close();
+    assert_eq!(code, 4004, "{reason}");
+    assert!(reason.contains("a ticket is required"), "{reason}");
+
+    let mut expired = Client::connect(&server);
+    expired.send(&ClientMsg::Watch {
+        protocol: proto::PROTOCOL_VERSION,
+        ticket: ticket::issue(SECRET.as_bytes(), "bob", now - 1),
+    });
+    let (code, reason) = expired.expect_close();
+    assert_eq!((code, reason.as_str()), (4004, "ticket expired"));
+
+    let mut forged = Client::connect(&server);
+    forged.send(&hello(&ticket::issue(
+        b"a guess at the secret",
+        "bob",
+        now + 60,
+    )));
+    let (code, reason) = forged.expect_close();
+    assert_eq!((code, reason.as_str()), (4004, "invalid ticket signature"));
+
+    let mut early = Client::connect(&server);
+    early.input(1, 0);
+    let (code, reason) = early.expect_close();
+    assert_eq!((code, reason.as_str()), (1008, "Input before Hello"));
+
+    // Silence: closed when the handshake time is up.
+    let mut silent = Client::connect(&server);
+    let (code, reason) = silent.expect_close();
+    assert_eq!((code, reason.as_str()), (4004, "no ticket within 300 ms"));
+
+    // A spectator with a ticket watches; a player with one plays, as the ticket's account.
+    let mut watcher = Client::connect(&server);
+    watcher.send(&ClientMsg::Watch {
+        protocol: proto::PROTOCOL_VERSION,
+        ticket: ticket::issue(SECRET.as_bytes(), "carol", now + 60),
+    });
+    watcher.verify_checksums(1);
+    let mut dave = Client::connect(&server);
+    dave.send(&hello(&ticket::issue(SECRET.as_bytes(), "dave", now + 60)));
+    dave.recv_until(|m| matches!(m, ServerMsg::Joined { .. }));
+    let entity = dave.entity.unwrap();
+    watcher.wait_for(|m| m.get(entity).is_some());
+    assert_eq!(*accounts.lock().unwrap(), vec![Some("dave".to_string())]);
+
+    // The resume token stands for the player on its own: no ticket needed to come back.
+    dave.verify_checksums(1);
+    let dave = dave.reconnect_resuming(&server);
+    assert_eq!((dave.resumed, dave.entity), (Some(true), Some(entity)));
+    assert_eq!(accounts.lock().unwrap().len(), 1, "a resume is not a join");
+    assert_eq!(
+        server.metric("tickcast_connections_closed_total{reason=\"unauthorized\"}"),
         4
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

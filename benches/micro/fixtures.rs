@@ -10,7 +10,7 @@ use std::io::{self, Write};
 
 use tickcast::net::conn::OutBuf;
 use tickcast::sim::arena::{Arena, ArenaEntity, ArenaInput};
-use tickcast::sim::{Game, PlayerId, Rng};
+use tickcast::sim::{Game, Joining, PlayerId, Rng};
 use tickcast::sync::{UpdateKind, Updates, World, WorldLimits};
 
 use crate::alloc::{self, Allocs};
@@ -70,7 +70,14 @@ impl ArenaFixture {
         let id = self.next_player;
         self.next_player += 1;
         self.game
-            .join(&mut self.world, id, "bot")
+            .join(
+                &mut self.world,
+                id,
+                Joining {
+                    name: "bot",
+                    account: None,
+                },
+            )
             .expect("the bench world has room");
         id
     }

@@ -3,6 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use tickcast::net::ticket::TICKET_LEN_MAX;
 use tickcast::proto::{self, ClientMsg, NAME_LEN_MAX};
 use tickcast::sim::arena::ArenaInput;
 
@@ -10,12 +11,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(msg) = proto::decode_client::<ArenaInput>(data) else {
         return;
     };
-    if let ClientMsg::Hello { name, .. } = &msg {
+    if let ClientMsg::Hello { name, ticket, .. } = &msg {
         assert!(
             name.len() <= NAME_LEN_MAX,
             "accepted a {}-byte name",
             name.len()
         );
+        assert!(ticket.len() <= TICKET_LEN_MAX, "accepted a {}-byte ticket", ticket.len());
     }
     let bytes = proto::encode(&msg);
     // The canonical encoding is never longer than what was accepted.

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use tickcast::metrics::Metrics;
 use tickcast::proto::{self, ClientMsg, ServerMsg};
 use tickcast::sim::arena::{Arena, ArenaDiff, ArenaEntity, ArenaInput};
-use tickcast::sync::Mirror;
+use tickcast::sim::Game;
+use tickcast::sync::{Mirror, World};
 use tickcast::{Config, Handle, Server};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
@@ -28,6 +29,17 @@ pub struct TestServer {
 impl TestServer {
     /// Starts the arena on 127.0.0.1:0 with `cfg` adjusted by `adjust`.
     pub fn start(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_game(adjust, |world, cfg| Arena::new(world, cfg.npcs, cfg.seed))
+    }
+
+    /// Starts the game `make_game` builds (an arena-compatible one: the clients mirror arena entities).
+    pub fn start_game<G>(
+        adjust: impl FnOnce(&mut Config),
+        make_game: impl FnOnce(&mut World<ArenaEntity>, &Config) -> G + Send + 'static,
+    ) -> TestServer
+    where
+        G: Game<State = ArenaEntity> + 'static,
+    {
         let mut cfg = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             ..Config::default()
@@ -35,9 +47,8 @@ impl TestServer {
         adjust(&mut cfg);
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let (npcs, seed) = (cfg.npcs, cfg.seed);
-            let mut server =
-                Server::bind(cfg, |world| Arena::new(world, npcs, seed)).expect("bind");
+            let game_cfg = cfg.clone();
+            let mut server = Server::bind(cfg, |world| make_game(world, &game_cfg)).expect("bind");
             tx.send((server.local_addr(), server.handle())).unwrap();
             server.run().expect("server loop");
             server.metrics().clone()
@@ -125,34 +136,75 @@ pub struct Client {
     pub connection_id: u64,
     pub tick_hz: u16,
     pub entity: Option<u32>,
+    /// From the last `Joined`.
+    pub resume_token: Option<proto::ResumeToken>,
+    pub resumed: Option<bool>,
     /// Ticks of every update applied, in order.
     pub ticks: Vec<u64>,
-    seq: u32,
+    /// The last input seq sent; kept across a resume.
+    pub seq: u32,
 }
 
 impl Client {
+    /// Upgrades and reads `Welcome`; the server sends nothing more until `hello` or `watch`.
     pub fn connect(server: &TestServer) -> Client {
         Self::connect_stream(server, TcpStream::connect(server.addr).unwrap())
     }
 
-    /// Connects over a socket with a small receive buffer, so that not reading fills it quickly.
-    pub fn connect_small_rcvbuf(server: &TestServer, rcvbuf: usize) -> Client {
+    /// Connects and sends `Watch`: a spectator.
+    pub fn watching(server: &TestServer) -> Client {
+        let mut c = Self::connect(server);
+        c.watch();
+        c
+    }
+
+    /// A spectator over a socket with a small receive buffer, so that not reading fills it quickly.
+    pub fn watching_small_rcvbuf(server: &TestServer, rcvbuf: usize) -> Client {
         let sock =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         sock.set_recv_buffer_size(rcvbuf).unwrap();
         sock.connect(&server.addr.into()).unwrap();
-        Self::connect_stream(server, sock.into())
+        let mut c = Self::connect_stream(server, sock.into());
+        c.watch();
+        c
+    }
+
+    /// Reconnects as the same player: a new connection whose `Hello` resumes with this client's token and
+    /// the tick its mirror holds, taking over the mirror, the seq numbering and the ticks seen. This client's
+    /// connection is left as it is (the server closes it 4005 if it is still open).
+    pub fn reconnect_resuming(&mut self, server: &TestServer) -> Client {
+        let token = self.resume_token.expect("joined before");
+        let tick = self.mirror.tick().expect("an update applied");
+        let mut c = Self::connect(server);
+        c.mirror = std::mem::take(&mut self.mirror);
+        c.ticks = std::mem::take(&mut self.ticks);
+        c.seq = self.seq;
+        c.send(&ClientMsg::Hello {
+            protocol: proto::PROTOCOL_VERSION,
+            name: "again".into(),
+            ticket: String::new(),
+            resume: Some(proto::Resume { token, tick }),
+        });
+        c.recv_until(|m| matches!(m, ServerMsg::Joined { .. }));
+        c
     }
 
     fn connect_stream(server: &TestServer, stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(WAIT_MAX)).unwrap();
         let (ws, _) = tungstenite::client(server.url(), stream).expect("handshake");
+        Self::from_upgraded(ws)
+    }
+
+    /// A client over an upgraded socket, once it has read `Welcome`.
+    pub fn from_upgraded(ws: WebSocket<TcpStream>) -> Client {
         let mut c = Client {
             ws,
             mirror: Mirror::new(),
             connection_id: 0,
             tick_hz: 0,
             entity: None,
+            resume_token: None,
+            resumed: None,
             ticks: Vec::new(),
             seq: 0,
         };
@@ -178,8 +230,15 @@ impl Client {
             match self.ws.read().expect("read") {
                 Message::Binary(bytes) => {
                     let msg: Msg = proto::decode(&bytes).expect("decode server message");
-                    if let ServerMsg::Joined { entity } = msg {
+                    if let ServerMsg::Joined {
+                        entity,
+                        resume_token,
+                        resumed,
+                    } = msg
+                    {
                         self.entity = Some(entity);
+                        self.resume_token = Some(resume_token);
+                        self.resumed = Some(resumed);
                     }
                     if let Some(tick) = self
                         .mirror
@@ -246,15 +305,24 @@ impl Client {
         self.ws.send(Message::Binary(bytes.into())).expect("send");
     }
 
+    /// Joins as a new player; returns its entity.
     pub fn hello(&mut self, name: &str) -> u32 {
         self.send(&ClientMsg::Hello {
             protocol: proto::PROTOCOL_VERSION,
             name: name.into(),
+            ticket: String::new(),
+            resume: None,
         });
-        match self.recv_until(|m| matches!(m, ServerMsg::Joined { .. })) {
-            ServerMsg::Joined { entity } => entity,
-            _ => unreachable!(),
-        }
+        self.recv_until(|m| matches!(m, ServerMsg::Joined { .. }));
+        self.entity.expect("Joined")
+    }
+
+    /// Spectates: updates from the next tick on.
+    pub fn watch(&mut self) {
+        self.send(&ClientMsg::Watch {
+            protocol: proto::PROTOCOL_VERSION,
+            ticket: String::new(),
+        });
     }
 
     pub fn input(&mut self, dx: i8, dy: i8) -> u32 {
