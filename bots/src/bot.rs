@@ -8,8 +8,16 @@
 //!     |               +-------- failed -------+---------------+   +-- close frame / hang-up --> Closing
 //!     +------------------ backoff (or Done after --connect-attempts failures) ------------------+
 //! ```
+//!
+//! A bot that joins sends `Hello` on `Welcome`, a spectator `Watch` (the server sends nothing else until
+//! one of them arrives). A `flapper` resumes: when its connection is lost without its own close frame
+//! (its abrupt drops included) it keeps its [`View`] (mirror, entity, resume token) and its input
+//! numbering, and its next connection's `Hello` presents the token and the tick the mirror holds; the
+//! update after an honoured resume applies to the mirror it kept. Every other bot, and a flapper whose
+//! resume is refused, starts again as a new player with an empty mirror.
 
 use std::io;
+use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use mio::{Interest, Registry, Token};
@@ -104,8 +112,6 @@ struct Session {
     view: View,
     schedule: Option<TickEstimate>,
     inputs: PendingInputs,
-    seq: u32,
-    direction: ArenaInput,
     /// When the next input is due, once the server said `Joined`.
     next_input_at: Option<Instant>,
     /// When a flapper drops this connection.
@@ -120,6 +126,12 @@ pub struct Bot {
     rng: Rng,
     link: Link,
     session: Option<Session>,
+    /// The view a resuming bot carries from a lost connection to its next one (see the module doc).
+    kept: Option<View>,
+    /// The seq of the last input sent; it carries on across resumed connections and starts again at 0
+    /// for a new player.
+    seq: u32,
+    direction: ArenaInput,
     /// Connect attempts that failed in a row.
     failures: u32,
     ever_connected: bool,
@@ -140,6 +152,9 @@ impl Bot {
             rng: Rng::new(seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             link: Link::Waiting { at: first_at },
             session: None,
+            kept: None,
+            seq: 0,
+            direction: ArenaInput::default(),
             failures: 0,
             ever_connected: false,
             stopping: false,
@@ -292,7 +307,7 @@ impl Bot {
     /// The close timeout after [`Bot::stop`] passed: drop whatever is left.
     pub fn abandon(&mut self, ctx: &mut Ctx) {
         self.stopping = true;
-        self.end_session(ctx);
+        self.end_session(ctx, false);
         self.drop_socket(ctx);
         self.link = Link::Done;
     }
@@ -357,15 +372,20 @@ impl Bot {
             Ok((mut ws, _response)) => {
                 ws.get_mut().cap_reads(ctx.now);
                 self.link = Link::Open { ws };
+                let view = match self.kept.take() {
+                    Some(mut view) => {
+                        view.reconnect();
+                        view
+                    }
+                    None => View::new(),
+                };
                 self.session = Some(Session {
                     started,
                     welcomed: false,
                     connection_id: 0,
-                    view: View::new(),
+                    view,
                     schedule: None,
                     inputs: PendingInputs::new(PENDING_INPUTS_MAX),
-                    seq: 0,
-                    direction: ArenaInput::default(),
                     next_input_at: None,
                     flap_at: None,
                 });
@@ -388,7 +408,8 @@ impl Bot {
     /// A connect attempt failed: retry after a backoff, or give up after `--connect-attempts`.
     fn attempt_failed(&mut self, ctx: &mut Ctx, why: ConnectFailure) {
         ctx.stats.connect_failed(why);
-        self.end_session(ctx);
+        // A player waiting to be resumed is still there for the next attempt.
+        self.end_session(ctx, true);
         self.drop_socket(ctx);
         self.failures += 1;
         if self.stopping {
@@ -475,7 +496,16 @@ impl Bot {
                 ctx.stats.tick_hz = tick_hz;
                 self.welcomed(ctx);
             }
-            Seen::Joined { .. } => {
+            Seen::Joined {
+                resumed, refused, ..
+            } => {
+                if resumed {
+                    b.resumes_honoured += 1;
+                } else {
+                    // A new player: its inputs are numbered from 1 again.
+                    self.seq = 0;
+                    b.resumes_refused += u64::from(refused);
+                }
                 if self.behaviour.sends_inputs() {
                     s.next_input_at = Some(now);
                 }
@@ -496,6 +526,8 @@ impl Bot {
                         b.resyncs += 1;
                         b.ticks_skipped += skipped;
                     }
+                    UpdateKind::ResumeDelta { .. } => b.resume_deltas += 1,
+                    UpdateKind::ResumeFull { .. } => b.resume_fulls += 1,
                     UpdateKind::First | UpdateKind::Next => {}
                 }
                 if let Some(schedule) = &mut s.schedule {
@@ -511,7 +543,8 @@ impl Bot {
         }
     }
 
-    /// `Welcome` arrived: the bot is connected. Joins, and a flapper picks when to drop.
+    /// `Welcome` arrived: the bot is connected. Joins (resuming its player if it kept one) or watches, and
+    /// a flapper picks when to drop.
     fn welcomed(&mut self, ctx: &mut Ctx) {
         let now = ctx.now;
         let Some(s) = &mut self.session else { return };
@@ -530,15 +563,26 @@ impl Bot {
             let stay_ms = mean * (0.5 + self.rng.next_f32());
             s.flap_at = Some(now + Duration::from_secs_f32(stay_ms / 1000.0));
         }
-        if self.behaviour.joins() {
-            let hello = ClientMsg::<ArenaInput>::Hello {
+        let hello = if self.behaviour.joins() {
+            let resume = s.view.resume_request();
+            if resume.is_some() {
+                ctx.stats.of(self.behaviour).resumes_asked += 1;
+            }
+            ClientMsg::<ArenaInput>::Hello {
                 protocol: proto::PROTOCOL_VERSION,
                 name: format!("bot-{}", self.id),
-            };
-            if let Link::Open { ws } = &mut self.link {
-                // A failure here shows up on the next read.
-                let _ = ws.send(Message::Binary(proto::encode(&hello).into()));
+                ticket: String::new(),
+                resume,
             }
+        } else {
+            ClientMsg::Watch {
+                protocol: proto::PROTOCOL_VERSION,
+                ticket: String::new(),
+            }
+        };
+        if let Link::Open { ws } = &mut self.link {
+            // A failure here shows up on the next read.
+            let _ = ws.send(Message::Binary(proto::encode(&hello).into()));
         }
     }
 
@@ -576,19 +620,19 @@ impl Bot {
         let b = ctx.stats.of(self.behaviour);
         let mut sent = 0;
         while due <= now && sent < INPUT_CATCH_UP_MAX {
-            if s.seq == 0 || self.rng.next_f32() < TURN_PROBABILITY {
-                s.direction = random_direction(&mut self.rng);
+            if self.seq == 0 || self.rng.next_f32() < TURN_PROBABILITY {
+                self.direction = random_direction(&mut self.rng);
             }
-            s.seq += 1;
+            self.seq += 1;
             let input = ClientMsg::Input {
-                seq: s.seq,
-                input: s.direction,
+                seq: self.seq,
+                input: self.direction,
             };
             match ws.write(Message::Binary(proto::encode(&input).into())) {
                 // WouldBlock: the frame is queued and goes out with the next flush.
                 Ok(()) | Err(WsError::Io(_)) => {
                     b.inputs_sent += 1;
-                    if let Some(age) = s.inputs.sent(s.seq, due, now) {
+                    if let Some(age) = s.inputs.sent(self.seq, due, now) {
                         b.rtt.record(age);
                         b.inputs_unacked += 1;
                     }
@@ -619,7 +663,10 @@ impl Bot {
             return self.attempt_failed(ctx, ConnectFailure::Handshake);
         }
         ctx.stats.disconnected(self.behaviour, cause);
-        self.end_session(ctx);
+        // Without a close frame of its own the bot did not say goodbye: its player waits to be resumed,
+        // unless the server is going away or already gave the player to another connection.
+        let gone = [proto::close::GOING_AWAY, proto::close::REPLACED].map(Cause::Code);
+        self.end_session(ctx, !gone.contains(&cause));
         let then = if cause == Cause::Code(proto::close::GOING_AWAY) {
             Then::Retire
         } else {
@@ -642,7 +689,8 @@ impl Bot {
         if let (Some(cause), true) = (cause, welcomed) {
             ctx.stats.disconnected(self.behaviour, cause);
         }
-        self.end_session(ctx);
+        // A close frame with 1000 says goodbye: the server lets the player go at once.
+        self.end_session(ctx, false);
         let then = if self.stopping {
             Then::Retire
         } else {
@@ -667,12 +715,17 @@ impl Bot {
         }
     }
 
-    /// A flapper drops its connection: half the time abruptly (as a phone losing its network), half the
-    /// time with a close frame.
+    /// A flapper drops its connection abruptly, as a phone losing its network: no close frame, the TCP
+    /// socket shut and closed. It keeps its view and resumes on the next connection. A rejoiner drops
+    /// abruptly half the time and with a close frame the other half, and joins anew either way.
     fn flap(&mut self, ctx: &mut Ctx) {
-        if self.rng.next_f32() < 0.5 {
+        if self.behaviour.resumes() || self.rng.next_f32() < 0.5 {
             ctx.stats.disconnected(self.behaviour, Cause::Flap);
-            self.end_session(ctx);
+            self.end_session(ctx, true);
+            if let Link::Open { ws } = &self.link {
+                // Already gone or not: either way the server sees no close frame.
+                let _ = ws.get_ref().sock.shutdown(Shutdown::Both);
+            }
             self.drop_socket(ctx);
             self.after_close(ctx, Then::Reconnect);
         } else {
@@ -731,13 +784,19 @@ impl Bot {
         };
     }
 
-    /// Forgets the session: the bot no longer counts as connected, and inputs still waiting are lost.
-    fn end_session(&mut self, ctx: &mut Ctx) {
+    /// Ends the session: the bot no longer counts as connected, and inputs still waiting are lost. With
+    /// `resumable` (the bot did not say goodbye), a resuming bot keeps the view for its next connection.
+    fn end_session(&mut self, ctx: &mut Ctx, resumable: bool) {
         let Some(s) = self.session.take() else { return };
         if s.welcomed {
             ctx.open.closed(self.behaviour, ctx.now, ctx.stats);
         }
         ctx.stats.of(self.behaviour).inputs_lost += s.inputs.len() as u64;
+        if resumable && self.behaviour.resumes() && s.view.token().is_some() {
+            self.kept = Some(s.view);
+        } else {
+            self.kept = None;
+        }
     }
 
     fn take_link(&mut self) -> Link {

@@ -41,7 +41,8 @@ pub struct Args {
     #[arg(long, default_value_t = 500.0)]
     pub connect_rate: f64,
 
-    /// Behaviour weights: wander, idle, slow, flapper, spectator (e.g. wander=80,slow=10,flapper=10).
+    /// Behaviour weights: wander, idle, slow, flapper, spectator, rejoiner (e.g.
+    /// wander=80,slow=10,flapper=10).
     #[arg(long, default_value = "wander")]
     pub mix: Mix,
 
@@ -53,7 +54,8 @@ pub struct Args {
     #[arg(long, default_value_t = 4096)]
     pub slow_rcvbuf_bytes: usize,
 
-    /// Mean time a flapper stays connected, in ms; each stay is uniform in half to one and a half of it.
+    /// Mean time a flapper (or rejoiner) stays connected, in ms; each stay is uniform in half to one and a
+    /// half of it.
     #[arg(long, default_value_t = 5_000)]
     pub flap_ms: u64,
 

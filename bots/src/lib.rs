@@ -8,13 +8,15 @@
 //! many bots (never a thread per bot):
 //!
 //! - [`config`]: the flags and the validated [`config::Plan`];
-//! - [`mix`]: the behaviours (`wander`, `idle`, `slow`, `flapper`, `spectator`) and how a run mixes them;
+//! - [`mix`]: the behaviours (`wander`, `idle`, `slow`, `flapper`, `spectator`, `rejoiner`) and how a run
+//!   mixes them;
 //! - [`swarm`]: the main thread: spawns the workers, ramps up, adds up, stops, builds the report;
 //! - [`worker`]: one thread's mio loop over its bots, in one visible turn order;
 //! - [`bot`]: one bot's connection life and behaviour, driven by socket readiness and timers;
 //! - [`stream`]: the bot's non-blocking socket, with a byte counter and the slow bots' read cap
 //!   ([`bucket`]);
-//! - [`view`]: decodes server messages into the bot's mirror and checks every checksum (no I/O);
+//! - [`view`]: decodes server messages into the bot's mirror, checks every checksum and follows resumes
+//!   (no I/O);
 //! - [`acks`], [`schedule`]: input -> acknowledgement latency and update lateness, measured without
 //!   coordinated omission;
 //! - [`backoff`]: reconnect delays with jitter, bounded in attempts;

@@ -92,8 +92,18 @@ fn main() -> ExitCode {
 }
 
 fn print_progress(p: &Progress) {
+    // Resumes only once some bot asked for one: a run without flappers keeps the short line.
+    let r = &p.resumes;
+    let resumes = if r.asked > 0 {
+        format!(
+            "  resumes {} (delta {}, full {}, refused {})",
+            r.honoured, r.first_update_delta, r.first_update_full, r.refused
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "[{:>5.0}s] connected {}/{}  updates/s {:.0} ({:.1}/bot)  ack p99 {:.1} ms  errors {}{}",
+        "[{:>5.0}s] connected {}/{}  updates/s {:.0} ({:.1}/bot)  ack p99 {:.1} ms  errors {}{resumes}{}",
         p.elapsed.as_secs_f64(),
         p.connected,
         p.bots,

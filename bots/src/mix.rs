@@ -13,20 +13,26 @@ pub enum Behaviour {
     /// Plays like `wander` but reads at most `--slow-bps` bytes per second through a small receive
     /// buffer, so the server must skip it and later send it coalesced updates.
     Slow,
-    /// Plays like `wander`, drops its connection at random moments and reconnects with backoff.
+    /// Plays like `wander`, drops its connection abruptly (no close frame) at random moments, reconnects
+    /// with backoff and resumes its player with its resume token, keeping its mirror.
     Flapper,
-    /// Watches without joining: never sends `Hello`.
+    /// Watches without joining: sends `Watch`, never `Hello`.
     Spectator,
+    /// Plays like `wander`, drops its connection at random moments (half the time abruptly, half with a
+    /// close frame) and joins again as a new player, never resuming: protocol v1's flapper. Its abrupt
+    /// drops leave players detached on the server until `--resume-grace-ms` ends them.
+    Rejoiner,
 }
 
 impl Behaviour {
     /// Every behaviour, in report order; [`Behaviour::index`] is the position here.
-    pub const ALL: [Behaviour; 5] = [
+    pub const ALL: [Behaviour; 6] = [
         Behaviour::Wander,
         Behaviour::Idle,
         Behaviour::Slow,
         Behaviour::Flapper,
         Behaviour::Spectator,
+        Behaviour::Rejoiner,
     ];
 
     pub fn index(self) -> usize {
@@ -40,6 +46,7 @@ impl Behaviour {
             Behaviour::Slow => "slow",
             Behaviour::Flapper => "flapper",
             Behaviour::Spectator => "spectator",
+            Behaviour::Rejoiner => "rejoiner",
         }
     }
 
@@ -52,7 +59,7 @@ impl Behaviour {
     pub fn sends_inputs(self) -> bool {
         matches!(
             self,
-            Behaviour::Wander | Behaviour::Slow | Behaviour::Flapper
+            Behaviour::Wander | Behaviour::Slow | Behaviour::Flapper | Behaviour::Rejoiner
         )
     }
 
@@ -62,7 +69,13 @@ impl Behaviour {
         self == Behaviour::Slow
     }
 
+    /// Whether the bot drops its connection at random moments (`--flap-ms`).
     pub fn flaps(self) -> bool {
+        matches!(self, Behaviour::Flapper | Behaviour::Rejoiner)
+    }
+
+    /// Whether the bot takes its player back after a lost connection (`Hello.resume`), keeping its mirror.
+    pub fn resumes(self) -> bool {
         self == Behaviour::Flapper
     }
 }
@@ -81,7 +94,9 @@ impl FromStr for Behaviour {
             .into_iter()
             .find(|b| b.name() == s)
             .ok_or_else(|| {
-                format!("unknown behaviour {s:?} (known: wander, idle, slow, flapper, spectator)")
+                format!(
+                    "unknown behaviour {s:?} (known: wander, idle, slow, flapper, spectator, rejoiner)"
+                )
             })
     }
 }

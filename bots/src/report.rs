@@ -42,6 +42,33 @@ pub struct Inputs {
     pub slots_skipped: u64,
 }
 
+/// Resumes of players after lost connections (`flapper` bots), all bots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Resumes {
+    /// `Hello`s that presented a resume token.
+    pub asked: u64,
+    /// Answered `Joined { resumed: true }`: same player and entity, mirror kept.
+    pub honoured: u64,
+    /// Answered `Joined { resumed: false }`: a new player, mirror dropped.
+    pub refused: u64,
+    /// First updates after an honoured resume that were a `Delta` from the tick the bot presented.
+    pub first_update_delta: u64,
+    /// First updates after an honoured resume that were a `Full` (that tick had left the history).
+    pub first_update_full: u64,
+}
+
+impl Resumes {
+    pub fn of(b: &BehaviourStats) -> Resumes {
+        Resumes {
+            asked: b.resumes_asked,
+            honoured: b.resumes_honoured,
+            refused: b.resumes_refused,
+            first_update_delta: b.resume_deltas,
+            first_update_full: b.resume_fulls,
+        }
+    }
+}
+
 /// The figures of one behaviour.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BehaviourRow {
@@ -57,6 +84,8 @@ pub struct BehaviourRow {
     pub protocol_errors: u64,
     pub expected_disconnects: u64,
     pub unexpected_disconnects: u64,
+    pub resumes_honoured: u64,
+    pub resumes_refused: u64,
 }
 
 /// One line of the disconnects table.
@@ -87,6 +116,8 @@ pub struct Report {
     pub bots_never_connected: u64,
     pub bots_gave_up: u64,
     pub reconnects: u64,
+    /// Players taken back after a lost connection, and what the first update after it was.
+    pub resumes: Resumes,
     /// From TCP connect to `Welcome`, every successful attempt.
     pub connect_ms: Quantiles,
     /// Failed connect attempts by reason (each retried until `--connect-attempts`).
@@ -157,6 +188,8 @@ impl Report {
                     protocol_errors: s.protocol_errors,
                     expected_disconnects: s.disconnects_expected,
                     unexpected_disconnects: s.disconnects_unexpected,
+                    resumes_honoured: s.resumes_honoured,
+                    resumes_refused: s.resumes_refused,
                 }
             })
             .collect();
@@ -186,6 +219,7 @@ impl Report {
             bots_never_connected: bots.saturating_sub(ever),
             bots_gave_up: stats.bots_gave_up,
             reconnects: stats.reconnects,
+            resumes: Resumes::of(&all),
             connect_ms: stats.connect_time.summary(),
             connect_failures: stats
                 .connect_failures
@@ -307,6 +341,15 @@ impl Report {
         );
         row(&mut t, "connect time ms", q(&self.connect_ms));
         row(&mut t, "reconnects", self.reconnects.to_string());
+        let r = &self.resumes;
+        row(
+            &mut t,
+            "resumes",
+            format!(
+                "asked {}: honoured {} (first update: delta {}, full {}), refused {}",
+                r.asked, r.honoured, r.first_update_delta, r.first_update_full, r.refused
+            ),
+        );
         let failures = if self.connect_failures.is_empty() {
             "none".to_string()
         } else {
@@ -509,7 +552,20 @@ mod tests {
         ] {
             assert!(json.get(key).is_some(), "{key}");
         }
+        for key in [
+            "asked",
+            "honoured",
+            "refused",
+            "first_update_delta",
+            "first_update_full",
+        ] {
+            assert!(json["resumes"][key].is_u64(), "resumes.{key}");
+        }
+        for key in ["resumes_honoured", "resumes_refused"] {
+            assert!(json["behaviours"][0][key].is_u64(), "behaviours[0].{key}");
+        }
         assert!(r.table().contains("result: PASS"));
+        assert!(r.table().contains("resumes"));
     }
 
     #[test]

@@ -179,6 +179,16 @@ pub struct BehaviourStats {
     pub lateness: Latency,
     pub disconnects_expected: u64,
     pub disconnects_unexpected: u64,
+    /// `Hello`s that presented a resume token (resuming bots, after a lost connection).
+    pub resumes_asked: u64,
+    /// Of those, answered `Joined { resumed: true }`: same player, mirror kept.
+    pub resumes_honoured: u64,
+    /// Answered `Joined { resumed: false }`: a new player (the grace period passed, say).
+    pub resumes_refused: u64,
+    /// First updates after an honoured resume that were a `Delta` from the tick presented.
+    pub resume_deltas: u64,
+    /// First updates after an honoured resume that were a `Full` (the tick had left the history).
+    pub resume_fulls: u64,
 }
 
 impl BehaviourStats {
@@ -202,6 +212,11 @@ impl BehaviourStats {
         self.lateness.add(&o.lateness);
         self.disconnects_expected += o.disconnects_expected;
         self.disconnects_unexpected += o.disconnects_unexpected;
+        self.resumes_asked += o.resumes_asked;
+        self.resumes_honoured += o.resumes_honoured;
+        self.resumes_refused += o.resumes_refused;
+        self.resume_deltas += o.resume_deltas;
+        self.resume_fulls += o.resume_fulls;
     }
 
     /// Connected bot-seconds.

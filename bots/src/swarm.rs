@@ -10,7 +10,7 @@ use crossbeam_channel::{select, Receiver};
 
 use crate::config::Plan;
 use crate::mix::Behaviour;
-use crate::report::{EndedBy, Report};
+use crate::report::{EndedBy, Report, Resumes};
 use crate::stats::{BotError, Stats};
 use crate::worker::{self, Event, WorkerHandle, WorkerReport};
 
@@ -40,6 +40,8 @@ pub struct Progress {
     /// Bots skipped input slots over the last interval: their threads fell behind, so the figures
     /// measure the bots machine as well as the server.
     pub bots_overloaded: bool,
+    /// Resumes so far: asked, honoured, refused, and the first update after an honoured one.
+    pub resumes: Resumes,
 }
 
 /// Runs the swarm. `stop` ends the run early (Ctrl-C); `on_progress` gets the live figures once a second;
@@ -213,6 +215,7 @@ impl Tally {
                 + t.disconnects_unexpected
                 + self.total.bots_gave_up,
             bots_overloaded: all.input_slots_skipped > 0,
+            resumes: Resumes::of(&t),
         }
     }
 

@@ -1,8 +1,14 @@
 //! One bot's view of the world: decodes each server message, applies `Full` and `Delta` to a
 //! [`Mirror`], checks every `Checksum`, and says what happened. No I/O and no clock, so the whole
 //! correctness check is unit-tested on bytes.
+//!
+//! A view can outlive its connection: a bot that resumes its player (`Hello.resume`, see *Resuming* in
+//! `docs/PROTOCOL.md`) carries the view to the next connection ([`View::reconnect`]), presents its token
+//! and the tick its mirror holds ([`View::resume_request`]), and keeps the mirror when the server honours
+//! the resume, so the update that follows applies to it. A refused resume is a new player: the mirror
+//! starts again from the `Full` that follows.
 
-use tickcast::proto::{self, DecodeError, ServerMsg};
+use tickcast::proto::{self, DecodeError, Resume, ResumeToken, ServerMsg};
 use tickcast::sim::arena::{ArenaDiff, ArenaEntity};
 use tickcast::sync::{Mirror, MirrorError};
 
@@ -18,9 +24,12 @@ pub enum Seen {
         tick_hz: u16,
         connection_id: u64,
     },
-    /// The entity this bot controls.
+    /// The entity this bot controls. `resumed`: the server honoured the resume the bot asked for (same
+    /// player, mirror kept); `refused`: the bot asked to resume and is a new player instead.
     Joined {
         entity: u32,
+        resumed: bool,
+        refused: bool,
     },
     /// A `Full` or `Delta` was applied: the mirror now holds `tick`. `own_seq` is the input seq the
     /// server has applied for this bot's entity, once the entity is in the world.
@@ -52,6 +61,12 @@ pub enum UpdateKind {
     /// A `Full` replacing a mirror the bot already had: the bot was behind by more than the server's
     /// history. Also a gap, not an error.
     Resync { skipped: u64 },
+    /// The first update after an honoured resume: a `Delta` from the tick the bot presented, over the
+    /// `skipped` ticks it was away. What the protocol promises while the server's history reaches back.
+    ResumeDelta { skipped: u64 },
+    /// The first update after an honoured resume: a `Full`, because the presented tick had left the
+    /// server's history (or the bot held no tick). Not an error, but it costs what a resume saves.
+    ResumeFull { skipped: u64 },
 }
 
 impl UpdateKind {
@@ -116,12 +131,25 @@ impl std::fmt::Display for ViewError {
     }
 }
 
-/// The mirrored world of one connection plus what the bot knows about itself in it.
+/// The tick a bot presents in `Hello.resume` when its mirror holds none (it dropped before its first
+/// update): no server history reaches it, so the answer is a `Full`. Presenting 0 instead could earn a
+/// `Delta` from tick 0 of a young server, which an empty mirror cannot apply.
+pub const RESUME_TICK_NONE: u64 = u64::MAX;
+
+/// The mirrored world plus what the bot knows about itself in it: one connection's, or a player's across
+/// resumed connections.
 #[derive(Debug, Default)]
 pub struct View {
     mirror: Mirror<ArenaEntity>,
+    /// `Welcome` arrived on the current connection.
     welcomed: bool,
     entity: Option<u32>,
+    /// From the last `Joined`: what resumes this player.
+    token: Option<ResumeToken>,
+    /// The tick presented in this connection's `Hello.resume`, until `Joined` answers it.
+    asked: Option<u64>,
+    /// The tick an honoured resume starts from, until the first update after it.
+    resumed_from: Option<u64>,
 }
 
 impl View {
@@ -136,6 +164,29 @@ impl View {
 
     pub fn entity(&self) -> Option<u32> {
         self.entity
+    }
+
+    /// The resume token of the last `Joined`, once there was one.
+    pub fn token(&self) -> Option<ResumeToken> {
+        self.token
+    }
+
+    /// A new connection begins: it must start with `Welcome` again. The mirror, the entity and the token
+    /// stay, for [`View::resume_request`].
+    pub fn reconnect(&mut self) {
+        self.welcomed = false;
+        self.asked = None;
+        self.resumed_from = None;
+    }
+
+    /// What to put in `Hello.resume`: the token and the tick the mirror holds ([`RESUME_TICK_NONE`] when
+    /// it holds none). `None` when the view has no player to resume. Remembers the tick, to check the
+    /// answer and the update after it.
+    pub fn resume_request(&mut self) -> Option<Resume> {
+        let token = self.token?;
+        let tick = self.mirror.tick().unwrap_or(RESUME_TICK_NONE);
+        self.asked = Some(tick);
+        Some(Resume { token, tick })
     }
 
     pub fn mirror(&self) -> &Mirror<ArenaEntity> {
@@ -175,13 +226,19 @@ impl View {
                     connection_id,
                 })
             }
-            ServerMsg::Joined { entity } => {
-                self.entity = Some(entity);
-                Ok(Seen::Joined { entity })
-            }
+            ServerMsg::Joined {
+                entity,
+                resume_token,
+                resumed,
+            } => self.joined(entity, resume_token, resumed),
             ServerMsg::Full { tick, .. } => {
+                let resumed = self.resumed_from.take();
                 let kind = match self.mirror.tick() {
+                    None if resumed.is_some() => UpdateKind::ResumeFull { skipped: 0 },
                     None => UpdateKind::First,
+                    Some(had) if tick > had && resumed.is_some() => UpdateKind::ResumeFull {
+                        skipped: tick - had - 1,
+                    },
                     Some(had) if tick > had => UpdateKind::Resync {
                         skipped: tick - had - 1,
                     },
@@ -199,7 +256,16 @@ impl View {
                         "Delta from tick {base} to tick {tick}"
                     )));
                 }
-                let kind = if tick == base + 1 {
+                let kind = if let Some(from) = self.resumed_from.take() {
+                    if base != from {
+                        return Err(ViewError::OutOfOrder(format!(
+                            "resumed from tick {from}, then a Delta from tick {base}"
+                        )));
+                    }
+                    UpdateKind::ResumeDelta {
+                        skipped: tick - base - 1,
+                    }
+                } else if tick == base + 1 {
                     UpdateKind::Next
                 } else {
                     UpdateKind::Coalesced {
@@ -223,6 +289,45 @@ impl View {
             },
             ServerMsg::Pong { nonce, tick } => Ok(Seen::Pong { nonce, tick }),
         }
+    }
+
+    /// `Joined`: an honoured resume must name the same entity and token and keeps the mirror; anything
+    /// else is a new player, whose world starts from the `Full` that follows.
+    fn joined(
+        &mut self,
+        entity: u32,
+        token: ResumeToken,
+        resumed: bool,
+    ) -> Result<Seen, ViewError> {
+        let asked = self.asked.take();
+        if resumed {
+            if asked.is_none() {
+                return Err(ViewError::OutOfOrder(
+                    "Joined says resumed, but no resume was asked for".to_string(),
+                ));
+            }
+            if self.entity != Some(entity) {
+                return Err(ViewError::OutOfOrder(format!(
+                    "resumed as entity {entity}, the player's entity was {:?}",
+                    self.entity
+                )));
+            }
+            if self.token != Some(token) {
+                return Err(ViewError::OutOfOrder(
+                    "resumed with a resume token other than the player's".to_string(),
+                ));
+            }
+            self.resumed_from = asked;
+        } else {
+            self.mirror = Mirror::default();
+            self.entity = Some(entity);
+            self.token = Some(token);
+        }
+        Ok(Seen::Joined {
+            entity,
+            resumed,
+            refused: asked.is_some() && !resumed,
+        })
     }
 
     fn apply_update(&mut self, msg: Msg, tick: u64, kind: UpdateKind) -> Result<Seen, ViewError> {

@@ -1,5 +1,6 @@
 //! Soak: the real `tickcast` binary under a minute (by hand, hours) of connection churn from flapping
-//! players, slow readers the server must coalesce for, wandering players and spectators, while its
+//! players (flappers that resume their players, rejoiners that join anew and leave detached players to
+//! expire), slow readers the server must coalesce for, wandering players and spectators, while its
 //! resident memory is sampled once a second. It passes when the server's RSS stays flat once warmed up,
 //! every bot's mirror matched every checksum, no bot was disconnected unexpectedly, churn really happened,
 //! and the server still answers `/healthz` and drains to exit 0 on SIGTERM.
@@ -50,7 +51,9 @@ const RSS_MARGIN_PERCENT: u64 = 25;
 
 /// The swarm: 80 bots on one thread (the machine's other core is the server's).
 const BOTS: u32 = 80;
-const MIX: &str = "wander=30,slow=15,flapper=25,spectator=10";
+/// Flappers drop abruptly and resume their players; rejoiners drop (half abruptly, half with a close
+/// frame) and join anew, so the server also ends players whose grace period ran out.
+const MIX: &str = "wander=30,slow=15,flapper=15,rejoiner=10,spectator=10";
 /// Each flapper stays 300..900 ms, then reconnects 50..100 ms later: over a thousand connections a minute.
 const FLAP_MS: &str = "600";
 /// Slow bots read 4 kB/s through a 2 KiB receive buffer, a fraction of the stream a fast bot reads, so the
@@ -61,7 +64,9 @@ const SLOW_RCVBUF_BYTES: &str = "2048";
 /// The server: 50 wanderers so every tick's delta carries a few hundred bytes; a user-space queue of 2 KiB
 /// and a kernel not-sent threshold of 1 KiB before a connection is skipped, and only 10 ticks (half a
 /// second) of history, so slow readers get coalesced deltas and `Full` fallbacks within the run. The lag
-/// limit stays at its default (10 s): slow readers must be coalesced for, never kicked.
+/// limit stays at its default (10 s): slow readers must be coalesced for, never kicked. The resume grace
+/// period stays at its default (10 s): a flapper is back long before it ends, a rejoiner's abandoned
+/// player is ended by it.
 const SERVER_ARGS: &[&str] = &[
     "--listen",
     "127.0.0.1:0",
@@ -87,7 +92,7 @@ fn churn_with_slow_and_flapping_bots_keeps_server_rss_flat_and_every_mirror_righ
     let server = ServerProcess::start(&server_binary(), SERVER_ARGS);
     let sampler = Sampler::start(server.pid(), server.addr);
 
-    let flappers = bots_of(Behaviour::Flapper);
+    let flappers = bots_of(Behaviour::Flapper) + bots_of(Behaviour::Rejoiner);
     let duration = format!("{secs}s");
     let plan = Plan::new(args(
         &server.url(),
@@ -144,12 +149,16 @@ fn churn_with_slow_and_flapping_bots_keeps_server_rss_flat_and_every_mirror_righ
     let coalesced = metric("tickcast_updates_coalesced_total");
     let fulls = metric("tickcast_full_snapshots_total");
     let slow_closes = metric("tickcast_slow_consumer_closes_total");
+    let resumes = metric("tickcast_resumes_total");
+    let resumes_refused = metric("tickcast_resumes_refused_total");
+    let sessions_expired = metric("tickcast_sessions_expired_total");
     let rss = RssWindows::of(&samples, secs);
     let (exit, server_log) = server.terminate();
 
     let summary = format!(
         "{}\n{}\nserver: {websockets_total} WebSocket connections, {coalesced} coalesced deltas, \
-         {fulls} full snapshots, {slow_closes} slow-consumer closes; /healthz {health}; {exit}\n\
+         {fulls} full snapshots, {slow_closes} slow-consumer closes, {resumes} resumes ({resumes_refused} \
+         refused), {sessions_expired} sessions expired; /healthz {health}; {exit}\n\
          errors: {errors:?}\nserver stderr:\n{server_log}",
         report.table(),
         rss.describe(&samples)
@@ -179,13 +188,28 @@ fn churn_with_slow_and_flapping_bots_keeps_server_rss_flat_and_every_mirror_righ
     );
     assert!(coalesced > 0, "{summary}");
     assert!(report.resyncs > 0, "{summary}");
-    // Churn really happened: every flapper came back, on average once every ten seconds at the very least
-    // (they flap every 600 ms); the server counted the connections too.
+    // Churn really happened: every flapper and rejoiner came back, on average once every ten seconds at
+    // the very least (they flap every 600 ms); the server counted the connections too.
     let churn_min = flappers * secs / 10;
     let flapper = row(&report, Behaviour::Flapper);
-    assert!(flapper.expected_disconnects >= churn_min, "{summary}");
+    let rejoiner = row(&report, Behaviour::Rejoiner);
+    assert!(
+        flapper.expected_disconnects + rejoiner.expected_disconnects >= churn_min,
+        "{summary}"
+    );
     assert!(report.reconnects >= churn_min, "{summary}");
     assert!(websockets_total >= u64::from(BOTS) + churn_min, "{summary}");
+    // Both ends of a player's session ran: flappers were taken back (within the grace period, so never
+    // refused), rejoiners' abandoned players were ended when theirs ran out.
+    let flappers_only = bots_of(Behaviour::Flapper);
+    assert!(
+        report.resumes.honoured >= flappers_only * secs / 10,
+        "{summary}"
+    );
+    assert_eq!(report.resumes.refused, 0, "{summary}");
+    assert_eq!(resumes_refused, 0, "{summary}");
+    assert!(resumes >= report.resumes.honoured, "{summary}");
+    assert!(sessions_expired > 0, "{summary}");
     // The server's memory did not grow with the churn.
     assert!(
         rss.late_max_kib <= rss.warm_max_kib + rss.margin_kib,

@@ -1,6 +1,6 @@
 //! The swarm against a real server through real sockets on 127.0.0.1: every behaviour connects, every
 //! mirror matches every checksum (coalesced updates included), flappers and slow readers cost no unexpected
-//! disconnect; and the bad cases are reported: a wrong checksum names the bot and the tick, a server that
+//! disconnect, flappers resume their players and keep their mirrors; and the bad cases are reported: a wrong checksum names the bot and the tick, a server that
 //! kicks slow readers shows up as unexpected disconnects by close code; a server drain is expected.
 
 mod common;
@@ -27,12 +27,12 @@ fn a_mixed_swarm_connects_follows_the_world_and_sees_no_unexpected_disconnect() 
     let server = server_where_slow_readers_lag();
     let url = server.url();
     // Slow bots read 8 KB/s of a stream about five times that, through a 2 KiB receive buffer, so the
-    // server must skip them and send coalesced updates; flappers drop every 150-450 ms.
+    // server must skip them and send coalesced updates; flappers and rejoiners drop every 150-450 ms.
     let (report, errors) = run_swarm(args(
         &url,
         &[
             "--count",
-            "30",
+            "33",
             "--duration",
             "3s",
             "--threads",
@@ -40,7 +40,7 @@ fn a_mixed_swarm_connects_follows_the_world_and_sees_no_unexpected_disconnect() 
             "--connect-rate",
             "200",
             "--mix",
-            "wander=10,idle=3,slow=6,flapper=6,spectator=5",
+            "wander=10,idle=3,slow=6,flapper=6,spectator=5,rejoiner=3",
             "--slow-bps",
             "8000",
             "--slow-rcvbuf-bytes",
@@ -54,7 +54,7 @@ fn a_mixed_swarm_connects_follows_the_world_and_sees_no_unexpected_disconnect() 
     let metrics = server.stop();
     let summary = format!("{}\nerrors: {errors:?}", report.table());
 
-    assert_eq!(report.bots_ever_connected, 30, "{summary}");
+    assert_eq!(report.bots_ever_connected, 33, "{summary}");
     assert_eq!(report.bots_never_connected, 0, "{summary}");
     assert_eq!(report.checksum_mismatches, 0, "{summary}");
     assert_eq!(report.protocol_errors, 0, "{summary}");
@@ -83,16 +83,87 @@ fn a_mixed_swarm_connects_follows_the_world_and_sees_no_unexpected_disconnect() 
         "{summary}"
     );
     assert!(row(Behaviour::Slow).checksums_verified > 0, "{summary}");
-    // Flappers flapped, and each drop was expected.
-    assert!(
-        row(Behaviour::Flapper).expected_disconnects > 0,
-        "{summary}"
-    );
+    // Flappers and rejoiners flapped, and each drop was expected; flappers resumed, rejoiners never did.
+    for b in [Behaviour::Flapper, Behaviour::Rejoiner] {
+        assert!(row(b).expected_disconnects > 0, "{b}: {summary}");
+        assert!(row(b).checksums_verified > 0, "{b}: {summary}");
+    }
     assert!(report.reconnects > 0, "{summary}");
+    assert!(row(Behaviour::Flapper).resumes_honoured > 0, "{summary}");
+    assert_eq!(row(Behaviour::Rejoiner).resumes_honoured, 0, "{summary}");
+    assert_eq!(report.resumes.refused, 0, "{summary}");
     // Players measured their input latency; spectators and idle bots had none to measure.
     assert!(report.rtt_ms.samples > 0, "{summary}");
     assert_eq!(row(Behaviour::Spectator).rtt_ms.samples, 0, "{summary}");
     assert_eq!(row(Behaviour::Idle).rtt_ms.samples, 0, "{summary}");
+}
+
+#[test]
+fn flappers_drop_abruptly_and_resume_from_a_delta_on_the_mirror_they_kept() {
+    // The default history (128 ticks, 6.4 s at 20 Hz) and resume grace (10 s): a flapper is back within a
+    // second, so every resume is honoured and its first update is a Delta from the tick it presented.
+    let server = TestServer::start(|c| {
+        c.npcs = 50;
+        c.checksum_every_ticks = 5;
+    });
+    let (report, errors) = run_swarm(args(
+        &server.url(),
+        &[
+            "--count",
+            "12",
+            "--duration",
+            "4s",
+            "--threads",
+            "2",
+            "--mix",
+            "flapper=3,wander=1",
+            "--flap-ms",
+            "300",
+            "--retry-base-ms",
+            "50",
+        ],
+    ));
+    let metrics = server.stop();
+    let summary = format!(
+        "{}
+errors: {errors:?}
+server: {} resumes, {} refused, {} sessions expired",
+        report.table(),
+        metrics.resumes,
+        metrics.resumes_refused,
+        metrics.sessions_expired
+    );
+    let flapper = report
+        .behaviours
+        .iter()
+        .find(|r| r.behaviour == "flapper")
+        .unwrap();
+    let r = report.resumes;
+    // Every flapper drops every 150-450 ms, so about ten times in the run; each drop is followed by a
+    // resume that is honoured.
+    assert!(r.honoured >= 9, "{summary}");
+    assert_eq!(flapper.resumes_honoured, r.honoured, "{summary}");
+    assert_eq!(r.refused, 0, "{summary}");
+    assert_eq!(metrics.resumes_refused, 0, "{summary}");
+    // A resume the bots saw answered is one the server made (it may have made a few whose Joined was
+    // still on the way when the flapper dropped again).
+    assert!(metrics.resumes >= r.honoured, "{summary}");
+    assert!(r.asked >= r.honoured, "{summary}");
+    // The first update after a resume was a Delta from the tick the bot presented, applied to the mirror
+    // it kept (a Delta from any other tick is a protocol error), never a Full.
+    assert!(r.first_update_delta > 0, "{summary}");
+    assert_eq!(r.first_update_full, 0, "{summary}");
+    assert!(r.first_update_delta <= r.honoured, "{summary}");
+    // And the kept mirrors stayed right: checksums verified across resumes, none failed.
+    assert!(flapper.checksums_verified > 0, "{summary}");
+    assert_eq!(report.checksum_mismatches, 0, "{summary}");
+    assert_eq!(report.protocol_errors, 0, "{summary}");
+    assert_eq!(report.unexpected_disconnects, 0, "{summary}");
+    assert!(flapper.expected_disconnects >= 9, "{summary}");
+    assert!(errors.is_empty(), "{summary}");
+    assert!(report.passed, "{summary}");
+    // Nobody waited out the grace period: every dropped player was taken back.
+    assert_eq!(metrics.sessions_expired, 0, "{summary}");
 }
 
 #[test]

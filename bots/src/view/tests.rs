@@ -93,6 +93,16 @@ impl Reference {
     }
 }
 
+const TOKEN: proto::ResumeToken = [7; 16];
+
+fn joined(entity: u32, resume_token: proto::ResumeToken, resumed: bool) -> Vec<u8> {
+    proto::encode(&ServerMsg::<(), ()>::Joined {
+        entity,
+        resume_token,
+        resumed,
+    })
+}
+
 fn mirrored(view: &View) -> State {
     view.mirror().iter().map(|(id, s)| (id, *s)).collect()
 }
@@ -130,9 +140,14 @@ fn full_then_consecutive_deltas_follow_the_world_and_match_every_checksum() {
         })
     ));
     assert_eq!(
-        view.receive(&proto::encode(&ServerMsg::<(), ()>::Joined { entity: 1 })),
-        Ok(Seen::Joined { entity: 1 })
+        view.receive(&joined(1, TOKEN, false)),
+        Ok(Seen::Joined {
+            entity: 1,
+            resumed: false,
+            refused: false
+        })
     );
+    assert_eq!(view.token(), Some(TOKEN));
     assert_eq!(
         view.receive(&server.full(10)),
         Ok(update(10, UpdateKind::First, Some(0)))
@@ -331,4 +346,185 @@ fn protocol_violations_are_errors() {
         view.receive(&server.checksum(11)),
         Err(ViewError::Mirror(_))
     ));
+}
+
+/// A player at tick 12 (joined as entity 1, then a `Full` and two deltas), its connection lost.
+fn player_at_12(server: &mut Reference) -> View {
+    let mut view = View::new();
+    view.receive(&Reference::welcome(10)).unwrap();
+    view.receive(&joined(1, TOKEN, false)).unwrap();
+    view.receive(&server.full(10)).unwrap();
+    for tick in 11..=12 {
+        server.step(tick, |w| w.get_mut(&1).unwrap().seq = tick as u32);
+        view.receive(&server.delta(tick - 1, tick)).unwrap();
+    }
+    view.reconnect();
+    view
+}
+
+#[test]
+fn an_honoured_resume_keeps_the_mirror_and_takes_a_delta_from_the_tick_presented() {
+    let mut server = start();
+    let mut view = player_at_12(&mut server);
+    assert_eq!(
+        view.resume_request(),
+        Some(proto::Resume {
+            token: TOKEN,
+            tick: 12
+        })
+    );
+    // The new connection starts with Welcome like any other.
+    assert!(matches!(
+        view.receive(&server.full(12)),
+        Err(ViewError::OutOfOrder(_))
+    ));
+    view.receive(&Reference::welcome(15)).unwrap();
+    assert_eq!(
+        view.receive(&joined(1, TOKEN, true)),
+        Ok(Seen::Joined {
+            entity: 1,
+            resumed: true,
+            refused: false
+        })
+    );
+    for tick in 13..=16 {
+        server.step(tick, |w| w.get_mut(&0).unwrap().x += 1);
+    }
+    // Away for ticks 13..=15: one delta from 12 is not a coalesced gap but the resume's own update.
+    assert_eq!(
+        view.receive(&server.delta(12, 16)),
+        Ok(update(16, UpdateKind::ResumeDelta { skipped: 3 }, Some(12)))
+    );
+    assert!(!UpdateKind::ResumeDelta { skipped: 3 }.is_gap());
+    assert_eq!(
+        view.receive(&server.checksum(16)),
+        Ok(Seen::ChecksumOk { tick: 16 })
+    );
+    server.step(17, |w| w.get_mut(&1).unwrap().seq = 13);
+    assert_eq!(
+        view.receive(&server.delta(16, 17)),
+        Ok(update(17, UpdateKind::Next, Some(13)))
+    );
+    assert_eq!(&mirrored(&view), server.at(17));
+}
+
+#[test]
+fn an_honoured_resume_past_the_history_takes_a_full() {
+    let mut server = start();
+    let mut view = player_at_12(&mut server);
+    view.resume_request().unwrap();
+    view.receive(&Reference::welcome(40)).unwrap();
+    view.receive(&joined(1, TOKEN, true)).unwrap();
+    for tick in 13..=40 {
+        server.step(tick, |w| w.get_mut(&5).unwrap().y += 1);
+    }
+    assert_eq!(
+        view.receive(&server.full(40)),
+        Ok(update(40, UpdateKind::ResumeFull { skipped: 27 }, Some(12)))
+    );
+    assert_eq!(
+        view.receive(&server.checksum(40)),
+        Ok(Seen::ChecksumOk { tick: 40 })
+    );
+}
+
+#[test]
+fn a_refused_resume_is_a_new_player_whose_mirror_starts_again() {
+    let mut server = start();
+    let mut view = player_at_12(&mut server);
+    view.resume_request().unwrap();
+    view.receive(&Reference::welcome(20)).unwrap();
+    let other = [9; 16];
+    assert_eq!(
+        view.receive(&joined(4, other, false)),
+        Ok(Seen::Joined {
+            entity: 4,
+            resumed: false,
+            refused: true
+        })
+    );
+    assert_eq!(
+        (view.entity(), view.token(), view.tick()),
+        (Some(4), Some(other), None)
+    );
+    server.step(13, |w| {
+        w.insert(4, entity(1, 1, 0));
+    });
+    assert_eq!(
+        view.receive(&server.full(13)),
+        Ok(update(13, UpdateKind::First, Some(0)))
+    );
+    // The next connection resumes the new player.
+    view.reconnect();
+    assert_eq!(
+        view.resume_request(),
+        Some(proto::Resume {
+            token: other,
+            tick: 13
+        })
+    );
+}
+
+#[test]
+fn a_resume_before_the_first_update_presents_no_tick_the_history_holds() {
+    let mut view = View::new();
+    assert_eq!(view.resume_request(), None, "no player yet");
+    view.receive(&Reference::welcome(10)).unwrap();
+    view.receive(&joined(1, TOKEN, false)).unwrap();
+    view.reconnect();
+    assert_eq!(
+        view.resume_request(),
+        Some(proto::Resume {
+            token: TOKEN,
+            tick: RESUME_TICK_NONE
+        })
+    );
+    let server = start();
+    view.receive(&Reference::welcome(10)).unwrap();
+    view.receive(&joined(1, TOKEN, true)).unwrap();
+    assert_eq!(
+        view.receive(&server.full(10)),
+        Ok(update(10, UpdateKind::ResumeFull { skipped: 0 }, Some(0)))
+    );
+}
+
+#[test]
+fn a_resume_the_server_gets_wrong_is_an_error() {
+    let mut server = start();
+    // Resumed without asking.
+    let mut view = View::new();
+    view.receive(&Reference::welcome(10)).unwrap();
+    assert!(matches!(
+        view.receive(&joined(1, TOKEN, true)),
+        Err(ViewError::OutOfOrder(_))
+    ));
+    // Resumed as another entity, or with another token.
+    let mut view = player_at_12(&mut server);
+    view.resume_request().unwrap();
+    view.receive(&Reference::welcome(12)).unwrap();
+    assert!(matches!(
+        view.receive(&joined(2, TOKEN, true)),
+        Err(ViewError::OutOfOrder(_))
+    ));
+    let mut view = player_at_12(&mut start());
+    view.resume_request().unwrap();
+    view.receive(&Reference::welcome(12)).unwrap();
+    assert!(matches!(
+        view.receive(&joined(1, [0; 16], true)),
+        Err(ViewError::OutOfOrder(_))
+    ));
+    // A delta from a tick other than the one presented.
+    let mut server = start();
+    let mut view = player_at_12(&mut server);
+    view.resume_request().unwrap();
+    view.receive(&Reference::welcome(14)).unwrap();
+    view.receive(&joined(1, TOKEN, true)).unwrap();
+    server.step(13, |_| {});
+    server.step(14, |_| {});
+    assert_eq!(
+        view.receive(&server.delta(13, 14)),
+        Err(ViewError::OutOfOrder(
+            "resumed from tick 12, then a Delta from tick 13".into()
+        ))
+    );
 }
