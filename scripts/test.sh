@@ -19,4 +19,12 @@ echo "== browser: JS SDK vectors and Playwright in headless Chromium"
 cargo build --locked --bin tickcast
 bash web/test/run.sh target/debug/tickcast
 
+echo "== fuzzing: every cargo-fuzz target for a bounded time (docs/FUZZING.md)"
+if ! command -v c++ >/dev/null; then
+    echo "installing Debian's g++ (libFuzzer is built from source)"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y g++
+fi
+bash scripts/fuzz.sh "${FUZZ_SECONDS_PER_TARGET:-15}"
+
 echo "== all tests passed"

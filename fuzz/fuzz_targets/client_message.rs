@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
             "accepted a {}-byte name",
             name.len()
         );
-        assert!(ticket.len() <= TICKET_LEN_MAX, "accepted a {}-byte ticket", ticket.len());
+        assert!(
+            ticket.len() <= TICKET_LEN_MAX,
+            "accepted a {}-byte ticket",
+            ticket.len()
+        );
     }
     let bytes = proto::encode(&msg);
     // The canonical encoding is never longer than what was accepted.

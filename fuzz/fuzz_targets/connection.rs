@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use tickcast::net::frame;
-use tickcast::proto::{self, ServerMsg};
-use tickcast::sim::arena::{Arena, ArenaDiff, ArenaEntity};
+use tickcast::proto::{self, ClientMsg, ServerMsg};
+use tickcast::sim::arena::{Arena, ArenaDiff, ArenaEntity, ArenaInput};
 use tickcast::{Config, Server};
 use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
@@ -330,12 +330,18 @@ fn check_health(addr: SocketAddr) {
     );
 }
 
-/// A real tungstenite client gets Welcome, then a Full, within [`HEALTH_WAIT`].
+/// A real tungstenite client that sends `Watch` gets Welcome, then a Full, within [`HEALTH_WAIT`].
 fn check_real_client(addr: SocketAddr) {
     let sock = TcpStream::connect_timeout(&addr, HEALTH_WAIT).expect("connect for the client");
     sock.set_read_timeout(Some(HEALTH_WAIT)).unwrap();
     let (mut ws, _) =
         tungstenite::client(format!("ws://{addr}/ws"), Restarting(sock)).expect("client handshake");
+    let watch = proto::encode(&ClientMsg::<ArenaInput>::Watch {
+        protocol: proto::PROTOCOL_VERSION,
+        ticket: String::new(),
+    });
+    ws.send(Message::Binary(watch.into()))
+        .expect("client sends Watch");
     let deadline = Instant::now() + HEALTH_WAIT;
     let mut welcomed = false;
     loop {
