@@ -1,5 +1,7 @@
-//! An independent client in Python (the `websockets` library, written from docs/PROTOCOL.md alone) joins,
-//! mirrors the world, verifies checksums and sees its input acknowledged.
+//! An independent client in Python (the `websockets` library, written from docs/PROTOCOL.md alone) against
+//! the real server: it joins, mirrors the world, verifies checksums and sees its input acknowledged; it
+//! spectates after `Watch` (and hears nothing before it); it drops its connection without a close frame and
+//! resumes its player onto the mirror it kept; and it reads every test vector of the document.
 
 mod common;
 
@@ -17,39 +19,64 @@ fn python() -> String {
     }
 }
 
-#[test]
-fn python_websockets_client_mirrors_the_world_and_matches_every_checksum() {
-    let server = TestServer::start(|c| {
-        c.npcs = 200;
-        c.tick_hz = 50;
-        c.checksum_every_ticks = 5;
-    });
+/// Runs `tests/py/client.py` with `args`; returns its one-line JSON summary.
+fn client(args: &[&str]) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/client.py");
     let out = Command::new(python())
-        .args([script, &server.url(), "5"])
+        .arg(script)
+        .args(args)
         .output()
         .expect("run python3");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "python client failed (scripts/test.sh installs its `websockets` into .venv):\n{stderr}"
+        "python client {args:?} failed (scripts/test.sh installs its `websockets` into .venv):\n{stderr}"
     );
-    let summary = String::from_utf8_lossy(&out.stdout);
-    let field = |name: &str| -> u64 {
-        let at = summary
-            .find(&format!("\"{name}\": "))
-            .unwrap_or_else(|| panic!("{name} in {summary}"));
-        summary[at + name.len() + 4..]
-            .split(|c: char| !c.is_ascii_digit())
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The text of a top-level scalar field of the summary: a number, `true`/`false`, or a string's contents.
+fn field<'a>(summary: &'a str, name: &str) -> &'a str {
+    let key = format!("\"{name}\": ");
+    let at = summary
+        .find(&key)
+        .unwrap_or_else(|| panic!("{name} in {summary}"));
+    let rest = &summary[at + key.len()..];
+    match rest.strip_prefix('"') {
+        Some(text) => &text[..text.find('"').expect("closing quote")],
+        None => rest
+            .split(|c: char| c == ',' || c == '}')
             .next()
             .unwrap()
-            .parse()
-            .unwrap()
-    };
-    assert!(field("checksums_verified") >= 5, "{summary}");
-    assert_eq!(field("acked_seq"), 1, "{summary}");
+            .trim(),
+    }
+}
+
+fn number(summary: &str, name: &str) -> u64 {
+    field(summary, name)
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} is not a number in {summary}"))
+}
+
+/// The server every scenario runs against: a busy world at 50 Hz, a checksum every 5 ticks, the default
+/// history (128 ticks) and resume grace (10 s).
+fn server() -> TestServer {
+    TestServer::start(|c| {
+        c.npcs = 200;
+        c.tick_hz = 50;
+        c.checksum_every_ticks = 5;
+    })
+}
+
+#[test]
+fn python_websockets_client_mirrors_the_world_and_matches_every_checksum() {
+    let server = server();
+    let summary = client(&["play", &server.url(), "5"]);
+    assert!(number(&summary, "checksums_verified") >= 5, "{summary}");
+    assert_eq!(number(&summary, "acked_seq"), 1, "{summary}");
+    assert_eq!(number(&summary, "token_len"), 16, "{summary}");
     assert_eq!(
-        field("entities"),
+        number(&summary, "entities"),
         201,
         "200 wanderers and the python player: {summary}"
     );
@@ -57,4 +84,65 @@ fn python_websockets_client_mirrors_the_world_and_matches_every_checksum() {
         server.metric("tickcast_connections_closed_total{reason=\"malformed_message\"}"),
         0
     );
+}
+
+#[test]
+fn python_spectator_hears_nothing_before_watch_and_then_follows_the_world() {
+    let server = server();
+    let summary = client(&["watch", &server.url(), "3"]);
+    assert_eq!(field(&summary, "first_update"), "Full", "{summary}");
+    assert!(number(&summary, "checksums_verified") >= 3, "{summary}");
+    assert_eq!(
+        number(&summary, "entities"),
+        200,
+        "no entity of its own: {summary}"
+    );
+}
+
+#[test]
+fn python_client_resumes_its_player_after_an_abrupt_drop_onto_the_mirror_it_kept() {
+    let server = server();
+    let summary = client(&["resume", &server.url(), "3"]);
+    // Same player, and the update after the resume is a Delta from the tick it last applied.
+    assert_eq!(
+        number(&summary, "resumed_entity"),
+        number(&summary, "entity"),
+        "{summary}"
+    );
+    assert_eq!(field(&summary, "first_update_kind"), "Delta", "{summary}");
+    assert_eq!(
+        number(&summary, "first_update_base"),
+        number(&summary, "resume_tick"),
+        "{summary}"
+    );
+    // The kept mirror stayed right, and the input numbering carried on.
+    assert!(number(&summary, "checksums_before") >= 3, "{summary}");
+    assert!(number(&summary, "checksums_after") >= 3, "{summary}");
+    assert_eq!(number(&summary, "acked_seq_before"), 3, "{summary}");
+    assert_eq!(number(&summary, "acked_seq_after"), 4, "{summary}");
+    assert!(number(&summary, "min_seq_after_resume") >= 3, "{summary}");
+    // After a goodbye (close 1000) the token resumed nothing.
+    assert_eq!(
+        field(&summary, "resumed_after_goodbye"),
+        "false",
+        "{summary}"
+    );
+    assert_eq!(
+        field(&summary, "first_update_after_goodbye"),
+        "Full",
+        "{summary}"
+    );
+    assert_eq!(server.metric("tickcast_resumes_total"), 1, "{summary}");
+    assert_eq!(
+        server.metric("tickcast_resumes_refused_total"),
+        1,
+        "{summary}"
+    );
+}
+
+#[test]
+fn python_client_decodes_and_encodes_every_vector_of_the_protocol_document() {
+    let doc = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md");
+    let summary = client(&["vectors", doc]);
+    assert_eq!(number(&summary, "vectors_checked"), 13, "{summary}");
 }

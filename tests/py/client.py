@@ -1,22 +1,35 @@
 #!/usr/bin/env python3
 """An independent tickcast client, written from docs/PROTOCOL.md alone (it shares no code with the server).
 
-It joins as a player, mirrors the world from Full and Delta, checks every Checksum, steers, and checks
-that its inputs are acknowledged. Prints a JSON summary on stdout; exits non-zero on any mismatch.
+Scenarios, each printing a JSON summary on stdout and exiting non-zero on any mismatch:
 
-usage: client.py WS_URL [CHECKSUMS_TO_VERIFY]
+  client.py play WS_URL [CHECKSUMS]    join as a player, mirror the world from Full and Delta, check every
+                                       Checksum, steer, and see the input acknowledged
+  client.py watch WS_URL [CHECKSUMS]   check that nothing but Welcome comes before Watch, then spectate
+  client.py resume WS_URL [CHECKSUMS]  join and move, cut the socket without a close frame, reconnect with
+                                       the resume token and the last tick applied: the same player, a Delta
+                                       from that tick onto the kept mirror, checksums still right, input
+                                       numbering carried on; then a goodbye (1000) makes the token useless
+  client.py vectors PROTOCOL_MD        decode and encode every test vector of the document
+
+`client.py WS_URL [CHECKSUMS]` is `play`.
 """
 
 import asyncio
 import json
+import re
+import socket
 import sys
 
 import websockets
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+TOKEN_LEN = 16
 FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
 MASK64 = (1 << 64) - 1
+# Generous bound on any single wait: a safety net against hangs, not a measurement.
+WAIT_S = 30
 
 
 class Reader:
@@ -31,22 +44,33 @@ class Reader:
         self.pos += 1
         return b
 
-    def fixed(self, n: int) -> int:
+    def raw(self, n: int) -> bytes:
         if self.pos + n > len(self.data):
             raise ValueError("message ends early")
-        v = int.from_bytes(self.data[self.pos : self.pos + n], "little")
+        v = self.data[self.pos : self.pos + n]
         self.pos += n
         return v
+
+    def fixed(self, n: int) -> int:
+        return int.from_bytes(self.raw(n), "little")
 
     def varint(self) -> int:
         b = self.byte()
         if b < 251:
             return b
-        return self.fixed({251: 2, 252: 4, 253: 8, 254: 16}[b])
+        if b not in (251, 252, 253):
+            raise ValueError(f"bad varint marker {b:#x}")
+        return self.fixed({251: 2, 252: 4, 253: 8}[b])
 
     def zigzag(self) -> int:
         v = self.varint()
         return (v >> 1) ^ -(v & 1)
+
+    def boolean(self) -> bool:
+        b = self.byte()
+        if b not in (0, 1):
+            raise ValueError(f"bad bool byte {b:#x}")
+        return b == 1
 
     def done(self):
         if self.pos != len(self.data):
@@ -61,6 +85,11 @@ def varint(v: int) -> bytes:
     if v < 1 << 32:
         return b"\xfc" + v.to_bytes(4, "little")
     return b"\xfd" + v.to_bytes(8, "little")
+
+
+def string(s: str) -> bytes:
+    b = s.encode()
+    return varint(len(b)) + b
 
 
 def state(r: Reader):
@@ -85,7 +114,7 @@ def decode(data: bytes):
     if tag == 0:
         msg = ("Welcome", dict(protocol=r.varint(), tick_hz=r.varint(), tick=r.varint(), connection_id=r.varint()))
     elif tag == 1:
-        msg = ("Joined", dict(entity=r.varint()))
+        msg = ("Joined", dict(entity=r.varint(), resume_token=r.raw(TOKEN_LEN), resumed=r.boolean()))
     elif tag == 2:
         msg = ("Full", dict(tick=r.varint(), entities=id_list(r, state)))
     elif tag == 3:
@@ -105,6 +134,35 @@ def decode(data: bytes):
         raise ValueError(f"unknown tag {tag}")
     r.done()
     return msg
+
+
+# ---- client messages ----------------------------------------------------------------------------------
+
+
+def hello(name: str, ticket: str = "", resume=None) -> bytes:
+    """Hello; `resume` is None or (token, tick)."""
+    out = varint(0) + varint(PROTOCOL_VERSION) + string(name) + string(ticket)
+    if resume is None:
+        return out + b"\x00"
+    token, tick = resume
+    assert len(token) == TOKEN_LEN
+    return out + b"\x01" + bytes(token) + varint(tick)
+
+
+def watch(ticket: str = "") -> bytes:
+    return varint(3) + varint(PROTOCOL_VERSION) + string(ticket)
+
+
+def input_msg(seq: int, dx: int, dy: int) -> bytes:
+    # i8 values are raw two's complement bytes, not zigzag.
+    return varint(1) + varint(seq) + bytes([dx & 0xFF, dy & 0xFF])
+
+
+def ping(nonce: int) -> bytes:
+    return varint(2) + varint(nonce)
+
+
+# ---- the mirror ---------------------------------------------------------------------------------------
 
 
 class Mirror:
@@ -145,34 +203,49 @@ class Mirror:
         return h
 
 
-async def run(url: str, checksums: int):
+async def recv(ws):
+    return decode(await asyncio.wait_for(ws.recv(), WAIT_S))
+
+
+async def welcome(ws):
+    kind, m = await recv(ws)
+    assert kind == "Welcome" and m["protocol"] == PROTOCOL_VERSION, (kind, m)
+    return m
+
+
+async def connect(url: str):
+    return await websockets.connect(url, max_size=1 << 20)
+
+
+# ---- scenarios ----------------------------------------------------------------------------------------
+
+
+async def play(url: str, checksums: int):
     mirror = Mirror()
-    async with websockets.connect(url, max_size=1 << 20) as ws:
-        kind, welcome = decode(await ws.recv())
-        assert kind == "Welcome" and welcome["protocol"] == PROTOCOL_VERSION, (kind, welcome)
-        name = "py"
-        await ws.send(bytes([0]) + varint(PROTOCOL_VERSION) + varint(len(name)) + name.encode())
-        entity, seq, acked = None, 0, 0
+    async with await connect(url) as ws:
+        welcomed = await welcome(ws)
+        await ws.send(hello("py"))
+        entity, acked, token = None, 0, None
         while mirror.verified < checksums or acked == 0:
-            kind, m = decode(await asyncio.wait_for(ws.recv(), 30))
+            kind, m = await recv(ws)
             if kind == "Joined":
-                entity = m["entity"]
-                seq = 1
-                # Input: tag 1, seq, dx = 1, dy = 1 (raw i8 bytes).
-                await ws.send(bytes([1]) + varint(seq) + bytes([1, 1]))
+                assert entity is None and not m["resumed"], m
+                entity, token = m["entity"], m["resume_token"]
+                await ws.send(input_msg(1, 1, 1))
             mirror.apply(kind, m)
             if entity is not None and entity in mirror.entities:
                 acked = mirror.entities[entity][2]
-        await ws.send(bytes([2]) + varint(1234))
+        await ws.send(ping(1234))
         while True:
-            kind, m = decode(await asyncio.wait_for(ws.recv(), 30))
+            kind, m = await recv(ws)
             mirror.apply(kind, m)
             if kind == "Pong":
                 assert m["nonce"] == 1234, m
                 break
     return dict(
-        welcome=welcome,
+        welcome=welcomed,
         entity=entity,
+        token_len=len(token),
         acked_seq=acked,
         checksums_verified=mirror.verified,
         entities=len(mirror.entities),
@@ -181,7 +254,210 @@ async def run(url: str, checksums: int):
     )
 
 
+async def spectate(url: str, checksums: int):
+    """Nothing but Welcome until Watch; after it a Full, then updates and checksums, and no entity."""
+    mirror = Mirror()
+    async with await connect(url) as ws:
+        welcomed = await welcome(ws)
+        # Ten tick periods without a word: the document says nothing comes before Hello or Watch.
+        quiet_s = 10 / welcomed["tick_hz"]
+        try:
+            early = decode(await asyncio.wait_for(ws.recv(), quiet_s))
+            raise AssertionError(f"{early[0]} arrived before Watch: {early}")
+        except asyncio.TimeoutError:
+            pass
+        await ws.send(watch())
+        kind, m = await recv(ws)
+        assert kind == "Full", (kind, m)
+        first_tick = m["tick"]
+        mirror.apply(kind, m)
+        while mirror.verified < checksums:
+            kind, m = await recv(ws)
+            assert kind in ("Delta", "Full", "Checksum"), (kind, m)
+            mirror.apply(kind, m)
+    return dict(
+        quiet_ms=round(quiet_s * 1000),
+        first_update="Full",
+        first_tick=first_tick,
+        checksums_verified=mirror.verified,
+        entities=len(mirror.entities),
+    )
+
+
+def cut(ws):
+    """Drops a connection as a lost network would: no close frame, the TCP socket shut and closed."""
+    sock = ws.transport.get_extra_info("socket")
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    ws.transport.abort()
+
+
+async def follow(ws, mirror, entity, until):
+    """Applies updates until `until(mirror)` holds after a Checksum or update; returns own seqs seen."""
+    seqs = []
+    while True:
+        kind, m = await recv(ws)
+        assert kind in ("Delta", "Full", "Checksum", "Pong"), (kind, m)
+        mirror.apply(kind, m)
+        if kind in ("Delta", "Full") and entity in mirror.entities:
+            seqs.append(mirror.entities[entity][2])
+        if until(mirror):
+            return seqs
+
+
+async def resume(url: str, checksums: int):
+    mirror = Mirror()
+    # 1. Join, move (inputs 1..3), verify checksums.
+    ws = await connect(url)
+    first = await welcome(ws)
+    await ws.send(hello("py-resume"))
+    kind, joined = await recv(ws)
+    assert kind == "Joined" and not joined["resumed"], (kind, joined)
+    entity, token = joined["entity"], joined["resume_token"]
+    for seq, (dx, dy) in enumerate([(1, 0), (0, 1), (-1, -1)], start=1):
+        await ws.send(input_msg(seq, dx, dy))
+        await follow(ws, mirror, entity, lambda m: entity in m.entities and m.entities[entity][2] >= seq)
+    target = mirror.verified + checksums
+    await follow(ws, mirror, entity, lambda m: m.verified >= target)
+    verified_before = mirror.verified
+    last_tick = mirror.tick
+    own_before = mirror.entities[entity]
+    assert own_before[2] == 3, own_before
+
+    # 2. The network goes: no close frame. Whatever the server sent after `last_tick` is lost with it.
+    cut(ws)
+
+    # 3. A new connection takes the player back from the tick last applied, onto the kept mirror.
+    async with await connect(url) as ws:
+        second = await welcome(ws)
+        assert second["connection_id"] != first["connection_id"], (first, second)
+        await ws.send(hello("py-resume", resume=(token, last_tick)))
+        kind, joined = await recv(ws)
+        assert kind == "Joined", (kind, joined)
+        assert joined["resumed"], joined
+        assert joined["entity"] == entity, (joined, entity)
+        assert joined["resume_token"] == token, joined
+        resumed_entity = joined["entity"]
+        kind, m = await recv(ws)
+        assert kind == "Delta", f"first update after the resume is a {kind}, not a Delta: {m}"
+        first_update = dict(kind=kind, base=m["base"], tick=m["tick"])
+        assert m["base"] == last_tick, (m["base"], last_tick)
+        mirror.apply(kind, m)
+        assert mirror.entities[entity][2] == 3, mirror.entities[entity]
+        # A stale seq is ignored; numbering carries on from 3.
+        await ws.send(input_msg(2, 1, 1))
+        await ws.send(input_msg(4, 0, -1))
+        seqs = await follow(ws, mirror, entity, lambda m: m.entities[entity][2] >= 4)
+        assert min(seqs) >= 3, seqs
+        target = mirror.verified + checksums
+        seqs += await follow(ws, mirror, entity, lambda m: m.verified >= target)
+        acked_after = mirror.entities[entity][2]
+        # Goodbye: the async-with sends close 1000 and waits for the server's echo and the TCP close.
+
+    # 4. After a goodbye the token resumes nothing: an ordinary join, a new player and a Full.
+    async with await connect(url) as ws:
+        await welcome(ws)
+        await ws.send(hello("py-resume", resume=(token, mirror.tick)))
+        kind, joined = await recv(ws)
+        assert kind == "Joined" and not joined["resumed"], (kind, joined)
+        assert joined["resume_token"] != token, joined
+        kind, m = await recv(ws)
+        assert kind == "Full", (kind, m)
+        after_goodbye = dict(resumed=joined["resumed"], first_update=kind)
+
+    return dict(
+        entity=entity,
+        resumed_entity=resumed_entity,
+        resume_tick=last_tick,
+        first_update_kind=first_update["kind"],
+        first_update_base=first_update["base"],
+        first_update_tick=first_update["tick"],
+        checksums_before=verified_before,
+        checksums_after=mirror.verified - verified_before,
+        acked_seq_before=own_before[2],
+        acked_seq_after=acked_after,
+        min_seq_after_resume=min(seqs),
+        resumed_after_goodbye=after_goodbye["resumed"],
+        first_update_after_goodbye=after_goodbye["first_update"],
+    )
+
+
+# ---- the document's test vectors ----------------------------------------------------------------------
+
+TOKEN = bytes(range(16))
+FULL_ENTITIES = [(0, (4000, 100, 0)), (2, (8000, 0, 5))]
+
+
+def server_expectations():
+    """What each server vector must decode to, from the prose above it in the document."""
+    return {
+        "welcome": ("Welcome", dict(protocol=2, tick_hz=20, tick=300, connection_id=7)),
+        "joined": ("Joined", dict(entity=3, resume_token=TOKEN, resumed=False)),
+        "joined-resumed": ("Joined", dict(entity=3, resume_token=TOKEN, resumed=True)),
+        "full": ("Full", dict(tick=300, entities=FULL_ENTITIES)),
+        "delta": (
+            "Delta",
+            dict(
+                base=300,
+                tick=301,
+                despawned=[5],
+                set=[(7, (1, 2, 0))],
+                changed=[(0, (40, -40, 1)), (2, (-3, 0, 0))],
+            ),
+        ),
+        "checksum": ("Checksum", dict(tick=300, hash=0x8351FEBDC124346C)),
+        "pong": ("Pong", dict(nonce=99, tick=301)),
+    }
+
+
+def client_encodings():
+    """The bytes this client sends for each client vector."""
+    return {
+        "hello": hello("ann"),
+        "hello-resume": hello("ann", resume=(TOKEN, 300)),
+        "watch": watch("t.k"),
+        "input": input_msg(1, 1, -1),
+        "ping": ping(1000),
+    }
+
+
+def vectors(doc_path: str):
+    with open(doc_path) as f:
+        doc = f.read()
+    found = {
+        name: bytes.fromhex(hexes)
+        for name, hexes in re.findall(r"```vector\nname: (\S+)\nhex: ([0-9a-f ]+)\n```", doc)
+    }
+    servers, clients = server_expectations(), client_encodings()
+    checked = []
+    for name, data in found.items():
+        if name in servers:
+            got = decode(data)
+            assert got == servers[name], f"{name}: decoded {got}, document says {servers[name]}"
+        elif name in clients:
+            assert clients[name] == data, f"{name}: encoded {clients[name].hex(' ')}, document has {data.hex(' ')}"
+        elif name == "world-hash":
+            mirror = Mirror()
+            mirror.apply("Full", dict(tick=300, entities=FULL_ENTITIES))
+            assert mirror.hash().to_bytes(8, "little") == data, f"world-hash: {mirror.hash():#x}"
+        else:
+            raise AssertionError(f"vector {name} has no expectation here")
+        checked.append(name)
+    missing = (set(servers) | set(clients) | {"world-hash"}) - set(found)
+    assert not missing, f"vectors missing from the document: {sorted(missing)}"
+    return dict(vectors_checked=len(checked), names=sorted(checked))
+
+
+SCENARIOS = {"play": play, "watch": spectate, "resume": resume}
+
 if __name__ == "__main__":
-    url = sys.argv[1]
-    checksums = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    print(json.dumps(asyncio.run(run(url, checksums))))
+    args = sys.argv[1:]
+    if args and args[0] == "vectors":
+        print(json.dumps(vectors(args[1])))
+        sys.exit(0)
+    scenario = SCENARIOS[args.pop(0)] if args and args[0] in SCENARIOS else play
+    url = args[0]
+    checksums = int(args[1]) if len(args) > 1 else 3
+    print(json.dumps(asyncio.run(scenario(url, checksums))))
