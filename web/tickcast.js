@@ -1,4 +1,4 @@
-// tickcast.js: the browser SDK for tickcast's wire protocol v1. One ES module, no dependencies; it also
+// tickcast.js: the browser SDK for tickcast's wire protocol v2. One ES module, no dependencies; it also
 // runs under Node (the decoder needs nothing from the browser, the client takes a WebSocket class).
 //
 // Layout, in the order a byte travels:
@@ -6,7 +6,8 @@
 //   arena                  the codec of the demo game's entity state, diff and input (swap it for your game)
 //   decodeServerMsg ...    whole messages, one per binary WebSocket message, ids un-gapped
 //   Mirror                 the replicated world rebuilt from Full/Delta, checked against Checksum
-//   Client / connect()     the socket: Hello, inputs, pings and RTT, reconnect with backoff, close reasons
+//   Client / connect()     the socket: Hello or Watch, inputs, pings and RTT, reconnect with backoff and
+//                          resume (same player, same mirror), close reasons
 //
 //   const client = connect(`ws://${location.host}/ws`, { name: 'ann' });
 //   client.on('update', (change) => draw(client.world.entities));
@@ -15,14 +16,18 @@
 // Numbers: every u64 field except a checksum's hash is a Number; a value past 2^53 - 1 (which a tick or a
 // connection id never reaches) comes as a BigInt rather than being rounded. Hashes are always BigInts.
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** Longest player name the server accepts in `Hello`, in bytes of UTF-8. */
 export const NAME_BYTES_MAX = 32;
+/** Longest ticket the server accepts in `Hello` or `Watch`, in bytes of UTF-8. */
+export const TICKET_BYTES_MAX = 256;
+/** Bytes in a resume token (`Joined.resume_token`, `Hello.resume.token`). */
+export const RESUME_TOKEN_BYTES = 16;
 
 /** Variant indices of server messages on the wire. */
 export const ServerTag = Object.freeze({ WELCOME: 0, JOINED: 1, FULL: 2, DELTA: 3, CHECKSUM: 4, PONG: 5 });
 /** Variant indices of client messages on the wire. */
-export const ClientTag = Object.freeze({ HELLO: 0, INPUT: 1, PING: 2 });
+export const ClientTag = Object.freeze({ HELLO: 0, INPUT: 1, PING: 2, WATCH: 3 });
 
 /** WebSocket close codes: the server's (see docs/PROTOCOL.md), the browser's 1006, and this SDK's own 49xx. */
 export const CloseCode = Object.freeze({
@@ -40,6 +45,8 @@ export const CloseCode = Object.freeze({
   LAGGING: 4001,
   SEND_LIMIT: 4002,
   IDLE_TIMEOUT: 4003,
+  UNAUTHORIZED: 4004,
+  REPLACED: 4005,
   // Sent by this SDK when it gives up on a connection itself.
   DESYNC: 4900,
   UNDECODABLE: 4901,
@@ -62,6 +69,8 @@ const CLOSE_MEANINGS = new Map([
   [4001, 'too slow: the server could not send updates for too long'],
   [4002, 'too slow: the server send buffer limit was passed'],
   [4003, 'idle for too long'],
+  [4004, 'a valid ticket is required'],
+  [4005, 'this player was taken over by another connection'],
   [4900, 'the mirrored world went out of sync: resyncing'],
   [4901, 'a server message could not be decoded'],
   [4902, 'nothing heard from the server for too long'],
@@ -73,11 +82,14 @@ export function describeClose(code) {
 }
 
 /**
- * Close codes after which reconnecting would only repeat the failure: this client speaks the protocol
- * wrongly or in the wrong version. Every other close (1001 on a server restart, 1006 on a lost connection,
- * 1013 when full, 4001-4003 when slow or idle, the SDK's own 49xx) is retried with backoff.
+ * Close codes after which reconnecting would only repeat the failure (this client speaks the protocol
+ * wrongly or in the wrong version) or undo something on purpose (4005: the player was resumed on another
+ * connection, another tab say; reconnecting would take it back and the two would fight over it). Every
+ * other close (1001 on a server restart, 1006 on a lost connection, 1013 when full, 4001-4003 when slow or
+ * idle, the SDK's own 49xx) is retried with backoff, except 4004 (see Client: retried once, and only when
+ * the `ticket` option is a function that can fetch a fresh one).
  */
-export const FATAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1008, 1009, 4000]);
+export const FATAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1008, 1009, 4000, 4005]);
 
 // ---- bincode 2 standard() primitives ------------------------------------------------------------------
 
@@ -189,6 +201,29 @@ export class Reader {
     }
   }
 
+  /** `n` raw bytes, as they are (a fixed-size array such as a resume token: no length prefix). A copy. */
+  raw(n) {
+    this.need(n);
+    const at = this.pos;
+    this.pos += n;
+    return this.bytes.slice(at, at + n);
+  }
+
+  /** One byte, 00 or 01. */
+  bool() {
+    const b = this.u8();
+    if (b > 1) throw new DecodeError(`invalid bool value ${b}: expected 0 or 1`);
+    return b === 1;
+  }
+
+  /** `Option<T>`: 00 is none (null), 01 is followed by the value; any other byte is an error. */
+  option(readValue) {
+    const b = this.u8();
+    if (b === 0) return null;
+    if (b !== 1) throw new DecodeError(`invalid Option tag ${b}: expected 0 or 1`);
+    return readValue(this);
+  }
+
   /** A message means exactly one thing: trailing bytes are an error. */
   end() {
     if (this.remaining !== 0) {
@@ -294,9 +329,27 @@ export class Writer {
   str(s) {
     const bytes = utf8Encoder.encode(s);
     this.varint(bytes.length);
+    this.raw(bytes);
+  }
+
+  /** Bytes as they are, no length prefix (a fixed-size array). */
+  raw(bytes) {
     this.reserve(bytes.length);
     this.buf.set(bytes, this.len);
     this.len += bytes.length;
+  }
+
+  bool(v) {
+    if (typeof v !== 'boolean') throw new RangeError(`bool expected: ${v}`);
+    this.reserve(1);
+    this.buf[this.len++] = v ? 1 : 0;
+  }
+
+  /** `Option<T>`: null or undefined is none (00), anything else 01 then the value. */
+  option(v, writeValue) {
+    if (v === null || v === undefined) return this.u8(0);
+    this.u8(1);
+    writeValue(this, v);
   }
 }
 
@@ -364,6 +417,28 @@ function readIds(r) {
   return ids;
 }
 
+/** A resume token: exactly RESUME_TOKEN_BYTES bytes, as a Uint8Array (an Array of bytes is accepted). */
+function writeToken(w, token) {
+  if (token?.length !== RESUME_TOKEN_BYTES) {
+    throw new RangeError(`a resume token is ${RESUME_TOKEN_BYTES} bytes, got ${token?.length}`);
+  }
+  for (const b of token) checkUint(b, 0xff, 'token byte');
+  w.raw(token);
+}
+
+const readResume = (r) => ({ token: r.raw(RESUME_TOKEN_BYTES), tick: r.u64() });
+
+function writeResume(w, resume) {
+  writeToken(w, resume.token);
+  w.u64(resume.tick);
+}
+
+/** A string field with a byte limit the server enforces: refused before it is sent, or when decoded. */
+function checkStrBytes(s, max, what, Err) {
+  const n = utf8Encoder.encode(s).length;
+  if (n > max) throw new Err(`${what} is ${n} bytes, the limit is ${max}`);
+}
+
 function writeIdList(w, list, writeValue) {
   w.varint(list.length);
   let previous = 0;
@@ -377,7 +452,8 @@ function writeIdList(w, list, writeValue) {
 
 /**
  * Decodes one server message. Ids in `Full` and `Delta` lists come back as ids (the gaps undone):
- *   {type: 'Welcome', protocol, tickHz, tick, connectionId}   {type: 'Joined', entity}
+ *   {type: 'Welcome', protocol, tickHz, tick, connectionId}
+ *   {type: 'Joined', entity, resumeToken: Uint8Array(16), resumed: boolean}
  *   {type: 'Full', tick, entities: [[id, state], ...]}
  *   {type: 'Delta', base, tick, despawned: [id, ...], set: [[id, state], ...], changed: [[id, diff], ...]}
  *   {type: 'Checksum', tick, hash: BigInt}                     {type: 'Pong', nonce, tick}
@@ -392,7 +468,7 @@ export function decodeServerMsg(bytes, codec = arena) {
       msg = { type: 'Welcome', protocol: r.u16(), tickHz: r.u16(), tick: r.u64(), connectionId: r.u64() };
       break;
     case ServerTag.JOINED:
-      msg = { type: 'Joined', entity: r.u32() };
+      msg = { type: 'Joined', entity: r.u32(), resumeToken: r.raw(RESUME_TOKEN_BYTES), resumed: r.bool() };
       break;
     case ServerTag.FULL:
       msg = { type: 'Full', tick: r.u64(), entities: readIdList(r, codec.readState) };
@@ -434,6 +510,8 @@ export function encodeServerMsg(msg, codec = arena) {
     case 'Joined':
       w.u32(ServerTag.JOINED);
       w.u32(msg.entity);
+      writeToken(w, msg.resumeToken);
+      w.bool(msg.resumed);
       break;
     case 'Full':
       w.u32(ServerTag.FULL);
@@ -470,15 +548,21 @@ export function encodeServerMsg(msg, codec = arena) {
 
 /**
  * Encodes one client message:
- *   {type: 'Hello', protocol, name}   {type: 'Input', seq, input}   {type: 'Ping', nonce}
+ *   {type: 'Hello', protocol, name, ticket, resume: null | {token: Uint8Array(16), tick}}
+ *   {type: 'Input', seq, input}   {type: 'Ping', nonce}   {type: 'Watch', protocol, ticket}
+ * `ticket` may be left out (sent empty). A name over 32 or a ticket over 256 bytes is a RangeError.
  */
 export function encodeClientMsg(msg, codec = arena, w = new Writer(16)) {
   w.clear();
   switch (msg.type) {
     case 'Hello':
+      checkStrBytes(msg.name, NAME_BYTES_MAX, 'name', RangeError);
+      checkStrBytes(msg.ticket ?? '', TICKET_BYTES_MAX, 'ticket', RangeError);
       w.u32(ClientTag.HELLO);
       w.u16(msg.protocol);
       w.str(msg.name);
+      w.str(msg.ticket ?? '');
+      w.option(msg.resume, writeResume);
       break;
     case 'Input':
       w.u32(ClientTag.INPUT);
@@ -489,20 +573,32 @@ export function encodeClientMsg(msg, codec = arena, w = new Writer(16)) {
       w.u32(ClientTag.PING);
       w.u64(msg.nonce);
       break;
+    case 'Watch':
+      checkStrBytes(msg.ticket ?? '', TICKET_BYTES_MAX, 'ticket', RangeError);
+      w.u32(ClientTag.WATCH);
+      w.u16(msg.protocol);
+      w.str(msg.ticket ?? '');
+      break;
     default:
       throw new RangeError(`not a client message: ${msg.type}`);
   }
   return w.bytes().slice();
 }
 
-/** Decodes one client message (what the server reads): for tools and tests. */
+/**
+ * Decodes one client message (what the server reads), with the server's limits on name and ticket
+ * lengths: for tools and tests.
+ */
 export function decodeClientMsg(bytes, codec = arena) {
   const r = new Reader(bytes);
   const tag = r.u32();
   let msg;
   switch (tag) {
     case ClientTag.HELLO:
-      msg = { type: 'Hello', protocol: r.u16(), name: r.str() };
+      msg = { type: 'Hello', protocol: r.u16(), name: r.str(), ticket: r.str(), resume: r.option(readResume) };
+      break;
+    case ClientTag.WATCH:
+      msg = { type: 'Watch', protocol: r.u16(), ticket: r.str() };
       break;
     case ClientTag.INPUT:
       msg = { type: 'Input', seq: r.u32(), input: codec.readInput(r) };
@@ -514,6 +610,8 @@ export function decodeClientMsg(bytes, codec = arena) {
       throw new DecodeError(`unknown message or enum tag ${tag}`);
   }
   r.end();
+  if (msg.type === 'Hello') checkStrBytes(msg.name, NAME_BYTES_MAX, 'name', DecodeError);
+  if (msg.ticket !== undefined) checkStrBytes(msg.ticket, TICKET_BYTES_MAX, 'ticket', DecodeError);
   return msg;
 }
 
@@ -654,6 +752,12 @@ export class Mirror {
     return { tick: msg.tick, hash: mine };
   }
 
+  /** Forgets everything: the mirror holds no tick until the next Full (a new player, a desync). */
+  clear() {
+    this.entities = new Map();
+    this.tick = null;
+  }
+
   /** FNV-1a 64 over, per entity in ascending id order, varint(id) ++ encode(state). A BigInt. */
   hash() {
     const w = this.scratch;
@@ -672,8 +776,22 @@ export class Mirror {
 const DEFAULTS = Object.freeze({
   /** Player name sent in Hello (cut to 32 bytes of UTF-8). */
   name: 'player',
-  /** Send Hello on every connection, and so control an entity; false: spectate. */
+  /** Send Hello on every connection, and so control an entity; false: send Watch and spectate. */
   join: true,
+  /**
+   * The authentication ticket sent in Hello or Watch ('' for none; the server ignores it unless it requires
+   * tickets). A string, or a function returning a string or a Promise of one, called before every connection
+   * attempt so a page can fetch a fresh short-lived ticket from its backend each time.
+   */
+  ticket: '',
+  /** After a lost connection, ask to take the same player back (Hello.resume) and keep the mirror. */
+  resume: true,
+  /**
+   * Where the session (resume token, last input seq) is kept so that a page reload resumes the same player:
+   * anything with getItem/setItem/removeItem. Default: the page's sessionStorage (per tab), none in Node.
+   * null: keep nothing.
+   */
+  storage: undefined,
   codec: arena,
   /** A Ping every this many ms while open; the Pong gives the round-trip time. */
   pingIntervalMs: 1000,
@@ -704,6 +822,55 @@ const PINGS_MAX = 16;
 /** Input send times remembered for input -> acknowledgement time. */
 const INPUT_TIMES_MAX = 256;
 
+/** The page's sessionStorage, or null where there is none (Node) or it may not be used (sandboxed frames). */
+function defaultStorage() {
+  try {
+    return globalThis.sessionStorage ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The storage key of the session with the server at `url`: the URL without a `ticket` query parameter
+ * (tickets change on every connection, the session does not).
+ */
+export function sessionKey(url) {
+  let where = String(url);
+  try {
+    const u = new URL(where);
+    u.searchParams.delete('ticket');
+    u.hash = '';
+    where = u.href;
+  } catch {
+    // not an absolute URL: use it as it is
+  }
+  return `tickcast.session ${where}`;
+}
+
+const toHex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+
+/** A stored session {token, entity, seq}, or null when there is none or it does not parse. */
+function loadSession(storage, key) {
+  let raw;
+  try {
+    raw = storage?.getItem(key);
+  } catch {
+    return null;
+  }
+  if (!raw) return null;
+  try {
+    const { token, entity, seq } = JSON.parse(raw);
+    if (!/^[0-9a-f]{32}$/.test(token) || !Number.isInteger(entity) || !Number.isInteger(seq) || seq < 0) {
+      return null;
+    }
+    const bytes = Uint8Array.from(token.match(/../g), (h) => parseInt(h, 16));
+    return { token: bytes, entity, seq: Math.min(seq, 0xffffffff) };
+  } catch {
+    return null;
+  }
+}
+
 /** Opens a client and starts connecting. See Client for options, fields and events. */
 export function connect(url, options = {}) {
   const client = new Client(url, options);
@@ -712,17 +879,26 @@ export function connect(url, options = {}) {
 }
 
 /**
- * One player's connection to a tickcast server, reconnecting by itself.
+ * One player's connection to a tickcast server, reconnecting by itself and resuming the same player.
  *
  * Fields for the app (read-only): `state` ('idle', 'connecting', 'open', 'reconnecting', 'closed'),
- * `world` (the Mirror), `entity` (own entity id once joined, else null), `connectionId`, `tickHz`,
+ * `world` (the Mirror), `entity` (own entity id while joined, else null), `connectionId`, `tickHz`,
  * `serverTick`, `lastClose` (why the last open connection ended: {code, reason, meaning, wasClean,
  * byClient, opened}), `lastFailedAttempt` (the same for a retry that never opened, else null),
  * `nextAttemptAt`, `stats`.
  *
+ * Resume: every Joined brings a token. When a connection is lost (any end but `close()`), the next one
+ * sends Hello with `resume: {token, tick of the last update applied}` and keeps the mirror; the server
+ * answers Joined.resumed true (same entity, and the next update is a Delta from that tick, or a Full) or
+ * false (a new player: the mirror is cleared and input seqs start again at 1). `stats.resumes`,
+ * `stats.resumesRefused` and `stats.lastResume` ({entity, tick, firstUpdate: {type: 'Delta', base, tick} or
+ * {type: 'Full', tick}, null until it arrives}) say how it went.
+ *
  * Events (`client.on(type, fn)` returns an unsubscribe function): 'state' {state, previous},
- * 'welcome' msg, 'joined' {entity}, 'update' change (see Mirror.apply), 'checksum' {tick, ok, error?},
- * 'rtt' {rttMs, srttMs}, 'ack' {seq, latencyMs}, 'desync' {error}, 'error' {error},
+ * 'welcome' msg, 'joined' {entity, resumed, previousEntity}, 'resumed' {entity, tick},
+ * 'resumerefused' {entity, previousEntity} (a new player: drop whatever you kept of the old one),
+ * 'update' change (see Mirror.apply), 'checksum' {tick, ok, error?}, 'rtt' {rttMs, srttMs},
+ * 'ack' {seq, latencyMs}, 'desync' {error}, 'error' {error},
  * 'close' {code, reason, meaning, wasClean, byClient, opened, reconnectInMs (null: not reconnecting)}.
  */
 export class Client {
@@ -730,6 +906,7 @@ export class Client {
     this.url = url;
     const reconnect = options.reconnect === false ? false : { ...DEFAULT_RECONNECT, ...options.reconnect };
     this.options = { ...DEFAULTS, ...options, reconnect };
+    if (this.options.storage === undefined) this.options.storage = defaultStorage();
     this.codec = this.options.codec;
     this.world = new Mirror(this.codec);
     this.state = 'idle';
@@ -755,6 +932,9 @@ export class Client {
       decodeErrors: 0,
       inputsSent: 0,
       inputsDropped: 0,
+      resumes: 0,
+      resumesRefused: 0,
+      lastResume: null,
       rttMs: null,
       srttMs: null,
       inputAckMs: null,
@@ -768,8 +948,22 @@ export class Client {
     this._lastPingAt = 0;
     this._userClosed = false;
     this._attempt = 0;
+    /** Counts connection attempts, so a ticket that arrives for an abandoned attempt is ignored. */
+    this._attemptId = 0;
     this._reconnectTimer = null;
     this._housekeeping = null;
+    /** The ticket fetched for the current attempt. */
+    this._ticket = '';
+    /** A 4004 was already retried with a fresh ticket; cleared once a connection is accepted. */
+    this._ticketRetried = false;
+    this._storageKey = sessionKey(url);
+    /** The player this client is or was: {token, entity}; null before the first Joined. */
+    this._session = null;
+    /** The resume the current connection's Hello asked for ({token, tick}), until Joined answers it. */
+    this._resumeAsked = null;
+    /** Joined.resumed was true and the update that follows has not arrived yet. */
+    this._awaitingResumedUpdate = false;
+    /** The last input seq sent; it carries on across resumes (the server ignores seqs it has passed). */
     this._seq = 0;
     this._ackedSeq = 0;
     this._nonce = 0;
@@ -777,6 +971,13 @@ export class Client {
     this._inputTimes = new Map();
     this._rates = { at: 0, updates: 0, bytes: 0 };
     this._out = new Writer(64);
+    if (this.options.join && this.options.resume) {
+      const stored = loadSession(this.options.storage, this._storageKey);
+      if (stored) {
+        this._session = { token: stored.token, entity: stored.entity };
+        this._seq = stored.seq;
+      }
+    }
   }
 
   // -- events
@@ -825,11 +1026,16 @@ export class Client {
     this._open();
   }
 
-  /** Closes for good: no reconnect. */
+  /**
+   * Closes for good: no reconnect. With 1000 (the default) the server removes the player at once, so the
+   * stored session is forgotten too; another code leaves the player to its grace period.
+   */
   close(code = CloseCode.NORMAL, reason = 'client closed') {
     this._userClosed = true;
+    this._attemptId += 1;
     clearTimeout(this._reconnectTimer);
     this._reconnectTimer = null;
+    if (code === CloseCode.NORMAL) this._forgetSession();
     const ws = this._ws;
     if (ws) {
       this._detach(ws);
@@ -849,10 +1055,37 @@ export class Client {
     return this.entity === null ? undefined : this.world.entities.get(this.entity);
   }
 
+  /** Gets this attempt's ticket (maybe asynchronously), then opens the socket. */
   _open() {
     this._reconnectTimer = null;
     this.nextAttemptAt = null;
     this._setState('connecting');
+    const attempt = ++this._attemptId;
+    const source = this.options.ticket;
+    let ticket;
+    try {
+      ticket = typeof source === 'function' ? source() : source;
+    } catch (error) {
+      return this._ticketFailed(error);
+    }
+    if (typeof ticket?.then !== 'function') return this._connect(ticket);
+    ticket.then(
+      (value) => attempt === this._attemptId && this._connect(value),
+      (error) => attempt === this._attemptId && this._ticketFailed(error),
+    );
+  }
+
+  _connect(ticket) {
+    if (ticket === undefined || ticket === null) ticket = '';
+    if (typeof ticket !== 'string') {
+      return this._ticketFailed(new TypeError(`a ticket must be a string, got ${typeof ticket}`));
+    }
+    try {
+      checkStrBytes(ticket, TICKET_BYTES_MAX, 'ticket', RangeError);
+    } catch (error) {
+      return this._ticketFailed(error);
+    }
+    this._ticket = ticket;
     let ws;
     try {
       ws = new this.options.WebSocket(this.url);
@@ -874,20 +1107,32 @@ export class Client {
     this._ws = ws;
   }
 
+  /** The ticket function threw, rejected or gave something unusable: a failed attempt, retried with backoff. */
+  _ticketFailed(error) {
+    this._emit('error', { error });
+    const reason = String(error?.message ?? error).slice(0, 120);
+    this._closed({ code: 0, reason, wasClean: false, byClient: true, meaning: 'could not get a ticket' });
+  }
+
   _onOpen() {
     const now = this.options.now();
     this._openedAt = now;
     this._lastHeardAt = now;
     this._lastPingAt = 0;
-    this._seq = 0;
-    this._ackedSeq = 0;
     this._pings.clear();
     this._inputTimes.clear();
     this.stats.connects += 1;
     this.lastFailedAttempt = null;
     this._setState('open');
+    const ticket = this._ticket;
     if (this.options.join) {
-      this._send({ type: 'Hello', protocol: PROTOCOL_VERSION, name: fitName(this.options.name) });
+      // With no mirror (a page reload, a desync) there is no tick to resume from: 0 asks for everything.
+      const resume =
+        this.options.resume && this._session ? { token: this._session.token, tick: this.world.tick ?? 0 } : null;
+      this._resumeAsked = resume;
+      this._send({ type: 'Hello', protocol: PROTOCOL_VERSION, name: fitName(this.options.name), ticket, resume });
+    } else {
+      this._send({ type: 'Watch', protocol: PROTOCOL_VERSION, ticket });
     }
     this.ping();
   }
@@ -911,19 +1156,26 @@ export class Client {
     this._closed({ code, reason, wasClean: false, byClient: true });
   }
 
-  _closed({ code, reason, wasClean, byClient }) {
+  _closed({ code, reason, wasClean, byClient, meaning = describeClose(code) }) {
     const now = this.options.now();
     const opened = this._openedAt !== null;
     const lasted = opened ? now - this._openedAt : 0;
     this._openedAt = null;
     this.entity = null;
-    const close = { code, reason, meaning: describeClose(code), wasClean, byClient, opened };
+    this._resumeAsked = null;
+    this._awaitingResumedUpdate = false;
+    const close = { code, reason, meaning, wasClean, byClient, opened };
     // A retry that never opened must not hide why the session ended (1001 stays visible while the
     // server restarts); it is kept apart.
     if (opened || this.lastClose === null) this.lastClose = close;
     this.lastFailedAttempt = opened ? null : close;
     const rc = this.options.reconnect;
-    const retry = !this._userClosed && rc && !FATAL_CLOSE_CODES.has(code);
+    let retry = !this._userClosed && rc && !FATAL_CLOSE_CODES.has(code);
+    if (code === CloseCode.UNAUTHORIZED) {
+      // The same ticket would be refused again; a ticket function may fetch a good one, once.
+      retry = retry && typeof this.options.ticket === 'function' && !this._ticketRetried;
+      this._ticketRetried = true;
+    }
     let delay = null;
     if (retry) {
       if (lasted >= rc.stableAfterMs) this._attempt = 0;
@@ -968,6 +1220,29 @@ export class Client {
     }
   }
 
+  // -- the stored session
+
+  /** Keeps {token, entity, last seq} where a reload of the page finds it. Storage errors are not fatal. */
+  _storeSession() {
+    const storage = this.options.storage;
+    if (!storage || !this._session || !this.options.resume) return;
+    const { token, entity } = this._session;
+    try {
+      storage.setItem(this._storageKey, JSON.stringify({ token: toHex(token), entity, seq: this._seq }));
+    } catch {
+      // full or forbidden: resuming after a reload will not work, resuming after a drop still does
+    }
+  }
+
+  _forgetSession() {
+    this._session = null;
+    try {
+      this.options.storage?.removeItem(this._storageKey);
+    } catch {
+      // as above
+    }
+  }
+
   // -- sending
 
   _send(msg) {
@@ -990,9 +1265,10 @@ export class Client {
   }
 
   /**
-   * Sends the player's input; returns its seq (1, 2, ... per connection), or 0 when it was not sent (not
-   * joined yet, not open, or the socket is backed up). The server echoes the last seq it applied in the
-   * own entity's state, which is how prediction knows which inputs are still in flight.
+   * Sends the player's input; returns its seq, or 0 when it was not sent (not joined yet, not open, or the
+   * socket is backed up). Seqs start at 1 for a new player and carry on across resumes, page reloads
+   * included. The server echoes the last seq it applied in the own entity's state, which is how
+   * prediction knows which inputs are still in flight.
    */
   sendInput(input) {
     const ws = this._ws;
@@ -1004,13 +1280,14 @@ export class Client {
     const seq = this._seq + 1;
     this._send({ type: 'Input', seq, input });
     this._seq = seq;
+    this._storeSession();
     this.stats.inputsSent += 1;
     this._inputTimes.set(seq, this.options.now());
     if (this._inputTimes.size > INPUT_TIMES_MAX) this._inputTimes.delete(this._inputTimes.keys().next().value);
     return seq;
   }
 
-  /** The seq of the last input sent on this connection (0: none yet). */
+  /** The seq of the last input sent by this player (0: none yet). */
   get lastInputSeq() {
     return this._seq;
   }
@@ -1040,8 +1317,7 @@ export class Client {
       case 'Welcome':
         return this._onWelcome(msg);
       case 'Joined':
-        this.entity = msg.entity;
-        return this._emit('joined', { entity: msg.entity });
+        return this._onJoined(msg);
       case 'Full':
       case 'Delta':
         return this._onUpdate(msg, now);
@@ -1066,6 +1342,32 @@ export class Client {
     this._emit('welcome', msg);
   }
 
+  /** The answer to Hello: the same player taken back (keep the mirror), or a new one (start over). */
+  _onJoined(msg) {
+    const asked = this._resumeAsked;
+    this._resumeAsked = null;
+    const previousEntity = this._session?.entity ?? null;
+    this._ticketRetried = false;
+    this.entity = msg.entity;
+    this._session = { token: msg.resumeToken, entity: msg.entity };
+    if (msg.resumed) {
+      this.stats.resumes += 1;
+      this.stats.lastResume = { entity: msg.entity, tick: asked?.tick ?? null, firstUpdate: null };
+      this._awaitingResumedUpdate = true;
+    } else {
+      if (asked) this.stats.resumesRefused += 1;
+      // A new player: nothing of the old one applies. A Full follows.
+      if (previousEntity !== null) this.world.clear();
+      this._seq = 0;
+      this._ackedSeq = 0;
+      this._inputTimes.clear();
+    }
+    this._storeSession();
+    this._emit('joined', { entity: msg.entity, resumed: msg.resumed, previousEntity });
+    if (msg.resumed) this._emit('resumed', { entity: msg.entity, tick: asked?.tick ?? null });
+    else if (asked) this._emit('resumerefused', { entity: msg.entity, previousEntity });
+  }
+
   _onUpdate(msg, now) {
     let change;
     try {
@@ -1077,7 +1379,20 @@ export class Client {
     if (change.full) this.stats.fulls += 1;
     if (change.coalesced) this.stats.coalesced += 1;
     this.serverTick = change.tick;
+    this._ticketRetried = false;
+    if (this._awaitingResumedUpdate) {
+      this._awaitingResumedUpdate = false;
+      this.stats.lastResume.firstUpdate = change.full
+        ? { type: 'Full', tick: change.tick }
+        : { type: 'Delta', base: change.base, tick: change.tick };
+    }
     const own = this.own;
+    if (own && own.seq > this._seq) {
+      // The server applied inputs this client no longer counts (a reload with a stale stored seq): carry
+      // on above them, or the next ones would be ignored.
+      this._seq = own.seq;
+      this._storeSession();
+    }
     if (own && own.seq > this._ackedSeq && own.seq <= this._seq) {
       this._ackedSeq = own.seq;
       const sentAt = this._inputTimes.get(own.seq);
@@ -1102,9 +1417,13 @@ export class Client {
     this._emit('checksum', { tick: msg.tick, ok: true });
   }
 
-  /** The mirror cannot follow; the protocol has no resync request, so a new connection brings a Full. */
+  /**
+   * The mirror cannot follow. The protocol has no resync request, so the mirror is dropped and a new
+   * connection resumes the player from tick 0, which brings the whole world again.
+   */
   _desync(error) {
     this.stats.mirrorErrors += 1;
+    this.world.clear();
     this._emit('desync', { error });
     this._abort(CloseCode.DESYNC, error.message.slice(0, 120));
   }

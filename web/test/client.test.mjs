@@ -79,14 +79,15 @@ function nthSocket(n) {
   );
 }
 
-const welcome = { type: 'Welcome', protocol: 1, tickHz: 20, tick: 99, connectionId: 7 };
+const welcome = { type: 'Welcome', protocol: 2, tickHz: 20, tick: 99, connectionId: 7 };
+const TOKEN = Uint8Array.from({ length: 16 }, (_, i) => 0xa0 + i);
+const joined = (entity = 3, resumed = false, resumeToken = TOKEN) => ({ type: 'Joined', entity, resumeToken, resumed });
 
 /** Open, welcomed, joined as entity 3, holding tick 100 with entities 1 and 3. */
-function live(h) {
-  const ws = h.socket();
+function live(h, ws = h.socket()) {
   ws.open();
   ws.receive(welcome);
-  ws.receive({ type: 'Joined', entity: 3 });
+  ws.receive(joined());
   ws.receive({
     type: 'Full',
     tick: 100,
@@ -104,7 +105,7 @@ test('on open it says Hello and pings; a Pong gives the RTT', () => {
   assert.equal(h.client.state, 'connecting');
   ws.open();
   assert.equal(h.client.state, 'open');
-  assert.deepEqual(ws.sent[0], { type: 'Hello', protocol: 1, name: 'ann' });
+  assert.deepEqual(ws.sent[0], { type: 'Hello', protocol: 2, name: 'ann', ticket: '', resume: null });
   assert.equal(ws.sent[1].type, 'Ping');
   h.clock.ms += 12.5;
   ws.receive({ type: 'Pong', nonce: ws.sent[1].nonce, tick: 99 });
@@ -121,7 +122,7 @@ test('it mirrors updates, verifies checksums, sends inputs after Joined and time
   ws.open();
   ws.receive(welcome);
   assert.equal(h.client.sendInput({ dx: 1, dy: 0 }), 0, 'no input before Joined (the server would close 1008)');
-  ws.receive({ type: 'Joined', entity: 3 });
+  ws.receive(joined());
   const changes = [];
   h.client.on('update', (c) => changes.push(c));
   ws.receive({ type: 'Full', tick: 100, entities: [[1, { x: 10, y: 10, seq: 0 }], [3, { x: 400, y: 400, seq: 0 }]] });
@@ -159,8 +160,12 @@ test('a wrong checksum is counted, surfaced, and resynced by reconnecting', asyn
   assert.equal(ws.closedWith.code, 4900);
   assert.equal(h.closes[0].byClient, true);
   assert.equal(h.client.state, 'reconnecting');
+  assert.equal(h.client.world.tick, null, 'the mirror that failed is dropped');
   const next = await nthSocket(2);
   next.open();
+  // The same player is asked back, from tick 0: the whole world again.
+  assert.deepEqual(next.sent[0].resume, { token: TOKEN, tick: 0 });
+  next.receive(joined(3, true));
   next.receive({ type: 'Full', tick: 200, entities: [] });
   assert.equal(h.client.world.tick, 200);
   assert.equal(h.client.stats.connects, 2);
@@ -222,7 +227,7 @@ test('jitter spreads delays between (1 - jitter) and 1 times the backoff', () =>
 });
 
 test('closes that retrying cannot fix end the client, with the reason', () => {
-  for (const code of [1002, 1003, 1007, 1008, 1009, 4000]) {
+  for (const code of [1002, 1003, 1007, 1008, 1009, 4000, 4004, 4005]) {
     const h = harness();
     live(h).drop(code, 'why', true);
     assert.equal(h.client.state, 'closed', `code ${code}`);
@@ -258,5 +263,221 @@ test('inputs are dropped, not queued, while the socket is backed up; names are c
   assert.equal(h.client.stats.inputsDropped, 1);
   ws.bufferedAmount = 0;
   assert.equal(h.client.sendInput({ dx: 1, dy: 0 }), 1);
+  h.client.close();
+});
+
+/** Storage with the sessionStorage methods the Client uses. */
+class MemoryStorage {
+  constructor() {
+    this.map = new Map();
+  }
+  getItem(k) {
+    return this.map.has(k) ? this.map.get(k) : null;
+  }
+  setItem(k, v) {
+    this.map.set(k, String(v));
+  }
+  removeItem(k) {
+    this.map.delete(k);
+  }
+}
+
+test('join: false sends Watch with the ticket; a spectator never sends Hello or resumes', async () => {
+  const h = harness({ join: false, ticket: 'v1.bob.1.sig' });
+  const ws = h.socket();
+  ws.open();
+  assert.deepEqual(ws.sent[0], { type: 'Watch', protocol: 2, ticket: 'v1.bob.1.sig' });
+  assert.ok(ws.sent.every((m) => m.type !== 'Hello'));
+  ws.receive(welcome);
+  ws.receive({ type: 'Full', tick: 100, entities: [[1, { x: 1, y: 1, seq: 0 }]] });
+  assert.equal(h.client.sendInput({ dx: 1, dy: 0 }), 0, 'a spectator has no entity');
+  ws.drop();
+  const next = await nthSocket(2);
+  next.open();
+  assert.deepEqual(next.sent[0], { type: 'Watch', protocol: 2, ticket: 'v1.bob.1.sig' });
+  h.client.close();
+});
+
+test('a ticket function is called before every attempt, and may answer with a Promise', async () => {
+  let calls = 0;
+  const h = harness({ ticket: () => (++calls === 1 ? `t${calls}` : Promise.resolve(`t${calls}`)) });
+  assert.equal(calls, 1);
+  live(h);
+  assert.equal(h.socket().sent[0].ticket, 't1');
+  h.socket().drop();
+  const next = await nthSocket(2);
+  assert.equal(calls, 2);
+  next.open();
+  assert.equal(next.sent[0].ticket, 't2');
+  h.client.close();
+});
+
+test('a ticket function that fails is a failed attempt, retried with backoff', async () => {
+  let calls = 0;
+  const errors = [];
+  const h = harness({
+    ticket: () => {
+      calls += 1;
+      if (calls === 1) throw new Error('backend down');
+      if (calls === 2) return Promise.reject(new Error('still down'));
+      return 'ok';
+    },
+  });
+  h.client.on('error', (e) => errors.push(e.error.message));
+  assert.equal(FakeSocket.all.length, 0, 'no socket without a ticket');
+  assert.equal(h.closes[0].reason, 'backend down');
+  assert.equal(h.client.lastFailedAttempt.meaning, 'could not get a ticket');
+  assert.equal(h.client.state, 'reconnecting');
+  const ws = await nthSocket(1);
+  ws.open();
+  assert.equal(ws.sent[0].ticket, 'ok');
+  assert.deepEqual(errors, ['still down']);
+  assert.deepEqual(h.closes.map((c) => c.reconnectInMs), [8, 15]);
+  h.client.close();
+});
+
+test('4004: no retry with a fixed ticket; with a ticket function, one retry with a fresh ticket', async () => {
+  const fixed = harness({ ticket: 'expired' });
+  live(fixed).drop(4004, 'ticket expired', true);
+  assert.equal(fixed.client.state, 'closed');
+  assert.equal(fixed.client.lastClose.meaning, 'a valid ticket is required');
+
+  let calls = 0;
+  const h = harness({ ticket: () => `fresh-${++calls}` });
+  live(h).drop(4004, 'ticket expired', true);
+  assert.equal(h.client.state, 'reconnecting');
+  let ws = await nthSocket(2);
+  ws.open();
+  assert.equal(ws.sent[0].ticket, 'fresh-2');
+  ws.drop(4004, 'invalid ticket signature', true);
+  assert.equal(h.client.state, 'closed', 'a second 4004 in a row ends the client');
+
+  // Once a connection is accepted, a later 4004 gets its one retry again.
+  const again = harness({ ticket: () => 'x' });
+  live(again).drop(4004, 'ticket expired', true);
+  ws = await nthSocket(2);
+  live(again, ws);
+  ws.drop(4004, 'ticket expired', true);
+  assert.equal(again.client.state, 'reconnecting');
+  again.client.close();
+});
+
+test('a lost connection resumes the same player: Hello.resume, the kept mirror takes the Delta, seqs go on', async () => {
+  const h = harness();
+  const ws = live(h);
+  const events = [];
+  for (const type of ['joined', 'resumed', 'resumerefused']) h.client.on(type, (e) => events.push([type, e]));
+  assert.equal(h.client.sendInput({ dx: 1, dy: 0 }), 1);
+  assert.equal(h.client.sendInput({ dx: 1, dy: 0 }), 2);
+  ws.receive({ type: 'Delta', base: 100, tick: 101, despawned: [], set: [], changed: [[3, { dx: 10, dy: 0, dseq: 1 }]] });
+  ws.drop(); // 1006: no close frame
+  assert.equal(h.client.entity, null, 'not playing while disconnected');
+  assert.equal(h.client.world.tick, 101, 'the mirror is kept');
+
+  const next = await nthSocket(2);
+  next.open();
+  assert.deepEqual(next.sent[0], { type: 'Hello', protocol: 2, name: 'ann', ticket: '', resume: { token: TOKEN, tick: 101 } });
+  next.receive(welcome);
+  next.receive(joined(3, true));
+  assert.equal(h.client.entity, 3);
+  assert.deepEqual(events, [
+    ['joined', { entity: 3, resumed: true, previousEntity: 3 }],
+    ['resumed', { entity: 3, tick: 101 }],
+  ]);
+  assert.deepEqual(h.client.stats.lastResume, { entity: 3, tick: 101, firstUpdate: null });
+  next.receive({ type: 'Delta', base: 101, tick: 140, despawned: [1], set: [], changed: [[3, { dx: 0, dy: 5, dseq: 1 }]] });
+  assert.deepEqual(h.client.own, { x: 410, y: 405, seq: 2 });
+  assert.deepEqual(h.client.stats.lastResume.firstUpdate, { type: 'Delta', base: 101, tick: 140 });
+  next.receive({ type: 'Checksum', tick: 140, hash: h.client.world.hash() });
+  assert.equal(h.client.stats.checksumFailures, 0);
+  assert.equal(h.client.sendInput({ dx: 0, dy: 1 }), 3, 'input seqs carry on');
+  assert.equal(h.client.stats.resumes, 1);
+  assert.equal(h.client.stats.resumesRefused, 0);
+  h.client.close();
+});
+
+test('a refused resume is a new player: mirror cleared, seqs from 1, an event says so', async () => {
+  const h = harness();
+  const ws = live(h);
+  h.client.sendInput({ dx: 1, dy: 0 });
+  const refused = [];
+  h.client.on('resumerefused', (e) => refused.push(e));
+  ws.drop(1001, 'server shutting down', true);
+  const next = await nthSocket(2);
+  next.open();
+  assert.deepEqual(next.sent[0].resume, { token: TOKEN, tick: 100 });
+  next.receive(welcome);
+  const token2 = new Uint8Array(16).fill(7);
+  next.receive(joined(9, false, token2));
+  assert.deepEqual(refused, [{ entity: 9, previousEntity: 3 }]);
+  assert.equal(h.client.world.tick, null);
+  assert.equal(h.client.world.entities.size, 0);
+  assert.equal(h.client.stats.resumesRefused, 1);
+  assert.equal(h.client.stats.resumes, 0);
+  next.receive({ type: 'Full', tick: 300, entities: [[9, { x: 0, y: 0, seq: 0 }]] });
+  assert.equal(h.client.sendInput({ dx: 1, dy: 0 }), 1, 'a new player numbers from 1');
+  next.drop();
+  const third = await nthSocket(3);
+  third.open();
+  assert.deepEqual(third.sent[0].resume, { token: token2, tick: 300 }, 'the new token is the one resumed');
+  h.client.close();
+});
+
+test('4005 (taken over by another connection) ends the client without a reconnect', () => {
+  const h = harness();
+  live(h).drop(4005, 'player resumed on another connection', true);
+  assert.equal(h.client.state, 'closed');
+  assert.equal(h.closes[0].reconnectInMs, null);
+  assert.equal(h.client.lastClose.meaning, 'this player was taken over by another connection');
+});
+
+test('the session is stored: a new Client on the same storage (a page reload) resumes from tick 0 and seqs go on', async () => {
+  const storage = new MemoryStorage();
+  const h = harness({ storage });
+  const ws = live(h);
+  h.client.sendInput({ dx: 1, dy: 0 });
+  h.client.sendInput({ dx: 1, dy: 0 });
+  const key = 'tickcast.session ws://test/ws';
+  assert.deepEqual(JSON.parse(storage.getItem(key)), { token: 'a0a1a2a3a4a5a6a7a8a9aaabacadaeaf', entity: 3, seq: 2 });
+  ws.drop(1001, 'going away', true); // the page unloads
+  h.client.close(4999, 'page gone'); // (stops its reconnect timer; not 1000, so the session stays stored)
+
+  const reloaded = harness({ storage });
+  const ws2 = reloaded.socket();
+  ws2.open();
+  assert.deepEqual(ws2.sent[0].resume, { token: TOKEN, tick: 0 }, 'no mirror: resume from tick 0');
+  ws2.receive(welcome);
+  ws2.receive(joined(3, true));
+  ws2.receive({ type: 'Full', tick: 150, entities: [[3, { x: 500, y: 400, seq: 2 }]] });
+  assert.deepEqual(reloaded.client.stats.lastResume, { entity: 3, tick: 0, firstUpdate: { type: 'Full', tick: 150 } });
+  assert.equal(reloaded.client.sendInput({ dx: 1, dy: 0 }), 3);
+
+  // The ticket in the URL is not part of the key; a stored seq behind the server's is caught up.
+  storage.setItem(key, JSON.stringify({ token: 'a0a1a2a3a4a5a6a7a8a9aaabacadaeaf', entity: 3, seq: 1 }));
+  FakeSocket.all = [];
+  const c = new Client('ws://test/ws?ticket=abc', { WebSocket: FakeSocket, storage, reconnect: false });
+  c.start();
+  live(c, FakeSocket.all[0]);
+  FakeSocket.all[0].receive({ type: 'Delta', base: 100, tick: 101, despawned: [], set: [], changed: [[3, { dx: 0, dy: 0, dseq: 5 }]] });
+  assert.equal(c.sendInput({ dx: 1, dy: 0 }), 6, 'above the seq the server applied (5)');
+
+  // close() says goodbye (1000): the server drops the player, so the stored session goes too.
+  reloaded.client.close();
+  c.close();
+  assert.deepEqual(ws2.closedWith, { code: 1000, reason: 'client closed' });
+  assert.equal(storage.getItem(key), null);
+  storage.setItem(key, 'not json');
+  const fresh = harness({ storage });
+  fresh.socket().open();
+  assert.equal(fresh.socket().sent[0].resume, null, 'an unreadable stored session is ignored');
+  fresh.client.close();
+});
+
+test('resume: false never sends a resume and starts over on every connection', async () => {
+  const h = harness({ resume: false, storage: new MemoryStorage() });
+  live(h).drop();
+  const next = await nthSocket(2);
+  next.open();
+  assert.equal(next.sent[0].resume, null);
   h.client.close();
 });

@@ -21,7 +21,7 @@ const PROTOCOL_MD = here('../../docs/PROTOCOL.md');
 const EXTRA_MD = here('./vectors.md');
 
 const SERVER_VARIANTS = new Set(['Welcome', 'Joined', 'Full', 'Delta', 'Checksum', 'Pong']);
-const CLIENT_VARIANTS = new Set(['Hello', 'Input', 'Ping']);
+const CLIENT_VARIANTS = new Set(['Hello', 'Input', 'Ping', 'Watch']);
 
 /** The ```vector blocks of a markdown file: {name, message (or undefined), bytes, line}. */
 function parseVectors(markdown) {
@@ -43,7 +43,8 @@ function parseVectors(markdown) {
 }
 
 // ---- Rust Debug text -> a plain value ------------------------------------------------------------------
-// Structs become {$name, ...fields}, tuples and lists arrays, integers BigInts, strings strings.
+// Structs become {$name, ...fields}, tuples and lists arrays, integers BigInts, strings strings, `true` and
+// `false` booleans, `None` null and `Some(x)` x.
 
 function parseDebug(text) {
   let i = 0;
@@ -106,8 +107,15 @@ function parseDebug(text) {
       i++;
       return fields;
     }
-    if (text[i] === '(' && name) return i++, { $name: name, $tuple: list(')') };
+    if (text[i] === '(' && name) {
+      i++;
+      const items = list(')');
+      if (name === 'Some') return assert.equal(items.length, 1), items[0];
+      return { $name: name, $tuple: items };
+    }
     assert.ok(name, `cannot parse at ${i}: ${text}`);
+    if (name === 'None') return null;
+    if (name === 'true' || name === 'false') return name === 'true';
     return { $name: name };
   };
   const v = value();
@@ -119,7 +127,7 @@ function parseDebug(text) {
 /** A decoded SDK message as the same plain shape: snake_case fields, BigInt integers, no struct names. */
 function plain(v) {
   if (typeof v === 'number' || typeof v === 'bigint') return BigInt(v);
-  if (Array.isArray(v)) return v.map(plain);
+  if (Array.isArray(v) || v instanceof Uint8Array) return Array.from(v, plain);
   if (v && typeof v === 'object') {
     const out = {};
     for (const [k, x] of Object.entries(v)) {
@@ -210,9 +218,11 @@ function checkBytes(vector) {
 }
 
 // What docs/PROTOCOL.md's vectors mean, from the text beside each block (its blocks carry name and hex).
+const TOKEN = Uint8Array.from({ length: 16 }, (_, i) => i);
 const PROTOCOL_EXPECTED = {
-  welcome: { kind: 'server', msg: { type: 'Welcome', protocol: 1, tickHz: 20, tick: 300, connectionId: 7 } },
-  joined: { kind: 'server', msg: { type: 'Joined', entity: 3 } },
+  welcome: { kind: 'server', msg: { type: 'Welcome', protocol: 2, tickHz: 20, tick: 300, connectionId: 7 } },
+  joined: { kind: 'server', msg: { type: 'Joined', entity: 3, resumeToken: TOKEN, resumed: false } },
+  'joined-resumed': { kind: 'server', msg: { type: 'Joined', entity: 3, resumeToken: TOKEN, resumed: true } },
   full: {
     kind: 'server',
     msg: {
@@ -240,7 +250,12 @@ const PROTOCOL_EXPECTED = {
   },
   checksum: { kind: 'server', msg: { type: 'Checksum', tick: 300, hash: 0x8351febdc124346cn } },
   pong: { kind: 'server', msg: { type: 'Pong', nonce: 99, tick: 301 } },
-  hello: { kind: 'client', msg: { type: 'Hello', protocol: 1, name: 'ann' } },
+  hello: { kind: 'client', msg: { type: 'Hello', protocol: 2, name: 'ann', ticket: '', resume: null } },
+  'hello-resume': {
+    kind: 'client',
+    msg: { type: 'Hello', protocol: 2, name: 'ann', ticket: '', resume: { token: TOKEN, tick: 300 } },
+  },
+  watch: { kind: 'client', msg: { type: 'Watch', protocol: 2, ticket: 't.k' } },
   input: { kind: 'client', msg: { type: 'Input', seq: 1, input: { dx: 1, dy: -1 } } },
   ping: { kind: 'client', msg: { type: 'Ping', nonce: 1000 } },
   'world-hash': { kind: 'hash' },
@@ -248,7 +263,7 @@ const PROTOCOL_EXPECTED = {
 
 test('docs/PROTOCOL.md vectors decode to what the document says and re-encode to the same bytes', () => {
   const vectors = parseVectors(readFileSync(PROTOCOL_MD, 'utf8'));
-  assert.ok(vectors.length >= 9, `expected the protocol's vectors, found ${vectors.length}`);
+  assert.ok(vectors.length >= 13, `expected the protocol's vectors, found ${vectors.length}`);
   const byName = new Map();
   for (const vector of vectors) {
     const known = PROTOCOL_EXPECTED[vector.name];
@@ -288,7 +303,7 @@ test('docs/PROTOCOL.md: the full world hashes to its checksum and world-hash vec
 
 test('web/test/vectors.md (from the Rust codec) decode to their Rust Debug text and re-encode', () => {
   const vectors = parseVectors(readFileSync(EXTRA_MD, 'utf8'));
-  assert.ok(vectors.length >= 15);
+  assert.ok(vectors.length >= 24);
   for (const vector of vectors) {
     assert.ok(vector.message, `${vector.name} has no message`);
     const msg = checkBytes(vector);
@@ -304,6 +319,12 @@ test('web/test/vectors.md: checksum-of-full is the hash of the full vector, empt
   assert.equal(new Mirror().hash(), 0xcbf29ce484222325n);
   // u64 values past 2^53 - 1 come back as BigInts, never rounded.
   assert.equal(decodeServerMsg(vectors.get('pong-u64').bytes).nonce, 0xffffffffffffffffn);
+  assert.equal(decodeClientMsg(vectors.get('hello-resume-u64').bytes).resume.tick, 9007199254740993n);
+  // Tokens are Uint8Arrays of 16 bytes, copies that do not hold on to the message's buffer.
+  const { resumeToken } = decodeServerMsg(vectors.get('joined').bytes);
+  assert.ok(resumeToken instanceof Uint8Array && resumeToken.length === 16);
+  assert.equal(resumeToken.byteOffset, 0);
+  assert.equal(resumeToken.buffer.byteLength, 16);
 });
 
 test('malformed server messages are refused with the reason', () => {
@@ -316,7 +337,29 @@ test('malformed server messages are refused with the reason', () => {
   bad([2, 1, 200, 0], /cannot fit/); // 200 entities claimed in 1 byte
   bad([2, 1, 0xfd, 0, 0, 0, 0, 0, 0, 0, 1], /cannot fit/);
   bad([1], /1 byte\(s\) too early/);
-  assert.throws(() => decodeClientMsg(Uint8Array.from([0, 1, 2, 0xc3, 0x28])), /not valid UTF-8/);
+  const token = Array.from({ length: 16 }, (_, i) => i);
+  bad([1, 3, ...token, 2], /invalid bool value 2/); // Joined.resumed is 00 or 01
+  bad([1, 3, ...token.slice(0, 15)], /too early/); // a token is 16 bytes, no length prefix
+  assert.throws(() => decodeClientMsg(Uint8Array.from([0, 2, 2, 0xc3, 0x28, 0, 0])), /not valid UTF-8/);
+});
+
+test('malformed client messages are refused with the reason: Option bytes, lengths, limits', () => {
+  const bad = (bytes, pattern) => assert.throws(() => decodeClientMsg(Uint8Array.from(bytes)), pattern);
+  const ann = [0, 2, 3, 0x61, 0x6e, 0x6e, 0];
+  for (const b of [2, 3, 0xff]) bad([...ann, b], new RegExp(`invalid Option tag ${b}`)); // only 00 and 01
+  bad([...ann, 1, 0, 1, 2], /too early/); // Some, then a token cut short
+  bad([0, 2, 3, 0x61, 0x6e, 0x6e], /too early/); // a v1 Hello: no ticket, no resume
+  bad([3, 2], /too early/); // Watch without its ticket
+  bad([4, 2, 0], /unknown message or enum tag 4/);
+  bad([0, 2, 33, ...new Array(33).fill(0x61), 0, 0], /name is 33 bytes, the limit is 32/);
+  bad([3, 2, 0xfb, 1, 1, ...new Array(257).fill(0x78)], /ticket is 257 bytes, the limit is 256/);
+
+  const hello = (fields) => encodeClientMsg({ type: 'Hello', protocol: 2, name: 'ann', ...fields });
+  assert.deepEqual(Array.from(hello({})), [...ann, 0], 'ticket and resume may be left out');
+  assert.throws(() => hello({ ticket: 'x'.repeat(257) }), { name: 'RangeError', message: /257 bytes/ });
+  assert.throws(() => hello({ resume: { token: new Uint8Array(15), tick: 1 } }), /16 bytes, got 15/);
+  assert.throws(() => hello({ name: 'x'.repeat(33) }), /name is 33 bytes/);
+  assert.throws(() => encodeServerMsg({ type: 'Joined', entity: 1, resumeToken: new Uint8Array(16), resumed: 1 }), /bool/);
 });
 
 test('a delta from a baseline the mirror does not hold, and a diff for an unknown id, are mirror errors', () => {
