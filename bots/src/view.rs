@@ -150,6 +150,9 @@ pub struct View {
     asked: Option<u64>,
     /// The tick an honoured resume starts from, until the first update after it.
     resumed_from: Option<u64>,
+    /// The input seq the kept mirror showed for the player when the resume was honoured: the server must
+    /// not go back on it.
+    resumed_seq: Option<u32>,
 }
 
 impl View {
@@ -177,6 +180,7 @@ impl View {
         self.welcomed = false;
         self.asked = None;
         self.resumed_from = None;
+        self.resumed_seq = None;
     }
 
     /// What to put in `Hello.resume`: the token and the tick the mirror holds ([`RESUME_TICK_NONE`] when
@@ -318,6 +322,7 @@ impl View {
                 ));
             }
             self.resumed_from = asked;
+            self.resumed_seq = self.mirror.get(entity).map(|e| e.seq);
         } else {
             self.mirror = Mirror::default();
             self.entity = Some(entity);
@@ -336,6 +341,28 @@ impl View {
             .entity
             .and_then(|id| self.mirror.get(id))
             .map(|e| e.seq);
+        if matches!(
+            kind,
+            UpdateKind::ResumeDelta { .. } | UpdateKind::ResumeFull { .. }
+        ) {
+            // The resumed player is the same one: its entity is still there, its seq has not gone back.
+            let before = self.resumed_seq.take();
+            match own_seq {
+                None => {
+                    return Err(ViewError::OutOfOrder(format!(
+                        "the resumed player's entity {:?} is not in the world at tick {tick}",
+                        self.entity
+                    )))
+                }
+                Some(now) if before.is_some_and(|before| now < before) => {
+                    return Err(ViewError::OutOfOrder(format!(
+                        "the resumed player's input seq went back from {} to {now}",
+                        before.unwrap_or_default()
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
         Ok(Seen::Update {
             tick,
             kind,

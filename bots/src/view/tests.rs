@@ -527,4 +527,30 @@ fn a_resume_the_server_gets_wrong_is_an_error() {
             "resumed from tick 12, then a Delta from tick 13".into()
         ))
     );
+    // A resumed player whose seq went back (the server forgot the inputs it applied), or whose entity is
+    // gone.
+    let mut server = start();
+    let mut view = player_at_12(&mut server);
+    view.resume_request().unwrap();
+    view.receive(&Reference::welcome(13)).unwrap();
+    view.receive(&joined(1, TOKEN, true)).unwrap();
+    server.step(13, |w| w.get_mut(&1).unwrap().seq = 0);
+    assert_eq!(
+        view.receive(&server.delta(12, 13)),
+        Err(ViewError::OutOfOrder(
+            "the resumed player's input seq went back from 12 to 0".into()
+        ))
+    );
+    let mut server = start();
+    let mut view = player_at_12(&mut server);
+    view.resume_request().unwrap();
+    view.receive(&Reference::welcome(13)).unwrap();
+    view.receive(&joined(1, TOKEN, true)).unwrap();
+    server.step(13, |w| {
+        w.remove(&1);
+    });
+    assert!(matches!(
+        view.receive(&server.full(13)),
+        Err(ViewError::OutOfOrder(_))
+    ));
 }
