@@ -7,6 +7,10 @@
 //   Interpolator the other entities drawn a little in the past, between two ticks they really had
 //   the render loop and the net panel
 //
+// Across a lost connection the SDK resumes the same player and keeps its mirror; the prediction starts
+// over from the server's state at the first update after the resume (see Game). A page reload resumes too:
+// the SDK keeps the session in sessionStorage.
+//
 // For tests and the curious, `window.tickcast` holds {client, game}.
 //
 // Units: positions are in quarter units as replicated (0..8000 for a 2000-unit world).
@@ -276,10 +280,15 @@ class Game {
 
     client.on('welcome', (msg) => this.startInputTicks(msg.tickHz));
     client.on('update', (change) => this.onUpdate(change));
+    // Inputs sent before a drop may never have reached the server, so the prediction is not carried over:
+    // it restarts from the server's state at the first update after the resume (the server stops a detached
+    // player, and the next input goes out at the next local tick).
     client.on('close', () => {
       this.prediction.clear();
       clearInterval(this.inputTimer);
     });
+    // A new player (the resume came too late): the old entity's history means nothing now.
+    client.on('resumerefused', () => this.interp.clear());
     client.on('state', () => this.updatePanel());
     addEventListener('resize', () => this.resize());
     this.resize();
@@ -403,7 +412,8 @@ class Game {
     const why = c.lastClose ? ` (${c.lastClose.code}: ${c.lastClose.meaning})` : '';
     switch (c.state) {
       case 'open':
-        return c.entity === null ? 'connected, joining...' : `playing as #${c.entity}`;
+        if (c.entity === null) return c.options.join ? 'connected, joining...' : 'watching';
+        return `playing as #${c.entity}`;
       case 'reconnecting': {
         const s = Math.max(0, (c.nextAttemptAt - now) / 1000);
         return `reconnecting in ${s.toFixed(1)} s${why}`;
@@ -434,6 +444,7 @@ class Game {
     set('you', c.entity === null ? '-' : `#${c.entity}`);
     set('checksums', `${st.checksumsVerified} ok / ${st.checksumFailures} bad`, st.checksumFailures > 0);
     set('connects', String(st.connects));
+    set('resumes', `${st.resumes} ok / ${st.resumesRefused} refused`);
     // The status line says what the code means; the panel keeps to the number.
     set('close', c.lastClose ? String(c.lastClose.code) : '-');
     this.panel.querySelector('[data-k="close"]').title = c.lastClose?.meaning ?? '';
@@ -445,7 +456,11 @@ class Game {
 const params = new URLSearchParams(location.search);
 const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
 const url = params.get('server') ?? `${scheme}://${location.host}/ws`;
-const client = connect(url, { name: params.get('name') ?? `guest-${Math.floor(Math.random() * 1000)}` });
+// `?watch` spectates (Watch instead of Hello); `?server=ws://...` connects elsewhere.
+const client = connect(url, {
+  name: params.get('name') ?? `guest-${Math.floor(Math.random() * 1000)}`,
+  join: !params.has('watch'),
+});
 const game = new Game(
   client,
   document.getElementById('arena'),

@@ -709,7 +709,12 @@ export class Mirror {
   }
 
   applyDelta(msg) {
-    if (this.tick !== msg.base) {
+    // An empty mirror that holds no tick is the world at tick 0: nothing exists before the first tick (the
+    // server stamps a spawn with the tick being built, 1 at the earliest). So the Delta from 0 that a resume
+    // from tick 0 (a reloaded page, a dropped mirror) gets while the server's history still reaches tick 0
+    // applies to it, like a Full would.
+    const held = this.tick === null && this.entities.size === 0 ? 0 : this.tick;
+    if (held !== msg.base) {
       throw new MirrorError('wrong-base', `delta from tick ${msg.base}, mirror holds ${this.tick}`);
     }
     for (const id of msg.despawned) this.entities.delete(id);
@@ -868,6 +873,22 @@ function loadSession(storage, key) {
     return { token: bytes, entity, seq: Math.min(seq, 0xffffffff) };
   } catch {
     return null;
+  }
+}
+
+/**
+ * Closes a socket with `code`; where the runtime refuses the code (a browser takes only 1000 and
+ * 3000-4999), closes it without one, which the server reads as a lost connection, not a goodbye.
+ */
+function closeSocket(ws, code, reason) {
+  try {
+    ws.close(code, reason);
+  } catch {
+    try {
+      ws.close();
+    } catch {
+      // already closing
+    }
   }
 }
 
@@ -1039,11 +1060,7 @@ export class Client {
     const ws = this._ws;
     if (ws) {
       this._detach(ws);
-      try {
-        ws.close(code, reason);
-      } catch {
-        // already closing
-      }
+      closeSocket(ws, code, reason);
       this._closed({ code, reason, wasClean: true, byClient: true });
     } else {
       this._finish();
@@ -1147,11 +1164,7 @@ export class Client {
     const ws = this._ws;
     if (!ws) return;
     this._detach(ws);
-    try {
-      ws.close(code, reason);
-    } catch {
-      // already closing
-    }
+    closeSocket(ws, code, reason);
     if (!reconnect) this._userClosed = true;
     this._closed({ code, reason, wasClean: false, byClient: true });
   }

@@ -164,6 +164,24 @@ test('two pages see each other, and one sees the other move', async () => {
   assert.deepEqual(b.errors, []);
 });
 
+test('?watch spectates: Watch instead of Hello, the world without an entity', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${server.url}?watch`);
+  await waitFor(page, 'the spectator to mirror the world', () => {
+    const c = window.tickcast?.client;
+    return c && c.state === 'open' && c.world.entities.size >= 21 && c.stats.checksumsVerified >= 1;
+  });
+  const s = await snapshot(page);
+  assert.equal(s.entity, null);
+  assert.equal(s.stats.checksumFailures, 0);
+  assert.match(await page.locator('#status').textContent(), /watching/);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('the mirror never fails a checksum', async () => {
   assert.ok(opened.length >= 2);
   for (const { page } of opened) {
@@ -209,6 +227,9 @@ test('the page reconnects by itself after the server restarts, with the close re
     await waitFor(page, 'a checksum on the new connection', (n) => window.tickcast.client.stats.checksumsVerified > n, n);
     const back = await snapshot(page);
     assert.ok(back.stats.reconnectAttempts >= 1);
+    // The new server never heard of the old player: the resume is refused and the page plays a new one.
+    assert.equal(back.stats.resumesRefused, 1);
+    assert.equal(back.stats.resumes, 0);
     assert.equal(back.stats.checksumFailures, 0);
     assert.equal(back.stats.mirrorErrors, 0);
     assert.ok(back.ids.includes(back.entity));

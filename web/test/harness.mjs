@@ -3,6 +3,7 @@
 
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
@@ -22,11 +23,11 @@ export function within(promise, what, ms = WAIT_MAX_MS) {
 }
 
 /**
- * Starts the server (`--npcs 20`) on `port` (0: any) and resolves once it says where it listens:
- * {port, url, stop(): exit code, stderr()}.
+ * Starts the server (`--npcs 20`, plus `args`) on `port` (0: any) and resolves once it says where it
+ * listens: {port, url, stop(): exit code, stderr(), metrics(): the /metrics samples as name -> number}.
  */
-export async function startServer({ port = 0, npcs = 20 } = {}) {
-  const args = ['--listen', `127.0.0.1:${port}`, '--npcs', String(npcs)];
+export async function startServer({ port = 0, npcs = 20, args: extra = [] } = {}) {
+  const args = ['--listen', `127.0.0.1:${port}`, '--npcs', String(npcs), ...extra];
   const proc = spawn(SERVER_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve(code ?? signal)));
@@ -45,6 +46,16 @@ export async function startServer({ port = 0, npcs = 20 } = {}) {
     port: bound,
     url: `http://127.0.0.1:${bound}/`,
     stderr: () => log,
+    /** The samples of /metrics: `name` or `name{labels}` -> value. */
+    async metrics() {
+      const text = await (await fetch(`http://127.0.0.1:${bound}/metrics`)).text();
+      const samples = new Map();
+      for (const line of text.split('\n')) {
+        const m = /^([a-z_:][a-z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+        if (m) samples.set(m[1], Number(m[2]));
+      }
+      return samples;
+    },
     /** SIGTERM: the server drains (final update, close 1001 to everyone) and exits; resolves its exit code. */
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
@@ -56,6 +67,53 @@ export async function startServer({ port = 0, npcs = 20 } = {}) {
       }
     },
   };
+}
+
+/**
+ * A TCP proxy on 127.0.0.1 in front of `targetPort`, so a test can cut a client off the way a network
+ * does: `cut()` resets both sides of every open connection (TCP RST: no WebSocket close frame, no FIN
+ * handshake), `block(true)` resets new connections as they come until `block(false)`. `accepted` counts
+ * connections. Resolves {port, accepted, cut(), block(on), close()}.
+ */
+export async function startProxy(targetPort) {
+  const pairs = new Set();
+  let blocked = false;
+  const proxy = { port: 0, accepted: 0 };
+  const server = net.createServer((client) => {
+    proxy.accepted += 1;
+    if (blocked) return client.resetAndDestroy();
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    const pair = [client, upstream];
+    pairs.add(pair);
+    const end = () => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  proxy.port = server.address().port;
+  /** Resets every open connection on both sides; resolves the number cut. */
+  proxy.cut = () => {
+    const n = pairs.size;
+    for (const pair of [...pairs]) {
+      pairs.delete(pair);
+      for (const socket of pair) socket.resetAndDestroy();
+    }
+    return n;
+  };
+  proxy.block = (on) => {
+    blocked = on;
+  };
+  proxy.close = () => {
+    proxy.cut();
+    return new Promise((resolve) => server.close(resolve));
+  };
+  return proxy;
 }
 
 /** Debian's Chromium, headless, in a fresh temporary profile (Playwright makes one per launch). */
@@ -82,8 +140,8 @@ export async function launchBrowser() {
  * Opens the arena page in a new context; resolves once it has joined and holds a world. `errors` collects
  * page errors and console errors, which a test expects to stay empty.
  */
-export async function openArena(browser, server, { hasTouch = false } = {}) {
-  const context = await browser.newContext({ viewport: { width: 900, height: 900 }, hasTouch });
+export async function openArena(browser, server, { hasTouch = false, query = '', context: shared } = {}) {
+  const context = shared ?? (await browser.newContext({ viewport: { width: 900, height: 900 }, hasTouch }));
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MAX_MS);
   const errors = [];
@@ -92,7 +150,7 @@ export async function openArena(browser, server, { hasTouch = false } = {}) {
     // A refused connection while the server restarts is the browser's own log line, not the page's error.
     if (m.type() === 'error' && !/WebSocket connection to .* failed/.test(m.text())) errors.push(m.text());
   });
-  await page.goto(server.url);
+  await page.goto(server.url + query);
   await waitFor(page, 'the page to join and mirror the world', () => {
     const c = window.tickcast?.client;
     return c && c.state === 'open' && c.own !== undefined && c.world.tick !== null;

@@ -371,3 +371,15 @@ test('a delta from a baseline the mirror does not hold, and a diff for an unknow
   assert.throws(() => mirror.apply(unknown), { kind: 'unknown-entity' });
   assert.throws(() => mirror.apply({ type: 'Checksum', tick: 5, hash: 1n }), { kind: 'checksum-mismatch' });
 });
+
+test('an empty mirror holds tick 0 (the empty world): a Delta from 0 applies, one from 1 does not', () => {
+  const fromZero = { type: 'Delta', base: 0, tick: 40, despawned: [4], set: [[2, { x: 1, y: 1, seq: 0 }]], changed: [] };
+  const mirror = new Mirror();
+  assert.throws(() => mirror.apply({ ...fromZero, base: 1 }), { kind: 'wrong-base' });
+  mirror.apply(fromZero);
+  assert.equal(mirror.tick, 40);
+  assert.deepEqual([...mirror.entities.keys()], [2]);
+  mirror.clear();
+  assert.equal(mirror.tick, null);
+  assert.equal(mirror.apply(fromZero).tick, 40, 'a cleared mirror too');
+});
