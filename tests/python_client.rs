@@ -1,7 +1,8 @@
 //! An independent client in Python (the `websockets` library, written from docs/PROTOCOL.md alone) against
 //! the real server: it joins, mirrors the world, verifies checksums and sees its input acknowledged; it
 //! spectates after `Watch` (and hears nothing before it); it drops its connection without a close frame and
-//! resumes its player onto the mirror it kept; and it reads every test vector of the document.
+//! resumes its player onto the mirror it kept; it takes its player over from a connection still open (which
+//! is closed with 4005); and it reads every test vector of the document.
 
 mod common;
 
@@ -138,6 +139,15 @@ fn python_client_resumes_its_player_after_an_abrupt_drop_onto_the_mirror_it_kept
         1,
         "{summary}"
     );
+}
+
+#[test]
+fn python_client_takes_over_its_player_from_a_connection_still_open_which_gets_4005() {
+    let server = server();
+    let summary = client(&["takeover", &server.url(), "3"]);
+    assert_eq!(number(&summary, "old_close_code"), 4005, "{summary}");
+    assert!(number(&summary, "checksums_after") >= 3, "{summary}");
+    assert_eq!(server.metric("tickcast_resumes_total"), 1, "{summary}");
 }
 
 #[test]

@@ -10,6 +10,8 @@ Scenarios, each printing a JSON summary on stdout and exiting non-zero on any mi
                                        the resume token and the last tick applied: the same player, a Delta
                                        from that tick onto the kept mirror, checksums still right, input
                                        numbering carried on; then a goodbye (1000) makes the token useless
+  client.py takeover WS_URL [CHECKSUMS] resume a player whose connection is still open: the old one is
+                                       closed with 4005, the new one plays on from a copy of the mirror
   client.py vectors PROTOCOL_MD        decode and encode every test vector of the document
 
 `client.py WS_URL [CHECKSUMS]` is `play`.
@@ -384,6 +386,45 @@ async def resume(url: str, checksums: int):
     )
 
 
+async def takeover(url: str, checksums: int):
+    mirror = Mirror()
+    old = await connect(url)
+    await welcome(old)
+    await old.send(hello("py-takeover"))
+    kind, joined = await recv(old)
+    assert kind == "Joined" and not joined["resumed"], (kind, joined)
+    entity, token = joined["entity"], joined["resume_token"]
+    await follow(old, mirror, entity, lambda m: m.verified >= 1)
+    tick = mirror.tick
+    # The old connection stays open (and unread) while a second one takes the player over.
+    async with await connect(url) as ws:
+        await welcome(ws)
+        await ws.send(hello("py-takeover", resume=(token, tick)))
+        kind, joined = await recv(ws)
+        assert kind == "Joined" and joined["resumed"] and joined["entity"] == entity, (kind, joined)
+        kind, m = await recv(ws)
+        assert kind == "Delta" and m["base"] == tick, (kind, m, tick)
+        first_base = m["base"]
+        mirror.apply(kind, m)
+        target = mirror.verified + checksums
+        await follow(ws, mirror, entity, lambda m: m.verified >= target)
+    # What the old connection had queued is read through to its close frame.
+    code = reason = None
+    try:
+        while True:
+            await recv(old)
+    except websockets.ConnectionClosed as e:
+        code, reason = (e.rcvd.code, e.rcvd.reason) if e.rcvd else (None, None)
+    return dict(
+        entity=entity,
+        resume_tick=tick,
+        first_update_base=first_base,
+        checksums_after=mirror.verified - 1,
+        old_close_code=code,
+        old_close_reason=reason,
+    )
+
+
 # ---- the document's test vectors ----------------------------------------------------------------------
 
 TOKEN = bytes(range(16))
@@ -450,7 +491,7 @@ def vectors(doc_path: str):
     return dict(vectors_checked=len(checked), names=sorted(checked))
 
 
-SCENARIOS = {"play": play, "watch": spectate, "resume": resume}
+SCENARIOS = {"play": play, "watch": spectate, "resume": resume, "takeover": takeover}
 
 if __name__ == "__main__":
     args = sys.argv[1:]
