@@ -167,6 +167,46 @@ server: {} resumes, {} refused, {} sessions expired",
 }
 
 #[test]
+fn flappers_whose_resumes_are_refused_start_over_as_new_players() {
+    // `--resume-grace-ms 0`: a dropped player leaves at once, so every resume names no live player.
+    let server = TestServer::start(|c| {
+        c.npcs = 20;
+        c.checksum_every_ticks = 5;
+        c.resume_grace_ms = 0;
+    });
+    let (report, errors) = run_swarm(args(
+        &server.url(),
+        &[
+            "--count",
+            "4",
+            "--duration",
+            "3s",
+            "--mix",
+            "flapper",
+            "--flap-ms",
+            "300",
+            "--retry-base-ms",
+            "50",
+        ],
+    ));
+    let metrics = server.stop();
+    let summary = format!("{}\nerrors: {errors:?}", report.table());
+    let r = report.resumes;
+    assert!(r.refused >= 4, "{summary}");
+    assert_eq!(r.honoured, 0, "{summary}");
+    assert_eq!(metrics.resumes, 0, "{summary}");
+    assert!(metrics.resumes_refused >= r.refused, "{summary}");
+    // Each refusal dropped the mirror: the new player's Full is its first update, and every checksum after
+    // it matched.
+    assert_eq!(r.first_update_delta + r.first_update_full, 0, "{summary}");
+    assert!(report.checksums_verified > 0, "{summary}");
+    assert_eq!(report.checksum_mismatches, 0, "{summary}");
+    assert_eq!(report.protocol_errors, 0, "{summary}");
+    assert_eq!(report.resyncs, 0, "{summary}");
+    assert!(report.passed, "{summary}");
+}
+
+#[test]
 fn a_wrong_checksum_is_an_error_naming_the_bot_and_the_tick() {
     let fake = WrongChecksumServer::start();
     let (report, errors) = run_swarm(args(
