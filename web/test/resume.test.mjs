@@ -285,6 +285,27 @@ test('a second connection resuming the same token takes the player over: the fir
       await movedFrom(b.page, "B to move A's old entity", sb.own.x, sign, 80);
       await b.page.keyboard.up(key);
       assert.ok((await server.metrics()).get('tickcast_resumes_total') >= 1);
+
+      // client.close() says goodbye (1000): the server removes the player at once, so its token resumes
+      // nothing any more, and the page forgets it.
+      const [, session] = await storedSession(b.page);
+      await b.page.evaluate(() => window.tickcast.client.close());
+      assert.deepEqual(await b.page.evaluate(() => Object.keys(sessionStorage)), []);
+      const joinedWithOldToken = await within(b.page.evaluate(async ([k, v]) => {
+        const { connect } = await import('/tickcast.js');
+        const storage = new Map([[k, v]]);
+        const store = {
+          getItem: (key) => storage.get(key) ?? null,
+          setItem: (key, value) => storage.set(key, value),
+          removeItem: (key) => storage.delete(key),
+        };
+        const c = connect(`ws://${location.host}/ws`, { storage: store });
+        const joined = await new Promise((resolve) => c.on('joined', resolve));
+        c.close();
+        return { ...joined, refused: c.stats.resumesRefused };
+      }, [k, session]), 'a client with the old token to join');
+      assert.equal(joinedWithOldToken.resumed, false, JSON.stringify(joinedWithOldToken));
+      assert.equal(joinedWithOldToken.refused, 1);
       assert.deepEqual(a.errors, []);
       assert.deepEqual(b.errors, []);
     } finally {
