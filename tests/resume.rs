@@ -92,6 +92,29 @@ fn a_resume_from_beyond_the_history_gets_a_full() {
 }
 
 #[test]
+fn a_resume_holding_nothing_tick_0_gets_a_full() {
+    let server = server(|_| {});
+    let mut watcher = Client::watching(&server);
+    let (mut player, entity) = moving_player(&server, &mut watcher);
+    cut_off(&player);
+    // A reloaded page: the token survived, the mirror did not.
+    player.mirror = Default::default();
+    let token = player.resume_token.unwrap();
+    let mut again = Client::connect(&server);
+    again.send(&tickcast::proto::ClientMsg::Hello {
+        protocol: tickcast::proto::PROTOCOL_VERSION,
+        name: "reloaded".into(),
+        ticket: String::new(),
+        resume: Some(tickcast::proto::Resume { token, tick: 0 }),
+    });
+    again.recv_until(|m| matches!(m, ServerMsg::Joined { .. }));
+    assert_eq!((again.resumed, again.entity), (Some(true), Some(entity)));
+    let first = again.recv();
+    assert!(matches!(first, ServerMsg::Full { .. }), "{first:?}");
+    again.verify_checksums(1);
+}
+
+#[test]
 fn the_newer_connection_wins_and_the_old_one_is_closed_4005() {
     let server = server(|_| {});
     let mut watcher = Client::watching(&server);

@@ -210,6 +210,20 @@ fn without_one_on_the_upgrade_the_first_message_must_bring_a_valid_ticket() {
     watcher.wait_for(|m| m.get(entity).is_some());
     assert_eq!(*accounts.lock().unwrap(), vec![Some("dave".to_string())]);
 
+    // A resume that brings a bad ticket is refused, even with a live token.
+    let mut forged_resume = Client::connect(&server);
+    forged_resume.send(&ClientMsg::Hello {
+        protocol: proto::PROTOCOL_VERSION,
+        name: "d".into(),
+        ticket: ticket::issue(b"a guess at the secret", "dave", now + 60),
+        resume: Some(proto::Resume {
+            token: dave.resume_token.unwrap(),
+            tick: 0,
+        }),
+    });
+    let (code, reason) = forged_resume.expect_close();
+    assert_eq!((code, reason.as_str()), (4004, "invalid ticket signature"));
+
     // The resume token stands for the player on its own: no ticket needed to come back.
     dave.verify_checksums(1);
     let dave = dave.reconnect_resuming(&server);
@@ -217,7 +231,7 @@ fn without_one_on_the_upgrade_the_first_message_must_bring_a_valid_ticket() {
     assert_eq!(accounts.lock().unwrap().len(), 1, "a resume is not a join");
     assert_eq!(
         server.metric("tickcast_connections_closed_total{reason=\"unauthorized\"}"),
-        4
+        5
     );
 }
 

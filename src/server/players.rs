@@ -18,6 +18,9 @@ impl<G: Game, C: Clock> Server<G, C> {
                 CloseReason::ProtocolError,
             );
         }
+        if let Err(e) = self.take_ticket(k, ticket) {
+            return self.close(k, close::UNAUTHORIZED, e.why(), CloseReason::Unauthorized);
+        }
         // A live token is a credential of its own: it was issued to a connection that passed the ticket
         // check, and tickets are short-lived while a resume may come later.
         if let Some(resume) = &resume {
@@ -26,10 +29,11 @@ impl<G: Game, C: Clock> Server<G, C> {
             }
             self.metrics.resumes_refused += 1;
         }
-        match self.authenticate(k, ticket) {
-            Ok(()) => self.join(k, name),
-            Err(e) => self.close(k, close::UNAUTHORIZED, e.why(), CloseReason::Unauthorized),
+        if !self.authenticated(k) {
+            let why = TicketError::Missing.why();
+            return self.close(k, close::UNAUTHORIZED, why, CloseReason::Unauthorized);
         }
+        self.join(k, name);
     }
 
     /// `Watch`: updates from the next tick on, control of nothing.
@@ -42,15 +46,21 @@ impl<G: Game, C: Clock> Server<G, C> {
                 CloseReason::ProtocolError,
             );
         }
-        match self.authenticate(k, ticket) {
+        let checked = self
+            .take_ticket(k, ticket)
+            .and_then(|()| match self.authenticated(k) {
+                true => Ok(()),
+                false => Err(TicketError::Missing),
+            });
+        match checked {
             Ok(()) => self.ws_mut(k).role = Role::Spectator,
             Err(e) => self.close(k, close::UNAUTHORIZED, e.why(), CloseReason::Unauthorized),
         }
     }
 
-    /// When tickets are required, the connection must hold one: from its upgrade, an earlier message, or
-    /// `ticket` (checked now). Without a secret, tickets are ignored.
-    fn authenticate(&mut self, k: usize, ticket: &str) -> Result<(), TicketError> {
+    /// Checks a ticket a message brought (none: empty) and makes its player id the connection's account.
+    /// Without `--ticket-secret-file`, tickets are ignored.
+    fn take_ticket(&mut self, k: usize, ticket: &str) -> Result<(), TicketError> {
         let Some(secret) = &self.ticket_secret else {
             return Ok(());
         };
@@ -58,10 +68,12 @@ impl<G: Game, C: Clock> Server<G, C> {
             let account = ticket::verify(secret, ticket, self.clock.unix_time_s())?;
             self.ws_mut(k).account = Some(account.into());
         }
-        match self.ws_mut(k).account {
-            Some(_) => Ok(()),
-            None => Err(TicketError::Missing),
-        }
+        Ok(())
+    }
+
+    /// Tickets are not required, or the connection brought a valid one (upgrade or message).
+    fn authenticated(&mut self, k: usize) -> bool {
+        self.ticket_secret.is_none() || self.ws_mut(k).account.is_some()
     }
 
     fn join(&mut self, k: usize, name: &str) {
@@ -89,7 +101,8 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     /// Takes `player` back on connection `k`. The update that follows starts from `tick`, the last one the
-    /// client applied, when the history still reaches it; else it is a `Full`.
+    /// client applied, when the history still reaches it; else it is a `Full`. Tick 0 means "nothing": no
+    /// update is ever sent for tick 0, so a client with an empty mirror gets a `Full`.
     fn resume(&mut self, k: usize, player: PlayerId, tick: u64) {
         match self.sessions.attach(player, k) {
             Link::Detached(_) => {
@@ -114,7 +127,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let (world_tick, in_history) = (self.world.tick(), self.world.can_delta_from(tick));
         let ws = self.ws_mut(k);
         ws.role = Role::Player(player);
-        if ws.baseline.is_none() && tick <= world_tick && in_history {
+        if ws.baseline.is_none() && (1..=world_tick).contains(&tick) && in_history {
             ws.baseline = Some(tick);
         }
         let session = self.sessions.get(player).expect("live session");
