@@ -45,11 +45,7 @@ fn field<'a>(summary: &'a str, name: &str) -> &'a str {
     let rest = &summary[at + key.len()..];
     match rest.strip_prefix('"') {
         Some(text) => &text[..text.find('"').expect("closing quote")],
-        None => rest
-            .split(|c: char| c == ',' || c == '}')
-            .next()
-            .unwrap()
-            .trim(),
+        None => rest.split([',', '}']).next().unwrap().trim(),
     }
 }
 

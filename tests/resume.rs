@@ -167,6 +167,32 @@ fn detached_players_beyond_the_cap_leave_oldest_first() {
 }
 
 #[test]
+fn a_goodbye_ends_the_player_at_once_even_before_the_connection_is_gone() {
+    let server = server(|_| {});
+    let mut watcher = Client::watching(&server);
+    let (mut player, _) = moving_player(&server, &mut watcher);
+    // Close 1000, and keep the TCP connection open: the token must already resume nothing.
+    player
+        .ws
+        .close(Some(tungstenite::protocol::CloseFrame {
+            code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+            reason: "bye".into(),
+        }))
+        .unwrap();
+    player.ws.flush().unwrap();
+    let token = player.resume_token;
+    let again = player.reconnect_resuming(&server);
+    assert_eq!(again.resumed, Some(false), "a goodbye is final");
+    assert_ne!(
+        again.resume_token, token,
+        "a new player (its entity may reuse the id)"
+    );
+    assert_eq!(server.metric("tickcast_players_detached"), 0);
+    assert_eq!(server.metric("tickcast_sessions_expired_total"), 0);
+    assert_eq!(server.metric("tickcast_resumes_refused_total"), 1);
+}
+
+#[test]
 fn with_resume_off_a_dropped_player_leaves_at_once() {
     let server = server(|c| c.resume_grace_ms = 0);
     let mut watcher = Client::watching(&server);

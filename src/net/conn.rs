@@ -164,8 +164,6 @@ pub struct WsState {
     pub role: Role,
     /// The player id of the ticket that came with the upgrade (`?ticket=`), once checked.
     pub account: Option<Box<str>>,
-    /// The client closed with 1000: its player leaves at once instead of waiting to be resumed.
-    pub said_goodbye: bool,
     /// A conformance echo connection (`--echo-path`): messages come back as they are, no game, no updates.
     pub echo: bool,
     /// A ping was sent and nothing has been heard since.

@@ -106,7 +106,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             if let Phase::Ws(ws) = &conn.phase {
                 self.ws_open -= 1;
                 if let Role::Player(player) = ws.role {
-                    self.player_gone(player, ws.said_goodbye);
+                    self.player_gone(player);
                 }
             }
             if conn.closing.is_none() {

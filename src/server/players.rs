@@ -152,12 +152,21 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.send_scratch(k);
     }
 
-    /// A player's connection was reaped. It waits to be resumed, unless it said goodbye, resuming is off
-    /// or the server is shutting down.
-    pub(super) fn player_gone(&mut self, player: PlayerId, said_goodbye: bool) {
+    /// The client closed with 1000: its player leaves now, before the connection is gone, so its token
+    /// resumes nothing from this moment on.
+    pub(super) fn goodbye(&mut self, k: usize) {
+        let ws = self.ws_mut(k);
+        if let Role::Player(player) = std::mem::replace(&mut ws.role, Role::Pending) {
+            self.players -= 1;
+            self.end_player(player);
+        }
+    }
+
+    /// A player's connection was reaped. It waits to be resumed, unless resuming is off or the server is
+    /// shutting down.
+    pub(super) fn player_gone(&mut self, player: PlayerId) {
         self.players -= 1;
-        let draining = self.drain_deadline.is_some();
-        if said_goodbye || draining || self.cfg.resume_grace_ms == 0 {
+        if self.drain_deadline.is_some() || self.cfg.resume_grace_ms == 0 {
             return self.end_player(player);
         }
         self.sessions.detach(player, self.now);

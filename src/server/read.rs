@@ -280,7 +280,6 @@ impl<G: Game, C: Clock> Server<G, C> {
             last_update_at: self.now,
             role: Role::Pending,
             account,
-            said_goodbye: false,
             echo,
             pinged: false,
             bucket: Bucket::new(&self.cfg.rate_limit(), self.now),
@@ -370,10 +369,8 @@ impl<G: Game, C: Clock> Server<G, C> {
                     CloseReason::ProtocolError,
                 ),
                 Ok(Message::Close(frame)) => {
-                    // A 1000 says goodbye: the player leaves now rather than waiting to be resumed.
-                    let goodbye = frame.is_some_and(|f| f.code == CloseCode::Normal);
-                    if let Phase::Ws(ws) = &mut self.conns[k].phase {
-                        ws.said_goodbye = goodbye;
+                    if frame.is_some_and(|f| f.code == CloseCode::Normal) {
+                        self.goodbye(k);
                     }
                     // tungstenite has queued the echo of the client's close frame.
                     self.start_close(k, CloseReason::Peer);
