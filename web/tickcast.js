@@ -709,12 +709,9 @@ export class Mirror {
   }
 
   applyDelta(msg) {
-    // An empty mirror that holds no tick is the world at tick 0: nothing exists before the first tick (the
-    // server stamps a spawn with the tick being built, 1 at the earliest). So the Delta from 0 that a resume
-    // from tick 0 (a reloaded page, a dropped mirror) gets while the server's history still reaches tick 0
-    // applies to it, like a Full would.
-    const held = this.tick === null && this.entities.size === 0 ? 0 : this.tick;
-    if (held !== msg.base) {
+    // A resume from tick 0 (a reloaded page, a dropped mirror) always gets a Full (docs/PROTOCOL.md), so a
+    // Delta needs the very tick it starts from.
+    if (this.tick !== msg.base) {
       throw new MirrorError('wrong-base', `delta from tick ${msg.base}, mirror holds ${this.tick}`);
     }
     for (const id of msg.despawned) this.entities.delete(id);
