@@ -162,7 +162,7 @@ pub struct WsState {
     pub last_update_at: Instant,
     /// What the client said it is; updates flow only once it said.
     pub role: Role,
-    /// The player id of the ticket that came with the upgrade (`?ticket=`), once checked.
+    /// The player id of the ticket the connection brought (`?ticket=` or its first message), once checked.
     pub account: Option<Box<str>>,
     /// A conformance echo connection (`--echo-path`): messages come back as they are, no game, no updates.
     pub echo: bool,
@@ -237,8 +237,13 @@ impl Conn {
 
     /// The WebSocket role, once upgraded.
     pub fn role(&self) -> Option<Role> {
+        self.ws().map(|ws| ws.role)
+    }
+
+    /// The WebSocket state, once upgraded (closing or not).
+    pub fn ws(&self) -> Option<&WsState> {
         match &self.phase {
-            Phase::Ws(ws) => Some(ws.role),
+            Phase::Ws(ws) => Some(ws),
             Phase::Http { .. } => None,
         }
     }

@@ -110,8 +110,6 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     /// `accept` failed (out of file descriptors, say): try again at the next tick, not in a busy loop.
     accept_stalled: bool,
     ws_open: usize,
-    /// Players with a connection (detached ones are counted by `sessions`).
-    players: usize,
     /// Every player from join to leave, by id and by resume token.
     sessions: sessions::Sessions,
     /// Reused list of detached players whose time is up.
@@ -180,7 +178,6 @@ impl<G: Game, C: Clock> Server<G, C> {
             accept_pending: false,
             accept_stalled: false,
             ws_open: 0,
-            players: 0,
             sessions: Default::default(),
             expired: Vec::new(),
             scratch: Vec::new(),
@@ -282,7 +279,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         Gauges {
             connections_open: self.conns.len(),
             websockets_open: self.ws_open,
-            players: self.players,
+            players: self.sessions.attached(),
             players_detached: self.sessions.detached(),
             entities: self.world.len(),
             queued_bytes: self.conns.iter().map(|(_, c)| c.out.pending()).sum(),

@@ -3,7 +3,7 @@
 
 use super::sessions::Link;
 use super::*;
-use crate::net::ticket::{self, TicketError};
+use crate::net::ticket::TicketError;
 use crate::proto::Resume;
 use crate::sim::{Joining, PlayerId};
 
@@ -18,22 +18,25 @@ impl<G: Game, C: Clock> Server<G, C> {
                 CloseReason::ProtocolError,
             );
         }
-        if let Err(e) = self.take_ticket(k, ticket) {
+        // A live token is a credential of its own: it was issued to a connection that passed the ticket
+        // check, and tickets are short-lived while a resume may come later. A ticket it brings must be valid.
+        let live = resume
+            .as_ref()
+            .and_then(|r| Some((self.sessions.by_token(&r.token)?, r.tick)));
+        let checked = match live {
+            Some(_) => self.take_ticket(k, ticket),
+            None => self.authenticate(k, ticket),
+        };
+        if let Err(e) = checked {
             return self.close(k, close::UNAUTHORIZED, e.why(), CloseReason::Unauthorized);
         }
-        // A live token is a credential of its own: it was issued to a connection that passed the ticket
-        // check, and tickets are short-lived while a resume may come later.
-        if let Some(resume) = &resume {
-            if let Some(player) = self.sessions.by_token(&resume.token) {
-                return self.resume(k, player, resume.tick);
+        match live {
+            Some((player, tick)) => self.resume(k, player, tick),
+            None => {
+                self.metrics.resumes_refused += u64::from(resume.is_some());
+                self.join(k, name)
             }
-            self.metrics.resumes_refused += 1;
         }
-        if !self.authenticated(k) {
-            let why = TicketError::Missing.why();
-            return self.close(k, close::UNAUTHORIZED, why, CloseReason::Unauthorized);
-        }
-        self.join(k, name);
     }
 
     /// `Watch`: updates from the next tick on, control of nothing.
@@ -46,42 +49,38 @@ impl<G: Game, C: Clock> Server<G, C> {
                 CloseReason::ProtocolError,
             );
         }
-        let checked = self
-            .take_ticket(k, ticket)
-            .and_then(|()| match self.authenticated(k) {
-                true => Ok(()),
-                false => Err(TicketError::Missing),
-            });
-        match checked {
+        match self.authenticate(k, ticket) {
             Ok(()) => self.ws_mut(k).role = Role::Spectator,
             Err(e) => self.close(k, close::UNAUTHORIZED, e.why(), CloseReason::Unauthorized),
         }
     }
 
-    /// Checks a ticket a message brought (none: empty) and makes its player id the connection's account.
-    /// Without `--ticket-secret-file`, tickets are ignored.
+    /// Takes the ticket a message brought (`take_ticket`), then requires that the connection holds one,
+    /// from this message or an earlier one or its upgrade, when tickets are in use.
+    fn authenticate(&mut self, k: usize, ticket: &str) -> Result<(), TicketError> {
+        self.take_ticket(k, ticket)?;
+        let has_account = self.conns[k].ws().is_some_and(|ws| ws.account.is_some());
+        match self.ticket_secret.is_none() || has_account {
+            true => Ok(()),
+            false => Err(TicketError::Missing),
+        }
+    }
+
+    /// Checks the ticket a message brought (empty: none) and makes its player id the connection's
+    /// account. Without `--ticket-secret-file`, tickets are ignored.
     fn take_ticket(&mut self, k: usize, ticket: &str) -> Result<(), TicketError> {
-        let Some(secret) = &self.ticket_secret else {
+        if ticket.is_empty() {
             return Ok(());
-        };
-        if !ticket.is_empty() {
-            let account = ticket::verify(secret, ticket, self.clock.unix_time_s())?;
-            self.ws_mut(k).account = Some(account.into());
+        }
+        if let Some(account) = self.check_ticket(ticket)? {
+            self.ws_mut(k).account = Some(account);
         }
         Ok(())
     }
 
-    /// Tickets are not required, or the connection brought a valid one (upgrade or message).
-    fn authenticated(&mut self, k: usize) -> bool {
-        self.ticket_secret.is_none() || self.ws_mut(k).account.is_some()
-    }
-
     fn join(&mut self, k: usize, name: &str) {
         let player = self.conns[k].id;
-        let ws = match &self.conns[k].phase {
-            Phase::Ws(ws) => ws,
-            Phase::Http { .. } => unreachable!("Hello before upgrade"),
-        };
+        let ws = self.conns[k].ws().expect("Hello after the upgrade");
         let joining = Joining {
             name,
             account: ws.account.as_deref(),
@@ -96,7 +95,6 @@ impl<G: Game, C: Clock> Server<G, C> {
         };
         let resume_token = self.sessions.create(player, entity, k);
         self.ws_mut(k).role = Role::Player(player);
-        self.players += 1;
         self.send_joined(k, entity, resume_token, false);
     }
 
@@ -105,16 +103,11 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// update is ever sent for tick 0, so a client with an empty mirror gets a `Full`.
     fn resume(&mut self, k: usize, player: PlayerId, tick: u64) {
         match self.sessions.attach(player, k) {
-            Link::Detached(_) => {
-                self.players += 1;
-                self.game.resumed(&mut self.world, player);
-            }
+            Link::Detached(_) => self.game.resumed(&mut self.world, player),
             // The old connection has not noticed it is dead (or the client opened a second one): the
             // newer wins. The old one no longer plays, so its end does not touch the session.
             Link::Attached(old) => {
-                if let Phase::Ws(ws) = &mut self.conns[old].phase {
-                    ws.role = Role::Pending;
-                }
+                self.ws_mut(old).role = Role::Pending;
                 self.close(
                     old,
                     close::REPLACED,
@@ -157,7 +150,6 @@ impl<G: Game, C: Clock> Server<G, C> {
     pub(super) fn goodbye(&mut self, k: usize) {
         let ws = self.ws_mut(k);
         if let Role::Player(player) = std::mem::replace(&mut ws.role, Role::Pending) {
-            self.players -= 1;
             self.end_player(player);
         }
     }
@@ -165,7 +157,6 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// A player's connection was reaped. It waits to be resumed, unless resuming is off or the server is
     /// shutting down.
     pub(super) fn player_gone(&mut self, player: PlayerId) {
-        self.players -= 1;
         if self.drain_deadline.is_some() || self.cfg.resume_grace_ms == 0 {
             return self.end_player(player);
         }

@@ -227,20 +227,27 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
     }
 
-    /// A `?ticket=` on the upgrade is checked there (401 if bad) when tickets are required; its player id
-    /// is the connection's account. Without one, the first message must bring it.
+    /// A `?ticket=` on the upgrade is checked there (401 if bad); its player id is the connection's account.
+    /// Without one, the first message must bring it.
     fn upgrade_ticket(
         &self,
         ticket: Option<&str>,
         echo: bool,
     ) -> Result<Option<Box<str>>, TicketError> {
-        match (&self.ticket_secret, ticket) {
-            (Some(secret), Some(ticket)) if !echo => {
-                let player = ticket::verify(secret, ticket, self.clock.unix_time_s())?;
-                Ok(Some(player.into()))
-            }
+        match ticket {
+            Some(ticket) if !echo => self.check_ticket(ticket),
             _ => Ok(None),
         }
+    }
+
+    /// The player id in `ticket`, checked against `--ticket-secret-file` now; `None` when tickets are not
+    /// in use (then they are ignored).
+    pub(super) fn check_ticket(&self, ticket: &str) -> Result<Option<Box<str>>, TicketError> {
+        let Some(secret) = &self.ticket_secret else {
+            return Ok(None);
+        };
+        let player = ticket::verify(secret, ticket, self.clock.unix_time_s())?;
+        Ok(Some(player.into()))
     }
 
     /// `--allow-origin`: none given allows every origin.

@@ -93,8 +93,14 @@ impl Sessions {
         }
     }
 
+    /// Players waiting to be resumed.
     pub fn detached(&self) -> usize {
         self.detached
+    }
+
+    /// Players playing on a connection.
+    pub fn attached(&self) -> usize {
+        self.by_player.len() - self.detached
     }
 
     /// Lists in `out` the detached players whose grace period is over at `now`, and, past `detached_max`,
@@ -148,8 +154,9 @@ mod tests {
         let token = s.create(7, 3, 11);
         assert_eq!(s.by_token(&token), Some(7));
         assert_eq!(s.get(7).unwrap().entity, 3);
+        assert_eq!((s.attached(), s.detached()), (1, 0));
         s.detach(7, t0);
-        assert_eq!(s.detached(), 1);
+        assert_eq!((s.attached(), s.detached()), (0, 1));
         assert_eq!(s.attach(7, 12), Link::Detached(t0));
         assert_eq!(s.detached(), 0);
         assert_eq!(s.attach(7, 13), Link::Attached(12));
