@@ -26,6 +26,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig, WebSocketContext};
 use tungstenite::{Error as WsError, Message};
 
+mod accept;
 mod closing;
 mod players;
 mod read;
