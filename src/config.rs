@@ -136,6 +136,38 @@ pub struct Config {
     /// Most players waiting to be resumed at once; beyond it (checked each tick) the longest-waiting leave.
     #[arg(long, default_value_t = 1_000)]
     pub detached_max: usize,
+
+    // ---- What one connection may cost the loop (docs/OPERATIONS.md, "Threat model") ----
+    /// Most bytes read from one WebSocket per loop turn; the rest waits for the next turn, so no client
+    /// can keep the loop in its connection, whatever it sends.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub read_bytes_per_turn_max: usize,
+
+    /// Most WebSocket frames (control frames and fragments included) read from one connection per loop
+    /// turn; the rest waits for the next turn.
+    #[arg(long, default_value_t = 128)]
+    pub frames_per_turn_max: u32,
+
+    /// Most frames one message may come in (a first frame and its continuations); beyond it the
+    /// connection is closed (1008). Browsers never fragment; an endless run of empty continuations is an
+    /// attack.
+    #[arg(long, default_value_t = 64)]
+    pub fragments_per_message_max: u32,
+
+    /// Time a client has to finish a frame (or a fragmented message) once its first byte arrived; then it
+    /// is closed (1008), so trickling a frame byte by byte cannot hold a slot.
+    #[arg(long, default_value_t = 5_000)]
+    pub frame_timeout_ms: u64,
+
+    /// Bytes queued in user space across all connections past which catching-up updates (coalesced deltas,
+    /// full snapshots) and updates to connections with bytes still queued are deferred to a later tick.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub queued_bytes_max: usize,
+
+    /// A connection that has not taken its first update whole (its queue never emptied) within this long
+    /// of it being queued is closed (4001): a client that never reads holds a snapshot only this long.
+    #[arg(long, default_value_t = 5_000)]
+    pub first_update_lag_limit_ms: u64,
 }
 
 impl Default for Config {
@@ -169,6 +201,14 @@ impl Config {
             return Err(
                 "--messages-per-s must be above 0 and --message-burst at least 1".to_string(),
             );
+        }
+        if self.read_bytes_per_turn_max == 0
+            || self.frames_per_turn_max == 0
+            || self.fragments_per_message_max == 0
+        {
+            return Err("--read-bytes-per-turn-max, --frames-per-turn-max and \
+                 --fragments-per-message-max must be at least 1"
+                .to_string());
         }
         if self.max_message_bytes < 16 {
             return Err("--max-message-bytes must be at least 16".to_string());

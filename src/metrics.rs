@@ -19,10 +19,14 @@ pub enum CloseReason {
     MessageTooBig,
     VersionMismatch,
     Lagging,
+    /// Lagging before the connection ever took an update whole (`--first-update-lag-limit-ms`).
+    FirstUpdateLagging,
     SendLimit,
     WorldFull,
     RateLimited,
     Unauthorized,
+    /// A frame (or fragmented message) was started and not finished within `--frame-timeout-ms`.
+    FrameTimeout,
     /// The player was resumed on a newer connection.
     Replaced,
     Shutdown,
@@ -31,7 +35,7 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 18] = [
+    pub const ALL: [CloseReason; 20] = [
         CloseReason::Peer,
         CloseReason::HttpDone,
         CloseReason::HttpError,
@@ -42,10 +46,12 @@ impl CloseReason {
         CloseReason::MessageTooBig,
         CloseReason::VersionMismatch,
         CloseReason::Lagging,
+        CloseReason::FirstUpdateLagging,
         CloseReason::SendLimit,
         CloseReason::WorldFull,
         CloseReason::RateLimited,
         CloseReason::Unauthorized,
+        CloseReason::FrameTimeout,
         CloseReason::Replaced,
         CloseReason::Shutdown,
         CloseReason::IoError,
@@ -64,10 +70,12 @@ impl CloseReason {
             CloseReason::MessageTooBig => "message_too_big",
             CloseReason::VersionMismatch => "version_mismatch",
             CloseReason::Lagging => "lagging",
+            CloseReason::FirstUpdateLagging => "first_update_lagging",
             CloseReason::SendLimit => "send_limit",
             CloseReason::WorldFull => "world_full",
             CloseReason::RateLimited => "rate_limited",
             CloseReason::Unauthorized => "unauthorized",
+            CloseReason::FrameTimeout => "frame_timeout",
             CloseReason::Replaced => "replaced",
             CloseReason::Shutdown => "shutdown",
             CloseReason::IoError => "io_error",
@@ -151,6 +159,11 @@ pub struct Metrics {
     pub updates_full: u64,
     /// Times a connection was passed over for an update because its queue was above the high-water mark.
     pub updates_skipped: u64,
+    /// Of those, the ones skipped for the process-wide `--queued-bytes-max` rather than the connection's
+    /// own high-water mark.
+    pub updates_deferred: u64,
+    /// Times freed memory was given back to the operating system after a burst.
+    pub memory_trims: u64,
     /// Players taken back on a new connection with their resume token.
     pub resumes: u64,
     /// `Hello`s whose resume token named no live player (expired, or never issued): joined anew.
@@ -179,6 +192,8 @@ impl Default for Metrics {
             updates_coalesced: 0,
             updates_full: 0,
             updates_skipped: 0,
+            updates_deferred: 0,
+            memory_trims: 0,
             resumes: 0,
             resumes_refused: 0,
             sessions_expired: 0,
@@ -342,6 +357,18 @@ impl Metrics {
             self.updates_skipped,
         );
         one(
+            "updates_deferred_total",
+            "counter",
+            "Updates skipped because the bytes queued across all connections were over --queued-bytes-max.",
+            self.updates_deferred,
+        );
+        one(
+            "memory_trims_total",
+            "counter",
+            "Times freed memory was given back to the operating system after a burst.",
+            self.memory_trims,
+        );
+        one(
             "resumes_total",
             "counter",
             "Players taken back on a new connection with their resume token.",
@@ -363,7 +390,9 @@ impl Metrics {
             "slow_consumer_closes_total",
             "counter",
             "Connections closed for lagging or passing the send limit.",
-            self.closed_count(CloseReason::Lagging) + self.closed_count(CloseReason::SendLimit),
+            self.closed_count(CloseReason::Lagging)
+                + self.closed_count(CloseReason::FirstUpdateLagging)
+                + self.closed_count(CloseReason::SendLimit),
         );
         let _ = writeln!(
             out,

@@ -8,6 +8,7 @@ use mio::net::TcpStream;
 use tungstenite::protocol::WebSocketContext;
 
 use super::frame;
+use super::meter::FrameMeter;
 use crate::metrics::CloseReason;
 use crate::sim::PlayerId;
 
@@ -168,8 +169,11 @@ pub struct WsState {
     pub echo: bool,
     /// A ping was sent and nothing has been heard since.
     pub pinged: bool,
-    /// Message rate limiting (`--messages-per-s`).
+    /// Rate limiting of every frame (`--messages-per-s`).
     pub bucket: super::rate::Bucket,
+    /// Its queue has been empty at least once since its first update: it has taken an update whole. Until
+    /// then the shorter `--first-update-lag-limit-ms` applies.
+    pub caught_up: bool,
 }
 
 /// What a WebSocket connection is, by what its client said.
@@ -215,6 +219,38 @@ pub struct Conn {
     /// The peer has half-closed (epoll said RDHUP). Then a short read is not the end: the EOF behind it
     /// raises no new event, so it must be read now. Found by the `connection` fuzz target.
     pub peer_closed: bool,
+    /// The frames in what the client sent (WebSocket only; fed by [`Io`]).
+    pub meter: FrameMeter,
+    /// What may still be read this turn; set by the loop before it reads.
+    pub read_turn: ReadTurn,
+}
+
+/// What one connection may still read in this loop turn (`--read-bytes-per-turn-max`,
+/// `--frames-per-turn-max`), and what the frame meter needs to know.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadTurn {
+    pub bytes_left: usize,
+    pub frames_left: u32,
+    /// `--fragments-per-message-max` for this connection.
+    pub fragments_max: u32,
+    /// The loop's time this turn, when bytes are read.
+    pub now: Instant,
+    /// A read was refused because the budget ran out (or the meter found a violation): the socket may hold
+    /// more, so the loop must come back to it next turn.
+    pub spent: bool,
+}
+
+impl ReadTurn {
+    /// Nothing may be read until the loop sets a budget.
+    fn none(now: Instant) -> Self {
+        ReadTurn {
+            bytes_left: 0,
+            frames_left: 0,
+            fragments_max: 1,
+            now,
+            spent: false,
+        }
+    }
 }
 
 impl Conn {
@@ -232,6 +268,8 @@ impl Conn {
             dead: None,
             read_drained: false,
             peer_closed: false,
+            meter: FrameMeter::default(),
+            read_turn: ReadTurn::none(now),
         }
     }
 
@@ -248,11 +286,27 @@ impl Conn {
         }
     }
 
+    /// The WebSocket state, once upgraded (closing or not), to change.
+    pub fn ws_mut(&mut self) -> Option<&mut WsState> {
+        match &mut self.phase {
+            Phase::Ws(ws) => Some(ws),
+            Phase::Http { .. } => None,
+        }
+    }
+
     /// The WebSocket state, while the connection is open for updates (upgraded, not closing or dead).
     pub fn live_ws(&mut self) -> Option<&mut WsState> {
         match &mut self.phase {
             Phase::Ws(ws) if self.closing.is_none() && self.dead.is_none() => Some(ws),
             _ => None,
+        }
+    }
+
+    /// Everything queued has gone to the kernel: once it has been sent an update, the connection has taken
+    /// one whole (`WsState::caught_up`).
+    pub fn note_drained(&mut self) {
+        if let Phase::Ws(ws) = &mut self.phase {
+            ws.caught_up |= ws.baseline.is_some();
         }
     }
 
@@ -272,6 +326,8 @@ impl Conn {
                 out: &mut self.out,
                 drained: &mut self.read_drained,
                 peer_closed: self.peer_closed,
+                meter: &mut self.meter,
+                turn: &mut self.read_turn,
                 bytes_in: 0,
             },
         )
@@ -284,6 +340,8 @@ pub struct Io<'a> {
     out: &'a mut OutBuf,
     drained: &'a mut bool,
     peer_closed: bool,
+    meter: &'a mut FrameMeter,
+    turn: &'a mut ReadTurn,
     /// Bytes read through this adaptor, for metrics and idle tracking.
     pub bytes_in: usize,
 }
@@ -293,10 +351,21 @@ impl Read for Io<'_> {
         if *self.drained && !self.peer_closed {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let n = self.sock.read(buf)?;
+        let turn = &mut *self.turn;
+        if turn.bytes_left == 0 || turn.frames_left == 0 || self.meter.violation.is_some() {
+            // Not the socket's WouldBlock: the loop sees `spent` and reads on next turn (edge-triggered
+            // epoll will not report these bytes again).
+            turn.spent = true;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let want = buf.len().min(turn.bytes_left);
+        let n = self.sock.read(&mut buf[..want])?;
         self.bytes_in += n;
+        turn.bytes_left -= n;
+        let frames = self.meter.feed(&buf[..n], turn.now, turn.fragments_max);
+        turn.frames_left = turn.frames_left.saturating_sub(frames);
         // A short read (not EOF) means the receive queue is empty right now.
-        *self.drained = n > 0 && n < buf.len();
+        *self.drained = n > 0 && n < want;
         Ok(n)
     }
 }

@@ -1,13 +1,15 @@
-//! Per-connection message rate limiting: a token bucket, plus a leaky "drop debt" that tells a client
-//! bursting now and then from one that keeps flooding. Time comes from the caller (the loop's clock).
+//! Per-connection rate limiting of every frame a client sends (data frames, continuations, pings, pongs):
+//! a token bucket, plus a leaky "drop debt" that tells a client bursting now and then from one that keeps
+//! flooding. Frames are charged as they arrive; a frame over the rate owes a drop, which the next data
+//! message pays (it never reaches the game). Time comes from the caller (the loop's clock).
 
 use std::time::Instant;
 
-/// What to do with one incoming message.
+/// What the frames just charged mean for the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Accept,
-    /// Over the rate: drop the message, count it.
+    /// Over the rate: the excess owes drops ([`Bucket::admit`]).
     Drop,
     /// Dropping has gone on too long: close the connection.
     Abuse,
@@ -30,6 +32,9 @@ pub struct RateLimit {
 pub struct Bucket {
     tokens: f64,
     drop_debt: f64,
+    /// Frames over the rate not yet paid for by a dropped data message; never above the drop debt, so it
+    /// leaks away with it.
+    drops_owed: u32,
     last: Instant,
 }
 
@@ -38,25 +43,39 @@ impl Bucket {
         Bucket {
             tokens: limit.burst,
             drop_debt: 0.0,
+            drops_owed: 0,
             last: now,
         }
     }
 
-    pub fn take(&mut self, limit: &RateLimit, now: Instant) -> Verdict {
+    /// Charges `frames` frames that arrived at `now`.
+    pub fn charge(&mut self, limit: &RateLimit, now: Instant, frames: u32) -> Verdict {
         let elapsed_s = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed_s * limit.rate_per_s).min(limit.burst);
         self.drop_debt = (self.drop_debt - elapsed_s * limit.rate_per_s).max(0.0);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            return Verdict::Accept;
-        }
-        self.drop_debt += 1.0;
-        if self.drop_debt > limit.drop_debt_max {
+        let accepted = self.tokens.floor().min(f64::from(frames));
+        self.tokens -= accepted;
+        let over = frames - accepted as u32;
+        self.drop_debt += f64::from(over);
+        self.drops_owed = (self.drops_owed + over).min(self.drop_debt.ceil() as u32);
+        if over == 0 {
+            Verdict::Accept
+        } else if self.drop_debt > limit.drop_debt_max {
             Verdict::Abuse
         } else {
             Verdict::Drop
         }
+    }
+
+    /// Whether a data message that just arrived may reach the game: not while frames over the rate owe a
+    /// drop (then this message pays one).
+    pub fn admit(&mut self) -> bool {
+        if self.drops_owed == 0 {
+            return true;
+        }
+        self.drops_owed -= 1;
+        false
     }
 }
 
@@ -78,10 +97,12 @@ mod tests {
         let (mut accepted, mut dropped) = (0, 0);
         for i in 0..per_s * seconds {
             let now = start + Duration::from_secs_f64(f64::from(i) / f64::from(per_s));
-            match b.take(&LIMIT, now) {
-                Verdict::Accept => accepted += 1,
-                Verdict::Drop => dropped += 1,
-                Verdict::Abuse => return (accepted, dropped, true),
+            if b.charge(&LIMIT, now, 1) == Verdict::Abuse {
+                return (accepted, dropped, true);
+            }
+            match b.admit() {
+                true => accepted += 1,
+                false => dropped += 1,
             }
         }
         (accepted, dropped, false)
@@ -99,6 +120,21 @@ mod tests {
         // The burst, then the rate.
         assert!((660..=722).contains(&accepted), "{accepted}");
         assert_eq!(accepted + dropped, 1200);
+    }
+
+    #[test]
+    fn frames_charged_in_a_batch_owe_as_many_drops_as_single_ones() {
+        let start = Instant::now();
+        let mut b = Bucket::new(&LIMIT, start);
+        // 300 frames at once: 120 in the burst, 180 owe drops.
+        assert_eq!(b.charge(&LIMIT, start, 300), Verdict::Drop);
+        let admitted = (0..300).filter(|_| b.admit()).count();
+        assert_eq!(admitted, 120);
+        // The debt leaks at the rate, and what is owed with it: a quiet client starts clean.
+        assert_eq!(b.charge(&LIMIT, start, 60), Verdict::Drop);
+        let later = start + Duration::from_secs(10);
+        assert_eq!(b.charge(&LIMIT, later, 1), Verdict::Accept);
+        assert!(b.admit());
     }
 
     #[test]

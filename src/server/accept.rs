@@ -207,8 +207,13 @@ impl<G: Game, C: Clock> Server<G, C> {
         else {
             unreachable!("upgrade of a WebSocket")
         };
-        // Frames the client sent right behind its request are already in `buf`.
+        // Frames the client sent right behind its request are already in `buf`; the meter counts them too.
         let early = buf[head_len..].to_vec();
+        let fragments_max = match echo {
+            true => u32::MAX,
+            false => self.cfg.fragments_per_message_max,
+        };
+        conn.meter.feed(&early, self.now, fragments_max);
         conn.phase = Phase::Ws(Box::new(WsState {
             ctx: WebSocketContext::from_partially_read(early, WsRole::Server, Some(config)),
             baseline: None,
@@ -218,6 +223,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             echo,
             pinged: false,
             bucket: Bucket::new(&self.cfg.rate_limit(), self.now),
+            caught_up: false,
         }));
         self.scratch.clear();
         http::write_upgrade(&mut self.scratch, key);

@@ -11,7 +11,10 @@ impl<G: Game, C: Clock> Server<G, C> {
         if conn.closing.is_some() || conn.dead.is_some() {
             return;
         }
-        if matches!(why, CloseReason::Lagging | CloseReason::SendLimit) {
+        if matches!(
+            why,
+            CloseReason::Lagging | CloseReason::FirstUpdateLagging | CloseReason::SendLimit
+        ) {
             // What is queued is stale; let the close frame through right behind the frame in flight.
             conn.out.drop_unsent_frames();
         }
@@ -64,6 +67,9 @@ impl<G: Game, C: Clock> Server<G, C> {
                     mark_dead(conn, k, reason, &mut self.dead_list);
                     continue;
                 }
+            }
+            if conn.out.is_empty() {
+                conn.note_drained();
             }
             let want_writable = !conn.out.is_empty();
             if want_writable != conn.writable_interest {

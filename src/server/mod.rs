@@ -119,6 +119,9 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     ticket_secret: Option<Vec<u8>>,
     /// Reused buffer for small per-connection messages (Welcome, Joined, Pong).
     scratch: Vec<u8>,
+    /// The largest memory estimate since memory was last given back (`tick.rs`, `note_queued`).
+    memory_peak: usize,
+    last_trim: Instant,
 }
 
 impl<G: Game> Server<G, SystemClock> {
@@ -182,6 +185,8 @@ impl<G: Game, C: Clock> Server<G, C> {
             sessions: Default::default(),
             expired: Vec::new(),
             scratch: Vec::new(),
+            memory_peak: 0,
+            last_trim: now,
             ticket_secret,
             cfg,
         })

@@ -2,6 +2,8 @@
 //! arrive, control frames, protocol errors; and what every reader shares (queueing, marking dead).
 
 use super::*;
+use crate::net::conn::ReadTurn;
+use crate::net::meter::Violation;
 use crate::net::rate::Verdict;
 use crate::net::ticket::{self, TicketError};
 
@@ -89,16 +91,21 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
     }
 
+    /// Reads WebSocket messages from connection `k` until the socket is empty or this turn's budget is
+    /// spent: `--messages-per-turn-max` messages, `--read-bytes-per-turn-max` bytes and
+    /// `--frames-per-turn-max` frames, whichever comes first. Then the connection waits for the next turn,
+    /// so no client keeps the loop in its connection, whatever it sends (an endless fragmented message, a
+    /// ping flood). Every frame is charged to the rate limit as it arrives.
     pub(super) fn read_ws(&mut self, k: usize) {
-        self.conns[k].read_drained = false;
-        let mut budget = self.cfg.messages_per_turn_max;
+        self.begin_read_turn(k);
+        let mut messages_left = self.cfg.messages_per_turn_max;
         loop {
-            if budget == 0 {
+            if messages_left == 0 || self.conns[k].read_turn.spent {
                 // Edge-triggered: the socket will not report again what is already buffered.
                 self.reread_list.push(k);
                 break;
             }
-            budget -= 1;
+            messages_left -= 1;
             let conn = &mut self.conns[k];
             let (phase, mut io) = conn.io();
             let Phase::Ws(ws) = phase else {
@@ -106,35 +113,22 @@ impl<G: Game, C: Clock> Server<G, C> {
             };
             let result = ws.ctx.read(&mut io);
             let echo = ws.echo;
-            let verdict = match &result {
-                Ok(Message::Binary(_)) if !echo => ws.bucket.take(&self.cfg.rate_limit(), self.now),
-                _ => Verdict::Accept,
-            };
             let bytes_in = io.bytes_in;
             if bytes_in > 0 {
                 ws.pinged = false;
                 conn.last_heard = self.now;
                 self.metrics.bytes_in += bytes_in as u64;
             }
+            if !self.police_frames(k) {
+                break;
+            }
             match result {
                 Ok(msg @ (Message::Binary(_) | Message::Text(_))) if echo => self.echo(k, msg),
                 Ok(Message::Binary(bytes)) => {
                     self.metrics.frames_in += 1;
-                    match verdict {
-                        Verdict::Accept => self.on_message(k, &bytes),
-                        Verdict::Drop => self.metrics.messages_dropped += 1,
-                        Verdict::Abuse => {
-                            let reason = format!(
-                                "message rate limit exceeded: {} per second allowed",
-                                self.cfg.messages_per_s
-                            );
-                            self.close(
-                                k,
-                                close::POLICY_VIOLATION,
-                                &reason,
-                                CloseReason::RateLimited,
-                            )
-                        }
+                    match self.conns[k].ws_mut().expect("upgraded").bucket.admit() {
+                        true => self.on_message(k, &bytes),
+                        false => self.metrics.messages_dropped += 1,
                     }
                 }
                 Ok(Message::Text(_)) => self.close(
@@ -151,7 +145,8 @@ impl<G: Game, C: Clock> Server<G, C> {
                     self.start_close(k, CloseReason::Peer);
                 }
                 Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // The socket is empty, or the budget ran out (`read_turn.spent`, checked above).
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => self.on_ws_error(k, e),
             }
@@ -161,6 +156,65 @@ impl<G: Game, C: Clock> Server<G, C> {
             }
         }
         self.flush_control(k);
+    }
+
+    /// Sets what connection `k` may read this turn.
+    fn begin_read_turn(&mut self, k: usize) {
+        let cfg = &self.cfg;
+        let conn = &mut self.conns[k];
+        let echo = conn.ws().is_some_and(|ws| ws.echo);
+        conn.read_drained = false;
+        conn.read_turn = ReadTurn {
+            bytes_left: cfg.read_bytes_per_turn_max,
+            frames_left: cfg.frames_per_turn_max,
+            // The conformance echo takes messages in any number of fragments (Autobahn sends thousands).
+            fragments_max: if echo {
+                u32::MAX
+            } else {
+                cfg.fragments_per_message_max
+            },
+            now: self.now,
+            spent: false,
+        };
+    }
+
+    /// Charges the frames that arrived to the rate limit, and closes the connection for a message in too
+    /// many fragments or a sustained flood (frames of any kind). Returns whether it is still open.
+    fn police_frames(&mut self, k: usize) -> bool {
+        let conn = &mut self.conns[k];
+        let frames = conn.meter.take_frames();
+        if let Some(Violation::TooManyFragments) = conn.meter.violation {
+            let reason = format!(
+                "message in more than {} frames",
+                self.cfg.fragments_per_message_max
+            );
+            self.close(
+                k,
+                close::POLICY_VIOLATION,
+                &reason,
+                CloseReason::ProtocolError,
+            );
+            return false;
+        }
+        let ws = conn.ws_mut().expect("upgraded");
+        if ws.echo || frames == 0 {
+            return true;
+        }
+        let rate = self.cfg.rate_limit();
+        if ws.bucket.charge(&rate, self.now, frames) != Verdict::Abuse {
+            return true;
+        }
+        let reason = format!(
+            "message rate limit exceeded: {} frames per second allowed",
+            self.cfg.messages_per_s
+        );
+        self.close(
+            k,
+            close::POLICY_VIOLATION,
+            &reason,
+            CloseReason::RateLimited,
+        );
+        false
     }
 
     /// Moves whatever tungstenite queued (pongs, close echoes) into the output queue, and polices its size.

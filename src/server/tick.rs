@@ -3,6 +3,12 @@
 
 use super::*;
 
+/// A burst smaller than this is not worth giving back (see `note_queued`).
+const TRIM_PEAK_MIN_BYTES: usize = 8 * 1024 * 1024;
+const TRIM_INTERVAL: Duration = Duration::from_secs(1);
+/// What one open connection is reckoned to hold beyond its queue (its state and buffers).
+const TRIM_BYTES_PER_CONNECTION: usize = 2 * 1024;
+
 impl<G: Game, C: Clock> Server<G, C> {
     pub(super) fn run_ticks(&mut self, due: crate::clock::Due) {
         let started = self.clock.now();
@@ -32,10 +38,20 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     /// Queues the current tick's update to every connection that needs it. `force` (the final update of a
-    /// drain) ignores the high-water mark: one more update per connection, then it is closed.
+    /// drain) ignores the high-water mark and the memory budget: one more update per connection, then it
+    /// is closed.
+    ///
+    /// Memory: a connection above `--send-hwm-bytes` is skipped; while the bytes queued across all
+    /// connections are above `--queued-bytes-max`, so are catching-up updates (coalesced deltas, `Full`s)
+    /// and connections with bytes still queued. Only the shared delta to connections that keep up goes
+    /// out, and those write it straight to their sockets. A skipped connection that stays behind is closed:
+    /// after `--first-update-lag-limit-ms` if it never took an update whole, else `--lag-limit-ms`.
     pub(super) fn send_updates(&mut self, checksum: bool, force: bool) {
         let tick = self.world.tick();
         self.updates.begin(&self.world, checksum);
+        let mut queued: usize = self.conns.iter().map(|(_, c)| c.out.pending()).sum();
+        self.note_queued(queued);
+        let (hwm, budget) = (self.cfg.send_hwm_bytes, self.cfg.queued_bytes_max);
         for (k, conn) in self.conns.iter_mut() {
             let pending = conn.out.pending();
             let Some(ws) = conn.live_ws() else { continue };
@@ -45,13 +61,23 @@ impl<G: Game, C: Clock> Server<G, C> {
             if ws.baseline == Some(tick) {
                 continue;
             }
-            if !force && pending > self.cfg.send_hwm_bytes {
+            let catching_up = ws.baseline != Some(tick - 1);
+            let over_budget = queued > budget && (pending > 0 || catching_up);
+            if !force && (pending > hwm || over_budget) {
                 self.metrics.updates_skipped += 1;
+                self.metrics.updates_deferred += u64::from(pending <= hwm);
+                let lag_limit = match ws.baseline.is_some() && !ws.caught_up {
+                    true => self.cfg.first_update_lag_limit_ms,
+                    false => self.cfg.lag_limit_ms,
+                };
                 if self.now.saturating_duration_since(ws.last_update_at)
-                    > Duration::from_millis(self.cfg.lag_limit_ms)
+                    > Duration::from_millis(lag_limit)
                 {
-                    self.close_list
-                        .push((k, close::LAGGING, CloseReason::Lagging));
+                    let reason = match lag_limit == self.cfg.lag_limit_ms {
+                        true => CloseReason::Lagging,
+                        false => CloseReason::FirstUpdateLagging,
+                    };
+                    self.close_list.push((k, close::LAGGING, reason));
                 }
                 continue;
             }
@@ -71,7 +97,10 @@ impl<G: Game, C: Clock> Server<G, C> {
                     continue;
                 }
             }
-            if !conn.out.is_empty() && !conn.on_write_list {
+            queued += conn.out.pending() - pending;
+            if conn.out.is_empty() {
+                conn.note_drained();
+            } else if !conn.on_write_list {
                 conn.on_write_list = true;
                 self.write_list.push(k);
             }
@@ -83,6 +112,22 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.close_pending();
     }
 
+    /// Gives memory back to the operating system after a burst: once the estimate (bytes queued plus a
+    /// allowance per connection) has fallen to a quarter of a peak of at least `TRIM_PEAK_MIN_BYTES`, at
+    /// most once per `TRIM_INTERVAL`. The allocator keeps freed memory for reuse otherwise, so the RSS of a
+    /// burst (a thousand stalled spectators of a big world) would stay after they are gone.
+    fn note_queued(&mut self, queued: usize) {
+        let estimate = queued + self.conns.len() * TRIM_BYTES_PER_CONNECTION;
+        self.memory_peak = self.memory_peak.max(estimate);
+        let quiet = self.now.saturating_duration_since(self.last_trim) >= TRIM_INTERVAL;
+        if self.memory_peak >= TRIM_PEAK_MIN_BYTES && estimate <= self.memory_peak / 4 && quiet {
+            release_free_memory();
+            self.metrics.memory_trims += 1;
+            self.memory_peak = estimate;
+            self.last_trim = self.now;
+        }
+    }
+
     pub(super) fn close_pending(&mut self) {
         let mut list = std::mem::take(&mut self.close_list);
         for (k, code, reason) in list.drain(..) {
@@ -91,6 +136,10 @@ impl<G: Game, C: Clock> Server<G, C> {
                     "too slow: no update could be sent for {} ms",
                     self.cfg.lag_limit_ms
                 ),
+                CloseReason::FirstUpdateLagging => format!(
+                    "too slow: the first update was not taken within {} ms",
+                    self.cfg.first_update_lag_limit_ms
+                ),
                 CloseReason::SendLimit => {
                     format!("send buffer passed {} bytes", self.cfg.send_limit_bytes)
                 }
@@ -98,6 +147,14 @@ impl<G: Game, C: Clock> Server<G, C> {
                 CloseReason::Unauthorized => {
                     format!("no ticket within {} ms", self.cfg.handshake_timeout_ms)
                 }
+                CloseReason::HandshakeTimeout => format!(
+                    "no Hello or Watch within {} ms",
+                    self.cfg.handshake_timeout_ms
+                ),
+                CloseReason::FrameTimeout => format!(
+                    "frame not completed within {} ms",
+                    self.cfg.frame_timeout_ms
+                ),
                 _ => String::from("closing"),
             };
             self.close(k, code, &text, reason);
@@ -105,19 +162,18 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.close_list = keep_capacity(list, std::mem::take(&mut self.close_list));
     }
 
-    /// Handshake and idle timeouts, pings, and close lingers. Runs once per tick: timers are as precise as
-    /// a tick, which is plenty for limits measured in seconds.
+    /// Handshake, frame and idle timeouts, pings, and close lingers. Runs once per tick: timers are as
+    /// precise as a tick, which is plenty for limits measured in seconds.
     pub(super) fn check_timers(&mut self) {
         let now = self.now;
         let ms = Duration::from_millis;
-        let (handshake, ping, idle) = (
+        let (handshake, frame, ping, idle) = (
             ms(self.cfg.handshake_timeout_ms),
+            ms(self.cfg.frame_timeout_ms),
             ms(self.cfg.ping_interval_ms),
             ms(self.cfg.idle_timeout_ms),
         );
         let tickets = self.ticket_secret.is_some();
-        let unauthenticated =
-            |ws: &WsState| tickets && ws.role == Role::Pending && ws.account.is_none();
         let mut timed_out_http = Vec::new();
         for (k, conn) in self.conns.iter_mut() {
             if conn.dead.is_some() {
@@ -130,19 +186,29 @@ impl<G: Game, C: Clock> Server<G, C> {
                 continue;
             }
             let quiet = now.saturating_duration_since(conn.last_heard);
-            let opened = conn.opened_at;
+            let opened = now.saturating_duration_since(conn.opened_at);
+            let frame_started = conn.meter.partial_since;
             let (phase, mut io) = conn.io();
             match phase {
                 Phase::Http { .. } => {
-                    if now.saturating_duration_since(opened) > handshake {
+                    if opened > handshake {
                         timed_out_http.push(k);
                     }
                 }
-                Phase::Ws(ws)
-                    if unauthenticated(ws) && now.saturating_duration_since(opened) > handshake =>
+                // Every connection says who it is in time, or it would hold a slot by answering pings.
+                Phase::Ws(ws) if ws.role == Role::Pending && !ws.echo && opened > handshake => {
+                    let why = match tickets && ws.account.is_none() {
+                        true => (close::UNAUTHORIZED, CloseReason::Unauthorized),
+                        false => (close::POLICY_VIOLATION, CloseReason::HandshakeTimeout),
+                    };
+                    self.close_list.push((k, why.0, why.1));
+                }
+                // A frame trickled in byte by byte keeps the idle timer quiet; this catches it.
+                Phase::Ws(_)
+                    if frame_started.is_some_and(|t| now.saturating_duration_since(t) > frame) =>
                 {
                     self.close_list
-                        .push((k, close::UNAUTHORIZED, CloseReason::Unauthorized));
+                        .push((k, close::POLICY_VIOLATION, CloseReason::FrameTimeout));
                 }
                 Phase::Ws(_) if quiet > idle => {
                     self.close_list
@@ -173,5 +239,14 @@ impl<G: Game, C: Clock> Server<G, C> {
             self.refuse_http(k, &refusal, CloseReason::HandshakeTimeout);
         }
         self.close_pending();
+    }
+}
+
+/// Returns the allocator's free memory to the operating system (glibc's `malloc_trim`; elsewhere nothing).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers; it only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
