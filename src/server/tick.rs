@@ -41,11 +41,12 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// drain) ignores the high-water mark and the memory budget: one more update per connection, then it
     /// is closed.
     ///
-    /// Memory: a connection above `--send-hwm-bytes` is skipped; while the bytes queued across all
-    /// connections are above `--queued-bytes-max`, so are catching-up updates (coalesced deltas, `Full`s)
-    /// and connections with bytes still queued. Only the shared delta to connections that keep up goes
-    /// out, and those write it straight to their sockets. A skipped connection that stays behind is closed:
-    /// after `--first-update-lag-limit-ms` if it never took an update whole, else `--lag-limit-ms`.
+    /// Memory: a connection above `--send-hwm-bytes` is skipped. While the bytes queued across all
+    /// connections are above `--queued-bytes-max`, so is a connection with anything queued, and any update
+    /// larger than `--send-hwm-bytes` (the `Full` of a big world): what still goes out is small updates to
+    /// connections that keep up, which write them straight to their sockets. A skipped connection that
+    /// stays behind is closed: after `--first-update-lag-limit-ms` if it never took an update whole, else
+    /// after `--lag-limit-ms`.
     pub(super) fn send_updates(&mut self, checksum: bool, force: bool) {
         let tick = self.world.tick();
         self.updates.begin(&self.world, checksum);
@@ -61,27 +62,32 @@ impl<G: Game, C: Clock> Server<G, C> {
             if ws.baseline == Some(tick) {
                 continue;
             }
-            let catching_up = ws.baseline != Some(tick - 1);
-            let over_budget = queued > budget && (pending > 0 || catching_up);
-            if !force && (pending > hwm || over_budget) {
-                self.metrics.updates_skipped += 1;
-                self.metrics.updates_deferred += u64::from(pending <= hwm);
-                let lag_limit = match ws.baseline.is_some() && !ws.caught_up {
-                    true => self.cfg.first_update_lag_limit_ms,
-                    false => self.cfg.lag_limit_ms,
-                };
-                if self.now.saturating_duration_since(ws.last_update_at)
-                    > Duration::from_millis(lag_limit)
-                {
-                    let reason = match lag_limit == self.cfg.lag_limit_ms {
-                        true => CloseReason::Lagging,
-                        false => CloseReason::FirstUpdateLagging,
-                    };
-                    self.close_list.push((k, close::LAGGING, reason));
-                }
+            let over_budget = !force && queued > budget;
+            if (!force && pending > hwm) || (over_budget && pending > 0) {
+                skipped(
+                    &mut self.metrics,
+                    &mut self.close_list,
+                    &self.cfg,
+                    self.now,
+                    k,
+                    ws,
+                    over_budget && pending <= hwm,
+                );
                 continue;
             }
             let (range, kind) = self.updates.for_baseline(&self.world, ws.baseline);
+            if over_budget && range.len() > hwm {
+                skipped(
+                    &mut self.metrics,
+                    &mut self.close_list,
+                    &self.cfg,
+                    self.now,
+                    k,
+                    ws,
+                    true,
+                );
+                continue;
+            }
             match kind {
                 UpdateKind::Delta => self.metrics.updates_delta += 1,
                 UpdateKind::Coalesced => self.metrics.updates_coalesced += 1,
@@ -248,5 +254,30 @@ fn release_free_memory() {
     // SAFETY: malloc_trim takes no pointers; it only walks the allocator's own free lists.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// Counts an update not sent to connection `k` (`deferred`: for the memory budget, not its own queue),
+/// and lists the connection for closing once it has been behind for its lag limit.
+fn skipped(
+    metrics: &mut Metrics,
+    close_list: &mut Vec<(usize, u16, CloseReason)>,
+    cfg: &Config,
+    now: Instant,
+    k: usize,
+    ws: &WsState,
+    deferred: bool,
+) {
+    metrics.updates_skipped += 1;
+    metrics.updates_deferred += u64::from(deferred);
+    let (limit_ms, reason) = match ws.baseline.is_some() && !ws.caught_up {
+        true => (
+            cfg.first_update_lag_limit_ms,
+            CloseReason::FirstUpdateLagging,
+        ),
+        false => (cfg.lag_limit_ms, CloseReason::Lagging),
+    };
+    if now.saturating_duration_since(ws.last_update_at) > Duration::from_millis(limit_ms) {
+        close_list.push((k, close::LAGGING, reason));
     }
 }

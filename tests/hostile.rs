@@ -1,0 +1,486 @@
+//! Clients that attack the loop itself rather than the game: floods of frames that never make a message,
+//! frames trickled byte by byte, connections that never say who they are, readers that never read. Each
+//! gets its documented close code and reason, and an honest spectator on the same server keeps receiving
+//! every tick meanwhile (counted updates, no gaps) while `/healthz` answers 200.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Client, TestServer, WAIT_MAX};
+use tickcast::proto::{self, ClientMsg};
+use tickcast::sim::arena::{Arena, ArenaEntity, ArenaInput};
+use tickcast::sim::{Game, Joining, PlayerId};
+use tickcast::sync::{EntityId, World};
+use tungstenite::Message;
+
+const UPGRADE: &[u8] =
+    b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+const BINARY: u8 = 0x2;
+const CONTINUATION: u8 = 0x0;
+const PING: u8 = 0x9;
+const PONG: u8 = 0xa;
+
+/// One masked client frame, as any WebSocket client would put it on the wire.
+fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![u8::from(fin) << 7 | opcode];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=65535 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&MASK);
+    out.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
+    out
+}
+
+/// `n` copies of `frame`, back to back.
+fn repeated(frame: &[u8], n: usize) -> Vec<u8> {
+    frame.repeat(n)
+}
+
+/// An attacker on a raw socket: it upgrades, then writes whatever bytes it likes and watches for the
+/// server's close frame.
+struct Attacker {
+    sock: TcpStream,
+    /// Bytes from the server after the 101 head, not yet parsed.
+    inbox: Vec<u8>,
+    close: Option<(u16, String)>,
+}
+
+impl Attacker {
+    /// Upgrades and sends `Watch`, so the handshake deadline does not end the attack first.
+    fn watching(server: &TestServer) -> Attacker {
+        let mut attacker = Attacker::upgrade(server);
+        let watch = proto::encode(&ClientMsg::<ArenaInput>::Watch {
+            protocol: proto::PROTOCOL_VERSION,
+            ticket: String::new(),
+        });
+        attacker.send(&client_frame(true, BINARY, &watch));
+        attacker
+    }
+
+    fn upgrade(server: &TestServer) -> Attacker {
+        let mut sock = TcpStream::connect(server.addr).unwrap();
+        sock.set_read_timeout(Some(WAIT_MAX)).unwrap();
+        sock.set_write_timeout(Some(WAIT_MAX)).unwrap();
+        sock.write_all(UPGRADE).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            sock.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101 "), "upgrade refused");
+        Attacker {
+            sock,
+            inbox: Vec::new(),
+            close: None,
+        }
+    }
+
+    /// Writes `bytes`; false once the server no longer takes them (it closed, or reset the connection).
+    fn send(&mut self, bytes: &[u8]) -> bool {
+        self.sock.write_all(bytes).is_ok()
+    }
+
+    /// Writes `chunk` up to `times` times, stopping early once the server's close frame has arrived.
+    fn flood(&mut self, chunk: &[u8], times: usize) {
+        for _ in 0..times {
+            if !self.send(chunk) {
+                break;
+            }
+            self.take_available();
+            if self.close.is_some() {
+                break;
+            }
+        }
+    }
+
+    /// Takes what the server has sent so far without waiting.
+    fn take_available(&mut self) {
+        self.sock.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match self.sock.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
+            }
+        }
+        self.sock.set_nonblocking(false).unwrap();
+        self.parse();
+    }
+
+    /// Finds the close frame among the server's (unmasked) frames.
+    fn parse(&mut self) {
+        while self.close.is_none() {
+            let Some(len) = tickcast::net::frame::frame_len(&self.inbox) else {
+                return;
+            };
+            if self.inbox.len() < len {
+                return;
+            }
+            let header = len
+                - match self.inbox[1] & 0x7f {
+                    126 => len - 4,
+                    127 => len - 10,
+                    n => usize::from(n),
+                };
+            if self.inbox[0] & 0x0f == 0x8 {
+                let payload = &self.inbox[header..len];
+                let code = u16::from_be_bytes([payload[0], payload[1]]);
+                let reason = String::from_utf8_lossy(&payload[2..]).to_string();
+                self.close = Some((code, reason));
+            }
+            self.inbox.drain(..len);
+        }
+    }
+
+    /// Reads until the server's close frame; its code and reason.
+    fn expect_close(&mut self) -> (u16, String) {
+        let deadline = Instant::now() + WAIT_MAX;
+        let mut buf = [0u8; 16 * 1024];
+        while self.close.is_none() {
+            assert!(Instant::now() < deadline, "no close frame");
+            match self.sock.read(&mut buf) {
+                Ok(0) => panic!("the server hung up without a close frame"),
+                Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => panic!("read: {e}"),
+            }
+            self.parse();
+        }
+        self.close.clone().unwrap()
+    }
+}
+
+/// These tests load the machine on purpose (two streams at full speed); run one at a time, so that one
+/// test's flood is not another test's late tick.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The bystander's ticks had no gap: it was sent every tick, one by one.
+fn assert_every_tick(client: &Client, from: usize) {
+    for pair in client.ticks[from..].windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "the honest client missed a tick");
+    }
+}
+
+fn assert_healthy(server: &TestServer) {
+    assert_eq!(server.get("/healthz").0, 200);
+}
+
+#[test]
+fn two_clients_streaming_empty_continuations_cannot_freeze_the_loop() {
+    let _serial = one_at_a_time();
+    // The fragment cap, the message deadline and the rate limit are lifted, so only the per-turn read
+    // budget stands between these two and the loop: it must keep ticking while they stream.
+    let server = TestServer::start(|c| {
+        c.tick_hz = 20;
+        c.checksum_every_ticks = 5;
+        c.fragments_per_message_max = u32::MAX;
+        c.frame_timeout_ms = 600_000;
+        c.idle_timeout_ms = 600_000;
+        c.messages_per_s = 1e12;
+        c.message_burst = 1e12;
+    });
+    let mut bystander = Client::watching(&server);
+    bystander.verify_checksums(1);
+    let from = bystander.ticks.len();
+    const FRAMES_PER_CHUNK: usize = 10_000;
+    const CHUNKS: usize = 150;
+    let streaming = Arc::new(AtomicBool::new(true));
+    let attackers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut attacker = Attacker::watching(&server);
+            let streaming = streaming.clone();
+            std::thread::spawn(move || {
+                attacker.send(&client_frame(false, BINARY, b""));
+                let chunk = repeated(&client_frame(false, CONTINUATION, b""), FRAMES_PER_CHUNK);
+                attacker.flood(&chunk, CHUNKS);
+                streaming.store(false, Ordering::SeqCst);
+                // The message ends at last: empty, so it does not decode.
+                attacker.send(&client_frame(true, CONTINUATION, b""));
+                attacker.expect_close()
+            })
+        })
+        .collect();
+    let mut updates_during = 0;
+    let deadline = Instant::now() + WAIT_MAX;
+    while streaming.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the attack never ended");
+        bystander.recv();
+        updates_during += 1;
+    }
+    for attacker in attackers {
+        let (code, reason) = attacker.join().unwrap();
+        assert_eq!(code, 1007, "{reason}");
+        assert!(reason.contains("malformed message"), "{reason}");
+    }
+    bystander.verify_checksums(1);
+    assert!(
+        updates_during >= 2,
+        "the bystander heard {updates_during} updates while the attack streamed"
+    );
+    assert_every_tick(&bystander, from);
+    assert_healthy(&server);
+    // The server read every byte of both streams, a turn's budget at a time.
+    let streamed = 2 * FRAMES_PER_CHUNK * CHUNKS * 6;
+    assert!(server.metric("tickcast_bytes_in_total") >= streamed as u64);
+}
+
+#[test]
+fn a_message_in_endless_empty_fragments_is_closed_past_the_fragment_cap() {
+    let _serial = one_at_a_time();
+    let server = TestServer::start(|c| {
+        c.tick_hz = 50;
+        c.checksum_every_ticks = 5;
+    });
+    let mut bystander = Client::watching(&server);
+    bystander.verify_checksums(1);
+    let from = bystander.ticks.len();
+    let mut attacker = Attacker::watching(&server);
+    attacker.send(&client_frame(false, BINARY, b"x"));
+    attacker.flood(
+        &repeated(&client_frame(false, CONTINUATION, b""), 1000),
+        100,
+    );
+    let (code, reason) = attacker.expect_close();
+    assert_eq!(code, 1008, "{reason}");
+    assert_eq!(reason, "message in more than 64 frames");
+    assert_eq!(
+        server.metric("tickcast_connections_closed_total{reason=\"protocol_error\"}"),
+        1
+    );
+    bystander.verify_checksums(1);
+    assert_every_tick(&bystander, from);
+    assert_healthy(&server);
+}
+
+#[test]
+fn floods_of_pongs_and_of_pings_are_closed_by_the_rate_limit() {
+    let _serial = one_at_a_time();
+    let server = TestServer::start(|c| {
+        c.tick_hz = 50;
+        c.checksum_every_ticks = 5;
+    });
+    let mut bystander = Client::watching(&server);
+    bystander.verify_checksums(1);
+    let from = bystander.ticks.len();
+    for opcode in [PONG, PING] {
+        let mut attacker = Attacker::watching(&server);
+        attacker.flood(&repeated(&client_frame(true, opcode, b"hi"), 1000), 100);
+        let (code, reason) = attacker.expect_close();
+        assert_eq!(code, 1008, "opcode {opcode}: {reason}");
+        assert!(reason.contains("rate limit exceeded"), "{reason}");
+        bystander.verify_checksums(1);
+    }
+    assert_eq!(
+        server.metric("tickcast_connections_closed_total{reason=\"rate_limited\"}"),
+        2
+    );
+    assert_every_tick(&bystander, from);
+    assert_healthy(&server);
+}
+
+#[test]
+fn a_connection_that_answers_pings_but_never_says_hello_is_closed_at_the_deadline() {
+    let _serial = one_at_a_time();
+    let server = TestServer::start(|c| {
+        c.tick_hz = 50;
+        c.checksum_every_ticks = 5;
+        c.handshake_timeout_ms = 400;
+        // Pinged well before the deadline: answering pings must not keep it open.
+        c.ping_interval_ms = 100;
+        c.idle_timeout_ms = 60_000;
+    });
+    let mut bystander = Client::watching(&server);
+    bystander.verify_checksums(1);
+    let from = bystander.ticks.len();
+    let mut silent = Client::connect(&server);
+    // tungstenite answers each ping as it reads; nothing else is ever sent.
+    let deadline = Instant::now() + WAIT_MAX;
+    let (code, reason) = loop {
+        assert!(Instant::now() < deadline, "never closed");
+        match silent.ws.read().expect("read") {
+            Message::Close(Some(frame)) => break (u16::from(frame.code), frame.reason.to_string()),
+            Message::Ping(_) => {}
+            other => panic!("a silent connection was sent {other:?}"),
+        }
+    };
+    assert_eq!(code, 1008, "{reason}");
+    assert_eq!(reason, "no Hello or Watch within 400 ms");
+    assert_eq!(
+        server.metric("tickcast_connections_closed_total{reason=\"handshake_timeout\"}"),
+        1
+    );
+    // The bystander, which sent Watch at once, is still there.
+    bystander.verify_checksums(1);
+    assert_every_tick(&bystander, from);
+    assert_healthy(&server);
+}
+
+#[test]
+fn a_frame_trickled_byte_by_byte_is_closed_at_the_frame_deadline() {
+    let _serial = one_at_a_time();
+    let server = TestServer::start(|c| {
+        c.tick_hz = 50;
+        c.checksum_every_ticks = 5;
+        c.frame_timeout_ms = 500;
+        c.idle_timeout_ms = 60_000;
+        c.ping_interval_ms = 30_000;
+    });
+    let mut bystander = Client::watching(&server);
+    bystander.verify_checksums(1);
+    let from = bystander.ticks.len();
+    // It sent Watch, so the handshake deadline does not apply; then it begins a 4,000-byte frame.
+    let mut attacker = Attacker::watching(&server);
+    let frame = client_frame(true, BINARY, &[0u8; 4000]);
+    attacker.send(&frame[..10]);
+    let mut writer = attacker.sock.try_clone().unwrap();
+    let trickling = Arc::new(AtomicBool::new(true));
+    let trickle = {
+        let trickling = trickling.clone();
+        std::thread::spawn(move || {
+            // One byte every 100 ms, each of which the idle timer would count as sound; bounded.
+            for &byte in &frame[10..300] {
+                if !trickling.load(Ordering::SeqCst) || writer.write_all(&[byte]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let (code, reason) = attacker.expect_close();
+    trickling.store(false, Ordering::SeqCst);
+    trickle.join().unwrap();
+    assert_eq!(code, 1008, "{reason}");
+    assert_eq!(reason, "frame not completed within 500 ms");
+    assert_eq!(
+        server.metric("tickcast_connections_closed_total{reason=\"frame_timeout\"}"),
+        1
+    );
+    bystander.verify_checksums(1);
+    assert_every_tick(&bystander, from);
+    assert_healthy(&server);
+}
+
+/// The arena plus thousands of entities that never move: a big `Full`, small deltas.
+struct Statues(Arena);
+
+impl Game for Statues {
+    type Input = ArenaInput;
+    type State = ArenaEntity;
+
+    fn join(
+        &mut self,
+        world: &mut World<ArenaEntity>,
+        player: PlayerId,
+        joining: Joining<'_>,
+    ) -> Option<EntityId> {
+        self.0.join(world, player, joining)
+    }
+
+    fn leave(&mut self, world: &mut World<ArenaEntity>, player: PlayerId) {
+        self.0.leave(world, player)
+    }
+
+    fn input(&mut self, player: PlayerId, seq: u32, input: ArenaInput) {
+        self.0.input(player, seq, input)
+    }
+
+    fn step(&mut self, world: &mut World<ArenaEntity>, tick: u64, dt_s: f32) {
+        self.0.step(world, tick, dt_s)
+    }
+}
+
+#[test]
+fn readers_that_never_read_a_big_world_stay_inside_the_memory_budget_and_are_closed() {
+    let _serial = one_at_a_time();
+    const STATUES: u16 = 4_000;
+    const BUDGET: usize = 40_000;
+    const STALLED: usize = 8;
+    let server = TestServer::start_game(
+        |c| {
+            c.tick_hz = 20;
+            c.checksum_every_ticks = 5;
+            c.npcs = 4;
+            c.queued_bytes_max = BUDGET;
+            // Smaller than the Full: over the budget, the Fulls wait.
+            c.send_hwm_bytes = 16 * 1024;
+            c.first_update_lag_limit_ms = 1_000;
+            c.lag_limit_ms = 2_000;
+            // The closed readers read their close frame only at the end of the test.
+            c.close_linger_ms = 60_000;
+            c.tcp_notsent_lowat_bytes = 4096;
+            c.idle_timeout_ms = 120_000;
+            c.ping_interval_ms = 60_000;
+        },
+        |world, cfg| {
+            let arena = Arena::new(world, cfg.npcs, cfg.seed);
+            for i in 0..STATUES {
+                let at = ArenaEntity { x: i, y: i, seq: 0 };
+                world.spawn(at).expect("room for statues");
+            }
+            Statues(arena)
+        },
+    );
+    let mut bystander = Client::watching(&server);
+    bystander.verify_checksums(1);
+    let from = bystander.ticks.len();
+    // An upper bound on one Full: everything the bystander was sent so far, its Full included.
+    let full_bytes = server.metric("tickcast_bytes_out_total");
+    // Each of these reads its Welcome and then nothing, over a socket with a 4 KB receive buffer.
+    let mut stalled: Vec<Client> = (0..STALLED)
+        .map(|_| Client::watching_small_rcvbuf(&server, 4096))
+        .collect();
+    let mut max_queued = 0;
+    let deadline = Instant::now() + WAIT_MAX;
+    while server.metric("tickcast_slow_consumer_closes_total") < STALLED as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled readers were never closed"
+        );
+        bystander.recv();
+        max_queued = max_queued.max(server.metric("tickcast_queued_bytes"));
+    }
+    // Past the budget the Fulls wait for memory to free up instead of piling up: the total stays within
+    // the budget plus one Full.
+    assert!(
+        max_queued <= (BUDGET as u64 + full_bytes),
+        "queued {max_queued} bytes against a budget of {BUDGET} and a Full of at most {full_bytes}"
+    );
+    assert!(server.metric("tickcast_updates_deferred_total") > 0);
+    // Those that were sent a Full and never took it went after the shorter limit; those whose Full
+    // waited for memory (their closed peers linger here for a minute) after the ordinary one.
+    let first = "tickcast_connections_closed_total{reason=\"first_update_lagging\"}";
+    assert!(server.metric(first) >= 1);
+    for client in &mut stalled {
+        let (code, reason) = client.expect_close();
+        assert_eq!(code, 4001, "{reason}");
+        assert!(
+            reason == "too slow: the first update was not taken within 1000 ms"
+                || reason == "too slow: no update could be sent for 2000 ms",
+            "{reason}"
+        );
+    }
+    bystander.verify_checksums(1);
+    assert_every_tick(&bystander, from);
+    assert_healthy(&server);
+}
