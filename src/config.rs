@@ -168,6 +168,14 @@ pub struct Config {
     /// of it being queued is closed (4001): a client that never reads holds a snapshot only this long.
     #[arg(long, default_value_t = 5_000)]
     pub first_update_lag_limit_ms: u64,
+
+    // -- Ticket lifetime (issue 11). Tickets can be replayed until they expire, so this caps what a leaked
+    // one is worth whatever its issuer wrote in it; 300 s leaves room for minute-long tickets, clock skew
+    // between the backend and this server, and a reconnect backoff.
+    /// A ticket whose expiry is further ahead than now plus this is refused (401 on the upgrade, 4004 in a
+    /// message): how long a leaked ticket can be replayed, at most.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ticket_lifetime_max_s: u64,
 }
 
 impl Default for Config {

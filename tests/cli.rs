@@ -54,3 +54,18 @@ fn out_of_range_settings_are_refused_with_a_reason() {
     assert!(!ok);
     assert!(text.contains("must be at least --send-hwm-bytes"), "{text}");
 }
+
+#[test]
+fn the_ticket_lifetime_bound_is_listed_with_its_default_and_0_is_refused() {
+    let (ok, help) = tickcast(&["--help"]);
+    assert!(ok, "{help}");
+    let line = help
+        .lines()
+        .position(|l| l.trim_start().starts_with("--ticket-lifetime-max-s"))
+        .unwrap_or_else(|| panic!("--ticket-lifetime-max-s missing from --help:\n{help}"));
+    let described = help.lines().skip(line).take(4).collect::<String>();
+    assert!(described.contains("[default: 300]"), "{described}");
+    let (ok, text) = tickcast(&["--ticket-lifetime-max-s", "0"]);
+    assert!(!ok);
+    assert!(text.contains("--ticket-lifetime-max-s"), "{text}");
+}

@@ -118,6 +118,17 @@ fn python_client_resumes_its_player_after_an_abrupt_drop_onto_the_mirror_it_kept
     assert_eq!(number(&summary, "acked_seq_before"), 3, "{summary}");
     assert_eq!(number(&summary, "acked_seq_after"), 4, "{summary}");
     assert!(number(&summary, "min_seq_after_resume") >= 3, "{summary}");
+    // The resume rotated the token: the old one then joined anew, the new one resumed.
+    assert_eq!(
+        field(&summary, "resumed_with_old_token"),
+        "false",
+        "{summary}"
+    );
+    assert_eq!(
+        field(&summary, "resumed_with_new_token"),
+        "true",
+        "{summary}"
+    );
     // After a goodbye (close 1000) the token resumed nothing.
     assert_eq!(
         field(&summary, "resumed_after_goodbye"),
@@ -129,10 +140,10 @@ fn python_client_resumes_its_player_after_an_abrupt_drop_onto_the_mirror_it_kept
         "Full",
         "{summary}"
     );
-    assert_eq!(server.metric("tickcast_resumes_total"), 1, "{summary}");
+    assert_eq!(server.metric("tickcast_resumes_total"), 2, "{summary}");
     assert_eq!(
         server.metric("tickcast_resumes_refused_total"),
-        1,
+        2,
         "{summary}"
     );
 }

@@ -1,6 +1,7 @@
 //! Reconnect with continuity: a player cut off mid-game keeps its entity for the grace period; coming back
 //! with its resume token and the last tick it applied, it gets the same entity and a delta from that tick
-//! (a `Full` when the history no longer reaches it); after the grace period, or after a goodbye, it is gone.
+//! (a `Full` when the history no longer reaches it), and a new token: the one it came with resumes nothing
+//! any more. After the grace period, or after a goodbye, it is gone.
 
 mod common;
 
@@ -53,7 +54,7 @@ fn a_player_cut_off_mid_game_resumes_its_entity_with_a_delta_from_its_last_tick(
     let mut player = player.reconnect_resuming(&server);
     assert_eq!(player.resumed, Some(true));
     assert_eq!(player.entity, Some(entity), "the same entity");
-    assert_eq!(player.resume_token, Some(token), "the same token");
+    assert_ne!(player.resume_token, Some(token), "a new token (rotated)");
     // Only what changed while it was away, applied to the mirror it kept (a mismatch would panic).
     match player.recv() {
         ServerMsg::Delta { base, tick, .. } => {
@@ -200,4 +201,45 @@ fn with_resume_off_a_dropped_player_leaves_at_once() {
     cut_off(&player);
     watcher.wait_for(|m| m.get(entity).is_none());
     assert_eq!(server.metric("tickcast_players_detached"), 0);
+}
+
+#[test]
+fn a_resume_rotates_the_token_the_old_one_then_joins_anew_and_the_new_one_resumes() {
+    let server = server(|_| {});
+    let mut watcher = Client::watching(&server);
+    let (mut player, entity) = moving_player(&server, &mut watcher);
+    let first = player.resume_token.unwrap();
+    cut_off(&player);
+    let mut player = player.reconnect_resuming(&server);
+    assert_eq!((player.resumed, player.entity), (Some(true), Some(entity)));
+    let second = player.resume_token.unwrap();
+    assert_ne!(second, first, "the resume's Joined carries a new token");
+    player.verify_checksums(1);
+    cut_off(&player);
+
+    // Whoever still holds the first token (a copy seen in a log, say) takes nothing back: a new player.
+    let mut stale = Client::connect(&server);
+    stale.hello_resuming(first, 0, "");
+    stale.recv_until(|m| matches!(m, ServerMsg::Joined { .. }));
+    assert_eq!(stale.resumed, Some(false), "the old token resumes nothing");
+    assert_ne!(stale.entity, Some(entity), "a new entity");
+    assert!(![first, second].contains(&stale.resume_token.unwrap()));
+    assert_eq!(server.metric("tickcast_resumes_refused_total"), 1);
+    assert_eq!(
+        server.metric("tickcast_players_detached"),
+        1,
+        "ours still waits"
+    );
+
+    // The rotated token does resume, from the kept mirror, and rotates again.
+    let mut player = player.reconnect_resuming(&server);
+    assert_eq!((player.resumed, player.entity), (Some(true), Some(entity)));
+    let third = player.resume_token.unwrap();
+    assert!(![first, second].contains(&third), "rotated again");
+    player.verify_checksums(2);
+    assert_eq!(server.metric("tickcast_resumes_total"), 2);
+    assert_eq!(server.metric("tickcast_players_detached"), 0);
+    watcher.verify_checksums(1);
+    watcher.assert_every_tick();
+    assert_eq!(server.get("/healthz").0, 200);
 }

@@ -1,6 +1,8 @@
 //! Authentication tickets (`--ticket-secret-file`): a bad ticket on the upgrade gets 401 with the reason;
 //! without one there, the first `Hello` or `Watch` must bring a valid one (else close 4004 with the reason);
-//! the ticket's player id reaches the game; a resume token needs no ticket; tickets never show in /metrics.
+//! the ticket's player id reaches the game; a resume token needs no ticket, but a ticket of another account
+//! than the session's is refused (4004); a ticket expiring beyond `--ticket-lifetime-max-s` is refused like a
+//! bad one; tickets never show in /metrics.
 
 mod common;
 
@@ -250,4 +252,135 @@ fn a_too_short_secret_is_refused_at_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("at least 16 bytes"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+const OTHER_ACCOUNT: &str = "ticket is for another account than this session";
+
+/// A spectator with a ticket of its own, following every tick: the honest client of the attack tests.
+fn honest_watcher(server: &TestServer) -> Client {
+    let mut watcher = Client::connect(server);
+    watcher.send(&ClientMsg::Watch {
+        protocol: proto::PROTOCOL_VERSION,
+        ticket: ticket::issue(SECRET.as_bytes(), "carol", now_s() + 60),
+    });
+    watcher.verify_checksums(1);
+    watcher
+}
+
+#[test]
+fn a_resume_with_another_accounts_ticket_is_refused_4004_and_the_owner_keeps_its_player() {
+    let secret = SecretFile::new("tickets-account");
+    let (server, accounts) = ticket_server(&secret);
+    let now = now_s();
+    let alice_ticket = ticket::issue(SECRET.as_bytes(), "alice", now + 60);
+    let mallory_ticket = ticket::issue(SECRET.as_bytes(), "mallory", now + 60);
+    let mut watcher = honest_watcher(&server);
+    let mut alice = Client::connect(&server);
+    alice.send(&hello(&alice_ticket));
+    alice.recv_until(|m| matches!(m, ServerMsg::Joined { .. }));
+    let entity = alice.entity.unwrap();
+    alice.verify_checksums(1);
+    // Mallory has a valid ticket of her own and has seen Alice's resume token.
+    let token = alice.resume_token.unwrap();
+
+    // In Hello, next to the token.
+    let mut in_hello = Client::connect(&server);
+    in_hello.hello_resuming(token, 0, &mallory_ticket);
+    assert_eq!(in_hello.expect_close(), (4004, OTHER_ACCOUNT.to_string()));
+    alice.verify_checksums(1);
+    // On the upgrade URL, which makes Mallory the connection's account before Hello.
+    let mut on_upgrade = Client::connect_with_ticket(&server, &mallory_ticket);
+    on_upgrade.hello_resuming(token, 0, "");
+    assert_eq!(on_upgrade.expect_close(), (4004, OTHER_ACCOUNT.to_string()));
+    alice.verify_checksums(1);
+    // From a spectator that watched with her ticket.
+    let mut spectator = Client::connect(&server);
+    spectator.send(&ClientMsg::Watch {
+        protocol: proto::PROTOCOL_VERSION,
+        ticket: mallory_ticket.clone(),
+    });
+    spectator.verify_checksums(1);
+    spectator.hello_resuming(token, 0, "");
+    assert_eq!(spectator.expect_close(), (4004, OTHER_ACCOUNT.to_string()));
+    assert_eq!(
+        server.metric("tickcast_connections_closed_total{reason=\"unauthorized\"}"),
+        3
+    );
+
+    // Alice was never taken over (no 4005), kept every tick, and is still the only player.
+    alice.verify_checksums(1);
+    alice.assert_every_tick();
+    watcher.verify_checksums(1);
+    watcher.assert_every_tick();
+    assert_eq!(server.metric("tickcast_players"), 1);
+    assert_eq!(server.metric("tickcast_resumes_total"), 0);
+    assert_eq!(server.get("/healthz").0, 200);
+
+    // Her token still resumes her: with her own ticket on the upgrade, then in Hello, then with none.
+    alice
+        .ws
+        .get_ref()
+        .shutdown(std::net::Shutdown::Both)
+        .unwrap();
+    let mut alice = alice.reconnect_resuming_with(&server, Some(&alice_ticket), "");
+    assert_eq!((alice.resumed, alice.entity), (Some(true), Some(entity)));
+    alice.verify_checksums(1);
+    alice
+        .ws
+        .get_ref()
+        .shutdown(std::net::Shutdown::Both)
+        .unwrap();
+    let mut alice = alice.reconnect_resuming_with(&server, None, &alice_ticket);
+    assert_eq!((alice.resumed, alice.entity), (Some(true), Some(entity)));
+    alice.verify_checksums(1);
+    alice
+        .ws
+        .get_ref()
+        .shutdown(std::net::Shutdown::Both)
+        .unwrap();
+    let mut alice = alice.reconnect_resuming(&server);
+    assert_eq!((alice.resumed, alice.entity), (Some(true), Some(entity)));
+    alice.verify_checksums(1);
+    assert_eq!(server.metric("tickcast_resumes_total"), 3);
+    assert_eq!(*accounts.lock().unwrap(), vec![Some("alice".to_string())]);
+    watcher.assert_every_tick();
+}
+
+#[test]
+fn a_ticket_expiring_beyond_the_lifetime_bound_gets_401_on_the_upgrade_and_4004_in_hello() {
+    let secret = SecretFile::new("tickets-lifetime");
+    let (server, accounts) = ticket_server(&secret);
+    let now = now_s();
+    let why = "ticket expires too far ahead: at most 300 s";
+    let mut watcher = honest_watcher(&server);
+
+    for expires in [now + 3_600, 1 << 63, u64::MAX] {
+        let long = ticket::issue(SECRET.as_bytes(), "mallory", expires);
+        let (status, body) = upgrade(&server, &format!("/ws?ticket={long}"));
+        assert_eq!(status, 401, "expires {expires}: {body}");
+        assert!(body.contains(why), "{body}");
+        let mut in_hello = Client::connect(&server);
+        in_hello.send(&hello(&long));
+        assert_eq!(in_hello.expect_close(), (4004, why.to_string()));
+        watcher.verify_checksums(1);
+    }
+    // A forged long-lived one is called forged, not told about the bound.
+    let forged = ticket::issue(b"a guess at the secret", "mallory", 1 << 63);
+    let (status, body) = upgrade(&server, &format!("/ws?ticket={forged}"));
+    assert_eq!(status, 401);
+    assert!(body.contains("invalid ticket signature"), "{body}");
+    assert_eq!(
+        server.metric("tickcast_connections_closed_total{reason=\"unauthorized\"}"),
+        7
+    );
+
+    // One within the bound plays.
+    let mut bob = Client::connect(&server);
+    bob.send(&hello(&ticket::issue(SECRET.as_bytes(), "bob", now + 200)));
+    bob.recv_until(|m| matches!(m, ServerMsg::Joined { .. }));
+    bob.verify_checksums(1);
+    assert_eq!(*accounts.lock().unwrap(), vec![Some("bob".to_string())]);
+    watcher.verify_checksums(1);
+    watcher.assert_every_tick();
+    assert_eq!(server.get("/healthz").0, 200);
 }

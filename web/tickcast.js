@@ -905,12 +905,13 @@ export function connect(url, options = {}) {
  * byClient, opened}), `lastFailedAttempt` (the same for a retry that never opened, else null),
  * `nextAttemptAt`, `stats`.
  *
- * Resume: every Joined brings a token. When a connection is lost (any end but `close()`), the next one
- * sends Hello with `resume: {token, tick of the last update applied}` and keeps the mirror; the server
- * answers Joined.resumed true (same entity, and the next update is a Delta from that tick, or a Full) or
- * false (a new player: the mirror is cleared and input seqs start again at 1). `stats.resumes`,
- * `stats.resumesRefused` and `stats.lastResume` ({entity, tick, firstUpdate: {type: 'Delta', base, tick} or
- * {type: 'Full', tick}, null until it arrives}) say how it went.
+ * Resume: every Joined brings a token, a new one on every resume (the server rotates it; the one presented
+ * resumes nothing any more), and the client keeps the latest (and stores it, see `storage`). When a
+ * connection is lost (any end but `close()`), the next one sends Hello with `resume: {token, tick of the
+ * last update applied}` and keeps the mirror; the server answers Joined.resumed true (same entity, and the
+ * next update is a Delta from that tick, or a Full) or false (a new player: the mirror is cleared and input
+ * seqs start again at 1). `stats.resumes`, `stats.resumesRefused` and `stats.lastResume` ({entity, tick,
+ * firstUpdate: {type: 'Delta', base, tick} or {type: 'Full', tick}, null until it arrives}) say how it went.
  *
  * Events (`client.on(type, fn)` returns an unsubscribe function): 'state' {state, previous},
  * 'welcome' msg, 'joined' {entity, resumed, previousEntity}, 'resumed' {entity, tick},

@@ -509,6 +509,14 @@ impl Bot {
                 if self.behaviour.sends_inputs() {
                     s.next_input_at = Some(now);
                 }
+                // A flapper picks when to drop once its Hello is answered: dropped before the Joined of a
+                // resume arrives, it would hold the token that resume just rotated away and join anew
+                // (docs/PROTOCOL.md, Resuming), which is the client's loss, not a server fault to measure.
+                if self.behaviour.flaps() {
+                    let mean = ctx.plan.args.flap_ms as f32;
+                    let stay_ms = mean * (0.5 + self.rng.next_f32());
+                    s.flap_at = Some(now + Duration::from_secs_f32(stay_ms / 1000.0));
+                }
             }
             Seen::Update {
                 tick,
@@ -543,8 +551,7 @@ impl Bot {
         }
     }
 
-    /// `Welcome` arrived: the bot is connected. Joins (resuming its player if it kept one) or watches, and
-    /// a flapper picks when to drop.
+    /// `Welcome` arrived: the bot is connected. Joins (resuming its player if it kept one) or watches.
     fn welcomed(&mut self, ctx: &mut Ctx) {
         let now = ctx.now;
         let Some(s) = &mut self.session else { return };
@@ -558,11 +565,6 @@ impl Bot {
         }
         self.failures = 0;
         ctx.open.opened(self.behaviour, now, ctx.stats);
-        if self.behaviour.flaps() {
-            let mean = ctx.plan.args.flap_ms as f32;
-            let stay_ms = mean * (0.5 + self.rng.next_f32());
-            s.flap_at = Some(now + Duration::from_secs_f32(stay_ms / 1000.0));
-        }
         let hello = if self.behaviour.joins() {
             let resume = s.view.resume_request();
             if resume.is_some() {

@@ -144,7 +144,7 @@ pub struct View {
     /// `Welcome` arrived on the current connection.
     welcomed: bool,
     entity: Option<u32>,
-    /// From the last `Joined`: what resumes this player.
+    /// From the last `Joined`: what resumes this player (each resume's `Joined` brings a new one).
     token: Option<ResumeToken>,
     /// The tick presented in this connection's `Hello.resume`, until `Joined` answers it.
     asked: Option<u64>,
@@ -316,11 +316,13 @@ impl View {
                     self.entity
                 )));
             }
-            if self.token != Some(token) {
+            if self.token == Some(token) {
                 return Err(ViewError::OutOfOrder(
-                    "resumed with a resume token other than the player's".to_string(),
+                    "resumed with the token it presented: a resume must rotate it".to_string(),
                 ));
             }
+            // The token presented resumes nothing from now on; the next resume presents this one.
+            self.token = Some(token);
             self.resumed_from = asked;
             self.resumed_seq = self.mirror.get(entity).map(|e| e.seq);
         } else {

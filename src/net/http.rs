@@ -28,12 +28,12 @@ pub enum Route {
 
 /// An HTTP error answer: status and the short body saying why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub struct Refusal<'a> {
     pub status: u16,
-    pub why: &'static str,
+    pub why: &'a str,
 }
 
-impl Refusal {
+impl Refusal<'static> {
     fn new(status: u16, why: &'static str) -> Self {
         Refusal { status, why }
     }
@@ -41,7 +41,7 @@ impl Refusal {
 
 /// Parses the request head in `buf`. `Ok(None)`: incomplete, read more (the caller enforces the size limit
 /// on what it buffers and the handshake timeout).
-pub fn route(buf: &[u8], max_header_bytes: usize) -> Result<Option<Route>, Refusal> {
+pub fn route(buf: &[u8], max_header_bytes: usize) -> Result<Option<Route>, Refusal<'static>> {
     route_with_echo(buf, max_header_bytes, None)
 }
 
@@ -50,7 +50,7 @@ pub fn route_with_echo(
     buf: &[u8],
     max_header_bytes: usize,
     echo_path: Option<&str>,
-) -> Result<Option<Route>, Refusal> {
+) -> Result<Option<Route>, Refusal<'static>> {
     let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
@@ -95,7 +95,7 @@ fn upgrade(
     head_len: usize,
     echo: bool,
     ticket: Option<&str>,
-) -> Result<Route, Refusal> {
+) -> Result<Route, Refusal<'static>> {
     let header = |name: &str| {
         headers
             .iter()
@@ -198,7 +198,7 @@ pub fn write_upgrade(out: &mut Vec<u8>, key: &str) {
 mod tests {
     use super::*;
 
-    fn r(s: &str) -> Result<Option<Route>, Refusal> {
+    fn r(s: &str) -> Result<Option<Route>, Refusal<'static>> {
         route(s.as_bytes(), 8192)
     }
 

@@ -5,6 +5,12 @@
 //! (1 to 64 characters of `A-Z a-z 0-9 _ -`), `expires` the Unix time in seconds after which the ticket is
 //! refused, and `signature` the unpadded base64url of HMAC-SHA256(secret, `v1.<player>.<expires>`).
 //! `docs/OPERATIONS.md` has an issuing example. A ticket is never logged or counted by value.
+//!
+//! A ticket whose `expires` is further ahead than `--ticket-lifetime-max-s` is refused too: the server does
+//! not remember used tickets, so a ticket can be replayed until it expires, and that bound caps how long a
+//! leaked one is worth anything, whatever the issuer wrote into it.
+
+use std::borrow::Cow;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -15,22 +21,34 @@ type HmacSha256 = Hmac<Sha256>;
 pub const TICKET_LEN_MAX: usize = 256;
 const PLAYER_LEN_MAX: usize = 64;
 
-/// Why a ticket was refused; the text goes into the 401 body.
+/// Why a ticket was refused; the text goes into the 401 body or the 4004 close reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TicketError {
     Missing,
     Malformed,
     BadSignature,
     Expired,
+    /// Signed and unexpired, but it expires more than `max_s` seconds from now (`--ticket-lifetime-max-s`).
+    TooFarAhead {
+        max_s: u64,
+    },
+    /// Valid, but a resume with it names a session another account's ticket created.
+    OtherAccount,
 }
 
 impl TicketError {
-    pub fn why(self) -> &'static str {
+    pub fn why(self) -> Cow<'static, str> {
         match self {
-            TicketError::Missing => "a ticket is required: /ws?ticket=... or in Hello or Watch",
-            TicketError::Malformed => "malformed ticket",
-            TicketError::BadSignature => "invalid ticket signature",
-            TicketError::Expired => "ticket expired",
+            TicketError::Missing => {
+                "a ticket is required: /ws?ticket=... or in Hello or Watch".into()
+            }
+            TicketError::Malformed => "malformed ticket".into(),
+            TicketError::BadSignature => "invalid ticket signature".into(),
+            TicketError::Expired => "ticket expired".into(),
+            TicketError::TooFarAhead { max_s } => {
+                format!("ticket expires too far ahead: at most {max_s} s").into()
+            }
+            TicketError::OtherAccount => "ticket is for another account than this session".into(),
         }
     }
 }
@@ -48,8 +66,15 @@ fn sign(secret: &[u8], payload: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-/// Checks `ticket` against `secret` at `now_unix_s`; the player id on success.
-pub fn verify<'t>(secret: &[u8], ticket: &'t str, now_unix_s: u64) -> Result<&'t str, TicketError> {
+/// Checks `ticket` against `secret` at `now_unix_s`, refusing one that expires more than `lifetime_max_s`
+/// seconds after it; the player id on success. The signature is checked first, so a forgery learns
+/// nothing about the time rules.
+pub fn verify<'t>(
+    secret: &[u8],
+    ticket: &'t str,
+    now_unix_s: u64,
+    lifetime_max_s: u64,
+) -> Result<&'t str, TicketError> {
     if ticket.len() > TICKET_LEN_MAX {
         return Err(TicketError::Malformed);
     }
@@ -80,6 +105,11 @@ pub fn verify<'t>(secret: &[u8], ticket: &'t str, now_unix_s: u64) -> Result<&'t
     if now_unix_s > expires {
         return Err(TicketError::Expired);
     }
+    if expires > now_unix_s.saturating_add(lifetime_max_s) {
+        return Err(TicketError::TooFarAhead {
+            max_s: lifetime_max_s,
+        });
+    }
     Ok(player)
 }
 
@@ -95,26 +125,34 @@ mod tests {
     use super::*;
 
     const SECRET: &[u8] = b"correct horse battery staple";
+    /// A lifetime bound no test ticket here comes near, where the bound is not what is tested.
+    const LONG: u64 = u64::MAX;
 
     #[test]
     fn issued_tickets_verify_until_they_expire() {
         let t = issue(SECRET, "player_42", 1_000);
-        assert_eq!(verify(SECRET, &t, 999), Ok("player_42"));
-        assert_eq!(verify(SECRET, &t, 1_000), Ok("player_42"));
-        assert_eq!(verify(SECRET, &t, 1_001), Err(TicketError::Expired));
+        assert_eq!(verify(SECRET, &t, 999, LONG), Ok("player_42"));
+        assert_eq!(verify(SECRET, &t, 1_000, LONG), Ok("player_42"));
+        assert_eq!(verify(SECRET, &t, 1_001, LONG), Err(TicketError::Expired));
     }
 
     #[test]
     fn tampering_and_junk_are_refused() {
         let t = issue(SECRET, "p1", 1_000);
         assert_eq!(
-            verify(b"another secret", &t, 0),
+            verify(b"another secret", &t, 0, LONG),
             Err(TicketError::BadSignature)
         );
         let forged = t.replace("v1.p1.", "v1.p2.");
-        assert_eq!(verify(SECRET, &forged, 0), Err(TicketError::BadSignature));
+        assert_eq!(
+            verify(SECRET, &forged, 0, LONG),
+            Err(TicketError::BadSignature)
+        );
         let extended = t.replace(".1000.", ".9999.");
-        assert_eq!(verify(SECRET, &extended, 0), Err(TicketError::BadSignature));
+        assert_eq!(
+            verify(SECRET, &extended, 0, LONG),
+            Err(TicketError::BadSignature)
+        );
         for junk in [
             "",
             "v1",
@@ -125,15 +163,41 @@ mod tests {
             "v1.p1.1.!!",
         ] {
             assert_eq!(
-                verify(SECRET, junk, 0),
+                verify(SECRET, junk, 0, LONG),
                 Err(TicketError::Malformed),
                 "{junk:?}"
             );
         }
         assert_eq!(
-            verify(SECRET, &"a".repeat(300), 0),
+            verify(SECRET, &"a".repeat(300), 0, LONG),
             Err(TicketError::Malformed)
         );
+    }
+
+    #[test]
+    fn a_ticket_expiring_beyond_the_lifetime_bound_is_refused_with_the_bound() {
+        let now = 1_000_000;
+        let at_bound = issue(SECRET, "p1", now + 300);
+        assert_eq!(verify(SECRET, &at_bound, now, 300), Ok("p1"));
+        let beyond = issue(SECRET, "p1", now + 301);
+        let refused = verify(SECRET, &beyond, now, 300);
+        assert_eq!(refused, Err(TicketError::TooFarAhead { max_s: 300 }));
+        assert_eq!(
+            refused.unwrap_err().why(),
+            "ticket expires too far ahead: at most 300 s"
+        );
+        // The attacker's ticket: expires in 2^63 s. No overflow, refused; a forged one says forged.
+        let forever = issue(SECRET, "p1", u64::MAX);
+        assert_eq!(
+            verify(SECRET, &forever, now, 300),
+            Err(TicketError::TooFarAhead { max_s: 300 })
+        );
+        assert_eq!(
+            verify(b"another secret", &forever, now, 300),
+            Err(TicketError::BadSignature)
+        );
+        // Ten seconds later the same ticket is inside the bound.
+        assert_eq!(verify(SECRET, &beyond, now + 10, 300), Ok("p1"));
     }
 
     #[test]

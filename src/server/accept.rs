@@ -157,7 +157,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 Err(e) => {
                     let refusal = http::Refusal {
                         status: 401,
-                        why: e.why(),
+                        why: &e.why(),
                     };
                     self.refuse_http(k, &refusal, CloseReason::Unauthorized)
                 }

@@ -19,16 +19,20 @@ impl<G: Game, C: Clock> Server<G, C> {
             );
         }
         // A live token is a credential of its own: it was issued to a connection that passed the ticket
-        // check, and tickets are short-lived while a resume may come later. A ticket it brings must be valid.
+        // check, and tickets are short-lived while a resume may come later. A ticket it brings must be valid
+        // and of the session's account, and so must one the connection already holds (from `?ticket=` or a
+        // `Watch`): a ticket never lends its account to another account's token.
         let live = resume
             .as_ref()
             .and_then(|r| Some((self.sessions.by_token(&r.token)?, r.tick)));
         let checked = match live {
-            Some(_) => self.take_ticket(k, ticket),
+            Some((player, _)) => self
+                .take_ticket(k, ticket)
+                .and_then(|()| self.same_account(k, player)),
             None => self.authenticate(k, ticket),
         };
         if let Err(e) = checked {
-            return self.close(k, close::UNAUTHORIZED, e.why(), CloseReason::Unauthorized);
+            return self.close(k, close::UNAUTHORIZED, &e.why(), CloseReason::Unauthorized);
         }
         match live {
             Some((player, tick)) => self.resume(k, player, tick),
@@ -51,7 +55,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
         match self.authenticate(k, ticket) {
             Ok(()) => self.ws_mut(k).role = Role::Spectator,
-            Err(e) => self.close(k, close::UNAUTHORIZED, e.why(), CloseReason::Unauthorized),
+            Err(e) => self.close(k, close::UNAUTHORIZED, &e.why(), CloseReason::Unauthorized),
         }
     }
 
@@ -78,6 +82,19 @@ impl<G: Game, C: Clock> Server<G, C> {
         Ok(())
     }
 
+    /// A connection that holds no account (no ticket: the token alone decides) or the account `player`'s
+    /// session was created with may resume it. Without tickets neither side has an account.
+    fn same_account(&self, k: usize, player: PlayerId) -> Result<(), TicketError> {
+        let Some(account) = self.conns[k].ws().and_then(|ws| ws.account.as_deref()) else {
+            return Ok(());
+        };
+        let session = self.sessions.get(player).expect("live session");
+        match session.account.as_deref() == Some(account) {
+            true => Ok(()),
+            false => Err(TicketError::OtherAccount),
+        }
+    }
+
     fn join(&mut self, k: usize, name: &str) {
         let player = self.conns[k].id;
         let ws = self.conns[k].ws().expect("Hello after the upgrade");
@@ -93,14 +110,16 @@ impl<G: Game, C: Clock> Server<G, C> {
                 CloseReason::WorldFull,
             );
         };
-        let resume_token = self.sessions.create(player, entity, k);
+        let account = self.conns[k].ws().and_then(|ws| ws.account.clone());
+        let resume_token = self.sessions.create(player, entity, account, k);
         self.ws_mut(k).role = Role::Player(player);
         self.send_joined(k, entity, resume_token, false);
     }
 
-    /// Takes `player` back on connection `k`. The update that follows starts from `tick`, the last one the
-    /// client applied, when the history still reaches it; else it is a `Full`. Tick 0 means "nothing": no
-    /// update is ever sent for tick 0, so a client with an empty mirror gets a `Full`.
+    /// Takes `player` back on connection `k`, with a new resume token in its `Joined` (the one it came with
+    /// resumes nothing any more). The update that follows starts from `tick`, the last one the client
+    /// applied, when the history still reaches it; else it is a `Full`. Tick 0 means "nothing": no update is
+    /// ever sent for tick 0, so a client with an empty mirror gets a `Full`.
     fn resume(&mut self, k: usize, player: PlayerId, tick: u64) {
         match self.sessions.attach(player, k) {
             Link::Detached(_) => self.game.resumed(&mut self.world, player),
@@ -123,8 +142,8 @@ impl<G: Game, C: Clock> Server<G, C> {
         if ws.baseline.is_none() && (1..=world_tick).contains(&tick) && in_history {
             ws.baseline = Some(tick);
         }
-        let session = self.sessions.get(player).expect("live session");
-        let (entity, token) = (session.entity, session.token);
+        let token = self.sessions.rotate(player);
+        let entity = self.sessions.get(player).expect("live session").entity;
         self.send_joined(k, entity, token, true);
     }
 

@@ -76,7 +76,8 @@ impl<G: Game, C: Clock> Server<G, C> {
         let Some(secret) = &self.ticket_secret else {
             return Ok(None);
         };
-        let player = ticket::verify(secret, ticket, self.clock.unix_time_s())?;
+        let now = self.clock.unix_time_s();
+        let player = ticket::verify(secret, ticket, now, self.cfg.ticket_lifetime_max_s)?;
         Ok(Some(player.into()))
     }
 

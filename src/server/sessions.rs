@@ -1,7 +1,9 @@
 //! Player sessions: a player outlives its connection. Each player has a random resume token; when its
 //! connection drops without a goodbye the session is **detached** and keeps its entity for
 //! `--resume-grace-ms`, so a client that reconnects with the token (`Hello.resume`) takes the same player
-//! back. Detached sessions are bounded in time (the grace period) and in number (`--detached-max`, the
+//! back. Every resume **rotates** the token: the `Joined` that answers it carries a new one and the old one
+//! resumes nothing from then on, so a token seen once (a log, a shoulder) is not good for the whole
+//! session. Detached sessions are bounded in time (the grace period) and in number (`--detached-max`, the
 //! oldest goes first).
 
 use std::collections::HashMap;
@@ -23,7 +25,11 @@ pub enum Link {
 #[derive(Debug)]
 pub struct Session {
     pub entity: EntityId,
+    /// What resumes this player now; replaced on every resume ([`Sessions::rotate`]).
     pub token: ResumeToken,
+    /// The player id of the ticket the session was created with, when tickets are in use: a resume that
+    /// brings a ticket must bring one of this account.
+    pub account: Option<Box<str>>,
     pub link: Link,
 }
 
@@ -35,25 +41,48 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// A new session for `player`, attached to connection `k`, with a fresh random token.
-    pub fn create(&mut self, player: PlayerId, entity: EntityId, k: usize) -> ResumeToken {
-        let token = loop {
-            let mut token = ResumeToken::default();
-            getrandom::fill(&mut token).expect("the operating system's random source");
-            // 2^-128 per existing token; the loop is for correctness, not expected to turn.
-            if !self.by_token.contains_key(&token) {
-                break token;
-            }
-        };
+    /// A new session for `player` of `account`, attached to connection `k`, with a fresh random token.
+    pub fn create(
+        &mut self,
+        player: PlayerId,
+        entity: EntityId,
+        account: Option<Box<str>>,
+        k: usize,
+    ) -> ResumeToken {
+        let token = self.fresh_token();
         self.by_token.insert(token, player);
         let session = Session {
             entity,
             token,
+            account,
             link: Link::Attached(k),
         };
         let previous = self.by_player.insert(player, session);
         debug_assert!(previous.is_none(), "player {player} joined twice");
         token
+    }
+
+    /// Gives the player's session a fresh token and returns it; the old one resumes nothing from now on.
+    pub fn rotate(&mut self, player: PlayerId) -> ResumeToken {
+        let token = self.fresh_token();
+        let session = self.by_player.get_mut(&player).expect("live session");
+        let old = std::mem::replace(&mut session.token, token);
+        let was = self.by_token.remove(&old);
+        debug_assert_eq!(was, Some(player), "by_token out of step with by_player");
+        self.by_token.insert(token, player);
+        token
+    }
+
+    /// A random token no live session holds.
+    fn fresh_token(&self) -> ResumeToken {
+        loop {
+            let mut token = ResumeToken::default();
+            getrandom::fill(&mut token).expect("the operating system's random source");
+            // 2^-128 per existing token; the loop is for correctness, not expected to turn.
+            if !self.by_token.contains_key(&token) {
+                return token;
+            }
+        }
     }
 
     pub fn get(&self, player: PlayerId) -> Option<&Session> {
@@ -151,8 +180,9 @@ mod tests {
     fn a_session_lives_from_create_through_detach_and_attach_to_remove() {
         let t0 = Instant::now();
         let mut s = Sessions::default();
-        let token = s.create(7, 3, 11);
+        let token = s.create(7, 3, Some("ann".into()), 11);
         assert_eq!(s.by_token(&token), Some(7));
+        assert_eq!(s.get(7).unwrap().account.as_deref(), Some("ann"));
         assert_eq!(s.get(7).unwrap().entity, 3);
         assert_eq!((s.attached(), s.detached()), (1, 0));
         s.detach(7, t0);
@@ -168,9 +198,26 @@ mod tests {
     #[test]
     fn tokens_are_distinct() {
         let mut s = Sessions::default();
-        let a = s.create(1, 1, 1);
-        let b = s.create(2, 2, 2);
+        let a = s.create(1, 1, None, 1);
+        let b = s.create(2, 2, None, 2);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_rotated_token_replaces_the_old_one_and_removal_forgets_it() {
+        let mut s = Sessions::default();
+        let old = s.create(7, 3, None, 11);
+        let other = s.create(8, 4, None, 12);
+        let new = s.rotate(7);
+        assert_ne!(new, old);
+        assert_eq!(s.by_token(&old), None, "the old token resumes nothing");
+        assert_eq!(s.by_token(&new), Some(7));
+        assert_eq!(s.get(7).unwrap().token, new);
+        assert_eq!(s.by_token(&other), Some(8), "other sessions keep theirs");
+        assert_eq!((s.attached(), s.detached()), (2, 0));
+        s.remove(7);
+        assert_eq!(s.by_token(&new), None);
+        assert_eq!(s.by_token(&other), Some(8));
     }
 
     #[test]
@@ -179,7 +226,7 @@ mod tests {
         let ms = Duration::from_millis;
         let mut s = Sessions::default();
         for player in 1..=4 {
-            s.create(player, player as u32, player as usize);
+            s.create(player, player as u32, None, player as usize);
             s.detach(player, t0 + ms(player * 10));
         }
         let mut out = Vec::new();

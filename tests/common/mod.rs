@@ -351,3 +351,56 @@ impl Client {
         panic!("no close within {WAIT_MAX:?}");
     }
 }
+
+// -- Resume tokens and tickets (issue 11): resuming with a ticket, and checks an attack test makes.
+
+impl Client {
+    /// Upgrades at `/ws?ticket=...` and reads `Welcome`.
+    pub fn connect_with_ticket(server: &TestServer, ticket: &str) -> Client {
+        let stream = TcpStream::connect(server.addr).unwrap();
+        stream.set_read_timeout(Some(WAIT_MAX)).unwrap();
+        let url = format!("{}?ticket={ticket}", server.url());
+        let (ws, _) = tungstenite::client(url, stream).expect("handshake");
+        Self::from_upgraded(ws)
+    }
+
+    /// Sends `Hello` resuming `token` from `tick`, with `ticket` (empty: none); the answer is the caller's
+    /// to read (`Joined`, or a close).
+    pub fn hello_resuming(&mut self, token: proto::ResumeToken, tick: u64, ticket: &str) {
+        self.send(&ClientMsg::Hello {
+            protocol: proto::PROTOCOL_VERSION,
+            name: "resuming".into(),
+            ticket: ticket.into(),
+            resume: Some(proto::Resume { token, tick }),
+        });
+    }
+
+    /// [`Client::reconnect_resuming`] with tickets: `url_ticket` on the upgrade, `hello_ticket` in `Hello`.
+    pub fn reconnect_resuming_with(
+        &mut self,
+        server: &TestServer,
+        url_ticket: Option<&str>,
+        hello_ticket: &str,
+    ) -> Client {
+        let token = self.resume_token.expect("joined before");
+        let tick = self.mirror.tick().expect("an update applied");
+        let mut c = match url_ticket {
+            Some(ticket) => Self::connect_with_ticket(server, ticket),
+            None => Self::connect(server),
+        };
+        c.mirror = std::mem::take(&mut self.mirror);
+        c.ticks = std::mem::take(&mut self.ticks);
+        c.seq = self.seq;
+        c.hello_resuming(token, tick, hello_ticket);
+        c.recv_until(|m| matches!(m, ServerMsg::Joined { .. }));
+        c
+    }
+
+    /// Asserts that this client was sent every tick it lived through, none skipped or coalesced.
+    pub fn assert_every_tick(&self) {
+        assert!(!self.ticks.is_empty(), "no update applied");
+        for pair in self.ticks.windows(2) {
+            assert_eq!(pair[1], pair[0] + 1, "a gap in the ticks received");
+        }
+    }
+}

@@ -9,7 +9,8 @@ Scenarios, each printing a JSON summary on stdout and exiting non-zero on any mi
   client.py resume WS_URL [CHECKSUMS]  join and move, cut the socket without a close frame, reconnect with
                                        the resume token and the last tick applied: the same player, a Delta
                                        from that tick onto the kept mirror, checksums still right, input
-                                       numbering carried on; then a goodbye (1000) makes the token useless
+                                       numbering carried on, and a new token; cut again: the old token joins
+                                       anew, the new one resumes; then a goodbye (1000) makes it useless
   client.py takeover WS_URL [CHECKSUMS] resume a player whose connection is still open: the old one is
                                        closed with 4005, the new one plays on from a copy of the mirror
   client.py vectors PROTOCOL_MD        decode and encode every test vector of the document
@@ -340,7 +341,9 @@ async def resume(url: str, checksums: int):
         assert kind == "Joined", (kind, joined)
         assert joined["resumed"], joined
         assert joined["entity"] == entity, (joined, entity)
-        assert joined["resume_token"] == token, joined
+        # Every resume rotates the token: keep the new one, the old one resumes nothing any more.
+        assert joined["resume_token"] != token, joined
+        old_token, token = token, joined["resume_token"]
         resumed_entity = joined["entity"]
         kind, m = await recv(ws)
         assert kind == "Delta", f"first update after the resume is a {kind}, not a Delta: {m}"
@@ -356,9 +359,31 @@ async def resume(url: str, checksums: int):
         target = mirror.verified + checksums
         seqs += await follow(ws, mirror, entity, lambda m: m.verified >= target)
         acked_after = mirror.entities[entity][2]
+        cut(ws)
+
+    # 4. The token the first resume rotated away takes nothing back: a new player (which says goodbye).
+    async with await connect(url) as ws:
+        await welcome(ws)
+        await ws.send(hello("py-stale", resume=(old_token, 0)))
+        kind, joined = await recv(ws)
+        assert kind == "Joined" and not joined["resumed"], (kind, joined)
+        assert joined["entity"] != entity and joined["resume_token"] not in (old_token, token), joined
+        resumed_with_old_token = joined["resumed"]
+
+    # 5. The rotated token does take the player back, onto the kept mirror, and rotates again.
+    async with await connect(url) as ws:
+        await welcome(ws)
+        await ws.send(hello("py-resume", resume=(token, mirror.tick)))
+        kind, joined = await recv(ws)
+        assert kind == "Joined" and joined["resumed"] and joined["entity"] == entity, (kind, joined)
+        assert joined["resume_token"] not in (old_token, token), joined
+        token = joined["resume_token"]
+        resumed_with_new_token = joined["resumed"]
+        target = mirror.verified + 1
+        await follow(ws, mirror, entity, lambda m: m.verified >= target)
         # Goodbye: the async-with sends close 1000 and waits for the server's echo and the TCP close.
 
-    # 4. After a goodbye the token resumes nothing: an ordinary join, a new player and a Full.
+    # 6. After a goodbye the token resumes nothing: an ordinary join, a new player and a Full.
     async with await connect(url) as ws:
         await welcome(ws)
         await ws.send(hello("py-resume", resume=(token, mirror.tick)))
@@ -381,6 +406,8 @@ async def resume(url: str, checksums: int):
         acked_seq_before=own_before[2],
         acked_seq_after=acked_after,
         min_seq_after_resume=min(seqs),
+        resumed_with_old_token=resumed_with_old_token,
+        resumed_with_new_token=resumed_with_new_token,
         resumed_after_goodbye=after_goodbye["resumed"],
         first_update_after_goodbye=after_goodbye["first_update"],
     )

@@ -1,5 +1,6 @@
 // Session resume against the real server binary, in headless Chromium: the arena page is cut off mid-game
-// by a TCP proxy (connections reset, no WebSocket close frame) and takes the same player back; a resume
+// by a TCP proxy (connections reset, no WebSocket close frame) and takes the same player back; every resume
+// rotates the token and the page keeps the new one (the old one then joins anew); a resume
 // after the grace period makes a new player; a second connection resuming the same token takes the player
 // over (4005, and the first does not fight back); a page reload resumes the same entity. And tickets: a
 // server that requires them closes a connection without one (4004), and a client whose ticket function
@@ -177,6 +178,83 @@ test('cut off mid-game (TCP reset, no close frame), the page resumes the same pl
       await checksumsHold(page);
       const metrics = await server.metrics();
       assert.ok(metrics.get('tickcast_resumes_total') >= 1, 'tickcast_resumes_total');
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+      await proxy.close();
+    }
+  });
+});
+
+test('every resume rotates the token: the page stores the new one, the old one joins anew, the new one resumes again', async () => {
+  await withServer([], async (server) => {
+    const proxy = await startProxy(server.port);
+    const { page, errors, context } = await openArena(browser, server, {
+      query: `?server=ws://127.0.0.1:${proxy.port}/ws`,
+    });
+    try {
+      await page.evaluate(record);
+      const start = await snapshot(page);
+      const [key, firstStored] = await storedSession(page);
+      const first = JSON.parse(firstStored).token;
+
+      assert.ok(proxy.cut() >= 1, 'the page was connected through the proxy');
+      await waitFor(page, 'the page to resume', () => {
+        const c = window.tickcast.client;
+        return c.state === 'open' && c.stats.resumes === 1 && c.stats.lastResume?.firstUpdate;
+      });
+      const second = JSON.parse((await storedSession(page))[1]).token;
+      assert.notEqual(second, first, 'the resume brought a new token, and the page stored it');
+
+      // A client holding the first token (a copy of the old sessionStorage) takes nothing back: a new player.
+      const url = key.slice('tickcast.session '.length);
+      const stale = await within(
+        page.evaluate(
+          async ([url, k, v]) => {
+            const { connect } = await import('/tickcast.js');
+            const storage = new Map([[k, v]]);
+            const store = {
+              getItem: (key) => storage.get(key) ?? null,
+              setItem: (key, value) => storage.set(key, value),
+              removeItem: (key) => storage.delete(key),
+            };
+            const c = connect(url, { storage: store });
+            const joined = await new Promise((resolve) => c.on('joined', resolve));
+            c.close();
+            return { ...joined, refused: c.stats.resumesRefused };
+          },
+          [url, key, firstStored],
+        ),
+        'a client with the first token to join',
+      );
+      assert.equal(stale.resumed, false, JSON.stringify(stale));
+      assert.equal(stale.refused, 1);
+      assert.notEqual(stale.entity, start.entity);
+
+      // The stored (rotated) token resumes the same player again, and rotates once more.
+      assert.ok(proxy.cut() >= 1);
+      await waitFor(page, 'the page to resume a second time', () => {
+        const c = window.tickcast.client;
+        return c.state === 'open' && c.stats.resumes === 2 && c.stats.lastResume?.firstUpdate;
+      });
+      const again = await snapshot(page);
+      assert.equal(again.entity, start.entity, 'the same entity');
+      assert.equal(again.stats.resumesRefused, 0);
+      const log = await sessionLog(page);
+      assert.deepEqual(
+        log.joins.map((j) => [j.resumed, j.entity]),
+        [
+          [true, start.entity],
+          [true, start.entity],
+        ],
+      );
+      const third = JSON.parse((await storedSession(page))[1]).token;
+      assert.ok(third !== first && third !== second, 'rotated again');
+
+      await checksumsHold(page);
+      const metrics = await server.metrics();
+      assert.equal(metrics.get('tickcast_resumes_total'), 2);
+      assert.equal(metrics.get('tickcast_resumes_refused_total'), 1);
       assert.deepEqual(errors, []);
     } finally {
       await context.close();

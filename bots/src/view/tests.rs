@@ -94,6 +94,8 @@ impl Reference {
 }
 
 const TOKEN: proto::ResumeToken = [7; 16];
+/// The token a resume of the `TOKEN` player brings back (every resume rotates it).
+const ROTATED: proto::ResumeToken = [8; 16];
 
 fn joined(entity: u32, resume_token: proto::ResumeToken, resumed: bool) -> Vec<u8> {
     proto::encode(&ServerMsg::<(), ()>::Joined {
@@ -380,7 +382,7 @@ fn an_honoured_resume_keeps_the_mirror_and_takes_a_delta_from_the_tick_presented
     ));
     view.receive(&Reference::welcome(15)).unwrap();
     assert_eq!(
-        view.receive(&joined(1, TOKEN, true)),
+        view.receive(&joined(1, ROTATED, true)),
         Ok(Seen::Joined {
             entity: 1,
             resumed: true,
@@ -414,7 +416,7 @@ fn an_honoured_resume_past_the_history_takes_a_full() {
     let mut view = player_at_12(&mut server);
     view.resume_request().unwrap();
     view.receive(&Reference::welcome(40)).unwrap();
-    view.receive(&joined(1, TOKEN, true)).unwrap();
+    view.receive(&joined(1, ROTATED, true)).unwrap();
     for tick in 13..=40 {
         server.step(tick, |w| w.get_mut(&5).unwrap().y += 1);
     }
@@ -481,7 +483,7 @@ fn a_resume_before_the_first_update_presents_no_tick_the_history_holds() {
     );
     let server = start();
     view.receive(&Reference::welcome(10)).unwrap();
-    view.receive(&joined(1, TOKEN, true)).unwrap();
+    view.receive(&joined(1, ROTATED, true)).unwrap();
     assert_eq!(
         view.receive(&server.full(10)),
         Ok(update(10, UpdateKind::ResumeFull { skipped: 0 }, Some(0)))
@@ -495,30 +497,32 @@ fn a_resume_the_server_gets_wrong_is_an_error() {
     let mut view = View::new();
     view.receive(&Reference::welcome(10)).unwrap();
     assert!(matches!(
-        view.receive(&joined(1, TOKEN, true)),
+        view.receive(&joined(1, ROTATED, true)),
         Err(ViewError::OutOfOrder(_))
     ));
-    // Resumed as another entity, or with another token.
+    // Resumed as another entity, or with the token it presented (not rotated).
     let mut view = player_at_12(&mut server);
     view.resume_request().unwrap();
     view.receive(&Reference::welcome(12)).unwrap();
     assert!(matches!(
-        view.receive(&joined(2, TOKEN, true)),
+        view.receive(&joined(2, ROTATED, true)),
         Err(ViewError::OutOfOrder(_))
     ));
     let mut view = player_at_12(&mut start());
     view.resume_request().unwrap();
     view.receive(&Reference::welcome(12)).unwrap();
-    assert!(matches!(
-        view.receive(&joined(1, [0; 16], true)),
-        Err(ViewError::OutOfOrder(_))
-    ));
+    assert_eq!(
+        view.receive(&joined(1, TOKEN, true)),
+        Err(ViewError::OutOfOrder(
+            "resumed with the token it presented: a resume must rotate it".into()
+        ))
+    );
     // A delta from a tick other than the one presented.
     let mut server = start();
     let mut view = player_at_12(&mut server);
     view.resume_request().unwrap();
     view.receive(&Reference::welcome(14)).unwrap();
-    view.receive(&joined(1, TOKEN, true)).unwrap();
+    view.receive(&joined(1, ROTATED, true)).unwrap();
     server.step(13, |_| {});
     server.step(14, |_| {});
     assert_eq!(
@@ -533,7 +537,7 @@ fn a_resume_the_server_gets_wrong_is_an_error() {
     let mut view = player_at_12(&mut server);
     view.resume_request().unwrap();
     view.receive(&Reference::welcome(13)).unwrap();
-    view.receive(&joined(1, TOKEN, true)).unwrap();
+    view.receive(&joined(1, ROTATED, true)).unwrap();
     server.step(13, |w| w.get_mut(&1).unwrap().seq = 0);
     assert_eq!(
         view.receive(&server.delta(12, 13)),
@@ -545,7 +549,7 @@ fn a_resume_the_server_gets_wrong_is_an_error() {
     let mut view = player_at_12(&mut server);
     view.resume_request().unwrap();
     view.receive(&Reference::welcome(13)).unwrap();
-    view.receive(&joined(1, TOKEN, true)).unwrap();
+    view.receive(&joined(1, ROTATED, true)).unwrap();
     server.step(13, |w| {
         w.remove(&1);
     });
@@ -553,4 +557,63 @@ fn a_resume_the_server_gets_wrong_is_an_error() {
         view.receive(&server.full(13)),
         Err(ViewError::OutOfOrder(_))
     ));
+}
+
+#[test]
+fn after_a_resume_the_next_one_presents_the_rotated_token() {
+    let mut server = start();
+    let mut view = player_at_12(&mut server);
+    view.resume_request().unwrap();
+    view.receive(&Reference::welcome(12)).unwrap();
+    view.receive(&joined(1, ROTATED, true)).unwrap();
+    assert_eq!(view.token(), Some(ROTATED), "the new token is kept");
+    server.step(13, |_| {});
+    view.receive(&server.delta(12, 13)).unwrap();
+    view.reconnect();
+    assert_eq!(
+        view.resume_request(),
+        Some(proto::Resume {
+            token: ROTATED,
+            tick: 13
+        })
+    );
+    // Honoured again: a third token, and the one after presents it.
+    let third = [9; 16];
+    view.receive(&Reference::welcome(13)).unwrap();
+    assert_eq!(
+        view.receive(&joined(1, third, true)),
+        Ok(Seen::Joined {
+            entity: 1,
+            resumed: true,
+            refused: false
+        })
+    );
+    view.reconnect();
+    assert_eq!(view.resume_request().unwrap().token, third);
+}
+
+#[test]
+fn a_resume_whose_joined_was_lost_presents_the_old_token_and_joins_anew() {
+    let mut server = start();
+    let mut view = player_at_12(&mut server);
+    view.resume_request().unwrap();
+    view.receive(&Reference::welcome(12)).unwrap();
+    // The connection drops before the Joined (and its new token) arrives: the view still holds the old
+    // token, which the server rotated away, so the next Hello presents it and is answered as a new player.
+    view.reconnect();
+    assert_eq!(view.resume_request().unwrap().token, TOKEN);
+    view.receive(&Reference::welcome(14)).unwrap();
+    let fresh = [3; 16];
+    assert_eq!(
+        view.receive(&joined(6, fresh, false)),
+        Ok(Seen::Joined {
+            entity: 6,
+            resumed: false,
+            refused: true
+        })
+    );
+    assert_eq!(
+        (view.entity(), view.token(), view.tick()),
+        (Some(6), Some(fresh), None)
+    );
 }
