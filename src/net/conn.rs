@@ -146,8 +146,8 @@ impl OutBuf {
 
 /// What the connection is doing.
 pub enum Phase {
-    /// Reading an HTTP request head; `buf` is bounded by `--max-header-bytes`.
-    Http { buf: Vec<u8> },
+    /// Reading an HTTP request head; `buf` is bounded by `--max-header-bytes` (plus one byte).
+    Http { buf: super::http::HeadBuf },
     /// Upgraded.
     Ws(Box<WsState>),
 }
@@ -215,6 +215,12 @@ pub struct Conn {
     /// The peer has half-closed (epoll said RDHUP). Then a short read is not the end: the EOF behind it
     /// raises no new event, so it must be read now. Found by the `connection` fuzz target.
     pub peer_closed: bool,
+    /// The address the connection counts against (`--max-connections-per-ip`), released when it is reaped;
+    /// `None` when no per-address limit is on.
+    pub peer: Option<super::peers::PeerKey>,
+    /// Accepted into one of the `--health-slots` beyond `--max-connections`: only `/healthz` and
+    /// `/metrics` are served on it.
+    pub spare: bool,
 }
 
 impl Conn {
@@ -222,7 +228,9 @@ impl Conn {
         Conn {
             sock,
             id,
-            phase: Phase::Http { buf: Vec::new() },
+            phase: Phase::Http {
+                buf: Default::default(),
+            },
             out: OutBuf::default(),
             opened_at: now,
             last_heard: now,
@@ -232,6 +240,8 @@ impl Conn {
             dead: None,
             read_drained: false,
             peer_closed: false,
+            peer: None,
+            spare: false,
         }
     }
 
