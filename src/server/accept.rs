@@ -1,5 +1,10 @@
 //! Turn step 2, read and decode, before a connection is a WebSocket: accepts, HTTP requests (health,
 //! metrics, the web page) and the upgrade.
+//!
+//! Who is accepted, in order: the per-address limits ([`crate::net::peers`], 429); `--max-connections`,
+//! beyond which up to `--health-slots` connections may still ask for `/healthz` or `/metrics` (anything
+//! else there, and everyone past the slots, 503); out of descriptors, one client at a time through the
+//! reserve descriptor (503). Refused connections get one non-blocking write and are closed at once.
 
 use super::*;
 use crate::net::http::RETRY_AFTER_S;
