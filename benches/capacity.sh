@@ -4,7 +4,8 @@
 #
 #   bash benches/capacity.sh [--steps 100,250,500,1000,2000] [--duration 20s] [--tick-hz 20]
 #
-# For each player count N, in order: start the release server (--npcs 0) pinned to one core (--server-cpu,
+# For each player count N, in order: start the release server (--npcs 0; the per-address limits off, since
+# every bot connects from 127.0.0.1) pinned to one core (--server-cpu,
 # default 0), listening on 127.0.0.1 only; run N wandering bots on the other cores (--bot-cpus) for
 # --duration; once all N are connected and 2 s have passed, read /metrics, /proc/PID/stat and /proc/stat at
 # the start and at the end of the steady-state window; stop the server; then run the kernel floor
@@ -570,7 +571,7 @@ step() {
     local n=$1 attempt=$2 final=$3 log=$RAW/server-$n.log addr i open t0 end floor_bytes
     wait_quiet "$n"
     taskset -c "$SERVER_CPU" "$SERVER_BIN" --listen 127.0.0.1:0 --npcs 0 --tick-hz "$TICK_HZ" \
-        --max-connections $((n + 64)) 2>"$log" &
+        --max-connections $((n + 64)) --max-connections-per-ip 0 --accepts-per-ip-per-s 0 2>"$log" &
     SP=$!
     addr=""
     for ((i = 0; i < 100; i++)); do

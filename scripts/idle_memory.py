@@ -56,7 +56,9 @@ async def hold(url: str, n: int, ready: asyncio.Event, stop: asyncio.Event, open
 
 async def main(binary: str, n: int):
     proc = subprocess.Popen(
-        [binary, "--listen", "127.0.0.1:0", "--npcs", "0", "--max-connections", str(n + 100)],
+        # Every connection comes from 127.0.0.1: the per-address limits are off for the measurement.
+        [binary, "--listen", "127.0.0.1:0", "--npcs", "0", "--max-connections", str(n + 100),
+         "--max-connections-per-ip", "0", "--accepts-per-ip-per-s", "0"],
         stderr=subprocess.PIPE,
         text=True,
     )

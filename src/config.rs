@@ -176,6 +176,34 @@ pub struct Config {
     /// message): how long a leaked ticket can be replayed, at most.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub ticket_lifetime_max_s: u64,
+
+    // ---- per-address limits, descriptors and the health slots (docs/OPERATIONS.md) ----
+    /// Most connections one client address (an IPv4 address, or an IPv6 /64) may hold open at once; beyond
+    /// it a new one is answered 429. Applies to the TCP peer (X-Forwarded-For is never trusted): behind a
+    /// proxy or load balancer set it to 0 and limit per client there. 0: no limit.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_ip: u32,
+
+    /// New connections per second one client address may open on average (token bucket); beyond it a new
+    /// one is answered 429. 0: no limit. Load tools on loopback set it (and --max-connections-per-ip) to 0.
+    #[arg(long, default_value_t = 64.0)]
+    pub accepts_per_ip_per_s: f64,
+
+    /// New connections one client address may open at once after a quiet spell (the bucket's size).
+    #[arg(long, default_value_t = 256.0)]
+    pub accept_burst_per_ip: f64,
+
+    /// Most client addresses tracked for the per-address limits at once; when full, connections from an
+    /// address not yet tracked are answered 503 until entries expire (an address's entry goes once it has
+    /// nothing open and its bucket is full again).
+    #[arg(long, default_value_t = 65_536)]
+    pub peer_table_max: usize,
+
+    /// Connections accepted beyond --max-connections that may only ask for /healthz or /metrics (anything
+    /// else there is answered 503), so a full server still answers its health check. Each lasts at most
+    /// --handshake-timeout-ms.
+    #[arg(long, default_value_t = 16)]
+    pub health_slots: usize,
 }
 
 impl Default for Config {
@@ -218,6 +246,18 @@ impl Config {
                  --fragments-per-message-max must be at least 1"
                 .to_string());
         }
+        if !(self.accepts_per_ip_per_s.is_finite() && self.accepts_per_ip_per_s >= 0.0)
+            || (self.accepts_per_ip_per_s > 0.0
+                && (self.accept_burst_per_ip.is_nan() || self.accept_burst_per_ip < 1.0))
+        {
+            return Err(
+                "--accepts-per-ip-per-s must be 0 or more, and --accept-burst-per-ip at least 1"
+                    .to_string(),
+            );
+        }
+        if self.peer_table_max == 0 {
+            return Err("--peer-table-max must be at least 1".to_string());
+        }
         if self.max_message_bytes < 16 {
             return Err("--max-message-bytes must be at least 16".to_string());
         }
@@ -230,6 +270,23 @@ impl Config {
             burst: self.message_burst,
             drop_debt_max: self.message_drop_limit,
         }
+    }
+
+    pub fn peer_limits(&self) -> crate::net::peers::PeerLimits {
+        crate::net::peers::PeerLimits {
+            open_max: self.max_connections_per_ip,
+            accepts_per_s: self.accepts_per_ip_per_s,
+            accept_burst: self.accept_burst_per_ip,
+            entries_max: self.peer_table_max,
+        }
+    }
+
+    /// File descriptors the server may hold at once: every connection, the health slots, and
+    /// [`crate::net::socket::DESCRIPTORS_SPARE`] for the listener, epoll, the waker, stdio and the reserve.
+    pub fn descriptors_needed(&self) -> u64 {
+        (self.max_connections as u64)
+            .saturating_add(self.health_slots as u64)
+            .saturating_add(crate::net::socket::DESCRIPTORS_SPARE)
     }
 
     pub fn tick_duration(&self) -> std::time::Duration {

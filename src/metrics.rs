@@ -32,10 +32,14 @@ pub enum CloseReason {
     Shutdown,
     IoError,
     Rejected,
+    /// Refused with 429: the address already held `--max-connections-per-ip` connections.
+    AddressConnections,
+    /// Refused with 429: the address opened connections faster than `--accepts-per-ip-per-s`.
+    AddressRate,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 20] = [
+    pub const ALL: [CloseReason; 22] = [
         CloseReason::Peer,
         CloseReason::HttpDone,
         CloseReason::HttpError,
@@ -56,6 +60,8 @@ impl CloseReason {
         CloseReason::Shutdown,
         CloseReason::IoError,
         CloseReason::Rejected,
+        CloseReason::AddressConnections,
+        CloseReason::AddressRate,
     ];
 
     pub fn label(self) -> &'static str {
@@ -80,6 +86,8 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::IoError => "io_error",
             CloseReason::Rejected => "rejected",
+            CloseReason::AddressConnections => "address_connections",
+            CloseReason::AddressRate => "address_rate",
         }
     }
 }
@@ -170,6 +178,9 @@ pub struct Metrics {
     pub resumes_refused: u64,
     /// Detached players removed because nobody resumed them in time (or past `--detached-max`).
     pub sessions_expired: u64,
+    /// `accept` failures (out of file descriptors, say); each is retried at the next tick, or answered
+    /// through the reserve descriptor.
+    pub accept_errors: u64,
     pub tick_duration: Histogram,
     pub tick_lateness: Histogram,
 }
@@ -197,6 +208,7 @@ impl Default for Metrics {
             resumes: 0,
             resumes_refused: 0,
             sessions_expired: 0,
+            accept_errors: 0,
             tick_duration: Histogram::new(TICK_BUCKETS_US),
             tick_lateness: Histogram::new(TICK_BUCKETS_US),
         }
@@ -213,6 +225,8 @@ pub struct Gauges {
     pub entities: usize,
     pub queued_bytes: usize,
     pub draining: bool,
+    /// Client addresses tracked for the per-address limits.
+    pub peer_addresses: usize,
 }
 
 impl Metrics {
@@ -385,6 +399,25 @@ impl Metrics {
             "counter",
             "Detached players removed after --resume-grace-ms (or beyond --detached-max).",
             self.sessions_expired,
+        );
+        one(
+            "peer_addresses",
+            "gauge",
+            "Client addresses tracked for the per-address limits (bounded by --peer-table-max).",
+            g.peer_addresses as u64,
+        );
+        one(
+            "accept_errors_total",
+            "counter",
+            "accept() failures, such as running out of file descriptors (EMFILE, ENFILE).",
+            self.accept_errors,
+        );
+        one(
+            "address_limit_refusals_total",
+            "counter",
+            "Connections answered 429 for a per-address limit (--max-connections-per-ip, --accepts-per-ip-per-s).",
+            self.closed_count(CloseReason::AddressConnections)
+                + self.closed_count(CloseReason::AddressRate),
         );
         one(
             "slow_consumer_closes_total",

@@ -33,6 +33,11 @@ fn help_lists_every_setting_with_its_default() {
         ("--idle-timeout-ms", "15000"),
         ("--drain-timeout-ms", "5000"),
         ("--history-ticks", "128"),
+        ("--max-connections-per-ip", "256"),
+        ("--accepts-per-ip-per-s", "64"),
+        ("--accept-burst-per-ip", "256"),
+        ("--peer-table-max", "65536"),
+        ("--health-slots", "16"),
     ] {
         let line = help.lines().position(|l| l.trim_start().starts_with(flag));
         let line = line.unwrap_or_else(|| panic!("{flag} missing from --help:\n{help}"));
@@ -68,4 +73,57 @@ fn the_ticket_lifetime_bound_is_listed_with_its_default_and_0_is_refused() {
     let (ok, text) = tickcast(&["--ticket-lifetime-max-s", "0"]);
     assert!(!ok);
     assert!(text.contains("--ticket-lifetime-max-s"), "{text}");
+}
+
+/// Runs the binary under `ulimit -n <nofile>` (soft and hard) with `args`; returns (exit code, output).
+fn tickcast_under_nofile(nofile: u32, args: &str) -> (Option<i32>, String) {
+    let script = format!("ulimit -n {nofile} && exec \"$0\" {args}");
+    let out = Command::new("bash")
+        .args(["-c", &script, env!("CARGO_BIN_EXE_tickcast")])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn a_hard_descriptor_limit_below_max_connections_is_refused_at_start_with_the_numbers() {
+    // 1000 connections + 16 health slots + 64 spare = 1080 descriptors, over a hard limit of 512.
+    let (code, text) = tickcast_under_nofile(512, "--listen 127.0.0.1:0 --max-connections 1000");
+    assert_ne!(code, Some(0), "{text}");
+    assert!(code.is_some(), "killed instead of refusing: {text}");
+    assert!(text.contains("need 1080 file descriptors"), "{text}");
+    assert!(text.contains("hard limit (RLIMIT_NOFILE) is 512"), "{text}");
+    assert!(text.contains("LimitNOFILE=1080"), "{text}");
+    assert!(!text.contains("listening on"), "{text}");
+}
+
+#[test]
+fn a_low_soft_descriptor_limit_is_raised_at_start() {
+    use std::io::{BufRead, BufReader};
+    // Soft 256, hard as it is (at least 1080 wherever these tests run): the server raises the soft limit.
+    let script = "ulimit -Sn 256 && exec \"$0\" --listen 127.0.0.1:0 --max-connections 1000";
+    let mut child = Command::new("bash")
+        .args(["-c", script, env!("CARGO_BIN_EXE_tickcast")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    // The first line says it listens or why not; the pipe ends if the process exits.
+    let first = BufReader::new(stderr).lines().next();
+    let limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap_or_default();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first = first.expect("a line").unwrap();
+    assert!(first.contains("listening on"), "{first}");
+    let open_files = limits.lines().find(|l| l.starts_with("Max open files"));
+    let soft: u64 = open_files
+        .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        .unwrap_or_else(|| panic!("{limits}"));
+    assert_eq!(soft, 1080, "{limits}");
 }

@@ -1,14 +1,50 @@
 //! Arbitrary bytes as an HTTP request head: `route` must never panic, and what it returns must be
-//! something the loop can act on safely.
+//! something the loop can act on safely; and the loop's incremental reader (`HeadBuf`, which parses only
+//! once a blank line may have arrived) must give the same answer however the bytes are cut into reads.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tickcast::net::http::{route, Route};
+use tickcast::net::http::{route, HeadBuf, Refusal, Route};
 
 /// The server's default `--max-header-bytes`.
 const MAX_HEADER_BYTES: usize = 8192;
 
+/// Feeds `data` to a [`HeadBuf`] the way the loop does: read by read (cut where `cuts` says), at most one
+/// byte past the limit in all, asking for a route after each read until there is an answer.
+fn fed(data: &[u8], mut cuts: impl Iterator<Item = usize>) -> Result<Option<Route>, Refusal> {
+    let data = &data[..data.len().min(MAX_HEADER_BYTES + 1)];
+    let mut buf = HeadBuf::default();
+    let mut at = 0;
+    while at < data.len() {
+        let n = cuts.next().unwrap_or(data.len()).clamp(1, data.len() - at);
+        buf.extend(&data[at..at + n]);
+        at += n;
+        let answer = buf.route(MAX_HEADER_BYTES, None);
+        if !matches!(answer, Ok(None)) {
+            return answer;
+        }
+    }
+    Ok(None)
+}
+
 fuzz_target!(|data: &[u8]| {
+    // The first byte (when there is one) seeds the cuts; all of it is also the request.
+    let seed = data.first().copied().unwrap_or(0);
+    let whole = fed(data, std::iter::empty());
+    let by_byte = fed(data, std::iter::repeat(1));
+    let mut state = u32::from(seed) | 1;
+    let by_chunks = fed(
+        data,
+        std::iter::from_fn(move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            Some((state % 64) as usize + 1)
+        }),
+    );
+    assert_eq!(whole, by_byte, "fed whole vs byte by byte");
+    assert_eq!(whole, by_chunks, "fed whole vs in chunks (seed {seed})");
+
     match route(data, MAX_HEADER_BYTES) {
         // "Read more" is only ever said below the limit, so the read buffer stays bounded.
         Ok(None) => assert!(

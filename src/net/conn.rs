@@ -147,8 +147,8 @@ impl OutBuf {
 
 /// What the connection is doing.
 pub enum Phase {
-    /// Reading an HTTP request head; `buf` is bounded by `--max-header-bytes`.
-    Http { buf: Vec<u8> },
+    /// Reading an HTTP request head; `buf` is bounded by `--max-header-bytes` (plus one byte).
+    Http { buf: super::http::HeadBuf },
     /// Upgraded.
     Ws(Box<WsState>),
 }
@@ -223,6 +223,12 @@ pub struct Conn {
     pub meter: FrameMeter,
     /// What may still be read this turn; set by the loop before it reads.
     pub read_turn: ReadTurn,
+    /// The address the connection counts against (`--max-connections-per-ip`), released when it is reaped;
+    /// `None` when no per-address limit is on.
+    pub peer: Option<super::peers::PeerKey>,
+    /// Accepted into one of the `--health-slots` beyond `--max-connections`: only `/healthz` and
+    /// `/metrics` are served on it.
+    pub spare: bool,
 }
 
 /// What one connection may still read in this loop turn (`--read-bytes-per-turn-max`,
@@ -258,7 +264,9 @@ impl Conn {
         Conn {
             sock,
             id,
-            phase: Phase::Http { buf: Vec::new() },
+            phase: Phase::Http {
+                buf: Default::default(),
+            },
             out: OutBuf::default(),
             opened_at: now,
             last_heard: now,
@@ -270,6 +278,8 @@ impl Conn {
             peer_closed: false,
             meter: FrameMeter::default(),
             read_turn: ReadTurn::none(now),
+            peer: None,
+            spare: false,
         }
     }
 

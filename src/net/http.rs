@@ -90,6 +90,84 @@ pub fn route_with_echo(
     }))
 }
 
+/// A request head being read, with how far it has been scanned for its end, so that a head trickled in
+/// byte by byte costs O(n), not O(n^2): httparse runs only when the bytes that just arrived (with the two
+/// before them) hold a blank line (`\n\r\n` or `\n\n`; httparse accepts bare LF), or when the head
+/// reached the size limit.
+#[derive(Debug, Default)]
+pub struct HeadBuf {
+    bytes: Vec<u8>,
+    /// Bytes already scanned for a blank line.
+    scanned: usize,
+    /// Bytes before the first one that is not CR or LF: httparse skips such leading empty lines, so a
+    /// blank line among them does not end the head. `None` while every byte so far is CR or LF.
+    start: Option<usize>,
+    /// Times httparse ran on this head (for tests: a trickled head is parsed once).
+    parses: u32,
+}
+
+impl HeadBuf {
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    pub fn parses(&self) -> u32 {
+        self.parses
+    }
+
+    /// Appends bytes just read; the caller bounds the total (`--max-header-bytes` plus one).
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    /// [`route_with_echo`] on what has arrived, parsing only when the head may be complete. `Ok(None)`:
+    /// read more. Only the first `max_header_bytes` are parsed, so the answer does not depend on how the
+    /// bytes were cut into reads (the `http_request` fuzz target checks it).
+    pub fn route(
+        &mut self,
+        max_header_bytes: usize,
+        echo_path: Option<&str>,
+    ) -> Result<Option<Route>, Refusal<'static>> {
+        if !self.may_be_complete() && self.bytes.len() < max_header_bytes {
+            return Ok(None);
+        }
+        self.parses += 1;
+        let head = &self.bytes[..self.bytes.len().min(max_header_bytes)];
+        route_with_echo(head, max_header_bytes, echo_path)
+    }
+
+    /// Scans the bytes not scanned yet (and the two before them, so a blank line split across reads is
+    /// found) for a blank line after the first request byte.
+    fn may_be_complete(&mut self) -> bool {
+        let from = self.scanned;
+        self.scanned = self.bytes.len();
+        let start = match self.start {
+            Some(start) => start,
+            None => match self.bytes[from..]
+                .iter()
+                .position(|b| *b != b'\r' && *b != b'\n')
+            {
+                Some(i) => *self.start.insert(from + i),
+                None => return false,
+            },
+        };
+        let window = &self.bytes[from.saturating_sub(2).max(start)..];
+        window.windows(2).any(|w| w == b"\n\n") || window.windows(3).any(|w| w == b"\n\r\n")
+    }
+}
+
 fn upgrade(
     headers: &[httparse::Header<'_>],
     head_len: usize,
@@ -137,6 +215,7 @@ fn reason_phrase(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "Error",
@@ -161,13 +240,22 @@ pub fn write_response(
     out.extend_from_slice(body);
 }
 
+/// `Retry-After` of a 503 (capacity, draining) or a 429 (a per-address limit), in seconds, unless the
+/// caller knows better ([`write_refusal_retry_after`]).
+pub const RETRY_AFTER_S: u64 = 5;
+
 /// Appends an error answer with a one-line text body.
 pub fn write_refusal(out: &mut Vec<u8>, refusal: &Refusal) {
+    write_refusal_retry_after(out, refusal, RETRY_AFTER_S)
+}
+
+/// [`write_refusal`], with `Retry-After: retry_after_s` on a 429 or a 503.
+pub fn write_refusal_retry_after(out: &mut Vec<u8>, refusal: &Refusal, retry_after_s: u64) {
     let extra = match refusal.status {
-        405 => "Allow: GET\r\n",
-        426 => "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
-        503 => "Retry-After: 5\r\n",
-        _ => "",
+        405 => "Allow: GET\r\n".to_string(),
+        426 => "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n".to_string(),
+        429 | 503 => format!("Retry-After: {retry_after_s}\r\n"),
+        _ => String::new(),
     };
     let body = format!(
         "{} {}: {}\n",
@@ -180,7 +268,7 @@ pub fn write_refusal(out: &mut Vec<u8>, refusal: &Refusal) {
         refusal.status,
         "text/plain; charset=utf-8",
         body.as_bytes(),
-        extra,
+        &extra,
     );
 }
 
@@ -231,6 +319,42 @@ mod tests {
                 head_len: upgrade.len()
             }))
         );
+    }
+
+    /// Feeds `head` to a [`HeadBuf`] in pieces of `step` bytes; returns the answer and the parses it took.
+    fn fed(head: &[u8], step: usize) -> (Result<Option<Route>, Refusal<'static>>, u32) {
+        let mut buf = HeadBuf::default();
+        let mut answer = Ok(None);
+        for piece in head.chunks(step) {
+            buf.extend(piece);
+            answer = buf.route(8192, None);
+            if !matches!(answer, Ok(None)) {
+                break;
+            }
+        }
+        (answer, buf.parses())
+    }
+
+    #[test]
+    fn a_head_is_parsed_only_once_its_blank_line_may_have_arrived() {
+        let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: trickle\r\n\r\n";
+        assert_eq!(fed(head, 1), (Ok(Some(Route::Health)), 1));
+        assert_eq!(fed(head, 3), (Ok(Some(Route::Health)), 1));
+        assert_eq!(fed(head, head.len()), (Ok(Some(Route::Health)), 1));
+        // Bare LF, split across reads; leading empty lines (which httparse skips) do not count.
+        assert_eq!(
+            fed(b"\r\n\n\r\nGET /metrics HTTP/1.1\nHost: x\n\n", 1),
+            (Ok(Some(Route::Metrics)), 1)
+        );
+        // No blank line: one parse at the limit, and the answer is 431.
+        let endless = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(9000));
+        let (answer, parses) = fed(endless.as_bytes(), 1);
+        assert_eq!(answer.unwrap_err().status, 431);
+        assert_eq!(parses, 1);
+        // Only newlines: never parsed before the limit.
+        let (answer, parses) = fed(&[b'\n'; 8192], 1);
+        assert_eq!(answer.unwrap_err().status, 431);
+        assert_eq!(parses, 1);
     }
 
     #[test]

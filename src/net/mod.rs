@@ -5,6 +5,7 @@ pub mod conn;
 pub mod frame;
 pub mod http;
 pub mod meter;
+pub mod peers;
 pub mod rate;
 pub mod socket;
 pub mod ticket;

@@ -1,4 +1,5 @@
-//! Options on accepted sockets.
+//! Options on accepted sockets, and the process's file descriptors: the soft `RLIMIT_NOFILE` raised to
+//! what the server needs, and a reserve descriptor to answer a client when the table is full anyway.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -24,4 +25,55 @@ pub fn tune(sock: &TcpStream, notsent_lowat_bytes: u32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Descriptors beyond connections and health slots: the listener, epoll, the waker, stdio, the reserve,
+/// a signal pipe, a file being read, with room to spare.
+pub const DESCRIPTORS_SPARE: u64 = 64;
+
+/// Raises the soft `RLIMIT_NOFILE` to `needed` if it is lower (never lowers it). If the hard limit is
+/// below `needed`, says so with the numbers and the fix. Returns the soft limit now in force.
+pub fn raise_descriptor_limit(needed: u64) -> Result<u64, String> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a pointer to a live rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(format!(
+            "cannot read RLIMIT_NOFILE: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    if lim.rlim_cur >= needed {
+        return Ok(lim.rlim_cur);
+    }
+    if lim.rlim_max < needed {
+        return Err(format!(
+            "--max-connections and --health-slots need {needed} file descriptors, but the hard limit \
+             (RLIMIT_NOFILE) is {}: raise it (`ulimit -Hn {needed}` as root, `LimitNOFILE={needed}` in the \
+             systemd unit, `--ulimit nofile={needed}` for docker) or lower --max-connections",
+            lim.rlim_max
+        ));
+    }
+    lim.rlim_cur = needed;
+    // SAFETY: a pointer to a live rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(format!(
+            "cannot raise RLIMIT_NOFILE to {needed}: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    Ok(needed)
+}
+
+/// Whether an accept error means the process or the system is out of file descriptors.
+pub fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// A descriptor held in reserve (`/dev/null`), given up for a moment when the table is full so that one
+/// waiting client can be accepted, answered and closed instead of left hanging in the backlog.
+pub fn open_reserve() -> io::Result<std::fs::File> {
+    std::fs::File::open("/dev/null")
 }

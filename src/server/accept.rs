@@ -1,7 +1,14 @@
 //! Turn step 2, read and decode, before a connection is a WebSocket: accepts, HTTP requests (health,
 //! metrics, the web page) and the upgrade.
+//!
+//! Who is accepted, in order: the per-address limits ([`crate::net::peers`], 429); `--max-connections`,
+//! beyond which up to `--health-slots` connections may still ask for `/healthz` or `/metrics` (anything
+//! else there, and everyone past the slots, 503); out of descriptors, one client at a time through the
+//! reserve descriptor (503). Refused connections get one non-blocking write and are closed at once.
 
 use super::*;
+use crate::net::http::RETRY_AFTER_S;
+use crate::net::peers::{PeerKey, Refused};
 use crate::net::rate::Bucket;
 use crate::net::ticket::TicketError;
 
@@ -10,32 +17,118 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// (the listener is edge-triggered, so it will not report them again).
     pub(super) fn accept(&mut self) {
         self.accept_pending = false;
+        if self.now.saturating_duration_since(self.peers_swept_at) >= PEER_SWEEP_INTERVAL {
+            self.peers.sweep(self.now);
+            self.peers_swept_at = self.now;
+        }
         for _ in 0..ACCEPTS_PER_TURN_MAX {
-            let (sock, _) = match self.listener.accept() {
+            let (sock, addr) = match self.listener.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // EMFILE and friends: leave the rest in the backlog and try again next tick.
-                Err(_) => {
+                Err(e) => {
+                    self.metrics.accept_errors += 1;
+                    if socket::out_of_descriptors(&e) && self.refuse_through_reserve() {
+                        continue;
+                    }
+                    // Anything else (or no reserve): leave the rest in the backlog, try again next tick.
                     self.accept_stalled = true;
                     return;
                 }
             };
             self.metrics.connections_total += 1;
-            if self.conns.len() >= self.cfg.max_connections {
-                refuse_at_capacity(sock);
-                self.metrics.closed(CloseReason::Rejected);
-                continue;
-            }
-            self.register(sock);
+            self.admit(sock, addr);
         }
         self.accept_pending = true;
     }
 
-    pub(super) fn register(&mut self, mut sock: TcpStream) {
+    /// Out of descriptors: gives up the reserve for a moment to accept one waiting client, answer it 503
+    /// and close it, so it is not left hanging in the backlog. False if there was no reserve or nobody
+    /// could be accepted even so.
+    fn refuse_through_reserve(&mut self) -> bool {
+        if self.reserve_fd.take().is_none() {
+            self.reserve_fd = socket::open_reserve().ok();
+            return false;
+        }
+        let answered = match self.listener.accept() {
+            Ok((sock, _)) => {
+                self.metrics.connections_total += 1;
+                refuse_at_accept(sock, 503, "server at connection capacity", RETRY_AFTER_S);
+                self.metrics.closed(CloseReason::Rejected);
+                true
+            }
+            Err(_) => false,
+        };
+        self.reserve_fd = socket::open_reserve().ok();
+        answered
+    }
+
+    /// The per-address limits, then `--max-connections` and the health slots beyond it.
+    fn admit(&mut self, sock: TcpStream, addr: SocketAddr) {
+        let peer = self.cfg.peer_limits().any().then(|| PeerKey::of(addr.ip()));
+        if let Some(key) = peer {
+            if let Err(refused) = self.peers.admit(key, self.now) {
+                let (status, why, after_s, reason) = match refused {
+                    Refused::TooManyOpen => (
+                        429,
+                        "too many connections from this address",
+                        RETRY_AFTER_S,
+                        CloseReason::AddressConnections,
+                    ),
+                    Refused::TooFast => (
+                        429,
+                        "connecting too fast from this address",
+                        self.peers.retry_after_s(key),
+                        CloseReason::AddressRate,
+                    ),
+                    Refused::TableFull => (
+                        503,
+                        "too many client addresses",
+                        RETRY_AFTER_S,
+                        CloseReason::Rejected,
+                    ),
+                };
+                refuse_at_accept(sock, status, why, after_s);
+                self.metrics.closed(reason);
+                return;
+            }
+        }
+        let spare = self.conns.len() - self.spare_open >= self.cfg.max_connections;
+        if spare && self.spare_open >= self.cfg.health_slots {
+            self.release_peer(peer);
+            refuse_at_accept(sock, 503, "server at connection capacity", RETRY_AFTER_S);
+            self.metrics.closed(CloseReason::Rejected);
+            return;
+        }
+        if !self.register(sock, peer, spare) {
+            self.release_peer(peer);
+        }
+    }
+
+    fn release_peer(&mut self, peer: Option<PeerKey>) {
+        if let Some(key) = peer {
+            self.peers.release(key, self.now);
+        }
+    }
+
+    /// What a connection being reaped held of the per-address table and the health slots.
+    pub(super) fn release_admission(&mut self, conn: &Conn) {
+        self.release_peer(conn.peer);
+        if conn.spare {
+            self.spare_open -= 1;
+        }
+    }
+
+    /// Tunes and registers an accepted socket; false (counted) if that failed and it is gone.
+    pub(super) fn register(
+        &mut self,
+        mut sock: TcpStream,
+        peer: Option<PeerKey>,
+        spare: bool,
+    ) -> bool {
         if socket::tune(&sock, self.cfg.tcp_notsent_lowat_bytes).is_err() {
             self.metrics.closed(CloseReason::IoError);
-            return;
+            return false;
         }
         let entry = self.conns.vacant_entry();
         if self
@@ -45,10 +138,15 @@ impl<G: Game, C: Clock> Server<G, C> {
             .is_err()
         {
             self.metrics.closed(CloseReason::IoError);
-            return;
+            return false;
         }
-        entry.insert(Conn::new(sock, self.next_conn_id, self.now));
+        let mut conn = Conn::new(sock, self.next_conn_id, self.now);
+        conn.peer = peer;
+        conn.spare = spare;
+        entry.insert(conn);
+        self.spare_open += usize::from(spare);
         self.next_conn_id += 1;
+        true
     }
 
     pub(super) fn read_http(&mut self, k: usize) {
@@ -67,7 +165,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             match conn.sock.read(&mut chunk[..room]) {
                 Ok(0) => break Some(CloseReason::Peer),
                 Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
+                    buf.extend(&chunk[..n]);
                     self.metrics.bytes_in += n as u64;
                     conn.last_heard = self.now;
                 }
@@ -79,8 +177,20 @@ impl<G: Game, C: Clock> Server<G, C> {
         if let Some(reason) = failed {
             return self.kill(k, reason);
         }
-        match http::route_with_echo(buf, max, self.cfg.echo_path.as_deref()) {
+        let spare = conn.spare;
+        match buf.route(max, self.cfg.echo_path.as_deref()) {
             Ok(None) => {}
+            // In a health slot only the health check and the metrics are served.
+            Ok(Some(route @ (http::Route::Health | http::Route::Metrics))) => {
+                self.answer_http(k, route)
+            }
+            Ok(Some(_)) if spare => {
+                let refusal = http::Refusal {
+                    status: 503,
+                    why: "server at connection capacity",
+                };
+                self.refuse_http(k, &refusal, CloseReason::Rejected)
+            }
             Ok(Some(route)) => self.answer_http(k, route),
             Err(refusal) => self.refuse_http(k, &refusal, CloseReason::HttpError),
         }
@@ -202,13 +312,17 @@ impl<G: Game, C: Clock> Server<G, C> {
             .max_message_size(Some(self.cfg.max_message_bytes))
             .max_frame_size(Some(self.cfg.max_message_bytes));
         let conn = &mut self.conns[k];
-        let Phase::Http { buf } =
-            std::mem::replace(&mut conn.phase, Phase::Http { buf: Vec::new() })
-        else {
+        let Phase::Http { buf } = std::mem::replace(
+            &mut conn.phase,
+            Phase::Http {
+                buf: Default::default(),
+            },
+        ) else {
             unreachable!("upgrade of a WebSocket")
         };
         // Frames the client sent right behind its request are already in `buf`; the meter counts them too.
-        let early = buf[head_len..].to_vec();
+        let mut early = buf.into_bytes();
+        early.drain(..head_len);
         let fragments_max = match echo {
             true => u32::MAX,
             false => self.cfg.fragments_per_message_max,
@@ -243,4 +357,17 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.send_scratch(k);
         self.read_ws(k);
     }
+}
+
+/// Answers a connection refused at accept with an HTTP error, as far as one non-blocking write goes, and
+/// closes it: the write side first (FIN after the answer), and what the client already sent is read once
+/// so the close is less likely to be a reset that loses the answer.
+fn refuse_at_accept(mut sock: TcpStream, status: u16, why: &'static str, retry_after_s: u64) {
+    use std::io::Write;
+    let mut out = Vec::new();
+    http::write_refusal_retry_after(&mut out, &http::Refusal { status, why }, retry_after_s);
+    let _ = sock.write(&out);
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 2048];
+    let _ = sock.read(&mut sink);
 }

@@ -109,6 +109,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         for k in list.drain(..) {
             let mut conn = self.conns.remove(k);
             let _ = self.poll.registry().deregister(&mut conn.sock);
+            self.release_admission(&conn);
             if let Phase::Ws(ws) = &conn.phase {
                 self.ws_open -= 1;
                 if let Role::Player(player) = ws.role {

@@ -50,6 +50,8 @@ const EVENTS_MAX: usize = 1024;
 const ACCEPTS_PER_TURN_MAX: usize = 256;
 /// Bytes discarded per closing connection per turn while waiting for its EOF.
 const DISCARD_PER_TURN_MAX: usize = 64 * 1024;
+/// How often, at most, the per-address table is swept for addresses with nothing open and a full bucket.
+const PEER_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What other threads can ask of the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +124,14 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     /// The largest memory estimate since memory was last given back (`tick.rs`, `note_queued`).
     memory_peak: usize,
     last_trim: Instant,
+    /// Open connections and accept buckets per client address (`--max-connections-per-ip`, ...).
+    peers: crate::net::peers::Peers,
+    /// When `peers` was last swept.
+    peers_swept_at: Instant,
+    /// Connections in the `--health-slots` beyond `--max-connections`.
+    spare_open: usize,
+    /// A descriptor (`/dev/null`) given up when `accept` says EMFILE, to answer one client and close it.
+    reserve_fd: Option<std::fs::File>,
 }
 
 impl<G: Game> Server<G, SystemClock> {
@@ -146,6 +156,9 @@ impl<G: Game, C: Clock> Server<G, C> {
             None => None,
             Some(path) => Some(read_secret(path)?),
         };
+        socket::raise_descriptor_limit(cfg.descriptors_needed())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let reserve_fd = Some(socket::open_reserve()?);
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(cfg.listen)?;
         poll.registry()
@@ -188,6 +201,10 @@ impl<G: Game, C: Clock> Server<G, C> {
             memory_peak: 0,
             last_trim: now,
             ticket_secret,
+            peers: crate::net::peers::Peers::new(cfg.peer_limits()),
+            peers_swept_at: now,
+            spare_open: 0,
+            reserve_fd,
             cfg,
         })
     }
@@ -290,6 +307,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             entities: self.world.len(),
             queued_bytes: self.conns.iter().map(|(_, c)| c.out.pending()).sum(),
             draining: self.drain_deadline.is_some(),
+            peer_addresses: self.peers.len(),
         }
     }
 }
@@ -338,20 +356,6 @@ fn append_message<S: serde::Serialize, D: serde::Serialize>(
 ) {
     let payload = proto::encode(msg);
     frame::write_binary(out, &payload);
-}
-
-/// Answers a connection over `--max-connections` with a 503 as far as one non-blocking write goes.
-fn refuse_at_capacity(mut sock: TcpStream) {
-    use std::io::Write;
-    let mut out = Vec::new();
-    http::write_refusal(
-        &mut out,
-        &http::Refusal {
-            status: 503,
-            why: "server at connection capacity",
-        },
-    );
-    let _ = sock.write(&out);
 }
 
 fn truncate_utf8(s: &str, max: usize) -> &str {
