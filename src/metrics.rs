@@ -162,6 +162,8 @@ pub struct Metrics {
     pub http_requests: u64,
     pub ticks: u64,
     pub ticks_skipped: u64,
+    /// Loop turns (polls). A few per tick when idle; far more means the loop is spinning.
+    pub turns: u64,
     pub updates_delta: u64,
     pub updates_coalesced: u64,
     pub updates_full: u64,
@@ -199,6 +201,7 @@ impl Default for Metrics {
             http_requests: 0,
             ticks: 0,
             ticks_skipped: 0,
+            turns: 0,
             updates_delta: 0,
             updates_coalesced: 0,
             updates_full: 0,
@@ -339,6 +342,12 @@ impl Metrics {
             "counter",
             "Simulation ticks run.",
             self.ticks,
+        );
+        one(
+            "loop_turns_total",
+            "counter",
+            "Turns of the event loop (one poll each): a few per tick when idle, more under load.",
+            self.turns,
         );
         one(
             "ticks_skipped_total",

@@ -182,8 +182,23 @@ fn assert_every_tick(client: &Client, from: usize) {
     }
 }
 
-fn assert_healthy(server: &TestServer) {
+/// Once an attack is over the loop is idle again: a few turns per tick (polls for the tick, the
+/// bystander's writes, these metric requests), not a spin on a connection it thinks has more to read.
+fn assert_healthy(server: &TestServer, bystander: &mut Client) {
     assert_eq!(server.get("/healthz").0, 200);
+    let (turns, ticks) = (
+        server.metric("tickcast_loop_turns_total"),
+        server.metric("tickcast_ticks_total"),
+    );
+    for _ in 0..20 {
+        bystander.recv();
+    }
+    let turns = server.metric("tickcast_loop_turns_total") - turns;
+    let ticks = server.metric("tickcast_ticks_total") - ticks;
+    assert!(
+        turns <= 4 * ticks + 16,
+        "{turns} loop turns in {ticks} ticks: the loop is spinning"
+    );
 }
 
 #[test]
@@ -239,7 +254,7 @@ fn two_clients_streaming_empty_continuations_cannot_freeze_the_loop() {
         "the bystander heard {updates_during} updates while the attack streamed"
     );
     assert_every_tick(&bystander, from);
-    assert_healthy(&server);
+    assert_healthy(&server, &mut bystander);
     // The server read every byte of both streams, a turn's budget at a time.
     let streamed = 2 * FRAMES_PER_CHUNK * CHUNKS * 6;
     assert!(server.metric("tickcast_bytes_in_total") >= streamed as u64);
@@ -270,7 +285,7 @@ fn a_message_in_endless_empty_fragments_is_closed_past_the_fragment_cap() {
     );
     bystander.verify_checksums(1);
     assert_every_tick(&bystander, from);
-    assert_healthy(&server);
+    assert_healthy(&server, &mut bystander);
 }
 
 #[test]
@@ -296,7 +311,7 @@ fn floods_of_pongs_and_of_pings_are_closed_by_the_rate_limit() {
         2
     );
     assert_every_tick(&bystander, from);
-    assert_healthy(&server);
+    assert_healthy(&server, &mut bystander);
 }
 
 #[test]
@@ -333,7 +348,7 @@ fn a_connection_that_answers_pings_but_never_says_hello_is_closed_at_the_deadlin
     // The bystander, which sent Watch at once, is still there.
     bystander.verify_checksums(1);
     assert_every_tick(&bystander, from);
-    assert_healthy(&server);
+    assert_healthy(&server, &mut bystander);
 }
 
 #[test]
@@ -378,7 +393,7 @@ fn a_frame_trickled_byte_by_byte_is_closed_at_the_frame_deadline() {
     );
     bystander.verify_checksums(1);
     assert_every_tick(&bystander, from);
-    assert_healthy(&server);
+    assert_healthy(&server, &mut bystander);
 }
 
 /// The arena plus thousands of entities that never move: a big `Full`, small deltas.
@@ -482,5 +497,5 @@ fn readers_that_never_read_a_big_world_stay_inside_the_memory_budget_and_are_clo
     }
     bystander.verify_checksums(1);
     assert_every_tick(&bystander, from);
-    assert_healthy(&server);
+    assert_healthy(&server, &mut bystander);
 }

@@ -232,6 +232,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 other => other?,
             }
             self.now = self.clock.now();
+            self.metrics.turns += 1;
 
             // 2. read and decode
             self.take_commands();

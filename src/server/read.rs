@@ -101,7 +101,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.begin_read_turn(k);
         let mut messages_left = self.cfg.messages_per_turn_max;
         loop {
-            if messages_left == 0 || self.conns[k].read_turn.spent {
+            if messages_left == 0 {
                 // Edge-triggered: the socket will not report again what is already buffered.
                 self.reread_list.push(k);
                 break;
@@ -146,8 +146,13 @@ impl<G: Game, C: Clock> Server<G, C> {
                     self.start_close(k, CloseReason::Peer);
                 }
                 Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-                // The socket is empty, or the budget ran out (`read_turn.spent`, checked above).
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                // The socket is empty, or this turn's bytes or frames are spent and it may not be.
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.conns[k].read_turn.spent {
+                        self.reread_list.push(k);
+                    }
+                    break;
+                }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => self.on_ws_error(k, e),
             }
