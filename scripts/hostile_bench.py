@@ -10,7 +10,7 @@ health checks answered. Everything is bounded in time and count and stays on 127
 only, so it runs against any build (pass --old for a server that predates the per-turn budget flags).
 
   hostile_bench.py BINARY [--seconds 10] [--only NAME ...] [--old]
-  hostile_bench.py BINARY --stalled 300 --npcs 30000 [--seconds 10] [-- extra server flags]
+  hostile_bench.py BINARY --stalled 300 --npcs 30000 [--seconds 10] [--server-flags "..."]
 """
 
 import argparse
@@ -251,9 +251,9 @@ SCENARIOS = [
 ]
 
 
-def start(binary, flags):
+def start(binary, flags, npcs=16):
     proc = subprocess.Popen(
-        [binary, "--listen", "127.0.0.1:0", "--npcs", "16", *flags],
+        [binary, "--listen", "127.0.0.1:0", "--npcs", str(npcs), *flags],
         stderr=subprocess.PIPE, text=True,
     )
     line = proc.stderr.readline()
@@ -303,8 +303,10 @@ def scenario(binary, name, attack, flags, seconds):
 
 def stalled(binary, n, npcs, seconds, flags):
     """`n` spectators over 4 KB receive buffers that never read, in a world of `npcs` wanderers."""
-    proc, port = start(binary, ["--npcs", str(npcs), "--max-entities", str(npcs + 1000), *flags])
+    proc, port = start(binary, ["--max-entities", str(npcs + 1000), *flags], npcs)
     try:
+        spectator = Spectator(port)
+        spectator.start()
         time.sleep(2)
         before = rss_kib(proc.pid)
         socks = []
@@ -320,9 +322,11 @@ def stalled(binary, n, npcs, seconds, flags):
             s.close()
         time.sleep(3)
         after = rss_kib(proc.pid)
+        spectator.stop = True
         print(
             f"{n} stalled spectators, {npcs} entities, {seconds} s: RSS before {before / 1024:.1f} MiB, "
-            f"peak {peak / 1024:.1f} MiB, 3 s after they closed {after / 1024:.1f} MiB",
+            f"peak {peak / 1024:.1f} MiB, 3 s after they closed {after / 1024:.1f} MiB; the honest "
+            f"spectator got {spectator.updates} updates, {spectator.gaps} gaps",
             flush=True,
         )
     finally:
@@ -338,8 +342,9 @@ def main():
     p.add_argument("--old", action="store_true", help="a server without the budget flags: skip lifted runs")
     p.add_argument("--stalled", type=int, default=0)
     p.add_argument("--npcs", type=int, default=30000)
-    p.add_argument("flags", nargs="*", help="extra server flags (after --)")
+    p.add_argument("--server-flags", default="", help="extra server flags, one string")
     a = p.parse_args()
+    a.flags = a.server_flags.split()
     if a.stalled:
         return stalled(a.binary, a.stalled, a.npcs, a.seconds, a.flags)
     print("| attack | server CPU | attacker | honest spectator | /healthz |")

@@ -42,9 +42,10 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// is closed.
     ///
     /// Memory: a connection above `--send-hwm-bytes` is skipped. While the bytes queued across all
-    /// connections are above `--queued-bytes-max`, so is a connection with anything queued, and any update
-    /// larger than `--send-hwm-bytes` (the `Full` of a big world): what still goes out is small updates to
-    /// connections that keep up, which write them straight to their sockets. A skipped connection that
+    /// connections are above `--queued-bytes-max`, so is a connection with anything queued, and a catch-up
+    /// update (a `Full`, a coalesced delta) larger than `--send-hwm-bytes`: what still goes out is the
+    /// tick's shared delta and small catch-ups, to connections that keep up (nothing queued), which write
+    /// them straight to their sockets. A skipped connection that
     /// stays behind is closed: after `--first-update-lag-limit-ms` if it never took an update whole, else
     /// after `--lag-limit-ms`.
     pub(super) fn send_updates(&mut self, checksum: bool, force: bool) {
@@ -76,7 +77,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 continue;
             }
             let (range, kind) = self.updates.for_baseline(&self.world, ws.baseline);
-            if over_budget && range.len() > hwm {
+            if over_budget && kind != UpdateKind::Delta && range.len() > hwm {
                 skipped(
                     &mut self.metrics,
                     &mut self.close_list,
