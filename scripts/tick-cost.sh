@@ -2,11 +2,14 @@
 # Server CPU per tick and bytes per client per tick with N wandering bots at 20 Hz, as in docs/PERFORMANCE.md.
 # The release server is pinned to core 0 and the bots to the other cores; both on 127.0.0.1 only; 25 s.
 # usage: scripts/tick-cost.sh N      (build first: cargo build --release -p tickcast -p bots)
+# SERVER=path picks another server binary; SERVER_FLAGS replaces the per-address limits' switch-off (every
+# bot connects from 127.0.0.1), e.g. SERVER_FLAGS= for a build that predates those flags.
 set -u
 cd "$(dirname "$0")/.."
 N=${1:?usage: scripts/tick-cost.sh N}; PORT=${PORT:-7311}
 BOT_CORES=1-$(( $(nproc) - 1 ))
-taskset -c 0 ${SERVER:-./target/release/tickcast} --listen 127.0.0.1:$PORT --npcs 0 --max-connections 20000 2>/tmp/srv.log &
+taskset -c 0 ${SERVER:-./target/release/tickcast} --listen 127.0.0.1:$PORT --npcs 0 --max-connections 20000 \
+    ${SERVER_FLAGS---max-connections-per-ip 0 --accepts-per-ip-per-s 0} 2>/tmp/srv.log &
 SP=$!
 sleep 0.5
 taskset -c $BOT_CORES ./target/release/bots --url ws://127.0.0.1:$PORT/ws --count $N --duration 25s --threads $(( $(nproc) - 1 )) --json /tmp/bots-$N.json >/tmp/bots-$N.txt 2>/tmp/bots-$N.err &
