@@ -209,6 +209,8 @@ pub struct Conn {
     pub writable_interest: bool,
     /// Whether the connection is on the loop's write list this turn.
     pub on_write_list: bool,
+    /// Whether the connection is on the loop's reread list (it spent its read budget).
+    pub on_reread_list: bool,
     pub closing: Option<Closing>,
     /// Set when the connection must be reaped at the end of the turn, with why.
     pub dead: Option<CloseReason>,
@@ -272,6 +274,7 @@ impl Conn {
             last_heard: now,
             writable_interest: false,
             on_write_list: false,
+            on_reread_list: false,
             closing: None,
             dead: None,
             read_drained: false,

@@ -102,7 +102,8 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     next_conn_id: u64,
     /// Connections with queued bytes to write at the end of the turn.
     write_list: Vec<usize>,
-    /// Connections that hit `--messages-per-turn-max` and have more to read.
+    /// Connections that spent their read budget this turn and may have more to read; each at most once
+    /// (`Conn::on_reread_list`), so the list is bounded by the connections.
     reread_list: Vec<usize>,
     /// Connections that hit a limit during an iteration, closed right after it.
     close_list: Vec<(usize, u16, CloseReason)>,
@@ -258,6 +259,9 @@ impl<G: Game, C: Clock> Server<G, C> {
             }
             let mut list = std::mem::take(&mut self.reread_list);
             for k in list.drain(..) {
+                if let Some(conn) = self.conns.get_mut(k) {
+                    conn.on_reread_list = false;
+                }
                 self.on_socket_event(k, true, false);
             }
             self.reread_list = keep_capacity(list, std::mem::take(&mut self.reread_list));

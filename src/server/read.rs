@@ -18,7 +18,9 @@ impl<G: Game, C: Clock> Server<G, C> {
         if writable {
             self.want_write(k);
         }
-        if !readable {
+        // A connection waiting on the reread list is read there, later this turn: once per turn, however
+        // many packets raise edges meanwhile.
+        if !readable || self.conns[k].on_reread_list {
             return;
         }
         let conn = &mut self.conns[k];
@@ -28,6 +30,16 @@ impl<G: Game, C: Clock> Server<G, C> {
             self.read_http(k);
         } else {
             self.read_ws(k);
+        }
+    }
+
+    /// Lists connection `k` to be read again next turn (it spent its budget with bytes perhaps left in the
+    /// socket, which edge-triggered epoll will not report again); once.
+    pub(super) fn reread_later(&mut self, k: usize) {
+        let conn = &mut self.conns[k];
+        if !conn.on_reread_list {
+            conn.on_reread_list = true;
+            self.reread_list.push(k);
         }
     }
 
@@ -60,7 +72,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.metrics.bytes_in += total as u64;
         match outcome {
             None => self.kill(k, reason),
-            Some(false) => self.reread_list.push(k),
+            Some(false) => self.reread_later(k),
             Some(true) => {}
         }
     }
@@ -102,8 +114,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let mut messages_left = self.cfg.messages_per_turn_max;
         loop {
             if messages_left == 0 {
-                // Edge-triggered: the socket will not report again what is already buffered.
-                self.reread_list.push(k);
+                self.reread_later(k);
                 break;
             }
             messages_left -= 1;
@@ -149,7 +160,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 // The socket is empty, or this turn's bytes or frames are spent and it may not be.
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     if self.conns[k].read_turn.spent {
-                        self.reread_list.push(k);
+                        self.reread_later(k);
                     }
                     break;
                 }
