@@ -148,6 +148,28 @@ impl Attacker {
         }
     }
 
+    /// After the close frame, reads to the server's EOF: nothing may follow the close (RFC 6455 5.5.1,
+    /// and tungstenite clients refuse it).
+    fn expect_nothing_after_close(&mut self) {
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + WAIT_MAX;
+        loop {
+            assert!(Instant::now() < deadline, "no EOF after the close");
+            match self.sock.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // The server resets a socket whose input it had not read: what came before still counts.
+                Err(_) => break,
+            }
+        }
+        assert!(
+            self.inbox.is_empty(),
+            "the server sent {:02x?} after its close frame",
+            &self.inbox[..self.inbox.len().min(32)]
+        );
+    }
+
     /// Reads until the server's close frame; its code and reason.
     fn expect_close(&mut self) -> (u16, String) {
         let deadline = Instant::now() + WAIT_MAX;
@@ -304,6 +326,7 @@ fn floods_of_pongs_and_of_pings_are_closed_by_the_rate_limit() {
         let (code, reason) = attacker.expect_close();
         assert_eq!(code, 1008, "opcode {opcode}: {reason}");
         assert!(reason.contains("rate limit exceeded"), "{reason}");
+        attacker.expect_nothing_after_close();
         bystander.verify_checksums(1);
     }
     assert_eq!(

@@ -26,6 +26,9 @@ impl<G: Game, C: Clock> Server<G, C> {
                 code: CloseCode::from(code),
                 reason: reason.to_string().into(),
             };
+            // A pong tungstenite still owes (a ping was just read) goes out now, before the close frame:
+            // `close` would write it after, and nothing may follow a close (docs/FUZZING.md, O2).
+            let _ = ws.ctx.flush(&mut io);
             let _ = ws.ctx.close(&mut io, Some(frame));
             let _ = ws.ctx.flush(&mut io);
         }
