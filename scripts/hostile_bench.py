@@ -5,6 +5,7 @@
 Each scenario starts a fresh server (the binary given, on 127.0.0.1), connects one honest spectator that
 reads every update and counts tick gaps, polls `/healthz` every 0.5 s, runs the attack for at most
 --seconds, and prints one line: the server's CPU (percent of one core, user + system, over the attack),
+the bucket of `tickcast_tick_lateness_seconds` under which 99 % of the attack's ticks started,
 how the attacker ended (the close code and reason, and when), the spectator's updates and gaps, and the
 health checks answered. Everything is bounded in time and count and stays on 127.0.0.1. Standard library
 only, so it runs against any build (pass --old for a server that predates the per-turn budget flags).
@@ -265,6 +266,28 @@ def start(binary, flags, npcs=16):
     return proc, int(m.group(1))
 
 
+def lateness_buckets(port):
+    """The tick lateness histogram from /metrics: [(upper bound in s, cumulative count)]."""
+    s = connect(port)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
+    body = b""
+    while chunk := s.recv(65536):
+        body += chunk
+    s.close()
+    found = re.findall(rb'tickcast_tick_lateness_seconds_bucket\{le="([^"]+)"\} (\d+)', body)
+    return [(float(le), int(n)) for le, n in found]
+
+
+def p99_bound(before, after):
+    """The bucket bound under which 99 % of the ticks between two readings started."""
+    deltas = [(le, b - a) for (le, b), (_, a) in zip(after, before)]
+    total = deltas[-1][1]
+    for le, n in deltas:
+        if n >= 0.99 * total:
+            return le
+    return float("inf")
+
+
 def cpu_s(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -283,6 +306,7 @@ def scenario(binary, name, attack, flags, seconds):
         spectator.start()
         health.start()
         time.sleep(1)
+        late0 = lateness_buckets(port)
         cpu0, t0, updates0, gaps0 = cpu_s(proc.pid), time.monotonic(), spectator.updates, spectator.gaps
         attackers = attack(port, t0 + seconds)
         # The attack may end early (the server closed it); measure the whole window either way.
@@ -290,9 +314,10 @@ def scenario(binary, name, attack, flags, seconds):
             time.sleep(0.05)
         cpu = (cpu_s(proc.pid) - cpu0) / (time.monotonic() - t0) * 100
         spectator.stop = health.stop = True
+        late = p99_bound(late0, lateness_buckets(port)) * 1000
         outcomes = "; ".join(sorted({a.outcome() for a in attackers}))
         print(
-            f"| {name} | {cpu:.0f} % | {outcomes} | {spectator.updates - updates0} updates, "
+            f"| {name} | {cpu:.0f} % | {late:g} ms | {outcomes} | {spectator.updates - updates0} updates, "
             f"{spectator.gaps - gaps0} gaps | {health.ok} ok, {health.failed} failed |",
             flush=True,
         )
@@ -347,8 +372,8 @@ def main():
     a.flags = a.server_flags.split()
     if a.stalled:
         return stalled(a.binary, a.stalled, a.npcs, a.seconds, a.flags)
-    print("| attack | server CPU | attacker | honest spectator | /healthz |")
-    print("|---|---|---|---|---|")
+    print("| attack | server CPU | tick lateness p99 | attacker | honest spectator | /healthz |")
+    print("|---|---|---|---|---|---|")
     for name, attack, flags, _ in SCENARIOS:
         if a.only and name not in a.only:
             continue
