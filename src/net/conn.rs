@@ -102,8 +102,10 @@ impl OutBuf {
         let Some(head) = self.head_frame() else {
             return 0;
         };
-        let keep_to = if head == self.start {
-            self.start
+        // A frame begins at or after the write position: none is partway out (past the end of the HTTP 101
+        // if that is still going). Otherwise the one partway out is kept whole.
+        let keep_to = if head >= self.start {
+            head
         } else {
             head + frame::frame_len(&self.buf[head..]).expect("queued frames are whole")
         };
@@ -136,10 +138,11 @@ impl OutBuf {
             }
         } else if self.start > self.buf.len() / 2 {
             // Keep the head frame's header, so frame boundaries stay known.
-            let keep_from = self.head_frame().unwrap_or(self.start);
+            // At or before `start`: while the HTTP 101 is still being written no frame has begun yet.
+            let keep_from = self.head_frame().unwrap_or(self.start).min(self.start);
             self.buf.drain(..keep_from);
             self.start -= keep_from;
-            self.frames_from = self.frames_from.map(|_| 0);
+            self.frames_from = self.frames_from.map(|from| from - keep_from);
         }
         Ok(written)
     }
@@ -443,6 +446,20 @@ mod tests {
         fresh.push(&frame_of(3));
         assert_eq!(fresh.drop_unsent_frames(), 5);
         assert!(fresh.is_empty());
+    }
+
+    #[test]
+    fn compaction_while_the_101_is_still_going_out_keeps_where_frames_begin() {
+        let mut out = OutBuf::default();
+        let head = vec![b'H'; 100];
+        out.push(&head);
+        out.frames_begin_here();
+        out.push(&frame_of(10));
+        // Past half of the buffer is written, but not all of the head: nothing to drop from the frames.
+        out.write_to(&mut Takes(70)).unwrap();
+        assert_eq!(out.pending(), 30 + 12);
+        assert_eq!(out.drop_unsent_frames(), 12);
+        assert_eq!(out.pending(), 30);
     }
 
     #[test]

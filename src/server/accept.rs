@@ -93,8 +93,8 @@ impl<G: Game, C: Clock> Server<G, C> {
                 return;
             }
         }
-        let spare = self.conns.len() - self.spare_open >= self.cfg.max_connections;
-        if spare && self.spare_open >= self.cfg.health_slots {
+        let spare = self.conns.len() - self.spare_slots.len() >= self.cfg.max_connections;
+        if spare && self.spare_slots.len() >= self.cfg.health_slots && !self.evict_oldest_spare() {
             self.release_peer(peer);
             refuse_at_accept(sock, 503, "server at connection capacity", RETRY_AFTER_S);
             self.metrics.closed(CloseReason::Rejected);
@@ -103,6 +103,24 @@ impl<G: Game, C: Clock> Server<G, C> {
         if !self.register(sock, peer, spare) {
             self.release_peer(peer);
         }
+    }
+
+    /// Every health slot is taken: the connection that has held one longest gives it up to the newcomer.
+    /// A health check is answered within a round trip, so a slot held longer is one a client is sitting
+    /// on; evicting the oldest means idle sockets cannot keep a load balancer's probe out, however many
+    /// there are, short of a connect flood faster than the probe's round trip. False with no slots at all.
+    fn evict_oldest_spare(&mut self) -> bool {
+        let Some((k, id)) = self.spare_slots.pop_front() else {
+            return false;
+        };
+        let conn = &mut self.conns[k];
+        debug_assert!(
+            conn.id == id && conn.spare,
+            "spare_slots lists live health slots"
+        );
+        conn.spare = false;
+        self.kill(k, CloseReason::Rejected);
+        true
     }
 
     fn release_peer(&mut self, peer: Option<PeerKey>) {
@@ -115,7 +133,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     pub(super) fn release_admission(&mut self, conn: &Conn) {
         self.release_peer(conn.peer);
         if conn.spare {
-            self.spare_open -= 1;
+            self.spare_slots.retain(|&(_, id)| id != conn.id);
         }
     }
 
@@ -143,8 +161,10 @@ impl<G: Game, C: Clock> Server<G, C> {
         let mut conn = Conn::new(sock, self.next_conn_id, self.now);
         conn.peer = peer;
         conn.spare = spare;
+        if spare {
+            self.spare_slots.push_back((entry.key(), conn.id));
+        }
         entry.insert(conn);
-        self.spare_open += usize::from(spare);
         self.next_conn_id += 1;
         true
     }

@@ -47,6 +47,9 @@ impl<G: Game, C: Clock> Server<G, C> {
             });
             // Counted when decided, not when the socket finally goes, so the metric is prompt.
             self.metrics.closed(reason);
+            // Input (and the client's EOF) may already wait in the socket and raise no new edge: read
+            // it next turn, where closing connections discard what they read.
+            self.reread_later(k);
         }
         self.want_write(k);
     }

@@ -129,8 +129,9 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     peers: crate::net::peers::Peers,
     /// When `peers` was last swept.
     peers_swept_at: Instant,
-    /// Connections in the `--health-slots` beyond `--max-connections`.
-    spare_open: usize,
+    /// Connections in the `--health-slots` beyond `--max-connections`, oldest first: (slab key, connection
+    /// id). At most `--health-slots`.
+    spare_slots: std::collections::VecDeque<(usize, u64)>,
     /// A descriptor (`/dev/null`) given up when `accept` says EMFILE, to answer one client and close it.
     reserve_fd: Option<std::fs::File>,
 }
@@ -204,7 +205,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             ticket_secret,
             peers: crate::net::peers::Peers::new(cfg.peer_limits()),
             peers_swept_at: now,
-            spare_open: 0,
+            spare_slots: Default::default(),
             reserve_fd,
             cfg,
         })
@@ -235,7 +236,9 @@ impl<G: Game, C: Clock> Server<G, C> {
             self.now = self.clock.now();
             self.metrics.turns += 1;
 
-            // 2. read and decode
+            // 2. read and decode. Those that spent their read budget last turn are read after the events,
+            // once; those that spend it this turn wait for the next.
+            let mut reread = std::mem::take(&mut self.reread_list);
             self.take_commands();
             for event in events.iter() {
                 match event.token() {
@@ -257,14 +260,13 @@ impl<G: Game, C: Clock> Server<G, C> {
             if self.accept_pending {
                 self.accept();
             }
-            let mut list = std::mem::take(&mut self.reread_list);
-            for k in list.drain(..) {
+            for k in reread.drain(..) {
                 if let Some(conn) = self.conns.get_mut(k) {
                     conn.on_reread_list = false;
+                    self.on_socket_event(k, true, false);
                 }
-                self.on_socket_event(k, true, false);
             }
-            self.reread_list = keep_capacity(list, std::mem::take(&mut self.reread_list));
+            self.reread_list = keep_capacity(reread, std::mem::take(&mut self.reread_list));
 
             // 3. run due ticks, 4. build and queue updates
             let due = self.schedule.due(self.now);

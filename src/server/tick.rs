@@ -45,9 +45,9 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// connections are above `--queued-bytes-max`, so is a connection with anything queued, and a catch-up
     /// update (a `Full`, a coalesced delta) larger than `--send-hwm-bytes`: what still goes out is the
     /// tick's shared delta and small catch-ups, to connections that keep up (nothing queued), which write
-    /// them straight to their sockets. A skipped connection that
-    /// stays behind is closed: after `--first-update-lag-limit-ms` if it never took an update whole, else
-    /// after `--lag-limit-ms`.
+    /// them straight to their sockets. A connection skipped for its own queue that stays behind is closed:
+    /// after `--first-update-lag-limit-ms` if it never took an update whole, else after `--lag-limit-ms`
+    /// (one held back only for the budget is not: see [`skipped`]).
     pub(super) fn send_updates(&mut self, checksum: bool, force: bool) {
         let tick = self.world.tick();
         self.updates.begin(&self.world, checksum);
@@ -258,8 +258,10 @@ fn release_free_memory() {
     }
 }
 
-/// Counts an update not sent to connection `k` (`deferred`: for the memory budget, not its own queue),
-/// and lists the connection for closing once it has been behind for its lag limit.
+/// Counts an update not sent to connection `k`, and lists the connection for closing once it has been
+/// behind for its lag limit. `deferred`: held back for the process-wide memory budget, not for its own
+/// queue; that is not the connection's doing (others hold the memory), so its lag clock does not run out
+/// for it. Its slot is bounded by the idle timeout and its memory by its own near-empty queue.
 fn skipped(
     metrics: &mut Metrics,
     close_list: &mut Vec<(usize, u16, CloseReason)>,
@@ -271,6 +273,9 @@ fn skipped(
 ) {
     metrics.updates_skipped += 1;
     metrics.updates_deferred += u64::from(deferred);
+    if deferred {
+        return;
+    }
     let (limit_ms, reason) = match ws.baseline.is_some() && !ws.caught_up {
         true => (
             cfg.first_update_lag_limit_ms,
