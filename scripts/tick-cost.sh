@@ -8,7 +8,7 @@ set -u
 cd "$(dirname "$0")/.."
 N=${1:?usage: scripts/tick-cost.sh N}; PORT=${PORT:-7311}
 BOT_CORES=1-$(( $(nproc) - 1 ))
-taskset -c 0 ${SERVER:-./target/release/tickcast} --listen 127.0.0.1:$PORT --npcs 0 --max-connections 20000 \
+taskset -c 0 ${SERVER:-./target/release/tickcast} --listen 127.0.0.1:$PORT --npcs 0 --max-connections $(( N + 64 )) \
     ${SERVER_FLAGS---max-connections-per-ip 0 --accepts-per-ip-per-s 0} 2>/tmp/srv.log &
 SP=$!
 sleep 0.5
