@@ -4,27 +4,24 @@
 use super::*;
 
 impl<G: Game, C: Clock> Server<G, C> {
-    /// Sends a close frame with `code` and `reason`, then closes once it is written (or at the linger
-    /// deadline).
-    pub(super) fn close(&mut self, k: usize, code: u16, reason: &str, why: CloseReason) {
+    /// Sends the close frame of `close` (its code and reason), then closes once it is written (or at the
+    /// linger deadline); counted under its label now.
+    pub(super) fn close(&mut self, k: usize, close: Close) {
         let conn = &mut self.conns[k];
         if conn.closing.is_some() || conn.dead.is_some() {
             return;
         }
-        if matches!(
-            why,
-            CloseReason::Lagging | CloseReason::FirstUpdateLagging | CloseReason::SendLimit
-        ) {
+        if close.drops_queued_updates() {
             // What is queued is stale; let the close frame through right behind the frame in flight.
             conn.out.drop_unsent_frames();
         }
         let (phase, mut io) = conn.io();
         if let Phase::Ws(ws) = phase {
             // A close reason must fit a control frame: 125 bytes minus the code.
-            let reason = truncate_utf8(reason, 123);
+            let reason = close.reason(&self.cfg);
             let frame = CloseFrame {
-                code: CloseCode::from(code),
-                reason: reason.to_string().into(),
+                code: CloseCode::from(close.code()),
+                reason: truncate_utf8(&reason, 123).to_string().into(),
             };
             // A pong tungstenite still owes (a ping was just read) goes out now, before the close frame:
             // `close` would write it after, and nothing may follow a close (docs/FUZZING.md, O2).
@@ -32,7 +29,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             let _ = ws.ctx.close(&mut io, Some(frame));
             let _ = ws.ctx.flush(&mut io);
         }
-        self.start_close(k, why);
+        self.start_close(k, close.counted_as());
     }
 
     /// Marks a connection closing: what is queued still goes out, then the write side is shut.
@@ -146,12 +143,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             .filter_map(|(k, c)| c.live_ws().map(|_| k))
             .collect();
         for k in open {
-            self.close(
-                k,
-                close::GOING_AWAY,
-                "server shutting down",
-                CloseReason::Shutdown,
-            );
+            self.close(k, Close::Shutdown);
         }
     }
 

@@ -27,18 +27,20 @@ use tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig, WebSock
 use tungstenite::{Error as WsError, Message};
 
 mod accept;
+mod closes;
 mod closing;
 mod players;
 mod read;
 mod sessions;
 mod tick;
 
+use self::closes::Close;
 use crate::clock::{Clock, SystemClock, TickSchedule};
 use crate::config::Config;
 use crate::metrics::{CloseReason, Gauges, Metrics};
 use crate::net::conn::{Closing, Conn, Phase, Role, WsState};
 use crate::net::{frame, http, socket};
-use crate::proto::{self, close, ClientMsg, ServerMsg};
+use crate::proto::{self, ClientMsg, ServerMsg};
 use crate::sim::Game;
 use crate::sync::{UpdateKind, Updates, World, WorldLimits};
 
@@ -106,7 +108,7 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     /// (`Conn::on_reread_list`), so the list is bounded by the connections.
     reread_list: Vec<usize>,
     /// Connections that hit a limit during an iteration, closed right after it.
-    close_list: Vec<(usize, u16, CloseReason)>,
+    close_list: Vec<(usize, Close)>,
     /// Connections marked dead this turn, reaped at its end.
     dead_list: Vec<usize>,
     /// The listener may hold more connections than one turn accepts.

@@ -11,12 +11,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// `Hello`: resume the player `resume` names if its session is alive, else join a new one.
     pub(super) fn hello(&mut self, k: usize, name: &str, ticket: &str, resume: Option<Resume>) {
         if matches!(self.conns[k].role(), Some(Role::Player(_))) {
-            return self.close(
-                k,
-                close::POLICY_VIOLATION,
-                "Hello sent twice",
-                CloseReason::ProtocolError,
-            );
+            return self.close(k, Close::HelloTwice);
         }
         // A live token is a credential of its own: it was issued to a connection that passed the ticket
         // check, and tickets are short-lived while a resume may come later. A ticket it brings must be valid
@@ -32,7 +27,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             None => self.authenticate(k, ticket),
         };
         if let Err(e) = checked {
-            return self.close(k, close::UNAUTHORIZED, &e.why(), CloseReason::Unauthorized);
+            return self.close(k, Close::Ticket(e));
         }
         match live {
             Some((player, tick)) => self.resume(k, player, tick),
@@ -46,16 +41,11 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// `Watch`: updates from the next tick on, control of nothing.
     pub(super) fn watch(&mut self, k: usize, ticket: &str) {
         if self.conns[k].role() != Some(Role::Pending) {
-            return self.close(
-                k,
-                close::POLICY_VIOLATION,
-                "Watch after Hello or Watch",
-                CloseReason::ProtocolError,
-            );
+            return self.close(k, Close::WatchAfterRole);
         }
         match self.authenticate(k, ticket) {
             Ok(()) => self.ws_mut(k).role = Role::Spectator,
-            Err(e) => self.close(k, close::UNAUTHORIZED, &e.why(), CloseReason::Unauthorized),
+            Err(e) => self.close(k, Close::Ticket(e)),
         }
     }
 
@@ -103,12 +93,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             account: ws.account.as_deref(),
         };
         let Some(entity) = self.game.join(&mut self.world, player, joining) else {
-            return self.close(
-                k,
-                close::TRY_AGAIN_LATER,
-                "the world is full",
-                CloseReason::WorldFull,
-            );
+            return self.close(k, Close::WorldFull);
         };
         let account = self.conns[k].ws().and_then(|ws| ws.account.clone());
         let resume_token = self.sessions.create(player, entity, account, k);
@@ -127,12 +112,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             // newer wins. The old one no longer plays, so its end does not touch the session.
             Link::Attached(old) => {
                 self.ws_mut(old).role = Role::Pending;
-                self.close(
-                    old,
-                    close::REPLACED,
-                    "player resumed on another connection",
-                    CloseReason::Replaced,
-                );
+                self.close(old, Close::Replaced);
             }
         }
         self.metrics.resumes += 1;

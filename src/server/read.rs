@@ -143,12 +143,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                         false => self.metrics.messages_dropped += 1,
                     }
                 }
-                Ok(Message::Text(_)) => self.close(
-                    k,
-                    close::UNSUPPORTED_DATA,
-                    "text frames are not supported: send binary",
-                    CloseReason::ProtocolError,
-                ),
+                Ok(Message::Text(_)) => self.close(k, Close::TextFrame),
                 Ok(Message::Close(frame)) => {
                     if frame.is_some_and(|f| f.code == CloseCode::Normal) {
                         self.goodbye(k);
@@ -201,16 +196,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let conn = &mut self.conns[k];
         let frames = conn.meter.take_frames();
         if let Some(Violation::TooManyFragments) = conn.meter.violation {
-            let reason = format!(
-                "message in more than {} frames",
-                self.cfg.fragments_per_message_max
-            );
-            self.close(
-                k,
-                close::POLICY_VIOLATION,
-                &reason,
-                CloseReason::ProtocolError,
-            );
+            self.close(k, Close::TooManyFragments);
             return false;
         }
         let ws = conn.ws_mut().expect("upgraded");
@@ -221,16 +207,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         if ws.bucket.charge(&rate, self.now, frames) != Verdict::Abuse {
             return true;
         }
-        let reason = format!(
-            "message rate limit exceeded: {} frames per second allowed",
-            self.cfg.messages_per_s
-        );
-        self.close(
-            k,
-            close::POLICY_VIOLATION,
-            &reason,
-            CloseReason::RateLimited,
-        );
+        self.close(k, Close::RateLimited);
         false
     }
 
@@ -250,12 +227,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         if self.conns[k].out.pending() > self.cfg.send_limit_bytes
             && self.conns[k].closing.is_none()
         {
-            self.close(
-                k,
-                close::SEND_LIMIT,
-                "send buffer limit exceeded",
-                CloseReason::SendLimit,
-            );
+            self.close(k, Close::SendLimit);
         }
     }
 
@@ -278,68 +250,22 @@ impl<G: Game, C: Clock> Server<G, C> {
                 self.kill(k, CloseReason::Peer)
             }
             WsError::Io(_) => self.kill(k, CloseReason::IoError),
-            WsError::Capacity(e) => {
-                let reason = format!("message too big: {e}");
-                self.close(
-                    k,
-                    close::MESSAGE_TOO_BIG,
-                    &reason,
-                    CloseReason::MessageTooBig,
-                )
-            }
-            WsError::Utf8(_) => self.close(
-                k,
-                close::INVALID_PAYLOAD,
-                "invalid UTF-8",
-                CloseReason::ProtocolError,
-            ),
-            WsError::Protocol(p) => {
-                let reason = format!("WebSocket protocol error: {p}");
-                self.close(
-                    k,
-                    close::PROTOCOL_ERROR,
-                    &reason,
-                    CloseReason::ProtocolError,
-                )
-            }
-            other => {
-                let reason = format!("error: {other}");
-                self.close(
-                    k,
-                    close::PROTOCOL_ERROR,
-                    &reason,
-                    CloseReason::ProtocolError,
-                )
-            }
+            WsError::Capacity(e) => self.close(k, Close::TooBig(e.to_string())),
+            WsError::Utf8(_) => self.close(k, Close::InvalidUtf8),
+            WsError::Protocol(p) => self.close(k, Close::Framing(p.to_string())),
+            other => self.close(k, Close::Framing(other.to_string())),
         }
     }
 
     pub(super) fn on_message(&mut self, k: usize, bytes: &[u8]) {
         if let Some(version) = proto::announced_version(bytes) {
             if version != proto::PROTOCOL_VERSION {
-                let reason = format!(
-                    "protocol version mismatch: client speaks {version}, server speaks {}",
-                    proto::PROTOCOL_VERSION
-                );
-                return self.close(
-                    k,
-                    close::VERSION_MISMATCH,
-                    &reason,
-                    CloseReason::VersionMismatch,
-                );
+                return self.close(k, Close::VersionMismatch(version));
             }
         }
         let msg = match proto::decode_client::<G::Input>(bytes) {
             Ok(msg) => msg,
-            Err(e) => {
-                let reason = format!("malformed message: {e}");
-                return self.close(
-                    k,
-                    close::INVALID_PAYLOAD,
-                    &reason,
-                    CloseReason::MalformedMessage,
-                );
-            }
+            Err(e) => return self.close(k, Close::Malformed(e.to_string())),
         };
         match msg {
             ClientMsg::Hello {
@@ -351,12 +277,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             ClientMsg::Watch { ticket, .. } => self.watch(k, &ticket),
             ClientMsg::Input { seq, input } => match self.conns[k].role() {
                 Some(Role::Player(player)) => self.game.input(player, seq, input),
-                _ => self.close(
-                    k,
-                    close::POLICY_VIOLATION,
-                    "Input before Hello",
-                    CloseReason::ProtocolError,
-                ),
+                _ => self.close(k, Close::InputBeforeHello),
             },
             ClientMsg::Ping { nonce } => {
                 self.scratch.clear();

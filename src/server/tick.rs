@@ -112,8 +112,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 self.write_list.push(k);
             }
             if conn.out.pending() > self.cfg.send_limit_bytes {
-                self.close_list
-                    .push((k, close::SEND_LIMIT, CloseReason::SendLimit));
+                self.close_list.push((k, Close::SendLimit));
             }
         }
         self.close_pending();
@@ -137,34 +136,8 @@ impl<G: Game, C: Clock> Server<G, C> {
 
     pub(super) fn close_pending(&mut self) {
         let mut list = std::mem::take(&mut self.close_list);
-        for (k, code, reason) in list.drain(..) {
-            let text = match reason {
-                CloseReason::Lagging => format!(
-                    "too slow: no update could be sent for {} ms",
-                    self.cfg.lag_limit_ms
-                ),
-                CloseReason::FirstUpdateLagging => format!(
-                    "too slow: the first update was not taken within {} ms",
-                    self.cfg.first_update_lag_limit_ms
-                ),
-                CloseReason::SendLimit => {
-                    format!("send buffer passed {} bytes", self.cfg.send_limit_bytes)
-                }
-                CloseReason::IdleTimeout => format!("idle for {} ms", self.cfg.idle_timeout_ms),
-                CloseReason::Unauthorized => {
-                    format!("no ticket within {} ms", self.cfg.handshake_timeout_ms)
-                }
-                CloseReason::HandshakeTimeout => format!(
-                    "no Hello or Watch within {} ms",
-                    self.cfg.handshake_timeout_ms
-                ),
-                CloseReason::FrameTimeout => format!(
-                    "frame not completed within {} ms",
-                    self.cfg.frame_timeout_ms
-                ),
-                _ => String::from("closing"),
-            };
-            self.close(k, code, &text, reason);
+        for (k, close) in list.drain(..) {
+            self.close(k, close);
         }
         self.close_list = keep_capacity(list, std::mem::take(&mut self.close_list));
     }
@@ -204,22 +177,20 @@ impl<G: Game, C: Clock> Server<G, C> {
                 }
                 // Every connection says who it is in time, or it would hold a slot by answering pings.
                 Phase::Ws(ws) if ws.role == Role::Pending && !ws.echo && opened > handshake => {
-                    let why = match tickets && ws.account.is_none() {
-                        true => (close::UNAUTHORIZED, CloseReason::Unauthorized),
-                        false => (close::POLICY_VIOLATION, CloseReason::HandshakeTimeout),
+                    let close = match tickets && ws.account.is_none() {
+                        true => Close::NoTicket,
+                        false => Close::NoHello,
                     };
-                    self.close_list.push((k, why.0, why.1));
+                    self.close_list.push((k, close));
                 }
                 // A frame trickled in byte by byte keeps the idle timer quiet; this catches it.
                 Phase::Ws(_)
                     if frame_started.is_some_and(|t| now.saturating_duration_since(t) > frame) =>
                 {
-                    self.close_list
-                        .push((k, close::POLICY_VIOLATION, CloseReason::FrameTimeout));
+                    self.close_list.push((k, Close::FrameTimeout));
                 }
                 Phase::Ws(_) if quiet > idle => {
-                    self.close_list
-                        .push((k, close::IDLE_TIMEOUT, CloseReason::IdleTimeout));
+                    self.close_list.push((k, Close::Idle));
                 }
                 Phase::Ws(ws) if quiet > ping && !ws.pinged => {
                     ws.pinged = true;
@@ -264,7 +235,7 @@ fn release_free_memory() {
 /// for it. Its slot is bounded by the idle timeout and its memory by its own near-empty queue.
 fn skipped(
     metrics: &mut Metrics,
-    close_list: &mut Vec<(usize, u16, CloseReason)>,
+    close_list: &mut Vec<(usize, Close)>,
     cfg: &Config,
     now: Instant,
     k: usize,
@@ -276,14 +247,11 @@ fn skipped(
     if deferred {
         return;
     }
-    let (limit_ms, reason) = match ws.baseline.is_some() && !ws.caught_up {
-        true => (
-            cfg.first_update_lag_limit_ms,
-            CloseReason::FirstUpdateLagging,
-        ),
-        false => (cfg.lag_limit_ms, CloseReason::Lagging),
+    let (limit_ms, close) = match ws.baseline.is_some() && !ws.caught_up {
+        true => (cfg.first_update_lag_limit_ms, Close::FirstUpdateLagging),
+        false => (cfg.lag_limit_ms, Close::Lagging),
     };
     if now.saturating_duration_since(ws.last_update_at) > Duration::from_millis(limit_ms) {
-        close_list.push((k, close::LAGGING, reason));
+        close_list.push((k, close));
     }
 }
