@@ -22,8 +22,9 @@
 //! - [`backoff`]: reconnect delays with jitter, bounded in attempts;
 //! - [`stats`], [`report`]: what is counted, and the table and JSON it ends up in.
 //!
-//! The bots speak the protocol of `docs/PROTOCOL.md` through `tickcast`'s own codec and mirror, so they
-//! work against any server that speaks it, at the URL given.
+//! The bots speak the protocol of `docs/PROTOCOL.md` through `tickcast`'s own codec and mirror, with the
+//! arena's entity and input types: they load any tickcast server running the arena (or a game with the
+//! arena's types), at the URL given.
 
 pub mod acks;
 pub mod backoff;

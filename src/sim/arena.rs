@@ -1,4 +1,4 @@
-//! The reference workload from `DESIGN.md`: a 2000 x 2000 world where each player steers one entity at
+//! The reference workload every benchmark and bot runs (`docs/PERFORMANCE.md`): a 2000 x 2000 world where each player steers one entity at
 //! 200 units/s, plus optional server-side wanderers (`--npcs`) so a lone visitor sees motion.
 //!
 //! Positions are simulated in `f32` and replicated quantised to quarter units, so a diff is exact and one
@@ -153,10 +153,6 @@ impl Arena {
             dx: (angle.cos() * 127.0) as i8,
             dy: (angle.sin() * 127.0) as i8,
         }
-    }
-
-    pub fn players(&self) -> usize {
-        self.players.len()
     }
 }
 

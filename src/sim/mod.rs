@@ -1,7 +1,8 @@
 //! The simulation: the [`Game`] trait a game developer implements, and the built-in [`arena`] demo.
 //!
-//! A game never reads a clock and never touches I/O: the loop hands it a tick number and a fixed `dt`, the
-//! inputs that arrived since the last tick, and the replicated [`World`] to mutate.
+//! A game never reads a clock and never touches I/O: the loop hands it each input as it arrives
+//! ([`Game::input`], between ticks), then a tick number, a fixed `dt` and the replicated [`World`] to
+//! mutate ([`Game::step`]).
 
 pub mod arena;
 mod rng;

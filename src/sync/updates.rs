@@ -64,10 +64,6 @@ impl Updates {
         }
     }
 
-    pub fn tick(&self) -> u64 {
-        self.tick
-    }
-
     pub fn bytes(&self, range: Range<usize>) -> &[u8] {
         &self.bytes[range]
     }

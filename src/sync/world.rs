@@ -105,10 +105,6 @@ impl<S: Replicate> World<S> {
         self.alive == 0
     }
 
-    pub fn limits(&self) -> WorldLimits {
-        self.limits
-    }
-
     /// Adds an entity; `None` when `entities_max` are alive.
     pub fn spawn(&mut self, state: S) -> Option<EntityId> {
         if self.alive >= self.limits.entities_max {
