@@ -1,7 +1,7 @@
 //! Who a connection is: `Hello` (join, or resume a player whose connection dropped), `Watch` (spectate),
 //! the ticket check when tickets are required, and the end of a player (goodbye, grace period over).
 
-use super::sessions::Link;
+use super::sessions::{ConnRef, Link};
 use super::*;
 use crate::net::ticket::TicketError;
 use crate::proto::Resume;
@@ -96,7 +96,9 @@ impl<G: Game, C: Clock> Server<G, C> {
             return self.close(k, Close::WorldFull);
         };
         let account = self.conns[k].ws().and_then(|ws| ws.account.clone());
-        let resume_token = self.sessions.create(player, entity, account, k);
+        let resume_token = self
+            .sessions
+            .create(player, entity, account, self.conn_ref(k));
         self.ws_mut(k).role = Role::Player(player);
         self.send_joined(k, entity, resume_token, false);
     }
@@ -106,13 +108,17 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// applied, when the history still reaches it; else it is a `Full`. Tick 0 means "nothing": no update is
     /// ever sent for tick 0, so a client with an empty mirror gets a `Full`.
     fn resume(&mut self, k: usize, player: PlayerId, tick: u64) {
-        match self.sessions.attach(player, k) {
+        match self.sessions.attach(player, self.conn_ref(k)) {
             Link::Detached(_) => self.game.resumed(&mut self.world, player),
             // The old connection has not noticed it is dead (or the client opened a second one): the
             // newer wins. The old one no longer plays, so its end does not touch the session.
             Link::Attached(old) => {
-                self.ws_mut(old).role = Role::Pending;
-                self.close(old, Close::Replaced);
+                let live = self.conns.get(old.key).is_some_and(|c| c.id == old.id);
+                debug_assert!(live, "a reaped connection detaches its player");
+                if live {
+                    self.ws_mut(old.key).role = Role::Pending;
+                    self.close(old.key, Close::Replaced);
+                }
             }
         }
         self.metrics.resumes += 1;
@@ -179,6 +185,13 @@ impl<G: Game, C: Clock> Server<G, C> {
     fn end_player(&mut self, player: PlayerId) {
         self.sessions.remove(player);
         self.game.leave(&mut self.world, player);
+    }
+
+    fn conn_ref(&self, k: usize) -> ConnRef {
+        ConnRef {
+            key: k,
+            id: self.conns[k].id,
+        }
     }
 
     fn ws_mut(&mut self, k: usize) -> &mut WsState {

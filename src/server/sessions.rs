@@ -13,11 +13,19 @@ use crate::proto::ResumeToken;
 use crate::sim::PlayerId;
 use crate::sync::EntityId;
 
+/// A connection, by its own id (unique for the process's life) and where it sits in the loop's slab. The
+/// key alone is no identity: a slab key is reused once its connection is reaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnRef {
+    pub key: usize,
+    pub id: u64,
+}
+
 /// Where a session's player is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Link {
-    /// Playing on the connection with this slab key.
-    Attached(usize),
+    /// Playing on this connection.
+    Attached(ConnRef),
     /// No connection since this moment.
     Detached(Instant),
 }
@@ -41,13 +49,13 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// A new session for `player` of `account`, attached to connection `k`, with a fresh random token.
+    /// A new session for `player` of `account`, attached to connection `conn`, with a fresh random token.
     pub fn create(
         &mut self,
         player: PlayerId,
         entity: EntityId,
         account: Option<Box<str>>,
-        k: usize,
+        conn: ConnRef,
     ) -> ResumeToken {
         let token = self.fresh_token();
         self.by_token.insert(token, player);
@@ -55,7 +63,7 @@ impl Sessions {
             entity,
             token,
             account,
-            link: Link::Attached(k),
+            link: Link::Attached(conn),
         };
         let previous = self.by_player.insert(player, session);
         debug_assert!(previous.is_none(), "player {player} joined twice");
@@ -94,10 +102,10 @@ impl Sessions {
         self.by_token.get(token).copied()
     }
 
-    /// Attaches the player to connection `k`; returns where it was.
-    pub fn attach(&mut self, player: PlayerId, k: usize) -> Link {
+    /// Attaches the player to connection `conn`; returns where it was.
+    pub fn attach(&mut self, player: PlayerId, conn: ConnRef) -> Link {
         let session = self.by_player.get_mut(&player).expect("live session");
-        let was = std::mem::replace(&mut session.link, Link::Attached(k));
+        let was = std::mem::replace(&mut session.link, Link::Attached(conn));
         if matches!(was, Link::Detached(_)) {
             self.detached -= 1;
         }
@@ -176,20 +184,28 @@ impl Sessions {
 mod tests {
     use super::*;
 
+    /// A connection whose id is its slab key plus 100, say.
+    fn c(key: usize) -> ConnRef {
+        ConnRef {
+            key,
+            id: key as u64 + 100,
+        }
+    }
+
     #[test]
     fn a_session_lives_from_create_through_detach_and_attach_to_remove() {
         let t0 = Instant::now();
         let mut s = Sessions::default();
-        let token = s.create(7, 3, Some("ann".into()), 11);
+        let token = s.create(7, 3, Some("ann".into()), c(11));
         assert_eq!(s.by_token(&token), Some(7));
         assert_eq!(s.get(7).unwrap().account.as_deref(), Some("ann"));
         assert_eq!(s.get(7).unwrap().entity, 3);
         assert_eq!((s.attached(), s.detached()), (1, 0));
         s.detach(7, t0);
         assert_eq!((s.attached(), s.detached()), (0, 1));
-        assert_eq!(s.attach(7, 12), Link::Detached(t0));
+        assert_eq!(s.attach(7, c(12)), Link::Detached(t0));
         assert_eq!(s.detached(), 0);
-        assert_eq!(s.attach(7, 13), Link::Attached(12));
+        assert_eq!(s.attach(7, c(13)), Link::Attached(c(12)));
         s.remove(7);
         assert_eq!(s.by_token(&token), None);
         assert!(s.get(7).is_none());
@@ -198,16 +214,16 @@ mod tests {
     #[test]
     fn tokens_are_distinct() {
         let mut s = Sessions::default();
-        let a = s.create(1, 1, None, 1);
-        let b = s.create(2, 2, None, 2);
+        let a = s.create(1, 1, None, c(1));
+        let b = s.create(2, 2, None, c(2));
         assert_ne!(a, b);
     }
 
     #[test]
     fn a_rotated_token_replaces_the_old_one_and_removal_forgets_it() {
         let mut s = Sessions::default();
-        let old = s.create(7, 3, None, 11);
-        let other = s.create(8, 4, None, 12);
+        let old = s.create(7, 3, None, c(11));
+        let other = s.create(8, 4, None, c(12));
         let new = s.rotate(7);
         assert_ne!(new, old);
         assert_eq!(s.by_token(&old), None, "the old token resumes nothing");
@@ -226,7 +242,7 @@ mod tests {
         let ms = Duration::from_millis;
         let mut s = Sessions::default();
         for player in 1..=4 {
-            s.create(player, player as u32, None, player as usize);
+            s.create(player, player as u32, None, c(player as usize));
             s.detach(player, t0 + ms(player * 10));
         }
         let mut out = Vec::new();
