@@ -150,7 +150,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     pub(super) fn drain_finished(&self) -> bool {
         match self.drain_deadline {
             None => false,
-            Some(deadline) => self.ws_open == 0 || self.clock.now() >= deadline,
+            Some(deadline) => self.ws_open == 0 || self.now >= deadline,
         }
     }
 }
