@@ -536,3 +536,41 @@ fn readers_that_never_read_a_big_world_stay_inside_the_memory_budget_and_are_clo
     assert_every_tick(&bystander, from);
     assert_healthy(&server, &mut bystander);
 }
+
+#[test]
+fn readers_that_never_read_cannot_hide_behind_the_memory_budget() {
+    let _serial = one_at_a_time();
+    const STALLED: usize = 6;
+    // A budget so small that the stalled readers' queues alone keep the server over it: were waiting for
+    // the budget an excuse, their lag clocks would never run and they would hold their slots for ever.
+    let server = TestServer::start(|c| {
+        c.tick_hz = 20;
+        c.checksum_every_ticks = 5;
+        c.npcs = 300;
+        c.queued_bytes_max = 1;
+        c.lag_limit_ms = 1_000;
+        c.close_linger_ms = 500;
+        c.tcp_notsent_lowat_bytes = 4096;
+        c.idle_timeout_ms = 120_000;
+        c.ping_interval_ms = 60_000;
+    });
+    let mut bystander = Client::watching(&server);
+    bystander.verify_checksums(1);
+    let from = bystander.ticks.len();
+    let _stalled: Vec<Client> = (0..STALLED)
+        .map(|_| Client::watching_small_rcvbuf(&server, 4096))
+        .collect();
+    let deadline = Instant::now() + WAIT_MAX;
+    while server.metric("tickcast_slow_consumer_closes_total") < STALLED as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "never-reading clients kept their slots behind the budget"
+        );
+        bystander.recv();
+    }
+    assert!(server.metric("tickcast_updates_deferred_total") > 0);
+    // The bystander, which reads, kept getting the tick's delta all along.
+    bystander.verify_checksums(1);
+    assert_every_tick(&bystander, from);
+    assert_healthy(&server, &mut bystander);
+}

@@ -100,17 +100,28 @@ impl<G: Game, C: Clock> Server<G, C> {
             self.metrics.closed(CloseReason::Rejected);
             return;
         }
-        if !self.register(sock, peer, spare) {
-            self.release_peer(peer);
+        match self.register(sock, peer, spare) {
+            None => self.release_peer(peer),
+            // A health check's request is usually there already: answered now, before another connect
+            // could take its slot.
+            Some(k) if spare => self.read_http(k),
+            Some(_) => {}
         }
     }
 
-    /// Every health slot is taken: the connection that has held one longest gives it up to the newcomer.
-    /// A health check is answered within a round trip, so a slot held longer is one a client is sitting
-    /// on; evicting the oldest means idle sockets cannot keep a load balancer's probe out, however many
-    /// there are, short of a connect flood faster than the probe's round trip. False with no slots at all.
+    /// Every health slot is taken: the connection that has held one longest gives it up to the newcomer,
+    /// unless it is an answer still going out (then the next oldest, if any is not). A health check is
+    /// answered as soon as its request is read (right after the accept, see `admit`), so a slot held longer
+    /// is one a client is sitting on: idle sockets cannot keep a load balancer's probe out, however many
+    /// there are, short of a flood of more than `--health-slots` connects per loop turn. False with no slots.
     fn evict_oldest_spare(&mut self) -> bool {
-        let Some((k, id)) = self.spare_slots.pop_front() else {
+        let answering = |c: &Conn| c.closing.is_some() && !c.out.is_empty();
+        let at = self
+            .spare_slots
+            .iter()
+            .position(|&(k, _)| !answering(&self.conns[k]))
+            .unwrap_or(0);
+        let Some((k, id)) = self.spare_slots.remove(at) else {
             return false;
         };
         let conn = &mut self.conns[k];
@@ -137,16 +148,17 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
     }
 
-    /// Tunes and registers an accepted socket; false (counted) if that failed and it is gone.
+    /// Tunes and registers an accepted socket: its slab key, or `None` (counted) if that failed and it is
+    /// gone.
     pub(super) fn register(
         &mut self,
         mut sock: TcpStream,
         peer: Option<PeerKey>,
         spare: bool,
-    ) -> bool {
+    ) -> Option<usize> {
         if socket::tune(&sock, self.cfg.tcp_notsent_lowat_bytes).is_err() {
             self.metrics.closed(CloseReason::IoError);
-            return false;
+            return None;
         }
         let entry = self.conns.vacant_entry();
         if self
@@ -156,17 +168,18 @@ impl<G: Game, C: Clock> Server<G, C> {
             .is_err()
         {
             self.metrics.closed(CloseReason::IoError);
-            return false;
+            return None;
         }
+        let k = entry.key();
         let mut conn = Conn::new(sock, self.next_conn_id, self.now);
         conn.peer = peer;
         conn.spare = spare;
         if spare {
-            self.spare_slots.push_back((entry.key(), conn.id));
+            self.spare_slots.push_back((k, conn.id));
         }
         entry.insert(conn);
         self.next_conn_id += 1;
-        true
+        Some(k)
     }
 
     pub(super) fn read_http(&mut self, k: usize) {

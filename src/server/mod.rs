@@ -106,7 +106,7 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     write_list: Vec<usize>,
     /// Connections that spent their read budget this turn and may have more to read; each at most once
     /// (`Conn::on_reread_list`), so the list is bounded by the connections.
-    reread_list: Vec<usize>,
+    reread_list: Vec<(usize, u64)>,
     /// Connections that hit a limit during an iteration, closed right after it.
     close_list: Vec<(usize, Close)>,
     /// Connections marked dead this turn, reaped at its end.
@@ -262,8 +262,9 @@ impl<G: Game, C: Clock> Server<G, C> {
             if self.accept_pending {
                 self.accept();
             }
-            for k in reread.drain(..) {
-                if let Some(conn) = self.conns.get_mut(k) {
+            for (k, id) in reread.drain(..) {
+                // By id: the connection listed may have been reaped and its slab key given to another.
+                if let Some(conn) = self.conns.get_mut(k).filter(|c| c.id == id) {
                     conn.on_reread_list = false;
                     self.on_socket_event(k, true, false);
                 }

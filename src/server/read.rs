@@ -39,7 +39,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let conn = &mut self.conns[k];
         if !conn.on_reread_list {
             conn.on_reread_list = true;
-            self.reread_list.push(k);
+            self.reread_list.push((k, conn.id));
         }
     }
 

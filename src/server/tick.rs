@@ -47,7 +47,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// tick's shared delta and small catch-ups, to connections that keep up (nothing queued), which write
     /// them straight to their sockets. A connection skipped for its own queue that stays behind is closed:
     /// after `--first-update-lag-limit-ms` if it never took an update whole, else after `--lag-limit-ms`
-    /// (one held back only for the budget is not: see [`skipped`]).
+    /// (one held back for the budget with nothing queued is not: see [`skipped`]).
     pub(super) fn send_updates(&mut self, checksum: bool, force: bool) {
         let tick = self.world.tick();
         self.updates.begin(&self.world, checksum);
@@ -65,28 +65,32 @@ impl<G: Game, C: Clock> Server<G, C> {
             }
             let over_budget = !force && queued > budget;
             if (!force && pending > hwm) || (over_budget && pending > 0) {
-                skipped(
+                let deferred = over_budget && pending <= hwm;
+                if let Some(close) = skipped(
                     &mut self.metrics,
-                    &mut self.close_list,
                     &self.cfg,
                     self.now,
-                    k,
                     ws,
-                    over_budget && pending <= hwm,
-                );
+                    deferred,
+                    pending,
+                ) {
+                    self.close_list.push((k, close));
+                }
                 continue;
             }
             let (range, kind) = self.updates.for_baseline(&self.world, ws.baseline);
             if over_budget && kind != UpdateKind::Delta && range.len() > hwm {
-                skipped(
+                let deferred = true;
+                if let Some(close) = skipped(
                     &mut self.metrics,
-                    &mut self.close_list,
                     &self.cfg,
                     self.now,
-                    k,
                     ws,
-                    true,
-                );
+                    deferred,
+                    pending,
+                ) {
+                    self.close_list.push((k, close));
+                }
                 continue;
             }
             match kind {
@@ -229,29 +233,29 @@ fn release_free_memory() {
     }
 }
 
-/// Counts an update not sent to connection `k`, and lists the connection for closing once it has been
-/// behind for its lag limit. `deferred`: held back for the process-wide memory budget, not for its own
-/// queue; that is not the connection's doing (others hold the memory), so its lag clock does not run out
-/// for it. Its slot is bounded by the idle timeout and its memory by its own near-empty queue.
+/// Counts an update not sent to a connection, and says how to close it once it has been behind for its
+/// lag limit. `deferred`: held back for the process-wide memory budget rather than for its
+/// own queue. A deferred connection with nothing queued (`pending` 0) has taken everything it was sent and
+/// waits only on others, so its lag clock does not run out meanwhile; it holds no memory, so such
+/// connections cannot keep the server over its budget by themselves. One with bytes still queued is
+/// judged as any other: a client that never reads cannot hide behind the budget.
 fn skipped(
     metrics: &mut Metrics,
-    close_list: &mut Vec<(usize, Close)>,
     cfg: &Config,
     now: Instant,
-    k: usize,
     ws: &WsState,
     deferred: bool,
-) {
+    pending: usize,
+) -> Option<Close> {
     metrics.updates_skipped += 1;
     metrics.updates_deferred += u64::from(deferred);
-    if deferred {
-        return;
+    if deferred && pending == 0 {
+        return None;
     }
     let (limit_ms, close) = match ws.baseline.is_some() && !ws.caught_up {
         true => (cfg.first_update_lag_limit_ms, Close::FirstUpdateLagging),
         false => (cfg.lag_limit_ms, Close::Lagging),
     };
-    if now.saturating_duration_since(ws.last_update_at) > Duration::from_millis(limit_ms) {
-        close_list.push((k, close));
-    }
+    let behind = now.saturating_duration_since(ws.last_update_at);
+    (behind > Duration::from_millis(limit_ms)).then_some(close)
 }
