@@ -62,3 +62,47 @@ fn player_input_moves_its_entity_and_is_acknowledged() {
     assert_eq!(watcher.mirror.get(entity), client.mirror.get(entity));
     server.stop();
 }
+
+#[test]
+fn members_come_and_go_in_any_order_and_everyone_left_still_gets_every_tick() {
+    use std::time::Instant;
+    let server = TestServer::start(|c| {
+        c.npcs = 8;
+        c.tick_hz = 50;
+        c.checksum_every_ticks = 5;
+    });
+    // The room's member list is reordered as members leave (the last takes the leaver's place); a
+    // mistake there would starve someone or send to a closed connection.
+    let mut members: Vec<Option<Client>> =
+        (0..6).map(|_| Some(Client::watching(&server))).collect();
+    let mut player = Client::connect(&server);
+    // The player's Hello makes it the last member; the first leaver's place goes to it.
+    player.hello("p");
+    // Each round: one leaves and is reaped (moving the last member into its place), one joins.
+    let reaped = |members: &[Option<Client>], extra: u64, server: &TestServer| {
+        let open = extra + members.iter().flatten().count() as u64;
+        let deadline = Instant::now() + common::WAIT_MAX;
+        while server.metric("tickcast_websockets_open") != open {
+            assert!(Instant::now() < deadline, "closed members never reaped");
+        }
+    };
+    for leaver in [0, 3, 5, 1] {
+        members[leaver] = None;
+        reaped(&members, 1, &server);
+        members.push(Some(Client::watching(&server)));
+    }
+    // Now those that were moved leave too: the player (moved first) and the newest.
+    drop(player);
+    let newest = members.len() - 1;
+    members[newest] = None;
+    members[6] = None;
+    reaped(&members, 0, &server);
+    for client in members.iter_mut().flatten() {
+        let from = client.ticks.len();
+        client.verify_checksums(2);
+        for pair in client.ticks[from..].windows(2) {
+            assert_eq!(pair[1], pair[0] + 1, "ticks {:?}", client.ticks);
+        }
+    }
+    assert_eq!(server.get("/healthz").0, 200);
+}

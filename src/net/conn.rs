@@ -214,6 +214,8 @@ pub struct Conn {
     pub on_write_list: bool,
     /// Whether the connection is on the loop's reread list (it spent its read budget).
     pub on_reread_list: bool,
+    /// Its place in its room's member list, once it said `Hello` or `Watch`.
+    pub member_at: Option<usize>,
     pub closing: Option<Closing>,
     /// Set when the connection must be reaped at the end of the turn, with why.
     pub dead: Option<CloseReason>,
@@ -278,6 +280,7 @@ impl Conn {
             writable_interest: false,
             on_write_list: false,
             on_reread_list: false,
+            member_at: None,
             closing: None,
             dead: None,
             read_drained: false,

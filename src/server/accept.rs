@@ -383,7 +383,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let welcome = ServerMsg::<(), ()>::Welcome {
             protocol: proto::PROTOCOL_VERSION,
             tick_hz: self.cfg.tick_hz,
-            tick: self.world.tick(),
+            tick: self.room.world.tick(),
             connection_id: self.conns[k].id,
         };
         append_message(&mut self.scratch, &welcome);

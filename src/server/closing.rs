@@ -113,6 +113,10 @@ impl<G: Game, C: Clock> Server<G, C> {
             let mut conn = self.conns.remove(k);
             let _ = self.poll.registry().deregister(&mut conn.sock);
             self.release_admission(&conn);
+            let conns = &mut self.conns;
+            self.room.remove_member(&mut conn, |moved, at| {
+                conns[moved.key].member_at = Some(at);
+            });
             if let Phase::Ws(ws) = &conn.phase {
                 self.ws_open -= 1;
                 if let Role::Player(player) = ws.role {

@@ -31,18 +31,19 @@ mod closes;
 mod closing;
 mod players;
 mod read;
+mod room;
 mod sessions;
 mod tick;
 
 use self::closes::Close;
-use crate::clock::{Clock, SystemClock, TickSchedule};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::metrics::{CloseReason, Gauges, Metrics};
 use crate::net::conn::{Closing, Conn, Phase, Role, WsState};
 use crate::net::{frame, http, socket};
 use crate::proto::{self, ClientMsg, ServerMsg};
 use crate::sim::Game;
-use crate::sync::{UpdateKind, Updates, World, WorldLimits};
+use crate::sync::{UpdateKind, World};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -89,13 +90,11 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     listener: TcpListener,
     local_addr: SocketAddr,
     conns: Slab<Conn>,
-    game: G,
-    world: World<G::State>,
+    /// The match: its game, world, schedule, players and members.
+    room: room::Room<G>,
     clock: C,
     /// The time read once per turn, after poll.
     now: Instant,
-    schedule: TickSchedule,
-    updates: Updates,
     metrics: Metrics,
     commands: Receiver<Command>,
     handle: Handle,
@@ -116,10 +115,6 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     /// `accept` failed (out of file descriptors, say): try again at the next tick, not in a busy loop.
     accept_stalled: bool,
     ws_open: usize,
-    /// Every player from join to leave, by id and by resume token.
-    sessions: sessions::Sessions,
-    /// Reused list of detached players whose time is up.
-    expired: Vec<crate::sim::PlayerId>,
     /// The secret tickets are signed with (`--ticket-secret-file`); `None`: no tickets required.
     ticket_secret: Option<Vec<u8>>,
     /// Reused buffer for small per-connection messages (Welcome, Joined, Pong).
@@ -169,24 +164,15 @@ impl<G: Game, C: Clock> Server<G, C> {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, commands) = crossbeam_channel::bounded(16);
-        let mut world = World::new(WorldLimits {
-            entities_max: cfg.max_entities,
-            history_ticks: cfg.history_ticks,
-            despawn_log_max: cfg.despawn_log_max,
-        });
-        let game = make_game(&mut world);
         let now = clock.now();
         Ok(Server {
             local_addr: listener.local_addr()?,
-            schedule: TickSchedule::new(now, cfg.tick_duration(), cfg.catch_up_ticks_max),
+            room: room::Room::new(&cfg, now, make_game),
             poll,
             listener,
             conns: Slab::new(),
-            game,
-            world,
             clock,
             now,
-            updates: Updates::default(),
             metrics: Metrics::default(),
             commands,
             handle: Handle { tx, waker },
@@ -199,8 +185,6 @@ impl<G: Game, C: Clock> Server<G, C> {
             accept_pending: false,
             accept_stalled: false,
             ws_open: 0,
-            sessions: Default::default(),
-            expired: Vec::new(),
             scratch: Vec::new(),
             memory_peak: 0,
             last_trim: now,
@@ -272,7 +256,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             self.reread_list = keep_capacity(reread, std::mem::take(&mut self.reread_list));
 
             // 3. run due ticks, 4. build and queue updates
-            let due = self.schedule.due(self.now);
+            let due = self.room.schedule.due(self.now);
             if due.run > 0 {
                 self.run_ticks(due);
             }
@@ -293,7 +277,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             return Duration::ZERO;
         }
         let now = self.clock.now();
-        let mut until = self.schedule.next_due();
+        let mut until = self.room.schedule.next_due();
         if let Some(deadline) = self.drain_deadline {
             until = until.min(deadline);
         }
@@ -312,9 +296,9 @@ impl<G: Game, C: Clock> Server<G, C> {
         Gauges {
             connections_open: self.conns.len(),
             websockets_open: self.ws_open,
-            players: self.sessions.attached(),
-            players_detached: self.sessions.detached(),
-            entities: self.world.len(),
+            players: self.room.sessions.attached(),
+            players_detached: self.room.sessions.detached(),
+            entities: self.room.world.len(),
             queued_bytes: self.conns.iter().map(|(_, c)| c.out.pending()).sum(),
             draining: self.drain_deadline.is_some(),
             peer_addresses: self.peers.len(),

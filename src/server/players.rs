@@ -19,7 +19,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         // `Watch`): a ticket never lends its account to another account's token.
         let live = resume
             .as_ref()
-            .and_then(|r| Some((self.sessions.by_token(&r.token)?, r.tick)));
+            .and_then(|r| Some((self.room.sessions.by_token(&r.token)?, r.tick)));
         let checked = match live {
             Some((player, _)) => self
                 .take_ticket(k, ticket)
@@ -44,7 +44,10 @@ impl<G: Game, C: Clock> Server<G, C> {
             return self.close(k, Close::WatchAfterRole);
         }
         match self.authenticate(k, ticket) {
-            Ok(()) => self.ws_mut(k).role = Role::Spectator,
+            Ok(()) => {
+                self.ws_mut(k).role = Role::Spectator;
+                self.enter_room(k);
+            }
             Err(e) => self.close(k, Close::Ticket(e)),
         }
     }
@@ -78,7 +81,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let Some(account) = self.conns[k].ws().and_then(|ws| ws.account.as_deref()) else {
             return Ok(());
         };
-        let session = self.sessions.get(player).expect("live session");
+        let session = self.room.sessions.get(player).expect("live session");
         match session.account.as_deref() == Some(account) {
             true => Ok(()),
             false => Err(TicketError::OtherAccount),
@@ -92,14 +95,16 @@ impl<G: Game, C: Clock> Server<G, C> {
             name,
             account: ws.account.as_deref(),
         };
-        let Some(entity) = self.game.join(&mut self.world, player, joining) else {
+        let Some(entity) = self.room.game.join(&mut self.room.world, player, joining) else {
             return self.close(k, Close::WorldFull);
         };
         let account = self.conns[k].ws().and_then(|ws| ws.account.clone());
         let resume_token = self
+            .room
             .sessions
             .create(player, entity, account, self.conn_ref(k));
         self.ws_mut(k).role = Role::Player(player);
+        self.enter_room(k);
         self.send_joined(k, entity, resume_token, false);
     }
 
@@ -108,8 +113,8 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// applied, when the history still reaches it; else it is a `Full`. Tick 0 means "nothing": no update is
     /// ever sent for tick 0, so a client with an empty mirror gets a `Full`.
     fn resume(&mut self, k: usize, player: PlayerId, tick: u64) {
-        match self.sessions.attach(player, self.conn_ref(k)) {
-            Link::Detached(_) => self.game.resumed(&mut self.world, player),
+        match self.room.sessions.attach(player, self.conn_ref(k)) {
+            Link::Detached(_) => self.room.game.resumed(&mut self.room.world, player),
             // The old connection has not noticed it is dead (or the client opened a second one): the
             // newer wins. The old one no longer plays, so its end does not touch the session.
             Link::Attached(old) => {
@@ -122,14 +127,17 @@ impl<G: Game, C: Clock> Server<G, C> {
             }
         }
         self.metrics.resumes += 1;
-        let (world_tick, in_history) = (self.world.tick(), self.world.can_delta_from(tick));
+        let (world_tick, in_history) =
+            (self.room.world.tick(), self.room.world.can_delta_from(tick));
         let ws = self.ws_mut(k);
         ws.role = Role::Player(player);
+        self.enter_room(k);
+        let ws = self.ws_mut(k);
         if ws.baseline.is_none() && (1..=world_tick).contains(&tick) && in_history {
             ws.baseline = Some(tick);
         }
-        let token = self.sessions.rotate(player);
-        let entity = self.sessions.get(player).expect("live session").entity;
+        let token = self.room.sessions.rotate(player);
+        let entity = self.room.sessions.get(player).expect("live session").entity;
         self.send_joined(k, entity, token, true);
     }
 
@@ -165,26 +173,33 @@ impl<G: Game, C: Clock> Server<G, C> {
         if self.drain_deadline.is_some() || self.cfg.resume_grace_ms == 0 {
             return self.end_player(player);
         }
-        self.sessions.detach(player, self.now);
-        self.game.detached(&mut self.world, player);
+        self.room.sessions.detach(player, self.now);
+        self.room.game.detached(&mut self.room.world, player);
     }
 
     /// Players detached longer than the grace period, or beyond `--detached-max`, leave. Once per tick.
     pub(super) fn expire_detached(&mut self) {
         let grace = Duration::from_millis(self.cfg.resume_grace_ms);
-        let mut expired = std::mem::take(&mut self.expired);
-        self.sessions
+        let mut expired = std::mem::take(&mut self.room.expired);
+        self.room
+            .sessions
             .expired(self.now, grace, self.cfg.detached_max, &mut expired);
         for &player in &expired {
             self.metrics.sessions_expired += 1;
             self.end_player(player);
         }
-        self.expired = expired;
+        self.room.expired = expired;
     }
 
     fn end_player(&mut self, player: PlayerId) {
-        self.sessions.remove(player);
-        self.game.leave(&mut self.world, player);
+        self.room.sessions.remove(player);
+        self.room.game.leave(&mut self.room.world, player);
+    }
+
+    /// Connection `k` said who it is: from the next tick on it is sent the room's updates.
+    fn enter_room(&mut self, k: usize) {
+        let member = self.conn_ref(k);
+        self.room.add_member(member, &mut self.conns[k]);
     }
 
     fn conn_ref(&self, k: usize) -> ConnRef {

@@ -276,7 +276,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             } => self.hello(k, &name, &ticket, resume),
             ClientMsg::Watch { ticket, .. } => self.watch(k, &ticket),
             ClientMsg::Input { seq, input } => match self.conns[k].role() {
-                Some(Role::Player(player)) => self.game.input(player, seq, input),
+                Some(Role::Player(player)) => self.room.game.input(player, seq, input),
                 _ => self.close(k, Close::InputBeforeHello),
             },
             ClientMsg::Ping { nonce } => {
@@ -285,7 +285,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                     &mut self.scratch,
                     &ServerMsg::<(), ()>::Pong {
                         nonce,
-                        tick: self.world.tick(),
+                        tick: self.room.world.tick(),
                     },
                 );
                 self.send_scratch(k);

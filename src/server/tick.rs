@@ -14,16 +14,16 @@ impl<G: Game, C: Clock> Server<G, C> {
         let started = self.clock.now();
         self.metrics.tick_lateness.record(due.lateness);
         self.metrics.ticks_skipped += due.skipped;
-        let dt_s = self.schedule.period().as_secs_f32();
-        let first = self.world.tick() + 1;
+        let dt_s = self.room.schedule.period().as_secs_f32();
+        let first = self.room.world.tick() + 1;
         for _ in 0..due.run {
-            let tick = self.world.tick() + 1;
-            self.game.step(&mut self.world, tick, dt_s);
-            self.world.complete_tick();
+            let tick = self.room.world.tick() + 1;
+            self.room.game.step(&mut self.room.world, tick, dt_s);
+            self.room.world.complete_tick();
             self.metrics.ticks += 1;
         }
         let every = self.cfg.checksum_every_ticks;
-        let checksum = every > 0 && (first - 1) / every != self.world.tick() / every;
+        let checksum = every > 0 && (first - 1) / every != self.room.world.tick() / every;
         let draining = self.drain_deadline.is_some();
         self.send_updates(checksum, draining);
         if draining {
@@ -49,12 +49,16 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// after `--first-update-lag-limit-ms` if it never took an update whole, else after `--lag-limit-ms`
     /// (one held back for the budget with nothing queued is not: see [`skipped`]).
     pub(super) fn send_updates(&mut self, checksum: bool, force: bool) {
-        let tick = self.world.tick();
-        self.updates.begin(&self.world, checksum);
+        let tick = self.room.world.tick();
+        self.room.updates.begin(&self.room.world, checksum);
         let mut queued: usize = self.conns.iter().map(|(_, c)| c.out.pending()).sum();
         self.note_queued(queued);
         let (hwm, budget) = (self.cfg.send_hwm_bytes, self.cfg.queued_bytes_max);
-        for (k, conn) in self.conns.iter_mut() {
+        // The room's members, not every connection: only those that said Hello or Watch here.
+        for &member in &self.room.members {
+            let k = member.key;
+            let conn = &mut self.conns[k];
+            debug_assert_eq!(conn.id, member.id, "a room's members are live connections");
             let pending = conn.out.pending();
             let Some(ws) = conn.live_ws() else { continue };
             if ws.echo || ws.role == Role::Pending {
@@ -78,7 +82,10 @@ impl<G: Game, C: Clock> Server<G, C> {
                 }
                 continue;
             }
-            let (range, kind) = self.updates.for_baseline(&self.world, ws.baseline);
+            let (range, kind) = self
+                .room
+                .updates
+                .for_baseline(&self.room.world, ws.baseline);
             if over_budget && kind != UpdateKind::Delta && range.len() > hwm {
                 let deferred = true;
                 if let Some(close) = skipped(
@@ -101,7 +108,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             ws.baseline = Some(tick);
             ws.last_update_at = self.now;
             self.metrics.frames_out += 1;
-            match conn.queue(self.updates.bytes(range)) {
+            match conn.queue(self.room.updates.bytes(range)) {
                 Ok(n) => self.metrics.bytes_out += n as u64,
                 Err(_) => {
                     mark_dead(conn, k, CloseReason::IoError, &mut self.dead_list);
