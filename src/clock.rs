@@ -28,7 +28,8 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to.
+/// A clock that moves only when told to. Single-threaded (the loop steps in the test's own thread with
+/// `Server::turn`, see `tests/timers.rs`).
 #[derive(Debug, Clone)]
 pub struct ManualClock(std::rc::Rc<std::cell::Cell<Instant>>, Instant);
 

@@ -1,7 +1,7 @@
 //! The loop. One thread owns the listener, every connection, the game, the replicated world and the clock.
 //! Other threads reach it only through [`Handle`] (a crossbeam channel plus a `mio::Waker`).
 //!
-//! Each turn, in this order (see [`Server::run`]):
+//! Each turn, in this order (see [`Server::turn`]):
 //!
 //! 1. **poll** for socket events, sleeping at most until the next tick is due;
 //! 2. **read and decode**: commands from other threads, accepts, HTTP requests, WebSocket messages
@@ -90,6 +90,8 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     listener: TcpListener,
     local_addr: SocketAddr,
     conns: Slab<Conn>,
+    /// Reused by every turn's poll.
+    events: Events,
     /// The match: its game, world, schedule, players and members.
     room: room::Room<G>,
     clock: C,
@@ -168,6 +170,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         Ok(Server {
             local_addr: listener.local_addr()?,
             room: room::Room::new(&cfg, now, make_game),
+            events: Events::with_capacity(EVENTS_MAX),
             poll,
             listener,
             conns: Slab::new(),
@@ -211,65 +214,79 @@ impl<G: Game, C: Clock> Server<G, C> {
 
     /// Runs until a drain finishes.
     pub fn run(&mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(EVENTS_MAX);
-        loop {
-            // 1. poll
-            let timeout = self.poll_timeout();
-            match self.poll.poll(&mut events, Some(timeout)) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => other?,
-            }
-            self.now = self.clock.now();
-            self.metrics.turns += 1;
+        while !self.turn(None)? {}
+        Ok(())
+    }
 
-            // 2. read and decode. Those that spent their read budget last turn are read after the events,
-            // once; those that spend it this turn wait for the next.
-            let mut reread = std::mem::take(&mut self.reread_list);
-            self.take_commands();
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.accept_pending = true,
-                    WAKER => {}
-                    Token(k) => {
-                        // Errors and hang-ups are found by reading: the read returns them.
-                        let readable =
-                            event.is_readable() || event.is_read_closed() || event.is_error();
-                        if event.is_read_closed() || event.is_error() {
-                            if let Some(conn) = self.conns.get_mut(k) {
-                                conn.peer_closed = true;
-                            }
+    /// One turn of the loop: waits for socket events at most `max_wait` (`None`: until the next tick or
+    /// deadline is due), then does the turn's work in the order of the module docs. True once a drain has
+    /// finished. [`Self::run`] is nothing but turns; a test that injects a [`crate::clock::ManualClock`]
+    /// steps the loop with `turn(Some(Duration::ZERO))` between moving the clock and talking to it.
+    pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<bool> {
+        let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        let result = self.turn_with(&mut events, max_wait);
+        self.events = events;
+        result
+    }
+
+    fn turn_with(&mut self, events: &mut Events, max_wait: Option<Duration>) -> io::Result<bool> {
+        let timeout = match max_wait {
+            Some(wait) => wait.min(self.poll_timeout()),
+            None => self.poll_timeout(),
+        };
+        // 1. poll
+        match self.poll.poll(events, Some(timeout)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => other?,
+        }
+        self.now = self.clock.now();
+        self.metrics.turns += 1;
+
+        // 2. read and decode. Those that spent their read budget last turn are read after the events,
+        // once; those that spend it this turn wait for the next.
+        let mut reread = std::mem::take(&mut self.reread_list);
+        self.take_commands();
+        for event in events.iter() {
+            match event.token() {
+                LISTENER => self.accept_pending = true,
+                WAKER => {}
+                Token(k) => {
+                    // Errors and hang-ups are found by reading: the read returns them.
+                    let readable =
+                        event.is_readable() || event.is_read_closed() || event.is_error();
+                    if event.is_read_closed() || event.is_error() {
+                        if let Some(conn) = self.conns.get_mut(k) {
+                            conn.peer_closed = true;
                         }
-                        self.on_socket_event(k, readable, event.is_writable())
                     }
+                    self.on_socket_event(k, readable, event.is_writable())
                 }
-            }
-            if self.accept_pending {
-                self.accept();
-            }
-            for (k, id) in reread.drain(..) {
-                // By id: the connection listed may have been reaped and its slab key given to another.
-                if let Some(conn) = self.conns.get_mut(k).filter(|c| c.id == id) {
-                    conn.on_reread_list = false;
-                    self.on_socket_event(k, true, false);
-                }
-            }
-            self.reread_list = keep_capacity(reread, std::mem::take(&mut self.reread_list));
-
-            // 3. run due ticks, 4. build and queue updates
-            let due = self.room.schedule.due(self.now);
-            if due.run > 0 {
-                self.run_ticks(due);
-            }
-
-            // 5. write
-            self.flush_writes();
-
-            // 6. reap
-            self.reap();
-            if self.drain_finished() {
-                return Ok(());
             }
         }
+        if self.accept_pending {
+            self.accept();
+        }
+        for (k, id) in reread.drain(..) {
+            // By id: the connection listed may have been reaped and its slab key given to another.
+            if let Some(conn) = self.conns.get_mut(k).filter(|c| c.id == id) {
+                conn.on_reread_list = false;
+                self.on_socket_event(k, true, false);
+            }
+        }
+        self.reread_list = keep_capacity(reread, std::mem::take(&mut self.reread_list));
+
+        // 3. run due ticks, 4. build and queue updates
+        let due = self.room.schedule.due(self.now);
+        if due.run > 0 {
+            self.run_ticks(due);
+        }
+
+        // 5. write
+        self.flush_writes();
+
+        // 6. reap
+        self.reap();
+        Ok(self.drain_finished())
     }
 
     fn poll_timeout(&self) -> Duration {
