@@ -1,4 +1,5 @@
-//! Every setting of the server, each a flag with its unit and default. `tickcast --help` prints them all.
+//! Every setting of the server, each a flag with its unit and default. `tickcast --help` prints them all
+//! (with the arena's own, `sim::arena::ArenaSettings`, which are the game's and not the server's).
 
 use std::net::SocketAddr;
 
@@ -15,14 +16,6 @@ pub struct Config {
     /// Simulation ticks per second (1..=128).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=128))]
     pub tick_hz: u16,
-
-    /// Server-side wandering entities in the arena, so a lone visitor sees motion (0 for load tests).
-    #[arg(long, default_value_t = 16)]
-    pub npcs: usize,
-
-    /// Seed of the arena's random numbers (spawn points, wanderers).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
 
     /// Send a `Checksum` of the whole world every this many ticks (0: never).
     #[arg(long, default_value_t = 20)]

@@ -5,17 +5,29 @@ use std::process::ExitCode;
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use tickcast::sim::arena::Arena;
+use tickcast::sim::arena::{Arena, ArenaSettings};
 use tickcast::{Config, Server};
 
+/// tickcast: an authoritative multiplayer game server (binary WebSockets, fixed tick, shared deltas),
+/// serving the arena.
+#[derive(Parser)]
+#[command(name = "tickcast", version, about, max_term_width = 110)]
+struct Args {
+    #[command(flatten)]
+    server: Config,
+    #[command(flatten)]
+    arena: ArenaSettings,
+}
+
 fn main() -> ExitCode {
-    let cfg = Config::parse();
+    let Args { server: cfg, arena } = Args::parse();
     if let Err(e) = cfg.validate() {
         eprintln!("tickcast: {e}");
         return ExitCode::from(2);
     }
-    let (npcs, seed) = (cfg.npcs, cfg.seed);
-    let mut server = match Server::bind(cfg.clone(), |world| Arena::new(world, npcs, seed)) {
+    let mut server = match Server::bind(cfg.clone(), |world| {
+        Arena::new(world, arena.npcs, arena.seed)
+    }) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("tickcast: cannot start on {}: {e}", cfg.listen);

@@ -33,12 +33,11 @@ impl Stepped {
         let mut cfg = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             tick_hz: 20,
-            npcs: 4,
             ..Config::default()
         };
         adjust(&mut cfg);
         let clock = ManualClock::new(Instant::now());
-        let (npcs, seed) = (cfg.npcs, cfg.seed);
+        let (npcs, seed) = (4, 1);
         let server =
             Server::bind_with_clock(cfg, clock.clone(), |world| Arena::new(world, npcs, seed))
                 .expect("bind");

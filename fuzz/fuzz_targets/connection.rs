@@ -109,7 +109,6 @@ fn server() -> SocketAddr {
         let cfg = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             tick_hz: 50,
-            npcs: 4,
             max_message_bytes: 1024,
             max_header_bytes: 1024,
             handshake_timeout_ms: 1_000,
@@ -125,7 +124,7 @@ fn server() -> SocketAddr {
         std::thread::Builder::new()
             .name("tickcast-server".into())
             .spawn(move || {
-                let (npcs, seed) = (cfg.npcs, cfg.seed);
+                let (npcs, seed) = (4, 1);
                 let mut server =
                     Server::bind(cfg, |world| Arena::new(world, npcs, seed)).expect("bind");
                 tx.send(server.local_addr()).unwrap();

@@ -11,7 +11,10 @@ const MAX_HEADER_BYTES: usize = 8192;
 
 /// Feeds `data` to a [`HeadBuf`] the way the loop does: read by read (cut where `cuts` says), at most one
 /// byte past the limit in all, asking for a route after each read until there is an answer.
-fn fed(data: &[u8], mut cuts: impl Iterator<Item = usize>) -> Result<Option<Route>, Refusal> {
+fn fed(
+    data: &[u8],
+    mut cuts: impl Iterator<Item = usize>,
+) -> Result<Option<Route>, Refusal<'static>> {
     let data = &data[..data.len().min(MAX_HEADER_BYTES + 1)];
     let mut buf = HeadBuf::default();
     let mut at = 0;

@@ -4,6 +4,25 @@
 //! Positions are simulated in `f32` and replicated quantised to quarter units, so a diff is exact and one
 //! tick of movement at 20 Hz (10 units, 40 quarters) fits a one-byte varint.
 
+/// The arena's own settings: flags of the `tickcast` binary beside the server's `Config`, since they
+/// are the game's, not the server's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
+pub struct ArenaSettings {
+    /// Server-side wandering entities in the arena, so a lone visitor sees motion (0 for load tests).
+    #[arg(long, default_value_t = 16)]
+    pub npcs: usize,
+
+    /// Seed of the arena's random numbers (spawn points, wanderers).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+impl Default for ArenaSettings {
+    fn default() -> Self {
+        ArenaSettings { npcs: 16, seed: 1 }
+    }
+}
+
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};

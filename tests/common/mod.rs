@@ -20,6 +20,42 @@ pub const WAIT_MAX: Duration = Duration::from_secs(30);
 
 pub type Msg = ServerMsg<ArenaEntity, ArenaDiff>;
 
+/// What a test adjusts: the server's settings (through `Deref`, so `c.tick_hz = 50`) and the arena's
+/// (`c.npcs`, `c.seed`), which are the game's and not in the server's `Config`.
+#[derive(Debug, Clone)]
+pub struct TestConfig {
+    pub server: Config,
+    pub npcs: usize,
+    pub seed: u64,
+}
+
+impl TestConfig {
+    fn new() -> TestConfig {
+        let arena = tickcast::sim::arena::ArenaSettings::default();
+        TestConfig {
+            server: Config {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..Config::default()
+            },
+            npcs: arena.npcs,
+            seed: arena.seed,
+        }
+    }
+}
+
+impl std::ops::Deref for TestConfig {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for TestConfig {
+    fn deref_mut(&mut self) -> &mut Config {
+        &mut self.server
+    }
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub handle: Option<Handle>,
@@ -28,27 +64,25 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts the arena on 127.0.0.1:0 with `cfg` adjusted by `adjust`.
-    pub fn start(adjust: impl FnOnce(&mut Config)) -> TestServer {
+    pub fn start(adjust: impl FnOnce(&mut TestConfig)) -> TestServer {
         Self::start_game(adjust, |world, cfg| Arena::new(world, cfg.npcs, cfg.seed))
     }
 
     /// Starts the game `make_game` builds (an arena-compatible one: the clients mirror arena entities).
     pub fn start_game<G>(
-        adjust: impl FnOnce(&mut Config),
-        make_game: impl FnOnce(&mut World<ArenaEntity>, &Config) -> G + Send + 'static,
+        adjust: impl FnOnce(&mut TestConfig),
+        make_game: impl FnOnce(&mut World<ArenaEntity>, &TestConfig) -> G + Send + 'static,
     ) -> TestServer
     where
         G: Game<State = ArenaEntity> + 'static,
     {
-        let mut cfg = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Config::default()
-        };
+        let mut cfg = TestConfig::new();
         adjust(&mut cfg);
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let game_cfg = cfg.clone();
-            let mut server = Server::bind(cfg, |world| make_game(world, &game_cfg)).expect("bind");
+            let mut server =
+                Server::bind(cfg.server, |world| make_game(world, &game_cfg)).expect("bind");
             tx.send((server.local_addr(), server.handle())).unwrap();
             server.run().expect("server loop");
             server.metrics().clone()

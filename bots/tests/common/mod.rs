@@ -20,6 +20,42 @@ use tungstenite::Message;
 /// Upper bound on any wait in a test: a safety net against hangs, never a measured threshold.
 pub const WAIT_MAX: Duration = Duration::from_secs(60);
 
+/// What a test adjusts: the server's settings (through `Deref`, so `c.tick_hz = 50`) and the arena's
+/// (`c.npcs`, `c.seed`), which are the game's and not in the server's `Config`.
+#[derive(Debug, Clone)]
+pub struct TestConfig {
+    pub server: Config,
+    pub npcs: usize,
+    pub seed: u64,
+}
+
+impl TestConfig {
+    fn new() -> TestConfig {
+        let arena = tickcast::sim::arena::ArenaSettings::default();
+        TestConfig {
+            server: Config {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..Config::default()
+            },
+            npcs: arena.npcs,
+            seed: arena.seed,
+        }
+    }
+}
+
+impl std::ops::Deref for TestConfig {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for TestConfig {
+    fn deref_mut(&mut self) -> &mut Config {
+        &mut self.server
+    }
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     handle: Handle,
@@ -28,17 +64,14 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts the arena on 127.0.0.1:0 with `cfg` adjusted by `adjust`.
-    pub fn start(adjust: impl FnOnce(&mut Config)) -> TestServer {
-        let mut cfg = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..Config::default()
-        };
+    pub fn start(adjust: impl FnOnce(&mut TestConfig)) -> TestServer {
+        let mut cfg = TestConfig::new();
         adjust(&mut cfg);
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let (npcs, seed) = (cfg.npcs, cfg.seed);
             let mut server =
-                Server::bind(cfg, |world| Arena::new(world, npcs, seed)).expect("bind");
+                Server::bind(cfg.server, |world| Arena::new(world, npcs, seed)).expect("bind");
             tx.send((server.local_addr(), server.handle())).unwrap();
             server.run().expect("server loop");
             server.metrics().clone()
