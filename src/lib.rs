@@ -12,7 +12,8 @@
 //! - [`sim`]: the [`sim::Game`] trait and the built-in arena (no I/O, no clock);
 //! - [`sync`]: the replicated world, change ticks, shared and coalesced deltas, the client mirror;
 //! - [`server`]: the loop that wires them together, in one visible turn order;
-//! - [`clock`], [`config`], [`metrics`]: time, settings and counters, owned by the loop.
+//! - [`clock`], [`config`], [`metrics`]: time, settings and counters, owned by the loop;
+//! - [`ticket`]: the authentication ticket format (HMAC-signed, no I/O), checked by the loop.
 //!
 //! `docs/ARCHITECTURE.md` has the bird's-eye view and the invariants; `docs/PROTOCOL.md` the bytes.
 
@@ -25,6 +26,7 @@ pub mod proto;
 pub mod server;
 pub mod sim;
 pub mod sync;
+pub mod ticket;
 
 pub use config::Config;
 pub use server::{Command, Handle, Server};

@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{http_exchange, Client, TestServer};
-use tickcast::net::ticket;
 use tickcast::proto::{self, ClientMsg, ServerMsg};
 use tickcast::sim::arena::{Arena, ArenaEntity, ArenaInput};
 use tickcast::sim::{Game, Joining, PlayerId};
 use tickcast::sync::World;
+use tickcast::ticket;
 
 const SECRET: &str = "a shared secret of at least 16 bytes";
 

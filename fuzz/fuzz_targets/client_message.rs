@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tickcast::net::ticket::TICKET_LEN_MAX;
+use tickcast::ticket::TICKET_LEN_MAX;
 use tickcast::proto::{self, ClientMsg, NAME_LEN_MAX};
 use tickcast::sim::arena::ArenaInput;
 

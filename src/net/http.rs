@@ -68,7 +68,7 @@ pub fn route_with_echo(
     let method = req.method.unwrap_or("");
     let target = req.path.unwrap_or("/");
     let path = target.split_once('?').map_or(target, |(p, _)| p);
-    let ticket = super::ticket::from_query(target);
+    let ticket = crate::ticket::from_query(target);
     let echo = echo_path == Some(path);
     let known = echo
         || path == "/ws"

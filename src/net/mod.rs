@@ -8,4 +8,3 @@ pub mod meter;
 pub mod peers;
 pub mod rate;
 pub mod socket;
-pub mod ticket;

@@ -167,11 +167,11 @@ pub fn decode_client<I: DeserializeOwned>(bytes: &[u8]) -> Result<ClientMsg<I>, 
             name.len()
         )));
     }
-    if ticket.len() > crate::net::ticket::TICKET_LEN_MAX {
+    if ticket.len() > crate::ticket::TICKET_LEN_MAX {
         return Err(DecodeError(format!(
             "ticket is {} bytes, the limit is {}",
             ticket.len(),
-            crate::net::ticket::TICKET_LEN_MAX
+            crate::ticket::TICKET_LEN_MAX
         )));
     }
     Ok(msg)

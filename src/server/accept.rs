@@ -10,7 +10,7 @@ use super::*;
 use crate::net::http::RETRY_AFTER_S;
 use crate::net::peers::{PeerKey, Refused};
 use crate::net::rate::Bucket;
-use crate::net::ticket::TicketError;
+use crate::ticket::TicketError;
 
 impl<G: Game, C: Clock> Server<G, C> {
     /// Accepts up to `ACCEPTS_PER_TURN_MAX` connections; `accept_pending` stays set while more may wait

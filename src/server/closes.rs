@@ -6,8 +6,8 @@ use std::borrow::Cow;
 
 use crate::config::Config;
 use crate::metrics::CloseReason;
-use crate::net::ticket::TicketError;
 use crate::proto::{self, close};
+use crate::ticket::TicketError;
 
 /// Why the server closes a WebSocket.
 #[derive(Debug, Clone, PartialEq, Eq)]

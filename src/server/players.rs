@@ -3,9 +3,9 @@
 
 use super::sessions::{ConnRef, Link};
 use super::*;
-use crate::net::ticket::TicketError;
 use crate::proto::Resume;
 use crate::sim::{Joining, PlayerId};
+use crate::ticket::TicketError;
 
 impl<G: Game, C: Clock> Server<G, C> {
     /// `Hello`: resume the player `resume` names if its session is alive, else join a new one.

@@ -5,7 +5,7 @@ use super::*;
 use crate::net::conn::ReadTurn;
 use crate::net::meter::Violation;
 use crate::net::rate::Verdict;
-use crate::net::ticket::{self, TicketError};
+use crate::ticket::{self, TicketError};
 
 impl<G: Game, C: Clock> Server<G, C> {
     pub(super) fn on_socket_event(&mut self, k: usize, readable: bool, writable: bool) {
