@@ -68,38 +68,31 @@ impl<G: Game, C: Clock> Server<G, C> {
                 continue;
             }
             let over_budget = !force && queued > budget;
-            if (!force && pending > hwm) || (over_budget && pending > 0) {
-                let deferred = over_budget && pending <= hwm;
-                if let Some(close) = skipped(
-                    &mut self.metrics,
-                    &self.cfg,
-                    self.now,
-                    ws,
-                    deferred,
-                    pending,
-                ) {
-                    self.close_list.push((k, close));
+            // Held back: `Err(false)` for its own queue, `Err(true)` for the memory budget.
+            let update = if !force && pending > hwm {
+                Err(false)
+            } else if over_budget && pending > 0 {
+                Err(true)
+            } else {
+                let (range, kind) = self
+                    .room
+                    .updates
+                    .for_baseline(&self.room.world, ws.baseline);
+                match over_budget && kind != UpdateKind::Delta && range.len() > hwm {
+                    true => Err(true),
+                    false => Ok((range, kind)),
                 }
-                continue;
-            }
-            let (range, kind) = self
-                .room
-                .updates
-                .for_baseline(&self.room.world, ws.baseline);
-            if over_budget && kind != UpdateKind::Delta && range.len() > hwm {
-                let deferred = true;
-                if let Some(close) = skipped(
-                    &mut self.metrics,
-                    &self.cfg,
-                    self.now,
-                    ws,
-                    deferred,
-                    pending,
-                ) {
-                    self.close_list.push((k, close));
+            };
+            let (range, kind) = match update {
+                Ok(update) => update,
+                Err(deferred) => {
+                    let (metrics, cfg) = (&mut self.metrics, &self.cfg);
+                    if let Some(close) = skipped(metrics, cfg, self.now, ws, deferred, pending) {
+                        self.close_list.push((k, close));
+                    }
+                    continue;
                 }
-                continue;
-            }
+            };
             match kind {
                 UpdateKind::Delta => self.metrics.updates_delta += 1,
                 UpdateKind::Coalesced => self.metrics.updates_coalesced += 1,
