@@ -2,17 +2,20 @@
 
 use std::process::Command;
 
-fn tickcast(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tickcast"))
-        .args(args)
-        .output()
-        .unwrap();
+/// Runs `command` to its end: its exit status and everything it printed.
+fn run(command: &mut Command) -> (std::process::ExitStatus, String) {
+    let out = command.output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    (out.status.success(), text)
+    (out.status, text)
+}
+
+fn tickcast(args: &[&str]) -> (bool, String) {
+    let (status, text) = run(Command::new(env!("CARGO_BIN_EXE_tickcast")).args(args));
+    (status.success(), text)
 }
 
 #[test]
@@ -78,16 +81,9 @@ fn the_ticket_lifetime_bound_is_listed_with_its_default_and_0_is_refused() {
 /// Runs the binary under `ulimit -n <nofile>` (soft and hard) with `args`; returns (exit code, output).
 fn tickcast_under_nofile(nofile: u32, args: &str) -> (Option<i32>, String) {
     let script = format!("ulimit -n {nofile} && exec \"$0\" {args}");
-    let out = Command::new("bash")
-        .args(["-c", &script, env!("CARGO_BIN_EXE_tickcast")])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
+    let (status, text) =
+        run(Command::new("bash").args(["-c", &script, env!("CARGO_BIN_EXE_tickcast")]));
+    (status.code(), text)
 }
 
 #[test]

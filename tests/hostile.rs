@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 use common::{Client, TestServer, WAIT_MAX};
 use tickcast::proto::{self, ClientMsg};
 use tickcast::sim::arena::{Arena, ArenaEntity, ArenaInput};
-use tickcast::sim::{Game, Joining, PlayerId};
-use tickcast::sync::{EntityId, World};
 use tungstenite::Message;
 
 const UPGRADE: &[u8] =
@@ -197,11 +195,21 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The bystander's ticks had no gap: it was sent every tick, one by one.
-fn assert_every_tick(client: &Client, from: usize) {
-    for pair in client.ticks[from..].windows(2) {
-        assert_eq!(pair[1], pair[0] + 1, "the honest client missed a tick");
-    }
+/// The honest spectator each test keeps beside its attacker, once it matched a checksum, and how many
+/// ticks it had seen by then (from there on it must see every one).
+fn bystander(server: &TestServer) -> (Client, usize) {
+    let mut bystander = Client::watching(server);
+    bystander.verify_checksums(1);
+    let from = bystander.ticks.len();
+    (bystander, from)
+}
+
+/// The attack cost the bystander nothing: its mirror still matches, it saw every tick since `from`,
+/// `/healthz` answers and the loop is idle again.
+fn assert_unharmed(server: &TestServer, bystander: &mut Client, from: usize) {
+    bystander.verify_checksums(1);
+    bystander.assert_every_tick_since(from);
+    assert_healthy(server, bystander);
 }
 
 /// Once an attack is over the loop is idle again: a few turns per tick (polls for the tick, the
@@ -237,9 +245,7 @@ fn two_clients_streaming_empty_continuations_cannot_freeze_the_loop() {
         c.messages_per_s = 1e12;
         c.message_burst = 1e12;
     });
-    let mut bystander = Client::watching(&server);
-    bystander.verify_checksums(1);
-    let from = bystander.ticks.len();
+    let (mut bystander, from) = bystander(&server);
     const FRAMES_PER_CHUNK: usize = 10_000;
     const CHUNKS: usize = 150;
     let streaming = Arc::new(AtomicBool::new(true));
@@ -270,13 +276,11 @@ fn two_clients_streaming_empty_continuations_cannot_freeze_the_loop() {
         assert_eq!(code, 1007, "{reason}");
         assert!(reason.contains("malformed message"), "{reason}");
     }
-    bystander.verify_checksums(1);
     assert!(
         updates_during >= 2,
         "the bystander heard {updates_during} updates while the attack streamed"
     );
-    assert_every_tick(&bystander, from);
-    assert_healthy(&server, &mut bystander);
+    assert_unharmed(&server, &mut bystander, from);
     // The server read every byte of both streams, a turn's budget at a time.
     let streamed = 2 * FRAMES_PER_CHUNK * CHUNKS * 6;
     assert!(server.metric("tickcast_bytes_in_total") >= streamed as u64);
@@ -289,9 +293,7 @@ fn a_message_in_endless_empty_fragments_is_closed_past_the_fragment_cap() {
         c.tick_hz = 50;
         c.checksum_every_ticks = 5;
     });
-    let mut bystander = Client::watching(&server);
-    bystander.verify_checksums(1);
-    let from = bystander.ticks.len();
+    let (mut bystander, from) = bystander(&server);
     let mut attacker = Attacker::watching(&server);
     attacker.send(&client_frame(false, BINARY, b"x"));
     attacker.flood(
@@ -305,9 +307,7 @@ fn a_message_in_endless_empty_fragments_is_closed_past_the_fragment_cap() {
         server.metric("tickcast_connections_closed_total{reason=\"protocol_error\"}"),
         1
     );
-    bystander.verify_checksums(1);
-    assert_every_tick(&bystander, from);
-    assert_healthy(&server, &mut bystander);
+    assert_unharmed(&server, &mut bystander, from);
 }
 
 #[test]
@@ -317,9 +317,7 @@ fn floods_of_pongs_and_of_pings_are_closed_by_the_rate_limit() {
         c.tick_hz = 50;
         c.checksum_every_ticks = 5;
     });
-    let mut bystander = Client::watching(&server);
-    bystander.verify_checksums(1);
-    let from = bystander.ticks.len();
+    let (mut bystander, from) = bystander(&server);
     for opcode in [PONG, PING] {
         let mut attacker = Attacker::watching(&server);
         attacker.flood(&repeated(&client_frame(true, opcode, b"hi"), 1000), 100);
@@ -333,8 +331,7 @@ fn floods_of_pongs_and_of_pings_are_closed_by_the_rate_limit() {
         server.metric("tickcast_connections_closed_total{reason=\"rate_limited\"}"),
         2
     );
-    assert_every_tick(&bystander, from);
-    assert_healthy(&server, &mut bystander);
+    assert_unharmed(&server, &mut bystander, from);
 }
 
 #[test]
@@ -348,9 +345,7 @@ fn a_connection_that_answers_pings_but_never_says_hello_is_closed_at_the_deadlin
         c.ping_interval_ms = 100;
         c.idle_timeout_ms = 60_000;
     });
-    let mut bystander = Client::watching(&server);
-    bystander.verify_checksums(1);
-    let from = bystander.ticks.len();
+    let (mut bystander, from) = bystander(&server);
     let mut silent = Client::connect(&server);
     // tungstenite answers each ping as it reads; nothing else is ever sent.
     let deadline = Instant::now() + WAIT_MAX;
@@ -369,9 +364,7 @@ fn a_connection_that_answers_pings_but_never_says_hello_is_closed_at_the_deadlin
         1
     );
     // The bystander, which sent Watch at once, is still there.
-    bystander.verify_checksums(1);
-    assert_every_tick(&bystander, from);
-    assert_healthy(&server, &mut bystander);
+    assert_unharmed(&server, &mut bystander, from);
 }
 
 #[test]
@@ -384,9 +377,7 @@ fn a_frame_trickled_byte_by_byte_is_closed_at_the_frame_deadline() {
         c.idle_timeout_ms = 60_000;
         c.ping_interval_ms = 30_000;
     });
-    let mut bystander = Client::watching(&server);
-    bystander.verify_checksums(1);
-    let from = bystander.ticks.len();
+    let (mut bystander, from) = bystander(&server);
     // It sent Watch, so the handshake deadline does not apply; then it begins a 4,000-byte frame.
     let mut attacker = Attacker::watching(&server);
     let frame = client_frame(true, BINARY, &[0u8; 4000]);
@@ -414,38 +405,7 @@ fn a_frame_trickled_byte_by_byte_is_closed_at_the_frame_deadline() {
         server.metric("tickcast_connections_closed_total{reason=\"frame_timeout\"}"),
         1
     );
-    bystander.verify_checksums(1);
-    assert_every_tick(&bystander, from);
-    assert_healthy(&server, &mut bystander);
-}
-
-/// The arena plus thousands of entities that never move: a big `Full`, small deltas.
-struct Statues(Arena);
-
-impl Game for Statues {
-    type Input = ArenaInput;
-    type State = ArenaEntity;
-
-    fn join(
-        &mut self,
-        world: &mut World<ArenaEntity>,
-        player: PlayerId,
-        joining: Joining<'_>,
-    ) -> Option<EntityId> {
-        self.0.join(world, player, joining)
-    }
-
-    fn leave(&mut self, world: &mut World<ArenaEntity>, player: PlayerId) {
-        self.0.leave(world, player)
-    }
-
-    fn input(&mut self, player: PlayerId, seq: u32, input: ArenaInput) {
-        self.0.input(player, seq, input)
-    }
-
-    fn step(&mut self, world: &mut World<ArenaEntity>, tick: u64, dt_s: f32) {
-        self.0.step(world, tick, dt_s)
-    }
+    assert_unharmed(&server, &mut bystander, from);
 }
 
 #[test]
@@ -468,18 +428,17 @@ fn readers_that_never_read_a_big_world_stay_inside_the_memory_budget_and_are_clo
             c.idle_timeout_ms = 120_000;
             c.ping_interval_ms = 60_000;
         },
+        // The arena plus thousands of entities nothing moves: a big `Full`, small deltas.
         |world, cfg| {
             let arena = Arena::new(world, cfg.npcs, cfg.seed);
             for i in 0..STATUES {
                 let at = ArenaEntity { x: i, y: i, seq: 0 };
                 world.spawn(at).expect("room for statues");
             }
-            Statues(arena)
+            arena
         },
     );
-    let mut bystander = Client::watching(&server);
-    bystander.verify_checksums(1);
-    let from = bystander.ticks.len();
+    let (mut bystander, from) = bystander(&server);
     // An upper bound on one Full: everything the bystander was sent so far, its Full included.
     let full_bytes = server.metric("tickcast_bytes_out_total");
     // Each of these reads its Welcome and then nothing, over a socket with a 4 KB receive buffer.
@@ -532,9 +491,7 @@ fn readers_that_never_read_a_big_world_stay_inside_the_memory_budget_and_are_clo
         }
     }
     assert!(closes >= 1, "no stalled reader found its close frame");
-    bystander.verify_checksums(1);
-    assert_every_tick(&bystander, from);
-    assert_healthy(&server, &mut bystander);
+    assert_unharmed(&server, &mut bystander, from);
 }
 
 #[test]
@@ -554,9 +511,7 @@ fn readers_that_never_read_cannot_hide_behind_the_memory_budget() {
         c.idle_timeout_ms = 120_000;
         c.ping_interval_ms = 60_000;
     });
-    let mut bystander = Client::watching(&server);
-    bystander.verify_checksums(1);
-    let from = bystander.ticks.len();
+    let (mut bystander, from) = bystander(&server);
     let _stalled: Vec<Client> = (0..STALLED)
         .map(|_| Client::watching_small_rcvbuf(&server, 4096))
         .collect();
@@ -570,7 +525,5 @@ fn readers_that_never_read_cannot_hide_behind_the_memory_budget() {
     }
     assert!(server.metric("tickcast_updates_deferred_total") > 0);
     // The bystander, which reads, kept getting the tick's delta all along.
-    bystander.verify_checksums(1);
-    assert_every_tick(&bystander, from);
-    assert_healthy(&server, &mut bystander);
+    assert_unharmed(&server, &mut bystander, from);
 }

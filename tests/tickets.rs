@@ -317,30 +317,20 @@ fn a_resume_with_another_accounts_ticket_is_refused_4004_and_the_owner_keeps_its
     assert_eq!(server.get("/healthz").0, 200);
 
     // Her token still resumes her: with her own ticket on the upgrade, then in Hello, then with none.
-    alice
-        .ws
-        .get_ref()
-        .shutdown(std::net::Shutdown::Both)
-        .unwrap();
-    let mut alice = alice.reconnect_resuming_with(&server, Some(&alice_ticket), "");
-    assert_eq!((alice.resumed, alice.entity), (Some(true), Some(entity)));
-    alice.verify_checksums(1);
-    alice
-        .ws
-        .get_ref()
-        .shutdown(std::net::Shutdown::Both)
-        .unwrap();
-    let mut alice = alice.reconnect_resuming_with(&server, None, &alice_ticket);
-    assert_eq!((alice.resumed, alice.entity), (Some(true), Some(entity)));
-    alice.verify_checksums(1);
-    alice
-        .ws
-        .get_ref()
-        .shutdown(std::net::Shutdown::Both)
-        .unwrap();
-    let mut alice = alice.reconnect_resuming(&server);
-    assert_eq!((alice.resumed, alice.entity), (Some(true), Some(entity)));
-    alice.verify_checksums(1);
+    for (url_ticket, hello_ticket) in [
+        (Some(alice_ticket.as_str()), ""),
+        (None, alice_ticket.as_str()),
+        (None, ""),
+    ] {
+        alice
+            .ws
+            .get_ref()
+            .shutdown(std::net::Shutdown::Both)
+            .unwrap();
+        alice = alice.reconnect_resuming_with(&server, url_ticket, hello_ticket);
+        assert_eq!((alice.resumed, alice.entity), (Some(true), Some(entity)));
+        alice.verify_checksums(1);
+    }
     assert_eq!(server.metric("tickcast_resumes_total"), 3);
     assert_eq!(*accounts.lock().unwrap(), vec![Some("alice".to_string())]);
     watcher.assert_every_tick();

@@ -207,20 +207,7 @@ impl Client {
     /// the tick its mirror holds, taking over the mirror, the seq numbering and the ticks seen. This client's
     /// connection is left as it is (the server closes it 4005 if it is still open).
     pub fn reconnect_resuming(&mut self, server: &TestServer) -> Client {
-        let token = self.resume_token.expect("joined before");
-        let tick = self.mirror.tick().expect("an update applied");
-        let mut c = Self::connect(server);
-        c.mirror = std::mem::take(&mut self.mirror);
-        c.ticks = std::mem::take(&mut self.ticks);
-        c.seq = self.seq;
-        c.send(&ClientMsg::Hello {
-            protocol: proto::PROTOCOL_VERSION,
-            name: "again".into(),
-            ticket: String::new(),
-            resume: Some(proto::Resume { token, tick }),
-        });
-        c.recv_until(|m| matches!(m, ServerMsg::Joined { .. }));
-        c
+        self.reconnect_resuming_with(server, None, "")
     }
 
     fn connect_stream(server: &TestServer, stream: TcpStream) -> Client {
@@ -433,8 +420,18 @@ impl Client {
     /// Asserts that this client was sent every tick it lived through, none skipped or coalesced.
     pub fn assert_every_tick(&self) {
         assert!(!self.ticks.is_empty(), "no update applied");
-        for pair in self.ticks.windows(2) {
-            assert_eq!(pair[1], pair[0] + 1, "a gap in the ticks received");
+        self.assert_every_tick_since(0);
+    }
+
+    /// Asserts that the updates this client applied, from the `from`-th on, are every tick one by one.
+    pub fn assert_every_tick_since(&self, from: usize) {
+        for pair in self.ticks[from..].windows(2) {
+            assert_eq!(
+                pair[1],
+                pair[0] + 1,
+                "a gap in the ticks received: {:?}",
+                self.ticks
+            );
         }
     }
 }
