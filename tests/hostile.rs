@@ -11,43 +11,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Client, TestServer, WAIT_MAX};
+use common::{client_frame, close_of, server_frame, Client, TestServer, UPGRADE, WAIT_MAX};
 use tickcast::proto::{self, ClientMsg};
 use tickcast::sim::arena::{Arena, ArenaEntity, ArenaInput};
 use tungstenite::Message;
 
-const UPGRADE: &[u8] =
-    b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 const BINARY: u8 = 0x2;
 const CONTINUATION: u8 = 0x0;
 const PING: u8 = 0x9;
 const PONG: u8 = 0xa;
-
-/// One masked client frame, as any WebSocket client would put it on the wire.
-fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![u8::from(fin) << 7 | opcode];
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=65535 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&MASK);
-    out.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
-    out
-}
-
-/// `n` copies of `frame`, back to back.
-fn repeated(frame: &[u8], n: usize) -> Vec<u8> {
-    frame.repeat(n)
-}
 
 /// An attacker on a raw socket: it upgrades, then writes whatever bytes it likes and watches for the
 /// server's close frame.
@@ -124,23 +96,11 @@ impl Attacker {
     /// Finds the close frame among the server's (unmasked) frames.
     fn parse(&mut self) {
         while self.close.is_none() {
-            let Some(len) = tickcast::net::frame::frame_len(&self.inbox) else {
+            let Some((opcode, payload, len)) = server_frame(&self.inbox) else {
                 return;
             };
-            if self.inbox.len() < len {
-                return;
-            }
-            let header = len
-                - match self.inbox[1] & 0x7f {
-                    126 => len - 4,
-                    127 => len - 10,
-                    n => usize::from(n),
-                };
-            if self.inbox[0] & 0x0f == 0x8 {
-                let payload = &self.inbox[header..len];
-                let code = u16::from_be_bytes([payload[0], payload[1]]);
-                let reason = String::from_utf8_lossy(&payload[2..]).to_string();
-                self.close = Some((code, reason));
+            if opcode == 0x8 {
+                self.close = Some(close_of(payload));
             }
             self.inbox.drain(..len);
         }
@@ -255,7 +215,7 @@ fn two_clients_streaming_empty_continuations_cannot_freeze_the_loop() {
             let streaming = streaming.clone();
             std::thread::spawn(move || {
                 attacker.send(&client_frame(false, BINARY, b""));
-                let chunk = repeated(&client_frame(false, CONTINUATION, b""), FRAMES_PER_CHUNK);
+                let chunk = client_frame(false, CONTINUATION, b"").repeat(FRAMES_PER_CHUNK);
                 attacker.flood(&chunk, CHUNKS);
                 streaming.store(false, Ordering::SeqCst);
                 // The message ends at last: empty, so it does not decode.
@@ -296,10 +256,7 @@ fn a_message_in_endless_empty_fragments_is_closed_past_the_fragment_cap() {
     let (mut bystander, from) = bystander(&server);
     let mut attacker = Attacker::watching(&server);
     attacker.send(&client_frame(false, BINARY, b"x"));
-    attacker.flood(
-        &repeated(&client_frame(false, CONTINUATION, b""), 1000),
-        100,
-    );
+    attacker.flood(&client_frame(false, CONTINUATION, b"").repeat(1000), 100);
     let (code, reason) = attacker.expect_close();
     assert_eq!(code, 1008, "{reason}");
     assert_eq!(reason, "message in more than 64 frames");
@@ -320,7 +277,7 @@ fn floods_of_pongs_and_of_pings_are_closed_by_the_rate_limit() {
     let (mut bystander, from) = bystander(&server);
     for opcode in [PONG, PING] {
         let mut attacker = Attacker::watching(&server);
-        attacker.flood(&repeated(&client_frame(true, opcode, b"hi"), 1000), 100);
+        attacker.flood(&client_frame(true, opcode, b"hi").repeat(1000), 100);
         let (code, reason) = attacker.expect_close();
         assert_eq!(code, 1008, "opcode {opcode}: {reason}");
         assert!(reason.contains("rate limit exceeded"), "{reason}");

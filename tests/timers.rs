@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::WAIT_MAX;
+use common::{client_frame, close_of, server_frame, UPGRADE, WAIT_MAX};
 use tickcast::clock::ManualClock;
 use tickcast::proto::{self, ClientMsg, ServerMsg};
 use tickcast::sim::arena::{Arena, ArenaDiff, ArenaEntity, ArenaInput};
@@ -17,9 +17,6 @@ use tickcast::{Config, Server};
 
 type Msg = ServerMsg<ArenaEntity, ArenaDiff>;
 
-const UPGRADE: &[u8] =
-    b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 const TICK: Duration = Duration::from_millis(50);
 
 /// A server stepped by hand under a manual clock (20 Hz, 4 wanderers).
@@ -120,12 +117,8 @@ impl Peer {
         self.sock.write_all(bytes).unwrap();
     }
 
-    /// A masked client frame (the all-zero mask).
     fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
-        assert!(payload.len() < 126);
-        let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
-        frame.extend_from_slice(payload);
-        self.send(&frame);
+        self.send(&client_frame(true, opcode, payload));
     }
 
     fn send_msg(&mut self, msg: &ClientMsg<ArenaInput>) {
@@ -162,16 +155,8 @@ impl Peer {
             None => return (String::from_utf8_lossy(&self.seen).to_string(), Vec::new()),
         };
         let mut frames = Vec::new();
-        while let Some(len) = tickcast::net::frame::frame_len(rest) {
-            if rest.len() < len {
-                break;
-            }
-            let header = match rest[1] & 0x7f {
-                126 => 4,
-                127 => 10,
-                _ => 2,
-            };
-            frames.push((rest[0] & 0x0f, rest[header..len].to_vec()));
+        while let Some((opcode, payload, len)) = server_frame(rest) {
+            frames.push((opcode, payload.to_vec()));
             rest = &rest[len..];
         }
         (head, frames)
@@ -179,12 +164,10 @@ impl Peer {
 
     /// The server's close frame, once it came: code and reason.
     fn close(&self) -> Option<(u16, String)> {
-        self.frames().1.into_iter().find_map(|(op, p)| {
-            (op == 0x8).then(|| {
-                let code = u16::from_be_bytes([p[0], p[1]]);
-                (code, String::from_utf8_lossy(&p[2..]).to_string())
-            })
-        })
+        self.frames()
+            .1
+            .into_iter()
+            .find_map(|(op, p)| (op == 0x8).then(|| close_of(&p)))
     }
 
     fn pings(&self) -> usize {

@@ -138,6 +138,56 @@ impl Drop for TestServer {
     }
 }
 
+// ---- Raw WebSocket, for clients that misbehave on purpose or step with a hand-driven loop ----
+
+/// The upgrade request a raw client sends (`GET /ws`, the RFC 6455 example key).
+pub const UPGRADE: &[u8] =
+    b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/// The RFC 6455 example masking key.
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// One masked client frame, as any WebSocket client would put it on the wire.
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![u8::from(fin) << 7 | opcode];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=65535 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&MASK);
+    out.extend(payload.iter().zip(MASK.iter().cycle()).map(|(b, m)| b ^ m));
+    out
+}
+
+/// The unmasked server frame at the start of `stream`, once all of it has arrived: its opcode, its
+/// payload and its length on the wire.
+pub fn server_frame(stream: &[u8]) -> Option<(u8, &[u8], usize)> {
+    let len = tickcast::net::frame::frame_len(stream)?;
+    if stream.len() < len {
+        return None;
+    }
+    let header = match stream[1] & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    Some((stream[0] & 0x0f, &stream[header..len], len))
+}
+
+/// The code and reason in a close frame's payload.
+pub fn close_of(payload: &[u8]) -> (u16, String) {
+    let code = u16::from_be_bytes([payload[0], payload[1]]);
+    (code, String::from_utf8_lossy(&payload[2..]).to_string())
+}
+
 pub fn metric_in(body: &str, name: &str) -> Option<u64> {
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
