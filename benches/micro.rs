@@ -266,6 +266,7 @@ fn messages() -> Messages {
                     tick_hz: 20,
                     tick,
                     connection_id: 4_242,
+                    room: "default".to_string(),
                 },
             ),
             (

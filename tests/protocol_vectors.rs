@@ -43,10 +43,11 @@ fn expected(name: &str) -> Expected {
     use Expected::*;
     match name {
         "welcome" => Server(ServerMsg::Welcome {
-            protocol: 2,
+            protocol: 3,
             tick_hz: 20,
             tick: 300,
             connection_id: 7,
+            room: "arena-1".to_string(),
         }),
         "joined" => Server(ServerMsg::Joined {
             entity: 3,
@@ -97,13 +98,13 @@ fn expected(name: &str) -> Expected {
             tick: 301,
         }),
         "hello" => Client(ClientMsg::Hello {
-            protocol: 2,
+            protocol: 3,
             name: "ann".into(),
             ticket: String::new(),
             resume: None,
         }),
         "hello-resume" => Client(ClientMsg::Hello {
-            protocol: 2,
+            protocol: 3,
             name: "ann".into(),
             ticket: String::new(),
             resume: Some(proto::Resume {
@@ -112,7 +113,7 @@ fn expected(name: &str) -> Expected {
             }),
         }),
         "watch" => Client(ClientMsg::Watch {
-            protocol: 2,
+            protocol: 3,
             ticket: "t.k".into(),
         }),
         "input" => Client(ClientMsg::Input {

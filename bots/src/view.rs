@@ -216,6 +216,7 @@ impl View {
                 tick,
                 tick_hz,
                 connection_id,
+                ..
             } => {
                 if self.welcomed {
                     return Err(ViewError::OutOfOrder("a second Welcome".to_string()));

@@ -1,4 +1,4 @@
-//! Wire protocol v2: the message types and their codec. The only module that knows the byte format.
+//! Wire protocol v3: the message types and their codec. The only module that knows the byte format.
 //!
 //! Every message is one binary WebSocket message holding one value encoded with bincode 2's `standard()`
 //! configuration: little-endian, variable-length integers (see `docs/PROTOCOL.md` for the exact rules),
@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version carried in `Welcome` and `Hello`; bumped whenever a byte on the wire changes.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Upper bound on the bytes bincode may claim while decoding one client message, whatever the frame
 /// says; the WebSocket layer bounds the frame itself (`--max-message-bytes`).
@@ -34,11 +34,13 @@ pub type ResumeToken = [u8; RESUME_TOKEN_LEN];
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ServerMsg<S, D> {
     /// Sent once, right after the upgrade. Nothing else follows until the client sends `Hello` or `Watch`.
+    /// `tick_hz` and `tick` are the room's; `room` is its name.
     Welcome {
         protocol: u16,
         tick_hz: u16,
         tick: u64,
         connection_id: u64,
+        room: String,
     },
     /// Answer to `Hello`: the entity this player controls and the token that resumes the player after a
     /// dropped connection. `resumed` says the `Hello`'s resume was honoured: same player, same entity.
@@ -352,4 +354,10 @@ pub mod close {
     pub const UNAUTHORIZED: u16 = 4004;
     /// The player was resumed on a newer connection; this one is closed.
     pub const REPLACED: u16 = 4005;
+    /// The room is full: a `Hello` past its player cap, a `Watch` past its spectator cap.
+    pub const ROOM_FULL: u16 = 4006;
+    /// The game ended the room (match over), after that tick's update.
+    pub const ROOM_ENDED: u16 = 4007;
+    /// The game kicked this player, who is gone.
+    pub const KICKED: u16 = 4008;
 }

@@ -385,6 +385,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             tick_hz: self.cfg.tick_hz,
             tick: self.room.world.tick(),
             connection_id: self.conns[k].id,
+            room: "default".to_string(),
         };
         append_message(&mut self.scratch, &welcome);
         self.send_scratch(k);

@@ -44,6 +44,7 @@ impl Reference {
             tick_hz: 20,
             tick,
             connection_id: 7,
+            room: "default".to_string(),
         })
     }
 
@@ -304,6 +305,7 @@ fn protocol_violations_are_errors() {
         tick_hz: 20,
         tick: 0,
         connection_id: 1,
+        room: "default".to_string(),
     });
     assert_eq!(
         other_version.receive(&welcome),

@@ -182,6 +182,7 @@ fn serve_wrong_checksum(sock: std::net::TcpStream) {
         tick_hz: 20,
         tick: 0,
         connection_id: 99,
+        room: "default".to_string(),
     };
     let mut full = Vec::new();
     let entity = ArenaEntity { x: 4, y: 8, seq: 0 };
