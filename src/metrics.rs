@@ -42,7 +42,8 @@ pub enum CloseReason {
     RoomEnded,
     /// The game kicked the player (4008).
     Kicked,
-    /// An upgrade refused for its room (bad name, unknown room or type, options refused, room limit).
+    /// An upgrade refused for its room (no such room, unknown or conflicting type, options refused, room
+    /// limit).
     RoomRefused,
 }
 
@@ -449,7 +450,7 @@ impl Metrics {
         one(
             "rooms_refused_total",
             "counter",
-            "Upgrades refused for their room: bad name, no such room, unknown type, options refused, --max-rooms.",
+            "Upgrades refused for their room: no such room, unknown or conflicting type, options refused, --max-rooms.",
             self.closed_count(CloseReason::RoomRefused),
         );
         one(

@@ -380,3 +380,45 @@ fn a_ticket_expiring_beyond_the_lifetime_bound_gets_401_on_the_upgrade_and_4004_
     watcher.assert_every_tick();
     assert_eq!(server.get("/healthz").0, 200);
 }
+
+#[test]
+fn a_room_bound_ticket_admits_to_its_room_only_and_alone_may_create_it_when_creation_needs_a_ticket(
+) {
+    let secret = SecretFile::new("rooms");
+    let path = secret.path();
+    let server = TestServer::start(|c| {
+        c.ticket_secret_file = Some(path);
+        c.room_creation = tickcast::config::RoomCreation::Ticket;
+        c.handshake_timeout_ms = 300;
+        c.npcs = 0;
+    });
+    let for_red = ticket::issue_for_room(SECRET.as_bytes(), "ann", "red", now_s() + 60);
+    let anywhere = ticket::issue(SECRET.as_bytes(), "bob", now_s() + 60);
+    // Presented at another room: 401 on the upgrade, with the room it is for.
+    let (status, body) = upgrade(&server, &format!("/ws/blue?ticket={for_red}"));
+    assert_eq!(
+        (status, body.trim_end()),
+        (401, "401 Unauthorized: ticket is for room red")
+    );
+    // An unbound ticket may not create a room when creation needs a ticket bound to it.
+    let (status, body) = upgrade(&server, &format!("/ws/blue?ticket={anywhere}"));
+    assert_eq!(
+        (status, body.trim_end()),
+        (404, "404 Not Found: no room named blue")
+    );
+    // Its own room: created by it.
+    let mut ann = Client::connect_at(&server, &format!("/ws/red?ticket={for_red}"));
+    assert_eq!(ann.room, "red");
+    ann.hello("ann");
+    // In a message, at a room that exists (the default one): 4004 with the same reason.
+    let mut elsewhere = Client::connect(&server);
+    elsewhere.send(&hello(&for_red));
+    assert_eq!(
+        elsewhere.expect_close(),
+        (4004, "ticket is for room red".into())
+    );
+    // An unbound ticket joins any room that exists.
+    let mut bob = Client::connect_at(&server, &format!("/ws/red?ticket={anywhere}"));
+    bob.hello("bob");
+    bob.wait_for(|m| m.len() == 2);
+}

@@ -146,6 +146,30 @@ impl TestServer {
         )
     }
 
+    /// Sends a WebSocket upgrade for `path` and returns the HTTP status and body of a refusal (101 and
+    /// the first bytes if it was accepted).
+    pub fn upgrade_answer(&self, path: &str) -> (u16, String) {
+        let head = std::str::from_utf8(UPGRADE)
+            .unwrap()
+            .replacen("/ws", path, 1);
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(WAIT_MAX)).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let mut answer = vec![0u8; 4096];
+        let n = s.read(&mut answer).unwrap_or(0);
+        let text = String::from_utf8_lossy(&answer[..n]).to_string();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
     /// The value of an unlabelled metric from /metrics.
     pub fn metric(&self, name: &str) -> u64 {
         let (_, body) = self.get("/metrics");
@@ -243,6 +267,8 @@ pub struct Client {
     pub mirror: Mirror<ArenaEntity>,
     pub connection_id: u64,
     pub tick_hz: u16,
+    /// The room `Welcome` named.
+    pub room: String,
     pub entity: Option<u32>,
     /// From the last `Joined`.
     pub resume_token: Option<proto::ResumeToken>,
@@ -259,6 +285,15 @@ impl Client {
         Self::connect_stream(server, TcpStream::connect(server.addr).unwrap())
     }
 
+    /// Upgrades at `path` (`/ws/ROOM?...`) and reads `Welcome`.
+    pub fn connect_at(server: &TestServer, path: &str) -> Client {
+        let stream = TcpStream::connect(server.addr).unwrap();
+        stream.set_read_timeout(Some(WAIT_MAX)).unwrap();
+        let url = format!("ws://{}{path}", server.addr);
+        let (ws, _) = tungstenite::client(url, stream).expect("handshake");
+        Self::from_upgraded(ws)
+    }
+
     /// Connects and sends `Watch`: a spectator.
     pub fn watching(server: &TestServer) -> Client {
         let mut c = Self::connect(server);
@@ -268,11 +303,20 @@ impl Client {
 
     /// A spectator over a socket with a small receive buffer, so that not reading fills it quickly.
     pub fn watching_small_rcvbuf(server: &TestServer, rcvbuf: usize) -> Client {
+        Self::watching_small_rcvbuf_at(server, "/ws", rcvbuf)
+    }
+
+    /// [`Client::watching_small_rcvbuf`] upgraded at `path`.
+    pub fn watching_small_rcvbuf_at(server: &TestServer, path: &str, rcvbuf: usize) -> Client {
         let sock =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         sock.set_recv_buffer_size(rcvbuf).unwrap();
         sock.connect(&server.addr.into()).unwrap();
-        let mut c = Self::connect_stream(server, sock.into());
+        let stream: TcpStream = sock.into();
+        stream.set_read_timeout(Some(WAIT_MAX)).unwrap();
+        let url = format!("ws://{}{path}", server.addr);
+        let (ws, _) = tungstenite::client(url, stream).expect("handshake");
+        let mut c = Self::from_upgraded(ws);
         c.watch();
         c
     }
@@ -297,6 +341,7 @@ impl Client {
             mirror: Mirror::new(),
             connection_id: 0,
             tick_hz: 0,
+            room: String::new(),
             entity: None,
             resume_token: None,
             resumed: None,
@@ -308,11 +353,13 @@ impl Client {
                 protocol,
                 tick_hz,
                 connection_id,
+                room,
                 ..
             } => {
                 assert_eq!(protocol, proto::PROTOCOL_VERSION);
                 c.tick_hz = tick_hz;
                 c.connection_id = connection_id;
+                c.room = room;
             }
             other => panic!("expected Welcome first, got {other:?}"),
         }
