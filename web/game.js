@@ -508,12 +508,12 @@ class RoomList {
       e.preventDefault();
       this.go(link.getAttribute('href'));
     });
-    // Once in a room, list at once rather than at the next refresh.
     this.listable = new URL(roomsUrl(server)).origin === location.origin;
     if (!this.listable) {
       this.note.textContent = 'no room list: the server is not this page\'s origin';
       return;
     }
+    // Once in a room, list at once rather than at the next refresh.
     client?.on('welcome', () => this.refresh());
     this.refresh();
   }
@@ -573,7 +573,7 @@ class RoomList {
       if (r.name === current) li.setAttribute('aria-current', 'true');
       else name.href = pageForRoom(r.name);
       const count = document.createElement('span');
-      const cap = r.maxPlayers === null ? '' : `/${r.maxPlayers}`;
+      const cap = r.maxPlayers == null ? '' : `/${r.maxPlayers}`; // null: no cap
       const watching = r.spectators > 0 ? `, ${r.spectators} watching` : '';
       count.textContent = `${r.players}${cap} ${r.players === 1 ? 'player' : 'players'}${watching}`;
       li.append(name, count);
