@@ -477,7 +477,14 @@ export function decodeServerMsg(bytes, codec = arena) {
   let msg;
   switch (tag) {
     case ServerTag.WELCOME:
-      msg = { type: 'Welcome', protocol: r.u16(), tickHz: r.u16(), tick: r.u64(), connectionId: r.u64(), room: r.str() };
+      msg = {
+        type: 'Welcome',
+        protocol: r.u16(),
+        tickHz: r.u16(),
+        tick: r.u64(),
+        connectionId: r.u64(),
+        room: r.str(),
+      };
       break;
     case ServerTag.JOINED:
       msg = { type: 'Joined', entity: r.u32(), resumeToken: r.raw(RESUME_TOKEN_BYTES), resumed: r.bool() };
@@ -813,7 +820,8 @@ export function isRoomName(name) {
 /** Returns `name` if it is a room name, else throws a RangeError that says what a room name is. */
 export function checkRoomName(name) {
   if (isRoomName(name)) return name;
-  const shown = typeof name === 'string' ? JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}...` : name) : String(name);
+  const cut = typeof name === 'string' && name.length > 80 ? `${name.slice(0, 80)}...` : name;
+  const shown = typeof name === 'string' ? JSON.stringify(cut) : String(name);
   throw new RangeError(`bad room name ${shown}: 1 to ${ROOM_NAME_BYTES_MAX} of A-Z a-z 0-9 _ -`);
 }
 
