@@ -6,16 +6,21 @@
 //   TickClock    which server tick it is "now", estimated from when updates arrive
 //   Interpolator the other entities drawn a little in the past, between two ticks they really had
 //   the render loop and the net panel
+//   RoomList     the server's rooms (GET /rooms, the first page), each a link that joins it
+//
+// Rooms: `?room=NAME` plays in that room (created by the first to name it); without it, the server's
+// default room (plain /ws). The page shows the room's name from Welcome, and keeps its session per room
+// (the SDK stores it under the room's URL), so a token from one room is never presented in another.
 //
 // Across a lost connection the SDK resumes the same player and keeps its mirror; the prediction starts
 // over from the server's state at the first update after the resume (see Game). A page reload resumes too:
 // the SDK keeps the session in sessionStorage.
 //
-// For tests and the curious, `window.tickcast` holds {client, game}.
+// For tests and the curious, `window.tickcast` holds {client, game, rooms}.
 //
 // Units: positions are in quarter units as replicated (0..8000 for a 2000-unit world).
 
-import { arena, connect } from './tickcast.js';
+import { arena, connect, isRoomName, listRooms, roomsUrl } from './tickcast.js';
 
 const QUANTA = arena.quantaPerUnit;
 const WORLD_Q = arena.worldSizeUnits * QUANTA;
@@ -30,6 +35,11 @@ const CORRECTION_TAU_MS = 80;
 /** Inputs kept waiting for acknowledgement; beyond it the server is not acking and the oldest are dropped. */
 const PENDING_MAX = 64;
 const STICK_DEAD_PX = 8;
+/** The room list shows the first page of GET /rooms, this many rooms, refreshed this often. */
+const ROOMS_SHOWN = 20;
+const ROOMS_REFRESH_MS = 2000;
+/** A listing that takes longer is given up (and tried again at the next refresh). */
+const ROOMS_TIMEOUT_MS = 5000;
 
 const clampQ = (v) => Math.min(WORLD_Q, Math.max(0, v));
 
@@ -318,8 +328,8 @@ class Game {
   resize() {
     const header = document.querySelector('header').offsetHeight;
     const footer = document.querySelector('footer').offsetHeight;
-    // The net panel sits beside the arena when there is room for both, else below it.
-    const side = this.panel.offsetWidth + 12;
+    // The side column (net panel, rooms) sits beside the arena when there is room for both, else below it.
+    const side = this.panel.parentElement.offsetWidth + 12;
     const wide = innerWidth - side >= 480;
     const size = Math.max(240, Math.min(innerWidth - 16 - (wide ? side : 0), innerHeight - header - footer - 8));
     const dpr = devicePixelRatio || 1;
@@ -453,18 +463,163 @@ class Game {
   }
 }
 
+// ---- rooms --------------------------------------------------------------------------------------------
+
+/** This page's address with `?room=` set to `room` (the other parameters kept: name, watch, server). */
+function pageForRoom(room) {
+  const next = new URLSearchParams(location.search);
+  next.set('room', room);
+  return `?${next}`;
+}
+
+/** A fresh room name nobody is likely to have taken: `room-` and 8 random letters or digits. */
+function randomRoomName() {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return `room-${Array.from(bytes, (b) => alphabet[b % alphabet.length]).join('')}`;
+}
+
+/**
+ * The server's rooms, the first page of GET /rooms (ROOMS_SHOWN, by name), refreshed every
+ * ROOMS_REFRESH_MS: one request at a time (the next is scheduled when the last one ended), none while the
+ * page is hidden or its client is trying to reach the server, each given up after ROOMS_TIMEOUT_MS.
+ * Each room but the current one is a link to `?room=NAME`; following it leaves the current room (see go()).
+ * Only a server of the page's own origin is listed: GET /rooms sends no CORS headers, so a `?server=` of
+ * another origin (another port included) could not be read.
+ */
+class RoomList {
+  constructor(server, element, client, requestedRoom) {
+    this.server = server;
+    this.list = element.querySelector('ul');
+    this.note = element.querySelector('.note');
+    this.client = client;
+    this.requestedRoom = requestedRoom;
+    /** What is drawn, so an unchanged list is not rebuilt (a click never lands on a replaced link). */
+    this.drawn = '';
+    this.refreshes = 0;
+    this.lastError = null;
+    this.inFlight = false;
+    this.timer = null;
+    element.querySelector('button').addEventListener('click', () => this.go(pageForRoom(randomRoomName())));
+    this.list.addEventListener('click', (e) => {
+      const link = e.target.closest('a');
+      // Modified clicks (a new tab, a new window) leave this page playing.
+      if (!link || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+      e.preventDefault();
+      this.go(link.getAttribute('href'));
+    });
+    this.listable = new URL(roomsUrl(server)).origin === location.origin;
+    if (!this.listable) {
+      this.note.textContent = 'no room list: the server is not this page\'s origin';
+      return;
+    }
+    // Once in a room, list at once rather than at the next refresh.
+    client?.on('welcome', () => this.refresh());
+    this.refresh();
+  }
+
+  /** The room this page is in: Welcome's name once there is one, else the one asked for (null: default). */
+  get current() {
+    return this.client?.room ?? this.requestedRoom;
+  }
+
+  /**
+   * Leaves this room on purpose, then loads `href`: close() says goodbye (1000), so the server removes the
+   * player at once instead of keeping it for a resume that will not come, and the stored session goes.
+   */
+  go(href) {
+    this.client?.close();
+    location.assign(href);
+  }
+
+  /** Lists now, unless a listing is in flight (its end schedules the next); then every ROOMS_REFRESH_MS. */
+  async refresh() {
+    if (this.inFlight) return;
+    clearTimeout(this.timer);
+    const c = this.client;
+    const reachable = !c || c.state === 'open' || c.state === 'closed';
+    if (reachable && !document.hidden) {
+      this.inFlight = true;
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(), ROOMS_TIMEOUT_MS);
+      try {
+        const { rooms, next } = await listRooms(this.server, { limit: ROOMS_SHOWN, signal: abort.signal });
+        this.lastError = null;
+        this.draw(rooms, next !== null);
+      } catch (error) {
+        // An HttpError's status is enough here (its message repeats the URL); others say what failed.
+        this.lastError = error.name === 'AbortError' ? 'no answer' : error.status ? `HTTP ${error.status}` : error.message;
+        this.note.textContent = `room list unavailable (${this.lastError})`;
+      } finally {
+        clearTimeout(timer);
+        this.inFlight = false;
+      }
+      this.refreshes += 1;
+    }
+    this.timer = setTimeout(() => this.refresh(), ROOMS_REFRESH_MS);
+  }
+
+  draw(rooms, more) {
+    const current = this.current;
+    const key = JSON.stringify([current, more, rooms.map((r) => [r.name, r.players, r.spectators, r.maxPlayers])]);
+    if (key === this.drawn) return;
+    this.drawn = key;
+    const items = rooms.map((r) => {
+      const li = document.createElement('li');
+      li.dataset.room = r.name;
+      li.dataset.players = String(r.players);
+      const name = document.createElement(r.name === current ? 'strong' : 'a');
+      name.textContent = r.name;
+      if (r.name === current) li.setAttribute('aria-current', 'true');
+      else name.href = pageForRoom(r.name);
+      const count = document.createElement('span');
+      const cap = r.maxPlayers == null ? '' : `/${r.maxPlayers}`; // null: no cap
+      const watching = r.spectators > 0 ? `, ${r.spectators} watching` : '';
+      count.textContent = `${r.players}${cap} ${r.players === 1 ? 'player' : 'players'}${watching}`;
+      li.append(name, count);
+      return li;
+    });
+    this.list.replaceChildren(...items);
+    const n = rooms.length;
+    this.note.textContent = more
+      ? `the first ${n} rooms by name; the server has more`
+      : `${n} ${n === 1 ? 'room' : 'rooms'}`;
+  }
+}
+
 const params = new URLSearchParams(location.search);
 const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
 const url = params.get('server') ?? `${scheme}://${location.host}/ws`;
-// `?watch` spectates (Watch instead of Hello); `?server=ws://...` connects elsewhere.
-const client = connect(url, {
-  name: params.get('name') ?? `guest-${Math.floor(Math.random() * 1000)}`,
-  join: !params.has('watch'),
-});
-const game = new Game(
-  client,
-  document.getElementById('arena'),
-  document.getElementById('net'),
-  document.getElementById('status'),
-);
-window.tickcast = { client, game };
+// `?room=NAME` plays in that room (no `?room=`: the default room); `?watch` spectates (Watch instead of
+// Hello); `?server=ws://.../ws` connects elsewhere.
+const room = params.get('room');
+const roomName = document.getElementById('room-name');
+let client = null;
+let game = null;
+if (room !== null && !isRoomName(room)) {
+  // Nothing to connect to; the room list still offers rooms that exist.
+  const status = document.getElementById('status');
+  status.textContent = `bad room name: 1 to 64 of A-Z a-z 0-9 _ - (got ${JSON.stringify(room.slice(0, 80))})`;
+  status.dataset.state = 'closed';
+  roomName.textContent = '-';
+} else {
+  client = connect(url, {
+    name: params.get('name') ?? `guest-${Math.floor(Math.random() * 1000)}`,
+    join: !params.has('watch'),
+    room: room ?? undefined,
+  });
+  // Until Welcome names it, the room asked for (plain /ws: the default room, whatever its name).
+  roomName.textContent = room ?? 'default room';
+  client.on('welcome', (msg) => {
+    roomName.textContent = msg.room;
+    roomName.dataset.welcome = msg.room;
+  });
+  game = new Game(
+    client,
+    document.getElementById('arena'),
+    document.getElementById('net'),
+    document.getElementById('status'),
+  );
+}
+const rooms = new RoomList(url, document.getElementById('rooms'), client, room);
+window.tickcast = { client, game, rooms };

@@ -1,4 +1,4 @@
-// tickcast.js: the browser SDK for tickcast's wire protocol v2. One ES module, no dependencies; it also
+// tickcast.js: the browser SDK for tickcast's wire protocol v3. One ES module, no dependencies; it also
 // runs under Node (the decoder needs nothing from the browser, the client takes a WebSocket class).
 //
 // Layout, in the order a byte travels:
@@ -6,17 +6,18 @@
 //   arena                  the codec of the demo game's entity state, diff and input (swap it for your game)
 //   decodeServerMsg ...    whole messages, one per binary WebSocket message, ids un-gapped
 //   Mirror                 the replicated world rebuilt from Full/Delta, checked against Checksum
+//   rooms                  room names, the upgrade URL of a room (/ws/ROOM), listing rooms (GET /rooms)
 //   Client / connect()     the socket: Hello or Watch, inputs, pings and RTT, reconnect with backoff and
 //                          resume (same player, same mirror), close reasons
 //
-//   const client = connect(`ws://${location.host}/ws`, { name: 'ann' });
+//   const client = connect(`ws://${location.host}/ws`, { name: 'ann', room: 'duel-7' });
 //   client.on('update', (change) => draw(client.world.entities));
 //   client.sendInput({ dx: 127, dy: 0 });
 //
 // Numbers: every u64 field except a checksum's hash is a Number; a value past 2^53 - 1 (which a tick or a
 // connection id never reaches) comes as a BigInt rather than being rounded. Hashes are always BigInts.
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 /** Longest player name the server accepts in `Hello`, in bytes of UTF-8. */
 export const NAME_BYTES_MAX = 32;
 /** Longest ticket the server accepts in `Hello` or `Watch`, in bytes of UTF-8. */
@@ -47,6 +48,9 @@ export const CloseCode = Object.freeze({
   IDLE_TIMEOUT: 4003,
   UNAUTHORIZED: 4004,
   REPLACED: 4005,
+  ROOM_FULL: 4006,
+  ROOM_ENDED: 4007,
+  KICKED: 4008,
   // Sent by this SDK when it gives up on a connection itself.
   DESYNC: 4900,
   UNDECODABLE: 4901,
@@ -71,6 +75,9 @@ const CLOSE_MEANINGS = new Map([
   [4003, 'idle for too long'],
   [4004, 'a valid ticket is required'],
   [4005, 'this player was taken over by another connection'],
+  [4006, 'the room is full'],
+  [4007, 'the room has ended'],
+  [4008, 'kicked out of the room'],
   [4900, 'the mirrored world went out of sync: resyncing'],
   [4901, 'a server message could not be decoded'],
   [4902, 'nothing heard from the server for too long'],
@@ -84,12 +91,17 @@ export function describeClose(code) {
 /**
  * Close codes after which reconnecting would only repeat the failure (this client speaks the protocol
  * wrongly or in the wrong version) or undo something on purpose (4005: the player was resumed on another
- * connection, another tab say; reconnecting would take it back and the two would fight over it). Every
- * other close (1001 on a server restart, 1006 on a lost connection, 1013 when full, 4001-4003 when slow or
- * idle, the SDK's own 49xx) is retried with backoff, except 4004 (see Client: retried once, and only when
- * the `ticket` option is a function that can fetch a fresh one).
+ * connection, another tab say; reconnecting would take it back and the two would fight over it; 4007: the
+ * game ended the room, and reconnecting would create a fresh room of the same name; 4008: the game kicked
+ * this player). Every other close (1001 on a server restart, 1006 on a lost connection or a refused
+ * upgrade, 1013 when the world is full, 4006 when the room is, 4001-4003 when slow or idle, the SDK's own
+ * 49xx) is retried with backoff, except 4004 (see Client: retried once, and only when the `ticket` option
+ * is a function that can fetch a fresh one).
  */
-export const FATAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1008, 1009, 4000, 4005]);
+export const FATAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1008, 1009, 4000, 4005, 4007, 4008]);
+
+/** Closes after which the player is gone on the server: its resume token resumes nothing any more. */
+const PLAYER_GONE_CODES = new Set([4007, 4008]);
 
 // ---- bincode 2 standard() primitives ------------------------------------------------------------------
 
@@ -452,7 +464,7 @@ function writeIdList(w, list, writeValue) {
 
 /**
  * Decodes one server message. Ids in `Full` and `Delta` lists come back as ids (the gaps undone):
- *   {type: 'Welcome', protocol, tickHz, tick, connectionId}
+ *   {type: 'Welcome', protocol, tickHz, tick, connectionId, room}
  *   {type: 'Joined', entity, resumeToken: Uint8Array(16), resumed: boolean}
  *   {type: 'Full', tick, entities: [[id, state], ...]}
  *   {type: 'Delta', base, tick, despawned: [id, ...], set: [[id, state], ...], changed: [[id, diff], ...]}
@@ -465,7 +477,14 @@ export function decodeServerMsg(bytes, codec = arena) {
   let msg;
   switch (tag) {
     case ServerTag.WELCOME:
-      msg = { type: 'Welcome', protocol: r.u16(), tickHz: r.u16(), tick: r.u64(), connectionId: r.u64() };
+      msg = {
+        type: 'Welcome',
+        protocol: r.u16(),
+        tickHz: r.u16(),
+        tick: r.u64(),
+        connectionId: r.u64(),
+        room: r.str(),
+      };
       break;
     case ServerTag.JOINED:
       msg = { type: 'Joined', entity: r.u32(), resumeToken: r.raw(RESUME_TOKEN_BYTES), resumed: r.bool() };
@@ -496,6 +515,19 @@ export function decodeServerMsg(bytes, codec = arena) {
   return msg;
 }
 
+/**
+ * The protocol a Welcome announces, read before the rest of it (whose shape may be another version's: a
+ * v2 Welcome has no room), or null when `bytes` is not the start of a Welcome.
+ */
+export function welcomeVersion(bytes) {
+  try {
+    const r = new Reader(bytes);
+    return r.u32() === ServerTag.WELCOME ? r.u16() : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Encodes a server message (the inverse of decodeServerMsg): for tools, tests and fake servers. */
 export function encodeServerMsg(msg, codec = arena) {
   const w = new Writer();
@@ -506,6 +538,7 @@ export function encodeServerMsg(msg, codec = arena) {
       w.u16(msg.tickHz);
       w.u64(msg.tick);
       w.u64(msg.connectionId);
+      w.str(msg.room);
       break;
     case 'Joined':
       w.u32(ServerTag.JOINED);
@@ -773,11 +806,150 @@ export class Mirror {
   }
 }
 
+// ---- rooms --------------------------------------------------------------------------------------------
+
+/** Longest room name, in bytes (the alphabet is ASCII, so in characters too). */
+export const ROOM_NAME_BYTES_MAX = 64;
+const ROOM_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Whether `name` is a room name: 1 to 64 of `A-Z a-z 0-9 _ -` (case matters; nothing is decoded). */
+export function isRoomName(name) {
+  return typeof name === 'string' && ROOM_NAME.test(name);
+}
+
+/** Returns `name` if it is a room name, else throws a RangeError that says what a room name is. */
+export function checkRoomName(name) {
+  if (isRoomName(name)) return name;
+  const cut = typeof name === 'string' && name.length > 80 ? `${name.slice(0, 80)}...` : name;
+  const shown = typeof name === 'string' ? JSON.stringify(cut) : String(name);
+  throw new RangeError(`bad room name ${shown}: 1 to ${ROOM_NAME_BYTES_MAX} of A-Z a-z 0-9 _ -`);
+}
+
+/** `url` parsed, relative ones against the page's address (where there is a page). */
+function parseUrl(url) {
+  return new URL(String(url), globalThis.location?.href);
+}
+
+/**
+ * The upgrade URL of room `room` on the server whose `/ws` URL is `base`: `ws://host/ws` becomes
+ * `ws://host/ws/ROOM`. The query is kept (`?ticket=`, and `?type=` with the game's options, which only
+ * matter to the connection that creates the room). A base without a path (`ws://host`) means its `/ws`; a
+ * path ending in `/ws` behind a prefix (`wss://host/game/ws`) keeps the prefix. `room` null or undefined:
+ * `base` as it is, the server's default room. A bad room name is a RangeError, a base whose path does not
+ * end in `/ws` (one that names a room already, say) a TypeError.
+ */
+export function roomUrl(base, room) {
+  if (room === null || room === undefined) return String(base);
+  checkRoomName(room);
+  const u = parseUrl(base);
+  let path = u.pathname.replace(/\/+$/, '');
+  if (path === '') path = '/ws';
+  if (!/(^|\/)ws$/.test(path)) {
+    throw new TypeError(`cannot put room ${room} in ${base}: the path must end in /ws (ws://host/ws), not ${u.pathname}`);
+  }
+  u.pathname = `${path}/${room}`;
+  return u.href;
+}
+
+/**
+ * The `GET /rooms` URL of a server (`/rooms/NAME` with `name`), from any URL of it: its `/ws` URL (as given
+ * to connect()), a room's `/ws/ROOM`, or its page's http(s) address. ws becomes http and wss https; a path
+ * prefix before `/ws` is kept; the query is dropped (a ticket is not sent along).
+ */
+export function roomsUrl(base, name) {
+  const u = parseUrl(base);
+  if (u.protocol === 'ws:') u.protocol = 'http:';
+  else if (u.protocol === 'wss:') u.protocol = 'https:';
+  const m = /^(.*\/)ws(?:\/[^/]*)?\/?$/.exec(u.pathname);
+  const prefix = m ? m[1] : '/';
+  u.pathname = name === undefined ? `${prefix}rooms` : `${prefix}rooms/${checkRoomName(name)}`;
+  u.search = '';
+  u.hash = '';
+  return u.href;
+}
+
+/** An HTTP answer other than 200 from the server: `status` and the server's one-line `body`. */
+export class HttpError extends Error {
+  constructor(status, body, url) {
+    super(`${url}: HTTP ${status}${body ? `: ${body}` : ''}`);
+    this.name = 'HttpError';
+    this.status = status;
+    this.body = body;
+  }
+}
+
+/** One room of `GET /rooms`, its snake_case fields in this SDK's camelCase. */
+function roomInfo(r) {
+  if (!r || typeof r !== 'object' || typeof r.name !== 'string') {
+    throw new TypeError(`not a room: ${JSON.stringify(r)?.slice(0, 200)}`);
+  }
+  return {
+    name: r.name,
+    type: r.type,
+    players: r.players,
+    playersDetached: r.players_detached,
+    spectators: r.spectators,
+    /** null: the room type sets no cap. */
+    maxPlayers: r.max_players,
+    maxSpectators: r.max_spectators,
+    tickHz: r.tick_hz,
+    tick: r.tick,
+    createdUnixS: r.created_unix_s,
+  };
+}
+
+async function getJson(url, fetchFn, signal) {
+  const res = await fetchFn(url, { signal, headers: { accept: 'application/json' } });
+  if (res.status !== 200) {
+    const body = (await res.text().catch(() => '')).trim().slice(0, 200);
+    throw new HttpError(res.status, body, url);
+  }
+  return res.json();
+}
+
+/**
+ * One page of the server's rooms, in ascending name order: `GET /rooms`. Resolves
+ * `{rooms: [{name, type, players, playersDetached, spectators, maxPlayers, maxSpectators, tickHz, tick,
+ * createdUnixS}], next}`; `next` is the name to pass as `after` for the next page, null on the last one.
+ * `base` is any URL of the server (see roomsUrl). Options: `limit` (1 to 100; the server's default is
+ * 100), `after` (a room name), `signal` (an AbortSignal), `fetch`. A status other than 200 rejects with an
+ * HttpError.
+ */
+export async function listRooms(base, { limit, after, signal, fetch: fetchFn = globalThis.fetch } = {}) {
+  const u = new URL(roomsUrl(base));
+  if (limit !== undefined) {
+    checkUint(limit, 100, 'limit');
+    if (limit < 1) throw new RangeError('limit out of range: 0');
+    u.searchParams.set('limit', String(limit));
+  }
+  if (after !== undefined && after !== null) u.searchParams.set('after', checkRoomName(after));
+  const body = await getJson(u.href, fetchFn, signal);
+  if (!Array.isArray(body?.rooms) || !(body.next === null || typeof body.next === 'string')) {
+    throw new TypeError(`${u.href}: not a room list: ${JSON.stringify(body)?.slice(0, 200)}`);
+  }
+  return { rooms: body.rooms.map(roomInfo), next: body.next };
+}
+
+/** One room (`GET /rooms/NAME`), as listRooms gives it, or null when the server has no room of that name. */
+export async function getRoom(base, name, { signal, fetch: fetchFn = globalThis.fetch } = {}) {
+  try {
+    return roomInfo(await getJson(roomsUrl(base, name), fetchFn, signal));
+  } catch (error) {
+    if (error instanceof HttpError && error.status === 404) return null;
+    throw error;
+  }
+}
+
 // ---- the client ---------------------------------------------------------------------------------------
 
 const DEFAULTS = Object.freeze({
   /** Player name sent in Hello (cut to 32 bytes of UTF-8). */
   name: 'player',
+  /**
+   * The room to join or create: the URL given becomes its `/ws/ROOM` (see roomUrl; a bad name throws a
+   * RangeError at once). Undefined or null: the URL as it is (`/ws` is the server's default room).
+   */
+  room: undefined,
   /** Send Hello on every connection, and so control an entity; false: send Watch and spectate. */
   join: true,
   /**
@@ -835,7 +1007,8 @@ function defaultStorage() {
 
 /**
  * The storage key of the session with the server at `url`: the URL without a `ticket` query parameter
- * (tickets change on every connection, the session does not).
+ * (tickets change on every connection, the session does not). The room is in the path (`/ws/ROOM`), so each
+ * room has its own session: a resume token belongs to a player of one room.
  */
 export function sessionKey(url) {
   let where = String(url);
@@ -900,7 +1073,9 @@ export function connect(url, options = {}) {
  * One player's connection to a tickcast server, reconnecting by itself and resuming the same player.
  *
  * Fields for the app (read-only): `state` ('idle', 'connecting', 'open', 'reconnecting', 'closed'),
- * `world` (the Mirror), `entity` (own entity id while joined, else null), `connectionId`, `tickHz`,
+ * `url` (the upgrade URL, the room's when the `room` option is set), `room` (the room's name from the last
+ * Welcome, null before one; with `/ws` it names the default room), `world` (the Mirror), `entity` (own
+ * entity id while joined, else null), `connectionId`, `tickHz`,
  * `serverTick`, `lastClose` (why the last open connection ended: {code, reason, meaning, wasClean,
  * byClient, opened}), `lastFailedAttempt` (the same for a retry that never opened, else null),
  * `nextAttemptAt`, `stats`.
@@ -913,8 +1088,15 @@ export function connect(url, options = {}) {
  * seqs start again at 1). `stats.resumes`, `stats.resumesRefused` and `stats.lastResume` ({entity, tick,
  * firstUpdate: {type: 'Delta', base, tick} or {type: 'Full', tick}, null until it arrives}) say how it went.
  *
+ * Rooms: a connection is in one room for its whole life; the client always reconnects to the same URL, so
+ * the same room, and its stored session is per URL, so per room (a token from one room is never presented
+ * in another). 4007 (the room ended) and 4008 (kicked) end the client and forget the session: the player
+ * is gone. 4006 (the room is full) is retried with backoff. An upgrade the server refuses with an HTTP
+ * status (a bad type, no such room, too many rooms) reaches a browser as a 1006 close that never opened
+ * (`lastFailedAttempt`), retried like a lost connection; `getRoom()` can tell the page more.
+ *
  * Events (`client.on(type, fn)` returns an unsubscribe function): 'state' {state, previous},
- * 'welcome' msg, 'joined' {entity, resumed, previousEntity}, 'resumed' {entity, tick},
+ * 'welcome' msg (with `room`), 'joined' {entity, resumed, previousEntity}, 'resumed' {entity, tick},
  * 'resumerefused' {entity, previousEntity} (a new player: drop whatever you kept of the old one),
  * 'update' change (see Mirror.apply), 'checksum' {tick, ok, error?}, 'rtt' {rttMs, srttMs},
  * 'ack' {seq, latencyMs}, 'desync' {error}, 'error' {error},
@@ -922,14 +1104,15 @@ export function connect(url, options = {}) {
  */
 export class Client {
   constructor(url, options = {}) {
-    this.url = url;
     const reconnect = options.reconnect === false ? false : { ...DEFAULT_RECONNECT, ...options.reconnect };
     this.options = { ...DEFAULTS, ...options, reconnect };
+    this.url = roomUrl(url, this.options.room);
     if (this.options.storage === undefined) this.options.storage = defaultStorage();
     this.codec = this.options.codec;
     this.world = new Mirror(this.codec);
     this.state = 'idle';
     this.entity = null;
+    this.room = null;
     this.connectionId = null;
     this.tickHz = null;
     this.serverTick = null;
@@ -975,7 +1158,7 @@ export class Client {
     this._ticket = '';
     /** A 4004 was already retried with a fresh ticket; cleared once a connection is accepted. */
     this._ticketRetried = false;
-    this._storageKey = sessionKey(url);
+    this._storageKey = sessionKey(this.url);
     /** The player this client is or was: {token, entity}; null before the first Joined. */
     this._session = null;
     /** The resume the current connection's Hello asked for ({token, tick}), until Joined answers it. */
@@ -1180,6 +1363,8 @@ export class Client {
     // server restarts); it is kept apart.
     if (opened || this.lastClose === null) this.lastClose = close;
     this.lastFailedAttempt = opened ? null : close;
+    // The room ended or the player was kicked: the token resumes nothing, so a reload must not present it.
+    if (!byClient && PLAYER_GONE_CODES.has(code)) this._forgetSession();
     const rc = this.options.reconnect;
     let retry = !this._userClosed && rc && !FATAL_CLOSE_CODES.has(code);
     if (code === CloseCode.UNAUTHORIZED) {
@@ -1316,9 +1501,13 @@ export class Client {
     this.stats.messagesIn += 1;
     this.stats.bytesIn += data.byteLength;
     let msg;
+    const bytes = new Uint8Array(data);
     try {
-      msg = decodeServerMsg(new Uint8Array(data), this.codec);
+      msg = decodeServerMsg(bytes, this.codec);
     } catch (error) {
+      // A server of another version: its Welcome may not even decode here, but its protocol does.
+      const version = welcomeVersion(bytes);
+      if (version !== null && version !== PROTOCOL_VERSION) return this._versionMismatch(version);
       this.stats.decodeErrors += 1;
       this._emit('error', { error });
       this._abort(CloseCode.UNDECODABLE, `undecodable: ${error.message}`.slice(0, 120));
@@ -1339,15 +1528,18 @@ export class Client {
     }
   }
 
+  /** The server speaks another protocol: close for good (reconnecting would meet the same server). */
+  _versionMismatch(protocol) {
+    this._abort(CloseCode.NORMAL, `server speaks protocol ${protocol}, this client ${PROTOCOL_VERSION}`, {
+      reconnect: false,
+    });
+    this.lastClose.meaning = describeClose(CloseCode.VERSION_MISMATCH);
+  }
+
   _onWelcome(msg) {
-    if (msg.protocol !== PROTOCOL_VERSION) {
-      this._abort(CloseCode.NORMAL, `server speaks protocol ${msg.protocol}, this client ${PROTOCOL_VERSION}`, {
-        reconnect: false,
-      });
-      this.lastClose.meaning = describeClose(CloseCode.VERSION_MISMATCH);
-      return;
-    }
+    if (msg.protocol !== PROTOCOL_VERSION) return this._versionMismatch(msg.protocol);
     this.tickHz = msg.tickHz;
+    this.room = msg.room;
     this.connectionId = msg.connectionId;
     this.serverTick = msg.tick;
     this._emit('welcome', msg);

@@ -5,7 +5,24 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { Client, decodeClientMsg, encodeServerMsg } from '../tickcast.js';
+import {
+  Client,
+  CloseCode,
+  FATAL_CLOSE_CODES,
+  HttpError,
+  PROTOCOL_VERSION,
+  checkRoomName,
+  connect,
+  decodeClientMsg,
+  describeClose,
+  encodeServerMsg,
+  getRoom,
+  isRoomName,
+  listRooms,
+  roomUrl,
+  roomsUrl,
+  sessionKey,
+} from '../tickcast.js';
 import { within } from './harness.mjs';
 
 class FakeSocket {
@@ -79,7 +96,7 @@ function nthSocket(n) {
   );
 }
 
-const welcome = { type: 'Welcome', protocol: 2, tickHz: 20, tick: 99, connectionId: 7 };
+const welcome = { type: 'Welcome', protocol: 3, tickHz: 20, tick: 99, connectionId: 7, room: 'default' };
 const TOKEN = Uint8Array.from({ length: 16 }, (_, i) => 0xa0 + i);
 const joined = (entity = 3, resumed = false, resumeToken = TOKEN) => ({ type: 'Joined', entity, resumeToken, resumed });
 
@@ -105,7 +122,7 @@ test('on open it says Hello and pings; a Pong gives the RTT', () => {
   assert.equal(h.client.state, 'connecting');
   ws.open();
   assert.equal(h.client.state, 'open');
-  assert.deepEqual(ws.sent[0], { type: 'Hello', protocol: 2, name: 'ann', ticket: '', resume: null });
+  assert.deepEqual(ws.sent[0], { type: 'Hello', protocol: 3, name: 'ann', ticket: '', resume: null });
   assert.equal(ws.sent[1].type, 'Ping');
   h.clock.ms += 12.5;
   ws.receive({ type: 'Pong', nonce: ws.sent[1].nonce, tick: 99 });
@@ -227,7 +244,7 @@ test('jitter spreads delays between (1 - jitter) and 1 times the backoff', () =>
 });
 
 test('closes that retrying cannot fix end the client, with the reason', () => {
-  for (const code of [1002, 1003, 1007, 1008, 1009, 4000, 4004, 4005]) {
+  for (const code of [1002, 1003, 1007, 1008, 1009, 4000, 4004, 4005, 4007, 4008]) {
     const h = harness();
     live(h).drop(code, 'why', true);
     assert.equal(h.client.state, 'closed', `code ${code}`);
@@ -286,7 +303,7 @@ test('join: false sends Watch with the ticket; a spectator never sends Hello or 
   const h = harness({ join: false, ticket: 'v1.bob.1.sig' });
   const ws = h.socket();
   ws.open();
-  assert.deepEqual(ws.sent[0], { type: 'Watch', protocol: 2, ticket: 'v1.bob.1.sig' });
+  assert.deepEqual(ws.sent[0], { type: 'Watch', protocol: 3, ticket: 'v1.bob.1.sig' });
   assert.ok(ws.sent.every((m) => m.type !== 'Hello'));
   ws.receive(welcome);
   ws.receive({ type: 'Full', tick: 100, entities: [[1, { x: 1, y: 1, seq: 0 }]] });
@@ -294,7 +311,7 @@ test('join: false sends Watch with the ticket; a spectator never sends Hello or 
   ws.drop();
   const next = await nthSocket(2);
   next.open();
-  assert.deepEqual(next.sent[0], { type: 'Watch', protocol: 2, ticket: 'v1.bob.1.sig' });
+  assert.deepEqual(next.sent[0], { type: 'Watch', protocol: 3, ticket: 'v1.bob.1.sig' });
   h.client.close();
 });
 
@@ -376,7 +393,7 @@ test('a lost connection resumes the same player: Hello.resume, the kept mirror t
 
   const next = await nthSocket(2);
   next.open();
-  assert.deepEqual(next.sent[0], { type: 'Hello', protocol: 2, name: 'ann', ticket: '', resume: { token: TOKEN, tick: 101 } });
+  assert.deepEqual(next.sent[0], { type: 'Hello', protocol: 3, name: 'ann', ticket: '', resume: { token: TOKEN, tick: 101 } });
   next.receive(welcome);
   next.receive(joined(3, true));
   assert.equal(h.client.entity, 3);
@@ -480,4 +497,196 @@ test('resume: false never sends a resume and starts over on every connection', a
   next.open();
   assert.equal(next.sent[0].resume, null);
   h.client.close();
+});
+
+// ---- protocol 3: versions and rooms -------------------------------------------------------------------
+
+test('the client speaks protocol 3; a server of another version ends it, even when its Welcome does not decode', () => {
+  assert.equal(PROTOCOL_VERSION, 3);
+  for (const bytes of [
+    encodeServerMsg({ ...welcome, protocol: 4 }), // decodes, says 4
+    Uint8Array.from([0, 2, 20, 99, 7]), // a v2 Welcome: no room, so it does not decode as v3
+  ]) {
+    const h = harness();
+    const ws = h.socket();
+    ws.open();
+    ws.onmessage({ data: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) });
+    assert.equal(h.client.state, 'closed', 'no reconnect: the server would say the same again');
+    assert.equal(h.closes[0].reconnectInMs, null);
+    assert.match(h.client.lastClose.reason, /^server speaks protocol [24], this client 3$/);
+    assert.equal(h.client.lastClose.meaning, 'protocol version mismatch');
+    assert.equal(h.client.stats.decodeErrors, 0);
+  }
+});
+
+test('room names: 1 to 64 of A-Z a-z 0-9 _ -, nothing decoded; a bad one is a RangeError that says so', () => {
+  for (const good of ['a', 'red', 'Arena-1', 'duel_7', '-', 'x'.repeat(64), 'A-Za-z0-9_']) {
+    assert.ok(isRoomName(good), good);
+    assert.equal(checkRoomName(good), good);
+  }
+  for (const bad of ['', 'x'.repeat(65), 'a b', 'a/b', 'a.b', '%41', 'é', 'red\n', 'a?b', null, undefined, 7]) {
+    assert.equal(isRoomName(bad), false, String(bad));
+    assert.throws(() => checkRoomName(bad), { name: 'RangeError', message: /^bad room name .*: 1 to 64 of A-Z a-z 0-9 _ -$/ });
+  }
+});
+
+test('roomUrl puts the room after /ws and keeps the query; roomsUrl finds /rooms from any URL of the server', () => {
+  assert.equal(roomUrl('ws://h:7000/ws', 'red'), 'ws://h:7000/ws/red');
+  assert.equal(roomUrl('ws://h:7000', 'red'), 'ws://h:7000/ws/red', 'no path: /ws');
+  assert.equal(roomUrl('ws://h:7000/ws/', 'red'), 'ws://h:7000/ws/red');
+  assert.equal(roomUrl('wss://h/game/ws?ticket=t.k&type=duel', 'd-1'), 'wss://h/game/ws/d-1?ticket=t.k&type=duel');
+  assert.equal(roomUrl('ws://h/ws', undefined), 'ws://h/ws', 'no room: the URL as it is (the default room)');
+  assert.equal(roomUrl('ws://h/ws', null), 'ws://h/ws');
+  assert.throws(() => roomUrl('ws://h/ws', 'a b'), { name: 'RangeError', message: /bad room name "a b"/ });
+  assert.throws(() => roomUrl('ws://h/ws/blue', 'red'), { name: 'TypeError', message: /must end in \/ws/ });
+  assert.throws(() => roomUrl('ws://h/socket', 'red'), TypeError);
+
+  assert.equal(roomsUrl('ws://h:7000/ws'), 'http://h:7000/rooms');
+  assert.equal(roomsUrl('ws://h:7000/ws/red?ticket=secret'), 'http://h:7000/rooms', 'no ticket in the listing');
+  assert.equal(roomsUrl('wss://h/game/ws/red'), 'https://h/game/rooms');
+  assert.equal(roomsUrl('http://h:7000/?room=red'), 'http://h:7000/rooms');
+  assert.equal(roomsUrl('ws://h:7000/ws', 'red'), 'http://h:7000/rooms/red');
+  assert.throws(() => roomsUrl('ws://h/ws', '../metrics'), RangeError);
+});
+
+test('the room option: the client connects to /ws/ROOM, stores its session per room, and names the room from Welcome', () => {
+  const storage = new MemoryStorage();
+  const h = harness({ room: 'red', storage });
+  const ws = h.socket();
+  assert.equal(ws.url, 'ws://test/ws/red');
+  assert.equal(h.client.url, 'ws://test/ws/red');
+  assert.equal(h.client.room, null, 'no Welcome yet');
+  const welcomes = [];
+  h.client.on('welcome', (m) => welcomes.push(m.room));
+  ws.open();
+  ws.receive({ ...welcome, room: 'red' });
+  assert.equal(h.client.room, 'red');
+  assert.deepEqual(welcomes, ['red']);
+  ws.receive(joined());
+  assert.deepEqual([...storage.map.keys()], ['tickcast.session ws://test/ws/red']);
+  assert.equal(sessionKey('ws://test/ws/red?ticket=x'), 'tickcast.session ws://test/ws/red');
+  h.client.close(4999, 'page gone'); // the session stays stored
+
+  // Another room on the same storage: its own session, so red's token is not presented in blue.
+  const blue = harness({ room: 'blue', storage });
+  blue.socket().open();
+  assert.equal(blue.socket().url, 'ws://test/ws/blue');
+  assert.equal(blue.socket().sent[0].resume, null, "red's token is not blue's");
+  blue.client.close(4999, 'page gone');
+  // Back in red: red's token.
+  const red = harness({ room: 'red', storage });
+  red.socket().open();
+  assert.deepEqual(red.socket().sent[0].resume, { token: TOKEN, tick: 0 });
+  red.client.close();
+
+  // Plain /ws: Welcome says which room is the default.
+  const plain = harness();
+  assert.equal(plain.socket().url, 'ws://test/ws');
+  live(plain);
+  assert.equal(plain.client.room, 'default');
+  plain.client.close();
+
+  assert.throws(() => connect('ws://test/ws', { room: 'no spaces', WebSocket: FakeSocket }), {
+    name: 'RangeError',
+    message: 'bad room name "no spaces": 1 to 64 of A-Z a-z 0-9 _ -',
+  });
+});
+
+test('4006 (room full) is retried; 4007 (room ended) and 4008 (kicked) end the client and forget the session', async () => {
+  assert.equal(CloseCode.ROOM_FULL, 4006);
+  assert.equal(CloseCode.ROOM_ENDED, 4007);
+  assert.equal(CloseCode.KICKED, 4008);
+  assert.equal(describeClose(4006), 'the room is full');
+  assert.equal(describeClose(4007), 'the room has ended');
+  assert.equal(describeClose(4008), 'kicked out of the room');
+  assert.ok(!FATAL_CLOSE_CODES.has(4006) && FATAL_CLOSE_CODES.has(4007) && FATAL_CLOSE_CODES.has(4008));
+
+  const full = harness();
+  full.socket().open();
+  full.socket().receive(welcome);
+  full.socket().drop(4006, 'room is full: 16 players', true);
+  assert.equal(full.client.state, 'reconnecting');
+  assert.equal(full.client.lastClose.meaning, 'the room is full');
+  assert.ok(full.closes[0].reconnectInMs > 0);
+  await nthSocket(2);
+  full.client.close();
+
+  for (const [code, reason] of [[4007, 'room ended: match over'], [4008, 'kicked: idle too long']]) {
+    const storage = new MemoryStorage();
+    const h = harness({ room: 'arena-1', storage });
+    live(h).drop(code, reason, true);
+    assert.equal(h.client.state, 'closed', `code ${code}`);
+    assert.equal(h.closes[0].reconnectInMs, null);
+    assert.equal(h.client.lastClose.reason, reason);
+    assert.equal(storage.map.size, 0, `${code}: the player is gone, its token with it`);
+    const reloaded = harness({ room: 'arena-1', storage });
+    reloaded.socket().open();
+    assert.equal(reloaded.socket().sent[0].resume, null);
+    reloaded.client.close();
+  }
+});
+
+/** A fetch that answers from `routes` (url -> [status, body]) and records what was asked. */
+function fakeFetch(routes) {
+  const asked = [];
+  const fetch = async (url, init) => {
+    asked.push({ url, accept: init?.headers?.accept });
+    const [status, body] = routes[url] ?? [404, `no route ${url}`];
+    const text = typeof body === 'string' ? body : JSON.stringify(body);
+    return { status, text: async () => text, json: async () => JSON.parse(text) };
+  };
+  return { fetch, asked };
+}
+
+const RED = {
+  name: 'red',
+  type: 'arena',
+  players: 3,
+  players_detached: 1,
+  spectators: 0,
+  max_players: 16,
+  max_spectators: null,
+  tick_hz: 20,
+  tick: 5230,
+  created_unix_s: 1796083200,
+};
+const RED_INFO = {
+  name: 'red',
+  type: 'arena',
+  players: 3,
+  playersDetached: 1,
+  spectators: 0,
+  maxPlayers: 16,
+  maxSpectators: null,
+  tickHz: 20,
+  tick: 5230,
+  createdUnixS: 1796083200,
+};
+
+test('listRooms and getRoom: GET /rooms (a page, limit and after) and /rooms/NAME, in camelCase; errors say the status', async () => {
+  const { fetch, asked } = fakeFetch({
+    'http://h:7000/rooms': [200, { rooms: [RED], next: null }],
+    'http://h:7000/rooms?limit=1&after=blue': [200, { rooms: [RED], next: 'red' }],
+    'http://h:7000/rooms/red': [200, RED],
+    'http://h:7000/rooms?limit=100': [400, 'bad limit\n'],
+  });
+  assert.deepEqual(await listRooms('ws://h:7000/ws/blue', { fetch }), { rooms: [RED_INFO], next: null });
+  assert.equal(asked[0].accept, 'application/json');
+  assert.deepEqual(await listRooms('ws://h:7000/ws', { fetch, limit: 1, after: 'blue' }), { rooms: [RED_INFO], next: 'red' });
+  assert.deepEqual(await getRoom('ws://h:7000/ws', 'red', { fetch }), RED_INFO);
+  assert.equal(await getRoom('ws://h:7000/ws', 'gone', { fetch }), null, '404: no such room');
+  await assert.rejects(listRooms('ws://h:7000/ws', { fetch, limit: 100 }), (e) => {
+    assert.ok(e instanceof HttpError);
+    assert.equal(e.status, 400);
+    assert.equal(e.body, 'bad limit');
+    assert.equal(e.message, 'http://h:7000/rooms?limit=100: HTTP 400: bad limit');
+    return true;
+  });
+  const asks = asked.length;
+  await assert.rejects(listRooms('ws://h:7000/ws', { fetch, limit: 0 }), RangeError);
+  await assert.rejects(listRooms('ws://h:7000/ws', { fetch, limit: 101 }), RangeError);
+  await assert.rejects(listRooms('ws://h:7000/ws', { fetch, after: 'a b' }), RangeError);
+  assert.equal(asked.length, asks, 'bad arguments are refused before anything is sent');
+  const odd = fakeFetch({ 'http://h/rooms': [200, { rooms: 'none' }] });
+  await assert.rejects(listRooms('ws://h/ws', { fetch: odd.fetch }), /not a room list/);
 });

@@ -147,8 +147,11 @@ export async function openArena(browser, server, { hasTouch = false, query = '',
   const errors = [];
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
   page.on('console', (m) => {
-    // A refused connection while the server restarts is the browser's own log line, not the page's error.
-    if (m.type() === 'error' && !/WebSocket connection to .* failed/.test(m.text())) errors.push(m.text());
+    // A refused connection while the server restarts is the browser's own log line, not the page's error;
+    // so is a room listing that failed (the page says so in its room list, and lists again later).
+    if (m.type() !== 'error' || /WebSocket connection to .* failed/.test(m.text())) return;
+    if (/^Failed to load resource/.test(m.text()) && /\/rooms(\?|$)/.test(m.location().url)) return;
+    errors.push(m.text());
   });
   await page.goto(server.url + query);
   await waitFor(page, 'the page to join and mirror the world', () => {
@@ -156,6 +159,35 @@ export async function openArena(browser, server, { hasTouch = false, query = '',
     return c && c.state === 'open' && c.own !== undefined && c.world.tick !== null;
   });
   return { page, context, errors };
+}
+
+/** Polls `fn()` (maybe async) until it returns something truthy, and resolves that; capped like every wait. */
+export async function until(what, fn, { everyMs = 50, ms = WAIT_MAX_MS } = {}) {
+  let stop = false;
+  const poll = async () => {
+    while (!stop) {
+      const v = await fn();
+      if (v) return v;
+      await new Promise((resolve) => setTimeout(resolve, everyMs));
+    }
+  };
+  try {
+    return await within(poll(), what, ms);
+  } finally {
+    stop = true;
+  }
+}
+
+/** GET /rooms (one page) of `server`: the JSON as the server sends it. */
+export async function rooms(server, query = '') {
+  const res = await fetch(new URL(`/rooms${query}`, server.url));
+  if (res.status !== 200) throw new Error(`GET /rooms${query}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+/** Room name -> its `players` in GET /rooms (rooms not listed are absent). */
+export async function playersByRoom(server) {
+  return Object.fromEntries((await rooms(server)).rooms.map((r) => [r.name, r.players]));
 }
 
 /** Waits until `fn(arg)` is truthy in the page. */
@@ -169,6 +201,8 @@ export function snapshot(page) {
     const { client: c, game } = window.tickcast;
     return {
       state: c.state,
+      room: c.room,
+      url: c.url,
       entity: c.entity,
       own: c.own ? { ...c.own } : null,
       tick: c.world.tick,

@@ -220,7 +220,10 @@ function checkBytes(vector) {
 // What docs/PROTOCOL.md's vectors mean, from the text beside each block (its blocks carry name and hex).
 const TOKEN = Uint8Array.from({ length: 16 }, (_, i) => i);
 const PROTOCOL_EXPECTED = {
-  welcome: { kind: 'server', msg: { type: 'Welcome', protocol: 2, tickHz: 20, tick: 300, connectionId: 7 } },
+  welcome: {
+    kind: 'server',
+    msg: { type: 'Welcome', protocol: 3, tickHz: 20, tick: 300, connectionId: 7, room: 'arena-1' },
+  },
   joined: { kind: 'server', msg: { type: 'Joined', entity: 3, resumeToken: TOKEN, resumed: false } },
   'joined-resumed': { kind: 'server', msg: { type: 'Joined', entity: 3, resumeToken: TOKEN, resumed: true } },
   full: {
@@ -250,12 +253,12 @@ const PROTOCOL_EXPECTED = {
   },
   checksum: { kind: 'server', msg: { type: 'Checksum', tick: 300, hash: 0x8351febdc124346cn } },
   pong: { kind: 'server', msg: { type: 'Pong', nonce: 99, tick: 301 } },
-  hello: { kind: 'client', msg: { type: 'Hello', protocol: 2, name: 'ann', ticket: '', resume: null } },
+  hello: { kind: 'client', msg: { type: 'Hello', protocol: 3, name: 'ann', ticket: '', resume: null } },
   'hello-resume': {
     kind: 'client',
-    msg: { type: 'Hello', protocol: 2, name: 'ann', ticket: '', resume: { token: TOKEN, tick: 300 } },
+    msg: { type: 'Hello', protocol: 3, name: 'ann', ticket: '', resume: { token: TOKEN, tick: 300 } },
   },
-  watch: { kind: 'client', msg: { type: 'Watch', protocol: 2, ticket: 't.k' } },
+  watch: { kind: 'client', msg: { type: 'Watch', protocol: 3, ticket: 't.k' } },
   input: { kind: 'client', msg: { type: 'Input', seq: 1, input: { dx: 1, dy: -1 } } },
   ping: { kind: 'client', msg: { type: 'Ping', nonce: 1000 } },
   'world-hash': { kind: 'hash' },
@@ -340,21 +343,24 @@ test('malformed server messages are refused with the reason', () => {
   const token = Array.from({ length: 16 }, (_, i) => i);
   bad([1, 3, ...token, 2], /invalid bool value 2/); // Joined.resumed is 00 or 01
   bad([1, 3, ...token.slice(0, 15)], /too early/); // a token is 16 bytes, no length prefix
-  assert.throws(() => decodeClientMsg(Uint8Array.from([0, 2, 2, 0xc3, 0x28, 0, 0])), /not valid UTF-8/);
+  bad([0, 2, 20, 0, 1], /1 byte\(s\) too early/); // a v2 Welcome: no room
+  bad([0, 3, 20, 0, 1, 3, 0x61, 0x62], /a list of 3 items cannot fit in the 2 bytes left/); // a room name cut short
+  bad([0, 3, 20, 0, 1, 2, 0xc3, 0x28], /not valid UTF-8/);
+  assert.throws(() => decodeClientMsg(Uint8Array.from([0, 3, 2, 0xc3, 0x28, 0, 0])), /not valid UTF-8/);
 });
 
 test('malformed client messages are refused with the reason: Option bytes, lengths, limits', () => {
   const bad = (bytes, pattern) => assert.throws(() => decodeClientMsg(Uint8Array.from(bytes)), pattern);
-  const ann = [0, 2, 3, 0x61, 0x6e, 0x6e, 0];
+  const ann = [0, 3, 3, 0x61, 0x6e, 0x6e, 0];
   for (const b of [2, 3, 0xff]) bad([...ann, b], new RegExp(`invalid Option tag ${b}`)); // only 00 and 01
   bad([...ann, 1, 0, 1, 2], /too early/); // Some, then a token cut short
-  bad([0, 2, 3, 0x61, 0x6e, 0x6e], /too early/); // a v1 Hello: no ticket, no resume
-  bad([3, 2], /too early/); // Watch without its ticket
+  bad([0, 3, 3, 0x61, 0x6e, 0x6e], /too early/); // a v1-shaped Hello: no ticket, no resume
+  bad([3, 3], /too early/); // Watch without its ticket
   bad([4, 2, 0], /unknown message or enum tag 4/);
-  bad([0, 2, 33, ...new Array(33).fill(0x61), 0, 0], /name is 33 bytes, the limit is 32/);
-  bad([3, 2, 0xfb, 1, 1, ...new Array(257).fill(0x78)], /ticket is 257 bytes, the limit is 256/);
+  bad([0, 3, 33, ...new Array(33).fill(0x61), 0, 0], /name is 33 bytes, the limit is 32/);
+  bad([3, 3, 0xfb, 1, 1, ...new Array(257).fill(0x78)], /ticket is 257 bytes, the limit is 256/);
 
-  const hello = (fields) => encodeClientMsg({ type: 'Hello', protocol: 2, name: 'ann', ...fields });
+  const hello = (fields) => encodeClientMsg({ type: 'Hello', protocol: 3, name: 'ann', ...fields });
   assert.deepEqual(Array.from(hello({})), [...ann, 0], 'ticket and resume may be left out');
   assert.throws(() => hello({ ticket: 'x'.repeat(257) }), { name: 'RangeError', message: /257 bytes/ });
   assert.throws(() => hello({ resume: { token: new Uint8Array(15), tick: 1 } }), /16 bytes, got 15/);
