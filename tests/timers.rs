@@ -363,3 +363,44 @@ fn a_dropped_player_is_resumed_within_its_grace_period_and_joins_anew_after_it()
     h.until(&mut late, |p| p.joined().is_some());
     assert_eq!(late.joined().map(|(_, resumed)| resumed), Some(false));
 }
+
+#[test]
+fn an_empty_room_is_disposed_at_its_idle_deadline_and_not_a_tick_sooner() {
+    const IDLE: Duration = Duration::from_millis(1_000);
+    let mut h = Stepped::start(|c| {
+        c.room_idle_ms = IDLE.as_millis() as u64;
+        c.resume_grace_ms = 0;
+    });
+    let upgrade = std::str::from_utf8(UPGRADE)
+        .unwrap()
+        .replacen("/ws", "/ws/brief", 1);
+    let mut peer = h.connect();
+    peer.send(upgrade.as_bytes());
+    h.until(&mut peer, |p| p.frames().1.iter().any(|(op, _)| *op == 0x2));
+    peer.send_msg(&hello(None));
+    h.until(&mut peer, |p| p.joined().is_some());
+    assert_eq!(h.server.gauges().rooms_open, 2);
+    // The player goes (no resume): the room is empty from the next timer tick on.
+    drop(peer);
+    let t0 = Instant::now();
+    while h.server.gauges().players > 0 {
+        h.server.turn(Some(Duration::from_millis(5))).unwrap();
+        assert!(
+            t0.elapsed() < WAIT_MAX,
+            "the dropped player was never reaped"
+        );
+    }
+    h.advance(IDLE - TICK);
+    assert_eq!(
+        h.server.gauges().rooms_open,
+        2,
+        "disposed before --room-idle-ms"
+    );
+    h.advance(TICK * 2);
+    assert_eq!(
+        h.server.gauges().rooms_open,
+        1,
+        "still open past --room-idle-ms"
+    );
+    assert_eq!(h.server.metrics().rooms_disposed_idle, 1);
+}
