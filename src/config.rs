@@ -197,6 +197,43 @@ pub struct Config {
     /// --handshake-timeout-ms.
     #[arg(long, default_value_t = 16)]
     pub health_slots: usize,
+
+    // ---- rooms (docs/PROTOCOL.md, "Rooms"; docs/OPERATIONS.md) ----
+    /// The room plain `/ws` joins, created at start with the first room type and never disposed.
+    #[arg(long, default_value = "default", value_parser = parse_room_name)]
+    pub default_room: String,
+
+    /// Who may create a room by naming it in the upgrade URL: `open` (anyone), `ticket` (only an upgrade
+    /// whose `?ticket=` is bound to that room) or `off` (only the default room exists).
+    #[arg(long, value_enum, default_value_t = RoomCreation::Open)]
+    pub room_creation: RoomCreation,
+
+    /// Most rooms open at once (the default room included); the next create is answered 503.
+    #[arg(long, default_value_t = 1_000)]
+    pub max_rooms: usize,
+
+    /// A room with no connections and no players waiting to resume is disposed after this long (never the
+    /// default room); its name can then be created anew.
+    #[arg(long, default_value_t = 30_000)]
+    pub room_idle_ms: u64,
+}
+
+/// Who may create rooms (`--room-creation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoomCreation {
+    /// Any client, by naming a room that does not exist.
+    Open,
+    /// Only an upgrade whose `?ticket=` is bound to the room it names (a matchmaker signed it).
+    Ticket,
+    /// Nobody: only the default room exists.
+    Off,
+}
+
+fn parse_room_name(name: &str) -> Result<String, String> {
+    match crate::sim::room::valid_room_name(name) {
+        true => Ok(name.to_string()),
+        false => Err("a room name is 1 to 64 of A-Z a-z 0-9 _ -".to_string()),
+    }
 }
 
 impl Default for Config {
@@ -251,6 +288,9 @@ impl Config {
         if self.peer_table_max == 0 {
             return Err("--peer-table-max must be at least 1".to_string());
         }
+        if self.max_rooms == 0 {
+            return Err("--max-rooms must be at least 1 (the default room)".to_string());
+        }
         if self.max_message_bytes < 16 {
             return Err("--max-message-bytes must be at least 16".to_string());
         }
@@ -282,7 +322,14 @@ impl Config {
             .saturating_add(crate::net::socket::DESCRIPTORS_SPARE)
     }
 
+    /// The period of the process's own timers (connection timeouts, pings, idle rooms): one `--tick-hz`
+    /// tick.
     pub fn tick_duration(&self) -> std::time::Duration {
-        std::time::Duration::from_nanos(1_000_000_000 / u64::from(self.tick_hz))
+        tick_period(self.tick_hz)
     }
+}
+
+/// The length of one tick at `tick_hz`.
+pub fn tick_period(tick_hz: u16) -> std::time::Duration {
+    std::time::Duration::from_nanos(1_000_000_000 / u64::from(tick_hz.max(1)))
 }

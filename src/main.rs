@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use tickcast::sim::arena::{Arena, ArenaSettings};
+use tickcast::sim::arena::ArenaSettings;
 use tickcast::{Config, Server};
 
 /// tickcast: an authoritative multiplayer game server (binary WebSockets, fixed tick, shared deltas),
@@ -25,9 +25,7 @@ fn main() -> ExitCode {
         eprintln!("tickcast: {e}");
         return ExitCode::from(2);
     }
-    let mut server = match Server::bind(cfg.clone(), |world| {
-        Arena::new(world, arena.npcs, arena.seed)
-    }) {
+    let mut server = match Server::bind(cfg.clone(), arena.room_types()) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("tickcast: cannot start on {}: {e}", cfg.listen);
@@ -55,8 +53,8 @@ fn main() -> ExitCode {
 
     let addr = server.local_addr();
     eprintln!(
-        "tickcast: listening on http://{addr} (WebSocket at ws://{addr}/ws), {} Hz",
-        cfg.tick_hz
+        "tickcast: listening on http://{addr} (WebSockets at ws://{addr}/ws/ROOM; /ws is room {}), {} Hz",
+        cfg.default_room, cfg.tick_hz
     );
     match server.run() {
         Ok(()) => {

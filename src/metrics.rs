@@ -36,10 +36,18 @@ pub enum CloseReason {
     AddressConnections,
     /// Refused with 429: the address opened connections faster than `--accepts-per-ip-per-s`.
     AddressRate,
+    /// A `Hello` or `Watch` past its room's cap (4006).
+    RoomFull,
+    /// The game ended the room (4007).
+    RoomEnded,
+    /// The game kicked the player (4008).
+    Kicked,
+    /// An upgrade refused for its room (bad name, unknown room or type, options refused, room limit).
+    RoomRefused,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 22] = [
+    pub const ALL: [CloseReason; 26] = [
         CloseReason::Peer,
         CloseReason::HttpDone,
         CloseReason::HttpError,
@@ -62,6 +70,10 @@ impl CloseReason {
         CloseReason::Rejected,
         CloseReason::AddressConnections,
         CloseReason::AddressRate,
+        CloseReason::RoomFull,
+        CloseReason::RoomEnded,
+        CloseReason::Kicked,
+        CloseReason::RoomRefused,
     ];
 
     pub fn label(self) -> &'static str {
@@ -88,6 +100,10 @@ impl CloseReason {
             CloseReason::Rejected => "rejected",
             CloseReason::AddressConnections => "address_connections",
             CloseReason::AddressRate => "address_rate",
+            CloseReason::RoomFull => "room_full",
+            CloseReason::RoomEnded => "room_ended",
+            CloseReason::Kicked => "kicked",
+            CloseReason::RoomRefused => "room_refused",
         }
     }
 }
@@ -179,6 +195,14 @@ pub struct Metrics {
     /// `accept` failures (out of file descriptors, say); each is retried at the next tick, or answered
     /// through the reserve descriptor.
     pub accept_errors: u64,
+    pub rooms_created: u64,
+    /// Rooms disposed after `--room-idle-ms` with nobody in them.
+    pub rooms_disposed_idle: u64,
+    /// Rooms their game ended.
+    pub rooms_ended: u64,
+    /// Creates refused for `--max-rooms`.
+    pub rooms_refused_limit: u64,
+    /// Ticks of one room: a room's tick runs its game's steps and queues its updates.
     pub tick_duration: Histogram,
     pub tick_lateness: Histogram,
 }
@@ -208,6 +232,10 @@ impl Default for Metrics {
             resumes_refused: 0,
             sessions_expired: 0,
             accept_errors: 0,
+            rooms_created: 0,
+            rooms_disposed_idle: 0,
+            rooms_ended: 0,
+            rooms_refused_limit: 0,
             tick_duration: Histogram::new(TICK_BUCKETS_US),
             tick_lateness: Histogram::new(TICK_BUCKETS_US),
         }
@@ -226,6 +254,7 @@ pub struct Gauges {
     pub draining: bool,
     /// Client addresses tracked for the per-address limits.
     pub peer_addresses: usize,
+    pub rooms_open: usize,
 }
 
 impl Metrics {
@@ -258,7 +287,7 @@ impl Metrics {
         one(
             "players",
             "gauge",
-            "Players with a connection.",
+            "Players with a connection, in every room.",
             g.players as u64,
         );
         one(
@@ -270,7 +299,7 @@ impl Metrics {
         one(
             "entities",
             "gauge",
-            "Entities alive in the replicated world.",
+            "Entities alive in every room's replicated world.",
             g.entities as u64,
         );
         one(
@@ -406,6 +435,30 @@ impl Metrics {
             self.sessions_expired,
         );
         one(
+            "rooms_open",
+            "gauge",
+            "Rooms open (the default room included), at most --max-rooms.",
+            g.rooms_open as u64,
+        );
+        one(
+            "rooms_created_total",
+            "counter",
+            "Rooms created (the default room included).",
+            self.rooms_created,
+        );
+        one(
+            "rooms_refused_total",
+            "counter",
+            "Upgrades refused for their room: bad name, no such room, unknown type, options refused, --max-rooms.",
+            self.closed_count(CloseReason::RoomRefused),
+        );
+        one(
+            "room_limit_refusals_total",
+            "counter",
+            "Room creates refused because --max-rooms rooms were open (also in rooms_refused_total).",
+            self.rooms_refused_limit,
+        );
+        one(
             "peer_addresses",
             "gauge",
             "Client addresses tracked for the per-address limits (bounded by --peer-table-max).",
@@ -434,6 +487,14 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP tickcast_rooms_disposed_total Rooms gone, by why: idle (--room-idle-ms) or ended (by the game).\n\
+             # TYPE tickcast_rooms_disposed_total counter\n\
+             tickcast_rooms_disposed_total{{reason=\"idle\"}} {}\n\
+             tickcast_rooms_disposed_total{{reason=\"ended\"}} {}",
+            self.rooms_disposed_idle, self.rooms_ended
+        );
+        let _ = writeln!(
+            out,
             "# HELP tickcast_connections_closed_total Connections closed, by reason."
         );
         let _ = writeln!(out, "# TYPE tickcast_connections_closed_total counter");
@@ -448,12 +509,12 @@ impl Metrics {
         self.tick_duration.render(
             &mut out,
             "tickcast_tick_duration_seconds",
-            "Time to run a tick and queue its updates.",
+            "Time to run one room's tick and queue its updates (every room's ticks together).",
         );
         self.tick_lateness.render(
             &mut out,
             "tickcast_tick_lateness_seconds",
-            "How late a tick started against its schedule.",
+            "How late a room's tick started against its schedule (every room's ticks together).",
         );
         out
     }

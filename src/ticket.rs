@@ -4,7 +4,9 @@
 //! Format (all ASCII): `v1.<player>.<expires>.<signature>`, where `player` is the backend's player id
 //! (1 to 64 characters of `A-Z a-z 0-9 _ -`), `expires` the Unix time in seconds after which the ticket is
 //! refused, and `signature` the unpadded base64url of HMAC-SHA256(secret, `v1.<player>.<expires>`).
-//! `docs/OPERATIONS.md` has an issuing example. A ticket is never logged or counted by value.
+//! A ticket bound to one room is `v2.<player>.<room>.<expires>.<signature>`, signed over
+//! `v2.<player>.<room>.<expires>` (a room name has the same alphabet as a player id): it admits only to that
+//! room. `docs/OPERATIONS.md` has an issuing example. A ticket is never logged or counted by value.
 //!
 //! A ticket whose `expires` is further ahead than `--ticket-lifetime-max-s` is refused too: the server does
 //! not remember used tickets, so a ticket can be replayed until it expires, and that bound caps how long a
@@ -22,7 +24,7 @@ pub const TICKET_LEN_MAX: usize = 256;
 const PLAYER_LEN_MAX: usize = 64;
 
 /// Why a ticket was refused; the text goes into the 401 body or the 4004 close reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TicketError {
     Missing,
     Malformed,
@@ -34,10 +36,23 @@ pub enum TicketError {
     },
     /// Valid, but a resume with it names a session another account's ticket created.
     OtherAccount,
+    /// Valid, but bound to another room than the one it was presented in.
+    OtherRoom {
+        room: Box<str>,
+    },
+}
+
+/// What a valid ticket says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claims<'t> {
+    /// The game backend's player id: the connection's account.
+    pub player: &'t str,
+    /// The room it admits to (a `v2` ticket); `None`: any room.
+    pub room: Option<&'t str>,
 }
 
 impl TicketError {
-    pub fn why(self) -> Cow<'static, str> {
+    pub fn why(&self) -> Cow<'static, str> {
         match self {
             TicketError::Missing => {
                 "a ticket is required: /ws?ticket=... or in Hello or Watch".into()
@@ -49,6 +64,7 @@ impl TicketError {
                 format!("ticket expires too far ahead: at most {max_s} s").into()
             }
             TicketError::OtherAccount => "ticket is for another account than this session".into(),
+            TicketError::OtherRoom { room } => format!("ticket is for room {room}").into(),
         }
     }
 }
@@ -60,6 +76,13 @@ pub fn issue(secret: &[u8], player: &str, expires_unix_s: u64) -> String {
     format!("{payload}.{signature}")
 }
 
+/// Signs a ticket for `player` that admits only to `room`, valid until `expires_unix_s`.
+pub fn issue_for_room(secret: &[u8], player: &str, room: &str, expires_unix_s: u64) -> String {
+    let payload = format!("v2.{player}.{room}.{expires_unix_s}");
+    let signature = data_encoding::BASE64URL_NOPAD.encode(&sign(secret, payload.as_bytes()));
+    format!("{payload}.{signature}")
+}
+
 fn sign(secret: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes a key of any length");
     mac.update(payload);
@@ -67,29 +90,32 @@ fn sign(secret: &[u8], payload: &[u8]) -> Vec<u8> {
 }
 
 /// Checks `ticket` against `secret` at `now_unix_s`, refusing one that expires more than `lifetime_max_s`
-/// seconds after it; the player id on success. The signature is checked first, so a forgery learns
-/// nothing about the time rules.
+/// seconds after it; what it says on success. The signature is checked first, so a forgery learns nothing
+/// about the time rules.
 pub fn verify<'t>(
     secret: &[u8],
     ticket: &'t str,
     now_unix_s: u64,
     lifetime_max_s: u64,
-) -> Result<&'t str, TicketError> {
+) -> Result<Claims<'t>, TicketError> {
     if ticket.len() > TICKET_LEN_MAX {
         return Err(TicketError::Malformed);
     }
     let (payload, signature) = ticket.rsplit_once('.').ok_or(TicketError::Malformed)?;
-    let mut parts = payload.split('.');
-    let (Some("v1"), Some(player), Some(expires), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(TicketError::Malformed);
+    let parts: Vec<&str> = payload.splitn(5, '.').collect();
+    let (player, room, expires) = match parts[..] {
+        ["v1", player, expires] => (player, None, expires),
+        ["v2", player, room, expires] => (player, Some(room), expires),
+        _ => return Err(TicketError::Malformed),
     };
-    let player_ok = !player.is_empty()
-        && player.len() <= PLAYER_LEN_MAX
-        && player
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let id_ok = |id: &str| {
+        !id.is_empty()
+            && id.len() <= PLAYER_LEN_MAX
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    let player_ok = id_ok(player) && room.is_none_or(id_ok);
     let expires: u64 = expires.parse().map_err(|_| TicketError::Malformed)?;
     let signature = data_encoding::BASE64URL_NOPAD
         .decode(signature.as_bytes())
@@ -110,7 +136,7 @@ pub fn verify<'t>(
             max_s: lifetime_max_s,
         });
     }
-    Ok(player)
+    Ok(Claims { player, room })
 }
 
 /// The value of `ticket` in a request target's query string, percent-decoding not needed (the format is
@@ -128,11 +154,39 @@ mod tests {
     /// A lifetime bound no test ticket here comes near, where the bound is not what is tested.
     const LONG: u64 = u64::MAX;
 
+    fn any_room(player: &str) -> Claims<'_> {
+        Claims { player, room: None }
+    }
+
+    #[test]
+    fn a_room_bound_ticket_names_its_room_and_its_signature_covers_it() {
+        let t = issue_for_room(SECRET, "ann", "arena-1", 1_000);
+        assert!(t.starts_with("v2.ann.arena-1.1000."), "{t}");
+        let claims = verify(SECRET, &t, 0, LONG);
+        assert_eq!(
+            claims,
+            Ok(Claims {
+                player: "ann",
+                room: Some("arena-1")
+            })
+        );
+        let moved = t.replace(".arena-1.", ".arena-2.");
+        assert_eq!(
+            verify(SECRET, &moved, 0, LONG),
+            Err(TicketError::BadSignature)
+        );
+        let unbound = t.replace("v2.ann.arena-1.", "v1.ann.");
+        assert_eq!(
+            verify(SECRET, &unbound, 0, LONG),
+            Err(TicketError::BadSignature)
+        );
+    }
+
     #[test]
     fn issued_tickets_verify_until_they_expire() {
         let t = issue(SECRET, "player_42", 1_000);
-        assert_eq!(verify(SECRET, &t, 999, LONG), Ok("player_42"));
-        assert_eq!(verify(SECRET, &t, 1_000, LONG), Ok("player_42"));
+        assert_eq!(verify(SECRET, &t, 999, LONG), Ok(any_room("player_42")));
+        assert_eq!(verify(SECRET, &t, 1_000, LONG), Ok(any_room("player_42")));
         assert_eq!(verify(SECRET, &t, 1_001, LONG), Err(TicketError::Expired));
     }
 
@@ -157,7 +211,9 @@ mod tests {
             "",
             "v1",
             "v1.p1.1000",
+            "v3.p1.1000.AAAA",
             "v2.p1.1000.AAAA",
+            "v2.p1.r 1.1000.AAAA",
             "v1.p 1.1000.AAAA",
             "v1.p1.soon.AAAA",
             "v1.p1.1.!!",
@@ -178,7 +234,7 @@ mod tests {
     fn a_ticket_expiring_beyond_the_lifetime_bound_is_refused_with_the_bound() {
         let now = 1_000_000;
         let at_bound = issue(SECRET, "p1", now + 300);
-        assert_eq!(verify(SECRET, &at_bound, now, 300), Ok("p1"));
+        assert_eq!(verify(SECRET, &at_bound, now, 300), Ok(any_room("p1")));
         let beyond = issue(SECRET, "p1", now + 301);
         let refused = verify(SECRET, &beyond, now, 300);
         assert_eq!(refused, Err(TicketError::TooFarAhead { max_s: 300 }));
@@ -197,7 +253,7 @@ mod tests {
             Err(TicketError::BadSignature)
         );
         // Ten seconds later the same ticket is inside the bound.
-        assert_eq!(verify(SECRET, &beyond, now + 10, 300), Ok("p1"));
+        assert_eq!(verify(SECRET, &beyond, now + 10, 300), Ok(any_room("p1")));
     }
 
     #[test]

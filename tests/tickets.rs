@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use common::{http_exchange, Client, TestServer};
 use tickcast::proto::{self, ClientMsg, ServerMsg};
 use tickcast::sim::arena::{Arena, ArenaEntity, ArenaInput};
-use tickcast::sim::{Game, Joining, PlayerId};
+use tickcast::sim::{Game, Joining, PlayerId, RoomControl};
 use tickcast::sync::World;
 use tickcast::ticket;
 
@@ -84,8 +84,14 @@ impl Game for Recording {
         self.arena.input(player, seq, input)
     }
 
-    fn step(&mut self, world: &mut World<ArenaEntity>, tick: u64, dt_s: f32) {
-        self.arena.step(world, tick, dt_s)
+    fn step(
+        &mut self,
+        world: &mut World<ArenaEntity>,
+        tick: u64,
+        dt_s: f32,
+        room: &mut RoomControl,
+    ) {
+        self.arena.step(world, tick, dt_s, room)
     }
 }
 
@@ -101,7 +107,7 @@ fn ticket_server(secret: &SecretFile) -> (TestServer, Arc<Mutex<Vec<Option<Strin
         },
         move |world, cfg| Recording {
             arena: Arena::new(world, cfg.npcs, cfg.seed),
-            accounts: recorded,
+            accounts: recorded.clone(),
         },
     );
     (server, accounts)

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{client_frame, close_of, server_frame, UPGRADE, WAIT_MAX};
 use tickcast::clock::ManualClock;
 use tickcast::proto::{self, ClientMsg, ServerMsg};
-use tickcast::sim::arena::{Arena, ArenaDiff, ArenaEntity, ArenaInput};
+use tickcast::sim::arena::{Arena, ArenaDiff, ArenaEntity, ArenaInput, ArenaSettings};
 use tickcast::{Config, Server};
 
 type Msg = ServerMsg<ArenaEntity, ArenaDiff>;
@@ -34,10 +34,12 @@ impl Stepped {
         };
         adjust(&mut cfg);
         let clock = ManualClock::new(Instant::now());
-        let (npcs, seed) = (4, 1);
-        let server =
-            Server::bind_with_clock(cfg, clock.clone(), |world| Arena::new(world, npcs, seed))
-                .expect("bind");
+        let arena = ArenaSettings {
+            npcs: 4,
+            seed: 1,
+            ..ArenaSettings::default()
+        };
+        let server = Server::bind_with_clock(cfg, clock.clone(), arena.room_types()).expect("bind");
         Stepped { server, clock }
     }
 

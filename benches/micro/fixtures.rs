@@ -90,7 +90,8 @@ impl ArenaFixture {
         for (player, input) in self.players.iter().zip(inputs) {
             self.game.input(*player, self.seq, *input);
         }
-        self.game.step(&mut self.world, tick, DT_S);
+        self.game
+            .step(&mut self.world, tick, DT_S, &mut Default::default());
         self.world.complete_tick();
     }
 

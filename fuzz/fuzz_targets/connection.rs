@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use tickcast::net::frame;
 use tickcast::proto::{self, ClientMsg, ServerMsg};
-use tickcast::sim::arena::{Arena, ArenaDiff, ArenaEntity, ArenaInput};
+use tickcast::sim::arena::{ArenaDiff, ArenaEntity, ArenaInput, ArenaSettings};
 use tickcast::{Config, Server};
 use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
@@ -124,9 +124,12 @@ fn server() -> SocketAddr {
         std::thread::Builder::new()
             .name("tickcast-server".into())
             .spawn(move || {
-                let (npcs, seed) = (4, 1);
-                let mut server =
-                    Server::bind(cfg, |world| Arena::new(world, npcs, seed)).expect("bind");
+                let arena = ArenaSettings {
+                    npcs: 4,
+                    seed: 1,
+                    ..ArenaSettings::default()
+                };
+                let mut server = Server::bind(cfg, arena.room_types()).expect("bind");
                 tx.send(server.local_addr()).unwrap();
                 server.run().expect("server loop ended with an error");
                 panic!("server loop returned without being asked to stop");

@@ -1,20 +1,20 @@
-//! Arbitrary bytes as an HTTP request head: `route` must never panic, and what it returns must be
+//! Arbitrary bytes as an HTTP request head: `parse` must never panic, and what it returns must be
 //! something the loop can act on safely; and the loop's incremental reader (`HeadBuf`, which parses only
 //! once a blank line may have arrived) must give the same answer however the bytes are cut into reads.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tickcast::net::http::{route, HeadBuf, Refusal, Route};
+use tickcast::net::http::{parse, HeadBuf, Refusal, Request};
 
 /// The server's default `--max-header-bytes`.
 const MAX_HEADER_BYTES: usize = 8192;
 
 /// Feeds `data` to a [`HeadBuf`] the way the loop does: read by read (cut where `cuts` says), at most one
-/// byte past the limit in all, asking for a route after each read until there is an answer.
+/// byte past the limit in all, asking for a parse after each read until there is an answer.
 fn fed(
     data: &[u8],
     mut cuts: impl Iterator<Item = usize>,
-) -> Result<Option<Route>, Refusal<'static>> {
+) -> Result<Option<Request>, Refusal<'static>> {
     let data = &data[..data.len().min(MAX_HEADER_BYTES + 1)];
     let mut buf = HeadBuf::default();
     let mut at = 0;
@@ -22,7 +22,7 @@ fn fed(
         let n = cuts.next().unwrap_or(data.len()).clamp(1, data.len() - at);
         buf.extend(&data[at..at + n]);
         at += n;
-        let answer = buf.route(MAX_HEADER_BYTES, None);
+        let answer = buf.parse(MAX_HEADER_BYTES);
         if !matches!(answer, Ok(None)) {
             return answer;
         }
@@ -48,14 +48,16 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(whole, by_byte, "fed whole vs byte by byte");
     assert_eq!(whole, by_chunks, "fed whole vs in chunks (seed {seed})");
 
-    match route(data, MAX_HEADER_BYTES) {
+    match parse(data, MAX_HEADER_BYTES) {
         // "Read more" is only ever said below the limit, so the read buffer stays bounded.
         Ok(None) => assert!(
             data.len() < MAX_HEADER_BYTES,
             "Partial at {} bytes",
             data.len()
         ),
-        Ok(Some(Route::Upgrade { key, head_len, .. })) => {
+        Ok(Some(Request {
+            head_len, upgrade, ..
+        })) => {
             // The loop hands `buf[head_len..]` to the WebSocket as early frames.
             assert!(
                 head_len <= data.len(),
@@ -63,15 +65,16 @@ fuzz_target!(|data: &[u8]| {
                 data.len()
             );
             assert!(head_len <= MAX_HEADER_BYTES);
-            assert!(!key.is_empty());
-            // The head is self-contained: the same bytes without what follows route the same way.
-            let again = route(&data[..head_len], MAX_HEADER_BYTES);
+            if let Ok(upgrade) = &upgrade {
+                assert!(!upgrade.key.is_empty());
+            }
+            // The head is self-contained: the same bytes without what follows parse the same way.
+            let again = parse(&data[..head_len], MAX_HEADER_BYTES);
             assert!(
-                matches!(&again, Ok(Some(Route::Upgrade { head_len: h, .. })) if *h == head_len),
-                "head alone routes as {again:?}"
+                matches!(&again, Ok(Some(r)) if r.head_len == head_len && r.upgrade == upgrade),
+                "head alone parses as {again:?}"
             );
         }
-        Ok(Some(_)) => {}
         Err(refusal) => assert!(
             (400..600).contains(&refusal.status) && !refusal.why.is_empty(),
             "{refusal:?}"

@@ -179,6 +179,14 @@ pub struct WsState {
     pub caught_up: bool,
 }
 
+/// Where a connection sits in the application's rooms: the room's key in the loop's room table, and the
+/// connection's index in that room's member list. Plain data; the server keeps it true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Membership {
+    pub room: usize,
+    pub at: usize,
+}
+
 /// What a WebSocket connection is, by what its client said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -214,8 +222,8 @@ pub struct Conn {
     pub on_write_list: bool,
     /// Whether the connection is on the loop's reread list (it spent its read budget).
     pub on_reread_list: bool,
-    /// Its place in its room's member list, once it said `Hello` or `Watch`.
-    pub member_at: Option<usize>,
+    /// The room it is in and its place in that room's member list, from its upgrade on.
+    pub membership: Option<Membership>,
     pub closing: Option<Closing>,
     /// Set when the connection must be reaped at the end of the turn, with why.
     pub dead: Option<CloseReason>,
@@ -280,7 +288,7 @@ impl Conn {
             writable_interest: false,
             on_write_list: false,
             on_reread_list: false,
-            member_at: None,
+            membership: None,
             closing: None,
             dead: None,
             read_drained: false,

@@ -1,29 +1,47 @@
-//! HTTP/1.1 on the WebSocket port: just enough to route a request and answer it, parsed with httparse
-//! from the bytes read so far, never blocking. Every answer closes the connection (`Connection: close`),
-//! except a successful upgrade, which turns the connection into a WebSocket.
-
-use crate::assets::{self, Asset};
+//! HTTP/1.1 on the WebSocket port: just enough to parse a request head and answer it, with httparse on
+//! the bytes read so far, never blocking. Every answer closes the connection (`Connection: close`), except
+//! a successful upgrade, which turns the connection into a WebSocket. Which paths exist is the
+//! application's business (`server/routes.rs`); this module knows requests, not routes.
 
 /// Most headers a request may carry; more is answered with 431.
 const HEADERS_MAX: usize = 48;
 
-/// Where a complete request goes.
+/// A complete request head, as far as the server looks at it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    /// `GET /ws` with valid upgrade headers; the key to answer with.
-    Upgrade {
-        key: String,
-        /// The `Origin` header, which browsers always send.
-        origin: Option<String>,
-        head_len: usize,
-        /// The conformance echo route rather than the game.
-        echo: bool,
-        /// The `ticket` query parameter, checked by the loop when tickets are required.
-        ticket: Option<String>,
-    },
-    Health,
-    Metrics,
-    Asset(&'static Asset),
+pub struct Request {
+    pub method: String,
+    /// The request target as sent: the path, then `?` and the query if any.
+    pub target: String,
+    /// Bytes of the head; what follows in the buffer is the client's first WebSocket bytes.
+    pub head_len: usize,
+    /// The WebSocket upgrade headers, checked; or why this request is no valid upgrade.
+    pub upgrade: Result<Upgrade, Refusal<'static>>,
+}
+
+/// What a valid upgrade request carries that the answer needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    /// `Sec-WebSocket-Key`, to answer with.
+    pub key: String,
+    /// The `Origin` header, which browsers always send.
+    pub origin: Option<String>,
+}
+
+impl Request {
+    /// The target without its query.
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+    }
+
+    /// The query's `name=value` pairs as written (not percent-decoded), in order; a pair without `=` has
+    /// an empty value.
+    pub fn query(&self) -> impl Iterator<Item = (&str, &str)> {
+        let query = self.target.split_once('?').map_or("", |(_, q)| q);
+        query
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+    }
 }
 
 /// An HTTP error answer: status and the short body saying why.
@@ -34,23 +52,14 @@ pub struct Refusal<'a> {
 }
 
 impl Refusal<'static> {
-    fn new(status: u16, why: &'static str) -> Self {
+    pub const fn new(status: u16, why: &'static str) -> Self {
         Refusal { status, why }
     }
 }
 
 /// Parses the request head in `buf`. `Ok(None)`: incomplete, read more (the caller enforces the size limit
 /// on what it buffers and the handshake timeout).
-pub fn route(buf: &[u8], max_header_bytes: usize) -> Result<Option<Route>, Refusal<'static>> {
-    route_with_echo(buf, max_header_bytes, None)
-}
-
-/// [`route`], plus the conformance echo WebSocket at `echo_path` when one is configured (`--echo-path`).
-pub fn route_with_echo(
-    buf: &[u8],
-    max_header_bytes: usize,
-    echo_path: Option<&str>,
-) -> Result<Option<Route>, Refusal<'static>> {
+pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<Request>, Refusal<'static>> {
     let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
@@ -65,28 +74,11 @@ pub fn route_with_echo(
     if head_len > max_header_bytes {
         return Err(Refusal::new(431, "request head too large"));
     }
-    let method = req.method.unwrap_or("");
-    let target = req.path.unwrap_or("/");
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
-    let ticket = crate::ticket::from_query(target);
-    let echo = echo_path == Some(path);
-    let known = echo
-        || path == "/ws"
-        || path == "/healthz"
-        || path == "/metrics"
-        || assets::find(path).is_some();
-    if !known {
-        return Err(Refusal::new(404, "not found"));
-    }
-    if method != "GET" {
-        return Err(Refusal::new(405, "method not allowed: use GET"));
-    }
-    Ok(Some(match path {
-        "/ws" => upgrade(req.headers, head_len, false, ticket)?,
-        _ if echo => upgrade(req.headers, head_len, true, None)?,
-        "/healthz" => Route::Health,
-        "/metrics" => Route::Metrics,
-        _ => Route::Asset(assets::find(path).expect("checked above")),
+    Ok(Some(Request {
+        method: req.method.unwrap_or("").to_string(),
+        target: req.path.unwrap_or("/").to_string(),
+        head_len,
+        upgrade: upgrade(req.headers),
     }))
 }
 
@@ -132,20 +124,16 @@ impl HeadBuf {
         self.bytes.extend_from_slice(bytes);
     }
 
-    /// [`route_with_echo`] on what has arrived, parsing only when the head may be complete. `Ok(None)`:
-    /// read more. Only the first `max_header_bytes` are parsed, so the answer does not depend on how the
-    /// bytes were cut into reads (the `http_request` fuzz target checks it).
-    pub fn route(
-        &mut self,
-        max_header_bytes: usize,
-        echo_path: Option<&str>,
-    ) -> Result<Option<Route>, Refusal<'static>> {
+    /// [`parse`] on what has arrived, parsing only when the head may be complete. `Ok(None)`: read more.
+    /// Only the first `max_header_bytes` are parsed, so the answer does not depend on how the bytes were
+    /// cut into reads (the `http_request` fuzz target checks it).
+    pub fn parse(&mut self, max_header_bytes: usize) -> Result<Option<Request>, Refusal<'static>> {
         if !self.may_be_complete() && self.bytes.len() < max_header_bytes {
             return Ok(None);
         }
         self.parses += 1;
         let head = &self.bytes[..self.bytes.len().min(max_header_bytes)];
-        route_with_echo(head, max_header_bytes, echo_path)
+        parse(head, max_header_bytes)
     }
 
     /// Scans the bytes not scanned yet (and the two before them, so a blank line split across reads is
@@ -168,12 +156,8 @@ impl HeadBuf {
     }
 }
 
-fn upgrade(
-    headers: &[httparse::Header<'_>],
-    head_len: usize,
-    echo: bool,
-    ticket: Option<&str>,
-) -> Result<Route, Refusal<'static>> {
+/// The upgrade headers of a request, or why they are no valid WebSocket upgrade.
+fn upgrade(headers: &[httparse::Header<'_>]) -> Result<Upgrade, Refusal<'static>> {
     let header = |name: &str| {
         headers
             .iter()
@@ -193,12 +177,9 @@ fn upgrade(
         return Err(Refusal::new(426, "unsupported WebSocket version: use 13"));
     }
     match header("sec-websocket-key").map(str::trim) {
-        Some(key) if !key.is_empty() => Ok(Route::Upgrade {
+        Some(key) if !key.is_empty() => Ok(Upgrade {
             key: key.to_string(),
             origin: header("origin").map(|o| o.trim().to_string()),
-            head_len,
-            echo,
-            ticket: ticket.map(str::to_string),
         }),
         _ => Err(Refusal::new(400, "missing Sec-WebSocket-Key")),
     }
@@ -209,11 +190,13 @@ fn reason_phrase(status: u16) -> &'static str {
         101 => "Switching Protocols",
         200 => "OK",
         400 => "Bad Request",
-        404 => "Not Found",
         401 => "Unauthorized",
+        404 => "Not Found",
         403 => "Forbidden",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
@@ -286,48 +269,49 @@ pub fn write_upgrade(out: &mut Vec<u8>, key: &str) {
 mod tests {
     use super::*;
 
-    fn r(s: &str) -> Result<Option<Route>, Refusal<'static>> {
-        route(s.as_bytes(), 8192)
+    fn p(s: &str) -> Result<Option<Request>, Refusal<'static>> {
+        parse(s.as_bytes(), 8192)
     }
 
     #[test]
-    fn routes_and_refusals() {
-        assert_eq!(
-            r("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Ok(Some(Route::Health))
-        );
-        assert_eq!(
-            r("GET /metrics?x=1 HTTP/1.1\r\n\r\n"),
-            Ok(Some(Route::Metrics))
-        );
-        assert_eq!(r("GET /healthz HTTP/1.1\r\nHost: x\r\n"), Ok(None));
-        assert_eq!(r("GET /nope HTTP/1.1\r\n\r\n").unwrap_err().status, 404);
-        assert_eq!(r("POST /healthz HTTP/1.1\r\n\r\n").unwrap_err().status, 405);
-        assert_eq!(r("GET /ws HTTP/1.1\r\n\r\n").unwrap_err().status, 426);
-        assert_eq!(r("\x01\x02 junk\r\n\r\n").unwrap_err().status, 400);
+    fn heads_and_refusals() {
+        let req = p("GET /metrics?x=1&ticket=a.b&flag HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!((req.method.as_str(), req.path()), ("GET", "/metrics"));
+        let query: Vec<_> = req.query().collect();
+        assert_eq!(query, [("x", "1"), ("ticket", "a.b"), ("flag", "")]);
+        assert_eq!(req.upgrade.unwrap_err().status, 426);
+        assert_eq!(p("GET /healthz HTTP/1.1\r\nHost: x\r\n"), Ok(None));
+        assert_eq!(p("\x01\x02 junk\r\n\r\n").unwrap_err().status, 400);
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
-        assert_eq!(r(&big).unwrap_err().status, 431);
+        assert_eq!(p(&big).unwrap_err().status, 431);
         let upgrade = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
                        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        let req = p(upgrade).unwrap().unwrap();
+        assert_eq!(req.head_len, upgrade.len());
         assert_eq!(
-            r(upgrade),
-            Ok(Some(Route::Upgrade {
+            req.upgrade,
+            Ok(Upgrade {
                 key: "dGhlIHNhbXBsZSBub25jZQ==".into(),
                 origin: None,
-                echo: false,
-                ticket: None,
-                head_len: upgrade.len()
-            }))
+            })
         );
+        let old = upgrade.replace("Version: 13", "Version: 8");
+        assert_eq!(p(&old).unwrap().unwrap().upgrade.unwrap_err().status, 426);
     }
 
-    /// Feeds `head` to a [`HeadBuf`] in pieces of `step` bytes; returns the answer and the parses it took.
-    fn fed(head: &[u8], step: usize) -> (Result<Option<Route>, Refusal<'static>>, u32) {
+    /// Feeds `head` to a [`HeadBuf`] in pieces of `step` bytes; returns the path (or refusal status) and
+    /// the parses it took.
+    fn fed(head: &[u8], step: usize) -> (Result<Option<String>, u16>, u32) {
         let mut buf = HeadBuf::default();
         let mut answer = Ok(None);
         for piece in head.chunks(step) {
             buf.extend(piece);
-            answer = buf.route(8192, None);
+            answer = buf
+                .parse(8192)
+                .map(|r| r.map(|r| r.path().to_string()))
+                .map_err(|e| e.status);
             if !matches!(answer, Ok(None)) {
                 break;
             }
@@ -338,23 +322,20 @@ mod tests {
     #[test]
     fn a_head_is_parsed_only_once_its_blank_line_may_have_arrived() {
         let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: trickle\r\n\r\n";
-        assert_eq!(fed(head, 1), (Ok(Some(Route::Health)), 1));
-        assert_eq!(fed(head, 3), (Ok(Some(Route::Health)), 1));
-        assert_eq!(fed(head, head.len()), (Ok(Some(Route::Health)), 1));
+        let health = Ok(Some("/healthz".to_string()));
+        assert_eq!(fed(head, 1), (health.clone(), 1));
+        assert_eq!(fed(head, 3), (health.clone(), 1));
+        assert_eq!(fed(head, head.len()), (health, 1));
         // Bare LF, split across reads; leading empty lines (which httparse skips) do not count.
         assert_eq!(
             fed(b"\r\n\n\r\nGET /metrics HTTP/1.1\nHost: x\n\n", 1),
-            (Ok(Some(Route::Metrics)), 1)
+            (Ok(Some("/metrics".to_string())), 1)
         );
         // No blank line: one parse at the limit, and the answer is 431.
         let endless = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(9000));
-        let (answer, parses) = fed(endless.as_bytes(), 1);
-        assert_eq!(answer.unwrap_err().status, 431);
-        assert_eq!(parses, 1);
+        assert_eq!(fed(endless.as_bytes(), 1), (Err(431), 1));
         // Only newlines: never parsed before the limit.
-        let (answer, parses) = fed(&[b'\n'; 8192], 1);
-        assert_eq!(answer.unwrap_err().status, 431);
-        assert_eq!(parses, 1);
+        assert_eq!(fed(&[b'\n'; 8192], 1), (Err(431), 1));
     }
 
     #[test]

@@ -185,8 +185,14 @@ fn arb_server_msg() -> impl Strategy<Value = Msg> {
         0..20,
     );
     prop_oneof![
-        (any::<u16>(), any::<u16>(), any::<u64>(), any::<u64>(), "[A-Za-z0-9_-]{1,64}").prop_map(
-            |(protocol, tick_hz, tick, connection_id, room)| {
+        (
+            any::<u16>(),
+            any::<u16>(),
+            any::<u64>(),
+            any::<u64>(),
+            "[A-Za-z0-9_-]{1,64}"
+        )
+            .prop_map(|(protocol, tick_hz, tick, connection_id, room)| {
                 ServerMsg::Welcome {
                     protocol,
                     tick_hz,
@@ -194,8 +200,7 @@ fn arb_server_msg() -> impl Strategy<Value = Msg> {
                     connection_id,
                     room,
                 }
-            }
-        ),
+            }),
         (any::<u32>(), any::<[u8; 16]>(), any::<bool>()).prop_map(
             |(entity, resume_token, resumed)| ServerMsg::Joined {
                 entity,

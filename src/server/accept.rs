@@ -1,15 +1,19 @@
 //! Turn step 2, read and decode, before a connection is a WebSocket: accepts, HTTP requests (health,
-//! metrics, the web page) and the upgrade.
+//! metrics, the room list, the web page) and the upgrade into a room, found or created.
 //!
 //! Who is accepted, in order: the per-address limits ([`crate::net::peers`], 429); `--max-connections`,
 //! beyond which up to `--health-slots` connections may still ask for `/healthz` or `/metrics` (anything
 //! else there, and everyone past the slots, 503); out of descriptors, one client at a time through the
 //! reserve descriptor (503). Refused connections get one non-blocking write and are closed at once.
 
+use super::room::CreateError;
+use super::routes::{self, Entry, Route};
 use super::*;
+use crate::config::RoomCreation;
 use crate::net::http::RETRY_AFTER_S;
 use crate::net::peers::{PeerKey, Refused};
 use crate::net::rate::Bucket;
+use crate::sim::Opening;
 use crate::ticket::TicketError;
 
 impl<G: Game, C: Clock> Server<G, C> {
@@ -211,20 +215,22 @@ impl<G: Game, C: Clock> Server<G, C> {
             return self.kill(k, reason);
         }
         let spare = conn.spare;
-        match buf.route(max, self.cfg.echo_path.as_deref()) {
-            Ok(None) => {}
+        let request = match buf.parse(max) {
+            Ok(None) => return,
+            Ok(Some(request)) => request,
+            Err(refusal) => return self.refuse_http(k, &refusal, CloseReason::HttpError),
+        };
+        match routes::route(&request, self.cfg.echo_path.as_deref()) {
             // In a health slot only the health check and the metrics are served.
-            Ok(Some(route @ (http::Route::Health | http::Route::Metrics))) => {
-                self.answer_http(k, route)
-            }
-            Ok(Some(_)) if spare => {
+            Ok(route @ (Route::Health | Route::Metrics)) => self.answer_http(k, route, 0),
+            Ok(_) if spare => {
                 let refusal = http::Refusal {
                     status: 503,
                     why: "server at connection capacity",
                 };
                 self.refuse_http(k, &refusal, CloseReason::Rejected)
             }
-            Ok(Some(route)) => self.answer_http(k, route),
+            Ok(route) => self.answer_http(k, route, request.head_len),
             Err(refusal) => self.refuse_http(k, &refusal, CloseReason::HttpError),
         }
     }
@@ -247,10 +253,12 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.reply_http(k, reason, |out| http::write_refusal(out, refusal));
     }
 
-    pub(super) fn answer_http(&mut self, k: usize, route: http::Route) {
-        use http::Route;
+    /// Answers `route`; `head_len` is where the request's head ends in what was read (an upgrade hands the
+    /// rest to the WebSocket).
+    pub(super) fn answer_http(&mut self, k: usize, route: Route, head_len: usize) {
         let draining = self.drain_deadline.is_some();
         let done = CloseReason::HttpDone;
+        let json = "application/json";
         match route {
             Route::Health if draining => self.refuse_http(
                 k,
@@ -269,72 +277,172 @@ impl<G: Game, C: Clock> Server<G, C> {
                     http::write_response(out, 200, "text/plain; version=0.0.4", text.as_bytes(), "")
                 })
             }
+            Route::Rooms { after, limit } => {
+                let body = self.rooms_json(after.as_deref(), limit);
+                self.reply_http(k, done, |out| {
+                    http::write_response(out, 200, json, body.as_bytes(), "")
+                })
+            }
+            Route::Room(name) => match self.rooms.find(&name) {
+                Some(r) => {
+                    let mut body = String::new();
+                    self.room_json(&mut body, self.rooms.get(r));
+                    self.reply_http(k, done, |out| {
+                        http::write_response(out, 200, json, body.as_bytes(), "")
+                    })
+                }
+                None => {
+                    let why = format!("no room named {name}");
+                    let refusal = http::Refusal {
+                        status: 404,
+                        why: &why,
+                    };
+                    self.refuse_http(k, &refusal, done)
+                }
+            },
             Route::Asset(asset) => self.reply_http(k, done, |out| {
                 http::write_response(out, 200, asset.content_type, asset.body, "")
             }),
-            Route::Upgrade { .. } if draining => {
+            Route::Play(_) | Route::Echo(_) if draining => {
                 let refusal = http::Refusal {
                     status: 503,
                     why: "server is shutting down",
                 };
                 self.refuse_http(k, &refusal, CloseReason::HttpError)
             }
-            Route::Upgrade {
-                origin: Some(origin),
-                ..
-            } if !self.origin_allowed(&origin) => {
-                let refusal = http::Refusal {
-                    status: 403,
-                    why: "origin not allowed",
-                };
-                self.refuse_http(k, &refusal, CloseReason::HttpError)
+            Route::Play(entry) if !self.origin_allowed(entry.upgrade.origin.as_deref()) => {
+                self.refuse_origin(k)
             }
-            Route::Upgrade {
-                key,
-                head_len,
-                echo,
-                ticket,
-                ..
-            } => match self.upgrade_ticket(ticket.as_deref(), echo) {
-                Ok(account) => self.upgrade(k, &key, head_len, echo, account),
-                Err(e) => {
+            Route::Echo(upgrade) if !self.origin_allowed(upgrade.origin.as_deref()) => {
+                self.refuse_origin(k)
+            }
+            Route::Echo(upgrade) => self.upgrade(k, &upgrade.key, head_len, None, None),
+            Route::Play(entry) => match self.enter_room(&entry) {
+                Ok((r, account)) => self.upgrade(k, &entry.upgrade.key, head_len, Some(r), account),
+                Err(refused) => {
                     let refusal = http::Refusal {
-                        status: 401,
-                        why: &e.why(),
+                        status: refused.status,
+                        why: &refused.why,
                     };
-                    self.refuse_http(k, &refusal, CloseReason::Unauthorized)
+                    let (status, why) = (refusal.status, &refusal.why);
+                    let after_s = RETRY_AFTER_S;
+                    self.reply_http(k, refused.reason, |out| {
+                        http::write_refusal_retry_after(
+                            out,
+                            &http::Refusal { status, why },
+                            after_s,
+                        )
+                    })
                 }
             },
         }
     }
 
-    /// A `?ticket=` on the upgrade is checked there (401 if bad); its player id is the connection's account.
-    /// Without one, the first message must bring it.
-    fn upgrade_ticket(
-        &self,
-        ticket: Option<&str>,
-        echo: bool,
-    ) -> Result<Option<Box<str>>, TicketError> {
-        match ticket {
-            Some(ticket) if !echo => self.check_ticket(ticket),
-            _ => Ok(None),
+    fn refuse_origin(&mut self, k: usize) {
+        let refusal = http::Refusal {
+            status: 403,
+            why: "origin not allowed",
+        };
+        self.refuse_http(k, &refusal, CloseReason::HttpError)
+    }
+
+    /// The room an upgrade to `/ws` or `/ws/ROOM` enters, found or created (join or create), and the
+    /// account of its `?ticket=`; or the HTTP refusal. A ticket on the upgrade is checked here (401 if bad,
+    /// or bound to another room); without one, the first message must bring it.
+    fn enter_room(&mut self, entry: &Entry) -> Result<(usize, Option<Box<str>>), RoomRefusal> {
+        let admit = match &entry.ticket {
+            Some(ticket) => self.check_ticket(ticket).map_err(|e| RoomRefusal {
+                status: 401,
+                why: e.why().into_owned(),
+                reason: CloseReason::Unauthorized,
+            })?,
+            None => None,
+        };
+        let name = entry.room.as_deref().unwrap_or(&self.cfg.default_room);
+        let bound = admit.as_ref().and_then(|a| a.room.clone());
+        if let Some(bound) = bound.clone().filter(|bound| **bound != *name) {
+            let e = TicketError::OtherRoom { room: bound };
+            return Err(RoomRefusal {
+                status: 401,
+                why: e.why().into_owned(),
+                reason: CloseReason::Unauthorized,
+            });
+        }
+        let refused = |status, why: String| RoomRefusal {
+            status,
+            why,
+            reason: CloseReason::RoomRefused,
+        };
+        let account = admit.map(|a| a.account);
+        if let Some(r) = self.rooms.find(name) {
+            let room = self.rooms.get(r);
+            let kind = &self.rooms.types.types[room.kind].name;
+            return match &entry.kind {
+                Some(asked) if asked != kind => Err(refused(
+                    409,
+                    format!("room {name} is of type {kind}, not {asked}"),
+                )),
+                _ => Ok((r, account)),
+            };
+        }
+        let may_create = match self.cfg.room_creation {
+            RoomCreation::Open => true,
+            RoomCreation::Ticket => bound.as_deref() == Some(name),
+            RoomCreation::Off => false,
+        };
+        if !may_create {
+            return Err(refused(404, format!("no room named {name}")));
+        }
+        let kind = match &entry.kind {
+            None => 0,
+            Some(asked) => self
+                .rooms
+                .types
+                .find(asked)
+                .ok_or_else(|| refused(400, format!("unknown room type: {asked}")))?,
+        };
+        let kind_name = self.rooms.types.types[kind].name.clone();
+        let opening = Opening {
+            name,
+            kind: &kind_name,
+            options: &entry.options,
+        };
+        let unix_s = self.clock.unix_time_s();
+        match self.rooms.create(kind, &opening, self.now, unix_s) {
+            Ok(r) => {
+                self.metrics.rooms_created += 1;
+                Ok((r, account))
+            }
+            Err(CreateError::Limit) => {
+                self.metrics.rooms_refused_limit += 1;
+                let max = self.cfg.max_rooms;
+                Err(refused(503, format!("room limit reached: {max} rooms")))
+            }
+            Err(CreateError::Refused(why)) => {
+                Err(refused(400, format!("room options refused: {why}")))
+            }
         }
     }
 
-    /// `--allow-origin`: none given allows every origin.
-    fn origin_allowed(&self, origin: &str) -> bool {
+    /// `--allow-origin`: none given allows every origin, and a request without one (not a browser) is
+    /// always allowed.
+    fn origin_allowed(&self, origin: Option<&str>) -> bool {
         let allowed = &self.cfg.allowed_origins;
+        let Some(origin) = origin else { return true };
         allowed.is_empty() || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
     }
 
+    /// Turns connection `k` into a WebSocket in room `room` (`None`: the echo, in no room), with `account`
+    /// from its upgrade ticket, and sends `Welcome`.
     pub(super) fn upgrade(
         &mut self,
         k: usize,
         key: &str,
         head_len: usize,
-        echo: bool,
+        room: Option<usize>,
         account: Option<Box<str>>,
     ) {
+        let echo = room.is_none();
         self.metrics.http_requests += 1;
         self.metrics.websockets_total += 1;
         self.ws_open += 1;
@@ -376,21 +484,79 @@ impl<G: Game, C: Clock> Server<G, C> {
         http::write_upgrade(&mut self.scratch, key);
         self.send_scratch(k);
         self.conns[k].out.frames_begin_here();
-        if echo {
+        let Some(r) = room else {
             return self.read_ws(k);
-        }
+        };
+        let member = self.conn_ref(k);
+        self.rooms
+            .get_mut(r)
+            .add_member(r, member, &mut self.conns[k]);
+        let room = self.rooms.get(r);
         self.scratch.clear();
         let welcome = ServerMsg::<(), ()>::Welcome {
             protocol: proto::PROTOCOL_VERSION,
-            tick_hz: self.cfg.tick_hz,
-            tick: self.room.world.tick(),
+            tick_hz: room.tick_hz,
+            tick: room.world.tick(),
             connection_id: self.conns[k].id,
-            room: "default".to_string(),
+            room: room.name.to_string(),
         };
         append_message(&mut self.scratch, &welcome);
         self.send_scratch(k);
         self.read_ws(k);
     }
+
+    /// One page of `GET /rooms` (docs/PROTOCOL.md, "Listing rooms").
+    fn rooms_json(&self, after: Option<&str>, limit: usize) -> String {
+        use std::fmt::Write;
+        let mut out = String::from("{\"rooms\":[");
+        let mut last = None;
+        let mut count = 0;
+        for room in self.rooms.page(after, limit) {
+            if count > 0 {
+                out.push(',');
+            }
+            self.room_json(&mut out, room);
+            last = Some(&room.name);
+            count += 1;
+        }
+        // More may follow only if the page is full; the next one starts after its last name.
+        let more = count == limit && self.rooms.page(last.map(|n| &**n), 1).next().is_some();
+        match last.filter(|_| more) {
+            Some(name) => {
+                let _ = write!(out, "],\"next\":\"{name}\"}}");
+            }
+            None => out.push_str("],\"next\":null}"),
+        }
+        out
+    }
+
+    /// One room's JSON object. Room and type names are of the room-name alphabet: nothing to escape.
+    fn room_json(&self, out: &mut String, room: &room::Room<G>) {
+        use std::fmt::Write;
+        let cap = |max: Option<usize>| max.map_or("null".to_string(), |m| m.to_string());
+        let _ = write!(
+            out,
+            "{{\"name\":\"{}\",\"type\":\"{}\",\"players\":{},\"players_detached\":{},\"spectators\":{},\
+             \"max_players\":{},\"max_spectators\":{},\"tick_hz\":{},\"tick\":{},\"created_unix_s\":{}}}",
+            room.name,
+            self.rooms.types.types[room.kind].name,
+            room.players(),
+            room.sessions.detached(),
+            room.spectators,
+            cap(room.max_players),
+            cap(room.max_spectators),
+            room.tick_hz,
+            room.world.tick(),
+            room.created_unix_s,
+        );
+    }
+}
+
+/// An upgrade refused for its room: the HTTP status, the text, and the label it is counted under.
+struct RoomRefusal {
+    status: u16,
+    why: String,
+    reason: CloseReason,
 }
 
 /// Answers a connection refused at accept with an HTTP error, as far as one non-blocking write goes, and

@@ -54,6 +54,15 @@ pub enum Close {
     /// The player was resumed on a newer connection.
     Replaced,
     Shutdown,
+    // -- rooms
+    /// A `Hello` past the room type's player cap.
+    RoomFullOfPlayers(usize),
+    /// A `Watch` past the room type's spectator cap.
+    RoomFullOfSpectators(usize),
+    /// The game ended the room; its reason.
+    RoomEnded(String),
+    /// The game kicked the player; its reason.
+    Kicked(String),
 }
 
 impl Close {
@@ -78,6 +87,9 @@ impl Close {
             Close::WorldFull => close::TRY_AGAIN_LATER,
             Close::Replaced => close::REPLACED,
             Close::Shutdown => close::GOING_AWAY,
+            Close::RoomFullOfPlayers(_) | Close::RoomFullOfSpectators(_) => close::ROOM_FULL,
+            Close::RoomEnded(_) => close::ROOM_ENDED,
+            Close::Kicked(_) => close::KICKED,
         }
     }
 
@@ -130,6 +142,10 @@ impl Close {
             Close::WorldFull => "the world is full".into(),
             Close::Replaced => "player resumed on another connection".into(),
             Close::Shutdown => "server shutting down".into(),
+            Close::RoomFullOfPlayers(max) => format!("room is full: {max} players").into(),
+            Close::RoomFullOfSpectators(max) => format!("room is full: {max} spectators").into(),
+            Close::RoomEnded(why) => format!("room ended: {why}").into(),
+            Close::Kicked(why) => format!("kicked: {why}").into(),
         };
         text
     }
@@ -158,6 +174,9 @@ impl Close {
             Close::WorldFull => CloseReason::WorldFull,
             Close::Replaced => CloseReason::Replaced,
             Close::Shutdown => CloseReason::Shutdown,
+            Close::RoomFullOfPlayers(_) | Close::RoomFullOfSpectators(_) => CloseReason::RoomFull,
+            Close::RoomEnded(_) => CloseReason::RoomEnded,
+            Close::Kicked(_) => CloseReason::Kicked,
         }
     }
 
@@ -178,7 +197,7 @@ mod tests {
     fn every_fixed_close() -> Vec<Close> {
         vec![
             Close::TextFrame,
-            Close::VersionMismatch(1),
+            Close::VersionMismatch(2),
             Close::InvalidUtf8,
             Close::HelloTwice,
             Close::WatchAfterRole,
@@ -197,6 +216,13 @@ mod tests {
             Close::WorldFull,
             Close::Replaced,
             Close::Shutdown,
+            Close::RoomFullOfPlayers(16),
+            Close::RoomFullOfSpectators(64),
+            Close::RoomEnded("match over".into()),
+            Close::Kicked("idle too long".into()),
+            Close::Ticket(TicketError::OtherRoom {
+                room: "arena-1".into(),
+            }),
         ]
     }
 

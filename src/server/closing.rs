@@ -113,14 +113,21 @@ impl<G: Game, C: Clock> Server<G, C> {
             let mut conn = self.conns.remove(k);
             let _ = self.poll.registry().deregister(&mut conn.sock);
             self.release_admission(&conn);
-            let conns = &mut self.conns;
-            self.room.remove_member(&mut conn, |moved, at| {
-                conns[moved.key].member_at = Some(at);
-            });
+            let room = conn.membership.map(|m| m.room);
+            if let Some(r) = room {
+                let conns = &mut self.conns;
+                self.rooms.get_mut(r).remove_member(&mut conn, |moved, at| {
+                    if let Some(m) = &mut conns[moved.key].membership {
+                        m.at = at;
+                    }
+                });
+            }
             if let Phase::Ws(ws) = &conn.phase {
                 self.ws_open -= 1;
-                if let Role::Player(player) = ws.role {
-                    self.player_gone(player);
+                match (room, ws.role) {
+                    (Some(r), Role::Player(player)) => self.player_gone(r, player),
+                    (Some(r), Role::Spectator) => self.rooms.get_mut(r).spectators -= 1,
+                    _ => {}
                 }
             }
             if conn.closing.is_none() {
@@ -130,24 +137,12 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.dead_list = keep_capacity(list, std::mem::take(&mut self.dead_list));
     }
 
-    /// Starts a drain: from now on upgrades are refused and `/healthz` says 503. The final updates and the
-    /// 1001 closes go out at the next tick boundary ([`Self::finish_drain`]), where the world may be encoded.
+    /// Starts a drain: from now on upgrades are refused and `/healthz` says 503. Each room sends its final
+    /// update at its next tick, ignoring the high-water mark, and closes its connections with 1001 right
+    /// after (`run_room`); the next timer tick closes the connections in no room.
     pub(super) fn begin_drain(&mut self) {
         if self.drain_deadline.is_none() {
             self.drain_deadline = Some(self.now + Duration::from_millis(self.cfg.drain_timeout_ms));
-        }
-    }
-
-    /// Right after a tick's updates, while draining: everyone still open has just been sent the current
-    /// tick (the fan-out ignored the high-water mark), so close them all with 1001.
-    pub(super) fn finish_drain(&mut self) {
-        let open: Vec<usize> = self
-            .conns
-            .iter_mut()
-            .filter_map(|(k, c)| c.live_ws().map(|_| k))
-            .collect();
-        for k in open {
-            self.close(k, Close::Shutdown);
         }
     }
 

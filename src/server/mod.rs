@@ -1,15 +1,23 @@
-//! The loop. One thread owns the listener, every connection, the game, the replicated world and the clock.
-//! Other threads reach it only through [`Handle`] (a crossbeam channel plus a `mio::Waker`).
+//! The loop. One thread owns the listener, every connection, every room (its game, its replicated world,
+//! its players) and the clock. Other threads reach it only through [`Handle`] (a crossbeam channel plus a
+//! `mio::Waker`).
+//!
+//! The split: the transport half of [`Server`] is the poll, the listener, the connections and HTTP
+//! (`accept.rs`, `read.rs`, `closing.rs`); the rooms half is [`room::Rooms`], each room with its game,
+//! world, updates and sessions (`room.rs`, `players.rs`, `tick.rs`). A connection is in one room from its
+//! upgrade on (`Conn::membership`); a room's fan-out iterates its members, never every connection.
 //!
 //! Each turn, in this order (see [`Server::turn`]):
 //!
-//! 1. **poll** for socket events, sleeping at most until the next tick is due;
+//! 1. **poll** for socket events, sleeping at most until the next room tick or timer is due;
 //! 2. **read and decode**: commands from other threads, accepts, HTTP requests, WebSocket messages
-//!    (handed to the game as they arrive);
-//! 3. **run due ticks**: the fixed-step schedule says how many; the game steps once per tick;
-//! 4. **build and queue updates**: each distinct update is encoded once and the same bytes are queued to
-//!    every connection that needs them, written straight to the socket when its queue is empty;
-//!    then timers (handshake, ping, idle, close linger) are checked;
+//!    (handed to their room's game as they arrive);
+//! 3. **run due ticks**: every room whose tick is due, each on its own schedule and phase: its game
+//!    steps once per tick;
+//! 4. **build and queue updates**, per room right after its ticks: each distinct update is encoded once
+//!    and the same bytes are queued to every member that needs them, written straight to the socket when
+//!    its queue is empty; then, once per `--tick-hz` period, the process's timers (handshake, ping, idle,
+//!    close linger, idle rooms);
 //! 5. **write** what is still queued, installing WRITABLE interest only while bytes remain;
 //! 6. **reap** connections marked dead during the turn (never mid-iteration).
 
@@ -32,18 +40,19 @@ mod closing;
 mod players;
 mod read;
 mod room;
+mod routes;
 mod sessions;
 mod tick;
 
 use self::closes::Close;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, TickSchedule};
 use crate::config::Config;
 use crate::metrics::{CloseReason, Gauges, Metrics};
 use crate::net::conn::{Closing, Conn, Phase, Role, WsState};
 use crate::net::{frame, http, socket};
 use crate::proto::{self, ClientMsg, ServerMsg};
-use crate::sim::Game;
-use crate::sync::{UpdateKind, World};
+use crate::sim::{Game, RoomTypes};
+use crate::sync::UpdateKind;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -92,8 +101,15 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     conns: Slab<Conn>,
     /// Reused by every turn's poll.
     events: Events,
-    /// The match: its game, world, schedule, players and members.
-    room: room::Room<G>,
+    /// Every match: its game, world, schedule, players and members; by name and by when it ticks next.
+    rooms: room::Rooms<G>,
+    /// The process's own timers (connection timeouts, pings, idle rooms): once per `--tick-hz` period.
+    timers: TickSchedule,
+    /// Bytes queued across all connections: counted at every timer tick, plus what fan-outs queued
+    /// since (writes are not subtracted until the next count), for `--queued-bytes-max`.
+    queued_estimate: usize,
+    /// Reused list of rooms idle long enough to dispose.
+    idle_rooms: Vec<usize>,
     clock: C,
     /// The time read once per turn, after poll.
     now: Instant,
@@ -136,23 +152,17 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
 }
 
 impl<G: Game> Server<G, SystemClock> {
-    /// Binds the listener; `make_game` builds the game against the fresh world (to spawn wanderers, say).
-    pub fn bind(
-        cfg: Config,
-        make_game: impl FnOnce(&mut World<G::State>) -> G,
-    ) -> io::Result<Self> {
-        Self::bind_with_clock(cfg, SystemClock, make_game)
+    /// Binds the listener and opens the default room (`--default-room`, of the first room type); other
+    /// rooms are created as clients name them.
+    pub fn bind(cfg: Config, types: RoomTypes<G>) -> io::Result<Self> {
+        Self::bind_with_clock(cfg, SystemClock, types)
     }
 }
 
 impl<G: Game, C: Clock> Server<G, C> {
-    pub fn bind_with_clock(
-        cfg: Config,
-        clock: C,
-        make_game: impl FnOnce(&mut World<G::State>) -> G,
-    ) -> io::Result<Self> {
-        cfg.validate()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    pub fn bind_with_clock(cfg: Config, clock: C, types: RoomTypes<G>) -> io::Result<Self> {
+        let invalid = |e| io::Error::new(io::ErrorKind::InvalidInput, e);
+        cfg.validate().map_err(invalid)?;
         let ticket_secret = match &cfg.ticket_secret_file {
             None => None,
             Some(path) => Some(read_secret(path)?),
@@ -167,16 +177,22 @@ impl<G: Game, C: Clock> Server<G, C> {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, commands) = crossbeam_channel::bounded(16);
         let now = clock.now();
+        let rooms = room::Rooms::new(&cfg, types, now, clock.unix_time_s()).map_err(invalid)?;
+        let mut metrics = Metrics::default();
+        metrics.rooms_created += 1;
         Ok(Server {
             local_addr: listener.local_addr()?,
-            room: room::Room::new(&cfg, now, make_game),
+            rooms,
+            timers: TickSchedule::new(now, cfg.tick_duration(), 1),
+            queued_estimate: 0,
+            idle_rooms: Vec::new(),
             events: Events::with_capacity(EVENTS_MAX),
             poll,
             listener,
             conns: Slab::new(),
             clock,
             now,
-            metrics: Metrics::default(),
+            metrics,
             commands,
             handle: Handle { tx, waker },
             drain_deadline: None,
@@ -275,10 +291,12 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
         self.reread_list = keep_capacity(reread, std::mem::take(&mut self.reread_list));
 
-        // 3. run due ticks, 4. build and queue updates
-        let due = self.room.schedule.due(self.now);
-        if due.run > 0 {
-            self.run_ticks(due);
+        // 3. run due ticks, 4. build and queue updates: every room that is due, then the timers
+        while let Some(key) = self.rooms.take_due(self.now) {
+            self.run_room(key);
+        }
+        if self.timers.due(self.now).run > 0 {
+            self.run_timers();
         }
 
         // 5. write
@@ -294,7 +312,10 @@ impl<G: Game, C: Clock> Server<G, C> {
             return Duration::ZERO;
         }
         let now = self.clock.now();
-        let mut until = self.room.schedule.next_due();
+        let mut until = self.timers.next_due();
+        if let Some(due) = self.rooms.next_due() {
+            until = until.min(due);
+        }
         if let Some(deadline) = self.drain_deadline {
             until = until.min(deadline);
         }
@@ -310,15 +331,17 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     pub fn gauges(&self) -> Gauges {
+        let rooms = || self.rooms.iter().map(|(_, room)| room);
         Gauges {
             connections_open: self.conns.len(),
             websockets_open: self.ws_open,
-            players: self.room.sessions.attached(),
-            players_detached: self.room.sessions.detached(),
-            entities: self.room.world.len(),
+            players: rooms().map(|r| r.sessions.attached()).sum(),
+            players_detached: rooms().map(|r| r.sessions.detached()).sum(),
+            entities: rooms().map(|r| r.world.len()).sum(),
             queued_bytes: self.conns.iter().map(|(_, c)| c.out.pending()).sum(),
             draining: self.drain_deadline.is_some(),
             peer_addresses: self.peers.len(),
+            rooms_open: self.rooms.len(),
         }
     }
 }

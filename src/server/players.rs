@@ -1,5 +1,6 @@
-//! Who a connection is: `Hello` (join, or resume a player whose connection dropped), `Watch` (spectate),
-//! the ticket check when tickets are required, and the end of a player (goodbye, grace period over).
+//! Who a connection is in its room: `Hello` (join, or resume a player whose connection dropped), `Watch`
+//! (spectate), the room's caps, the ticket check when tickets are required, and the end of a player
+//! (goodbye, grace period over, kicked by the game).
 
 use super::sessions::{ConnRef, Link};
 use super::*;
@@ -8,18 +9,21 @@ use crate::sim::{Joining, PlayerId};
 use crate::ticket::TicketError;
 
 impl<G: Game, C: Clock> Server<G, C> {
-    /// `Hello`: resume the player `resume` names if its session is alive, else join a new one.
+    /// `Hello`: resume the player `resume` names if its session in this room is alive, else join a new
+    /// one.
     pub(super) fn hello(&mut self, k: usize, name: &str, ticket: &str, resume: Option<Resume>) {
         if matches!(self.conns[k].role(), Some(Role::Player(_))) {
             return self.close(k, Close::HelloTwice);
         }
+        let r = self.room_of(k);
         // A live token is a credential of its own: it was issued to a connection that passed the ticket
         // check, and tickets are short-lived while a resume may come later. A ticket it brings must be valid
         // and of the session's account, and so must one the connection already holds (from `?ticket=` or a
         // `Watch`): a ticket never lends its account to another account's token.
+        let sessions = &self.rooms.get(r).sessions;
         let live = resume
             .as_ref()
-            .and_then(|r| Some((self.room.sessions.by_token(&r.token)?, r.tick)));
+            .and_then(|resume| Some((sessions.by_token(&resume.token)?, resume.tick)));
         let checked = match live {
             Some((player, _)) => self
                 .take_ticket(k, ticket)
@@ -38,18 +42,19 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
     }
 
-    /// `Watch`: updates from the next tick on, control of nothing.
+    /// `Watch`: updates from the next tick on, control of nothing; refused past the room's spectator cap.
     pub(super) fn watch(&mut self, k: usize, ticket: &str) {
         if self.conns[k].role() != Some(Role::Pending) {
             return self.close(k, Close::WatchAfterRole);
         }
-        match self.authenticate(k, ticket) {
-            Ok(()) => {
-                self.ws_mut(k).role = Role::Spectator;
-                self.enter_room(k);
-            }
-            Err(e) => self.close(k, Close::Ticket(e)),
+        if let Err(e) = self.authenticate(k, ticket) {
+            return self.close(k, Close::Ticket(e));
         }
+        let room = self.rooms.get(self.room_of(k));
+        if let Some(max) = room.max_spectators.filter(|&max| room.spectators >= max) {
+            return self.close(k, Close::RoomFullOfSpectators(max));
+        }
+        self.set_role(k, Role::Spectator);
     }
 
     /// Takes the ticket a message brought (`take_ticket`), then requires that the connection holds one,
@@ -63,14 +68,18 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
     }
 
-    /// Checks the ticket a message brought (empty: none) and makes its player id the connection's
-    /// account. Without `--ticket-secret-file`, tickets are ignored.
+    /// Checks the ticket a message brought (empty: none), refuses one bound to another room, and makes its
+    /// player id the connection's account. Without `--ticket-secret-file`, tickets are ignored.
     fn take_ticket(&mut self, k: usize, ticket: &str) -> Result<(), TicketError> {
         if ticket.is_empty() {
             return Ok(());
         }
-        if let Some(account) = self.check_ticket(ticket)? {
-            self.ws_mut(k).account = Some(account);
+        if let Some(admit) = self.check_ticket(ticket)? {
+            let room = &self.rooms.get(self.room_of(k)).name;
+            if let Some(bound) = admit.room.filter(|bound| bound != room) {
+                return Err(TicketError::OtherRoom { room: bound });
+            }
+            self.ws_mut(k).account = Some(admit.account);
         }
         Ok(())
     }
@@ -81,7 +90,8 @@ impl<G: Game, C: Clock> Server<G, C> {
         let Some(account) = self.conns[k].ws().and_then(|ws| ws.account.as_deref()) else {
             return Ok(());
         };
-        let session = self.room.sessions.get(player).expect("live session");
+        let room = self.rooms.get(self.room_of(k));
+        let session = room.sessions.get(player).expect("live session");
         match session.account.as_deref() == Some(account) {
             true => Ok(()),
             false => Err(TicketError::OtherAccount),
@@ -90,21 +100,27 @@ impl<G: Game, C: Clock> Server<G, C> {
 
     fn join(&mut self, k: usize, name: &str) {
         let player = self.conns[k].id;
+        let r = self.room_of(k);
+        let room = self.rooms.get_mut(r);
+        if let Some(max) = room.max_players.filter(|&max| room.players() >= max) {
+            return self.close(k, Close::RoomFullOfPlayers(max));
+        }
         let ws = self.conns[k].ws().expect("Hello after the upgrade");
         let joining = Joining {
             name,
             account: ws.account.as_deref(),
         };
-        let Some(entity) = self.room.game.join(&mut self.room.world, player, joining) else {
+        let Some(entity) = room.game.join(&mut room.world, player, joining) else {
             return self.close(k, Close::WorldFull);
         };
-        let account = self.conns[k].ws().and_then(|ws| ws.account.clone());
+        let account = ws.account.clone();
+        let conn = self.conn_ref(k);
         let resume_token = self
-            .room
+            .rooms
+            .get_mut(r)
             .sessions
-            .create(player, entity, account, self.conn_ref(k));
-        self.ws_mut(k).role = Role::Player(player);
-        self.enter_room(k);
+            .create(player, entity, account, conn);
+        self.set_role(k, Role::Player(player));
         self.send_joined(k, entity, resume_token, false);
     }
 
@@ -113,8 +129,11 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// applied, when the history still reaches it; else it is a `Full`. Tick 0 means "nothing": no update is
     /// ever sent for tick 0, so a client with an empty mirror gets a `Full`.
     fn resume(&mut self, k: usize, player: PlayerId, tick: u64) {
-        match self.room.sessions.attach(player, self.conn_ref(k)) {
-            Link::Detached(_) => self.room.game.resumed(&mut self.room.world, player),
+        let r = self.room_of(k);
+        let conn = self.conn_ref(k);
+        let room = self.rooms.get_mut(r);
+        match room.sessions.attach(player, conn) {
+            Link::Detached(_) => room.game.resumed(&mut room.world, player),
             // The old connection has not noticed it is dead (or the client opened a second one): the
             // newer wins. The old one no longer plays, so its end does not touch the session.
             Link::Attached(old) => {
@@ -127,17 +146,15 @@ impl<G: Game, C: Clock> Server<G, C> {
             }
         }
         self.metrics.resumes += 1;
-        let (world_tick, in_history) =
-            (self.room.world.tick(), self.room.world.can_delta_from(tick));
-        let ws = self.ws_mut(k);
-        ws.role = Role::Player(player);
-        self.enter_room(k);
+        self.set_role(k, Role::Player(player));
+        let room = self.rooms.get_mut(r);
+        let (world_tick, in_history) = (room.world.tick(), room.world.can_delta_from(tick));
+        let token = room.sessions.rotate(player);
+        let entity = room.sessions.get(player).expect("live session").entity;
         let ws = self.ws_mut(k);
         if ws.baseline.is_none() && (1..=world_tick).contains(&tick) && in_history {
             ws.baseline = Some(tick);
         }
-        let token = self.room.sessions.rotate(player);
-        let entity = self.room.sessions.get(player).expect("live session").entity;
         self.send_joined(k, entity, token, true);
     }
 
@@ -161,48 +178,76 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// The client closed with 1000: its player leaves now, before the connection is gone, so its token
     /// resumes nothing from this moment on.
     pub(super) fn goodbye(&mut self, k: usize) {
-        let ws = self.ws_mut(k);
-        if let Role::Player(player) = std::mem::replace(&mut ws.role, Role::Pending) {
-            self.end_player(player);
-        }
+        let Some(Role::Player(player)) = self.conns[k].role() else {
+            return;
+        };
+        self.set_role(k, Role::Pending);
+        self.end_player(self.room_of(k), player);
     }
 
-    /// A player's connection was reaped. It waits to be resumed, unless resuming is off or the server is
-    /// shutting down.
-    pub(super) fn player_gone(&mut self, player: PlayerId) {
+    /// A player's connection (in room `r`) was reaped. It waits to be resumed, unless resuming is off or
+    /// the server is shutting down.
+    pub(super) fn player_gone(&mut self, r: usize, player: PlayerId) {
         if self.drain_deadline.is_some() || self.cfg.resume_grace_ms == 0 {
-            return self.end_player(player);
+            return self.end_player(r, player);
         }
-        self.room.sessions.detach(player, self.now);
-        self.room.game.detached(&mut self.room.world, player);
+        let room = self.rooms.get_mut(r);
+        room.sessions.detach(player, self.now);
+        room.game.detached(&mut room.world, player);
     }
 
-    /// Players detached longer than the grace period, or beyond `--detached-max`, leave. Once per tick.
-    pub(super) fn expire_detached(&mut self) {
+    /// Room `r`'s players detached longer than the grace period, or beyond `--detached-max`, leave. Once
+    /// per tick of the room.
+    pub(super) fn expire_detached(&mut self, r: usize) {
         let grace = Duration::from_millis(self.cfg.resume_grace_ms);
-        let mut expired = std::mem::take(&mut self.room.expired);
-        self.room
-            .sessions
+        let room = self.rooms.get_mut(r);
+        let mut expired = std::mem::take(&mut room.expired);
+        room.sessions
             .expired(self.now, grace, self.cfg.detached_max, &mut expired);
         for &player in &expired {
             self.metrics.sessions_expired += 1;
-            self.end_player(player);
+            self.end_player(r, player);
         }
-        self.room.expired = expired;
+        self.rooms.get_mut(r).expired = expired;
     }
 
-    fn end_player(&mut self, player: PlayerId) {
-        self.room.sessions.remove(player);
-        self.room.game.leave(&mut self.room.world, player);
+    /// The game kicked `player` of room `r`: its connection, if it has one, is closed with 4008, and the
+    /// player leaves. A player the room does not know (gone already) is ignored.
+    pub(super) fn kick(&mut self, r: usize, player: PlayerId, why: String) {
+        let Some(session) = self.rooms.get(r).sessions.get(player) else {
+            return;
+        };
+        if let Link::Attached(conn) = session.link {
+            self.ws_mut(conn.key).role = Role::Pending;
+            self.close(conn.key, Close::Kicked(why));
+        }
+        self.end_player(r, player);
     }
 
-    /// Connection `k` said who it is: from the next tick on it is sent the room's updates.
-    fn enter_room(&mut self, k: usize) {
-        let member = self.conn_ref(k);
-        self.room.add_member(member, &mut self.conns[k]);
+    fn end_player(&mut self, r: usize, player: PlayerId) {
+        let room = self.rooms.get_mut(r);
+        room.sessions.remove(player);
+        room.game.leave(&mut room.world, player);
     }
 
-    fn conn_ref(&self, k: usize) -> ConnRef {
+    /// Gives connection `k` its role, keeping its room's spectator count.
+    fn set_role(&mut self, k: usize, role: Role) {
+        let r = self.room_of(k);
+        let old = std::mem::replace(&mut self.ws_mut(k).role, role);
+        let room = self.rooms.get_mut(r);
+        room.spectators -= usize::from(old == Role::Spectator);
+        room.spectators += usize::from(role == Role::Spectator);
+    }
+
+    /// The room connection `k` is in: every upgraded connection but the echo is in one.
+    pub(super) fn room_of(&self, k: usize) -> usize {
+        self.conns[k]
+            .membership
+            .expect("a WebSocket in a room")
+            .room
+    }
+
+    pub(super) fn conn_ref(&self, k: usize) -> ConnRef {
         ConnRef {
             key: k,
             id: self.conns[k].id,

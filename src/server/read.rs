@@ -7,6 +7,12 @@ use crate::net::meter::Violation;
 use crate::net::rate::Verdict;
 use crate::ticket::{self, TicketError};
 
+/// What a valid ticket admits: the connection's account, to the room it is bound to (any, if `None`).
+pub(super) struct Admit {
+    pub account: Box<str>,
+    pub room: Option<Box<str>>,
+}
+
 impl<G: Game, C: Clock> Server<G, C> {
     pub(super) fn on_socket_event(&mut self, k: usize, readable: bool, writable: bool) {
         let Some(conn) = self.conns.get_mut(k) else {
@@ -82,15 +88,18 @@ impl<G: Game, C: Clock> Server<G, C> {
         mark_dead(&mut self.conns[k], k, reason, &mut self.dead_list);
     }
 
-    /// The player id in `ticket`, checked against `--ticket-secret-file` now; `None` when tickets are not
-    /// in use (then they are ignored).
-    pub(super) fn check_ticket(&self, ticket: &str) -> Result<Option<Box<str>>, TicketError> {
+    /// What `ticket` admits, checked against `--ticket-secret-file` now; `None` when tickets are not in use
+    /// (then they are ignored).
+    pub(super) fn check_ticket(&self, ticket: &str) -> Result<Option<Admit>, TicketError> {
         let Some(secret) = &self.ticket_secret else {
             return Ok(None);
         };
         let now = self.clock.unix_time_s();
-        let player = ticket::verify(secret, ticket, now, self.cfg.ticket_lifetime_max_s)?;
-        Ok(Some(player.into()))
+        let claims = ticket::verify(secret, ticket, now, self.cfg.ticket_lifetime_max_s)?;
+        Ok(Some(Admit {
+            account: claims.player.into(),
+            room: claims.room.map(Into::into),
+        }))
     }
 
     /// Queues `scratch` to connection `k`.
@@ -276,17 +285,18 @@ impl<G: Game, C: Clock> Server<G, C> {
             } => self.hello(k, &name, &ticket, resume),
             ClientMsg::Watch { ticket, .. } => self.watch(k, &ticket),
             ClientMsg::Input { seq, input } => match self.conns[k].role() {
-                Some(Role::Player(player)) => self.room.game.input(player, seq, input),
+                Some(Role::Player(player)) => {
+                    let r = self.room_of(k);
+                    self.rooms.get_mut(r).game.input(player, seq, input)
+                }
                 _ => self.close(k, Close::InputBeforeHello),
             },
             ClientMsg::Ping { nonce } => {
+                let tick = self.rooms.get(self.room_of(k)).world.tick();
                 self.scratch.clear();
                 append_message(
                     &mut self.scratch,
-                    &ServerMsg::<(), ()>::Pong {
-                        nonce,
-                        tick: self.room.world.tick(),
-                    },
+                    &ServerMsg::<(), ()>::Pong { nonce, tick },
                 );
                 self.send_scratch(k);
             }

@@ -130,6 +130,11 @@ impl Sessions {
         }
     }
 
+    /// No player at all, attached or detached.
+    pub fn is_empty(&self) -> bool {
+        self.by_player.is_empty()
+    }
+
     /// Players waiting to be resumed.
     pub fn detached(&self) -> usize {
         self.detached

@@ -1,5 +1,6 @@
-//! Turn steps 3 and 4: run the due ticks, then build each distinct update once and queue it to every
-//! connection that needs it; then the per-tick timers (handshake, ping, idle, close linger).
+//! Turn steps 3 and 4: run each due room's ticks, then build each distinct update once and queue it to
+//! every member that needs it, and act on what the game asked of its room; then the process's timers
+//! (handshake, ping, idle, close linger, idle rooms), once per `--tick-hz` period.
 
 use super::*;
 
@@ -10,36 +11,123 @@ const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 const TRIM_BYTES_PER_CONNECTION: usize = 2 * 1024;
 
 impl<G: Game, C: Clock> Server<G, C> {
-    pub(super) fn run_ticks(&mut self, due: crate::clock::Due) {
+    /// Room `key` is due: runs its due ticks (its game steps once each), queues their update to its
+    /// members, acts on what its game asked (kicks, the end of the room), expires its detached players, and
+    /// puts it back on the schedule. While draining, its members are closed with 1001 right after that
+    /// final update.
+    pub(super) fn run_room(&mut self, key: usize) {
         let started = self.clock.now();
+        let room = self.rooms.get_mut(key);
+        let due = room.schedule.due(self.now);
         self.metrics.tick_lateness.record(due.lateness);
         self.metrics.ticks_skipped += due.skipped;
-        let dt_s = self.room.schedule.period().as_secs_f32();
-        let first = self.room.world.tick() + 1;
+        let dt_s = room.schedule.period().as_secs_f32();
+        let first = room.world.tick() + 1;
         for _ in 0..due.run {
-            let tick = self.room.world.tick() + 1;
-            self.room.game.step(&mut self.room.world, tick, dt_s);
-            self.room.world.complete_tick();
-            self.metrics.ticks += 1;
+            let tick = room.world.tick() + 1;
+            room.game
+                .step(&mut room.world, tick, dt_s, &mut room.control);
+            room.world.complete_tick();
         }
+        self.metrics.ticks += u64::from(due.run);
         let every = self.cfg.checksum_every_ticks;
-        let checksum = every > 0 && (first - 1) / every != self.room.world.tick() / every;
+        let checksum = every > 0 && (first - 1) / every != room.world.tick() / every;
         let draining = self.drain_deadline.is_some();
-        self.send_updates(checksum, draining);
-        if draining {
-            self.finish_drain();
+        self.send_updates(key, checksum, draining);
+        if self.obey_game(key) {
+            if draining {
+                self.close_members(key, Close::Shutdown);
+            }
+            self.expire_detached(key);
+            self.rooms.scheduled(key);
         }
-        self.check_timers();
-        self.expire_detached();
-        self.accept_pending |= std::mem::take(&mut self.accept_stalled);
         self.metrics
             .tick_duration
             .record(self.clock.now() - started);
     }
 
-    /// Queues the current tick's update to every connection that needs it. `force` (the final update of a
-    /// drain) ignores the high-water mark and the memory budget: one more update per connection, then it
-    /// is closed.
+    /// Kicks the players room `key`'s game asked to kick, and ends the room if it asked; false when the
+    /// room is gone.
+    fn obey_game(&mut self, key: usize) -> bool {
+        let room = self.rooms.get_mut(key);
+        if room.control.kicks.is_empty() && room.control.ended.is_none() {
+            return true;
+        }
+        let mut control = std::mem::take(&mut room.control);
+        for (player, why) in control.kicks.drain(..) {
+            self.kick(key, player, why);
+        }
+        let room = self.rooms.get_mut(key);
+        match control.ended.take() {
+            Some(why) => {
+                self.end_room(key, why);
+                false
+            }
+            None => {
+                room.control = control;
+                true
+            }
+        }
+    }
+
+    /// The game ended room `key`: every connection in it has had this tick's update and is closed with
+    /// 4007; its players are gone (no `leave` calls: the game goes with the room) and the name is free.
+    fn end_room(&mut self, key: usize, why: String) {
+        let room = self.rooms.get_mut(key);
+        let members = std::mem::take(&mut room.members);
+        for member in members {
+            let conn = &mut self.conns[member.key];
+            conn.membership = None;
+            if let Some(ws) = conn.ws_mut() {
+                ws.role = Role::Pending;
+            }
+            self.close(member.key, Close::RoomEnded(why.clone()));
+        }
+        self.rooms.remove(key);
+        self.metrics.rooms_ended += 1;
+    }
+
+    /// Closes every connection in room `key` with `close`.
+    pub(super) fn close_members(&mut self, key: usize, close: Close) {
+        let room = self.rooms.get_mut(key);
+        for i in 0..room.members.len() {
+            let k = self.rooms.get(key).members[i].key;
+            self.close(k, close.clone());
+        }
+    }
+
+    /// The process's timers, once per `--tick-hz` period: connection timeouts and pings, the count of
+    /// bytes queued, giving memory back, idle rooms, a stalled accept; while draining, the connections in
+    /// no room (the echo).
+    pub(super) fn run_timers(&mut self) {
+        self.check_timers();
+        self.queued_estimate = self.conns.iter().map(|(_, c)| c.out.pending()).sum();
+        self.note_queued(self.queued_estimate);
+        self.accept_pending |= std::mem::take(&mut self.accept_stalled);
+        let idle = Duration::from_millis(self.cfg.room_idle_ms);
+        let mut list = std::mem::take(&mut self.idle_rooms);
+        self.rooms.idle(self.now, idle, &mut list);
+        for &key in &list {
+            self.rooms.remove(key);
+            self.metrics.rooms_disposed_idle += 1;
+        }
+        self.idle_rooms = list;
+        if self.drain_deadline.is_some() {
+            let roomless: Vec<usize> = self
+                .conns
+                .iter_mut()
+                .filter(|(_, c)| c.membership.is_none())
+                .filter_map(|(k, c)| c.live_ws().map(|_| k))
+                .collect();
+            for k in roomless {
+                self.close(k, Close::Shutdown);
+            }
+        }
+    }
+
+    /// Queues room `key`'s current tick's update to every member that needs it. `force` (the final update
+    /// of a drain) ignores the high-water mark and the memory budget: one more update per connection, then
+    /// it is closed.
     ///
     /// Memory: a connection above `--send-hwm-bytes` is skipped. While the bytes queued across all
     /// connections are above `--queued-bytes-max`, so is a connection with anything queued, and a catch-up
@@ -48,14 +136,14 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// them straight to their sockets. A connection skipped for its own queue that stays behind is closed:
     /// after `--first-update-lag-limit-ms` if it never took an update whole, else after `--lag-limit-ms`
     /// (one held back for the budget with nothing queued is not: see [`skipped`]).
-    pub(super) fn send_updates(&mut self, checksum: bool, force: bool) {
-        let tick = self.room.world.tick();
-        self.room.updates.begin(&self.room.world, checksum);
-        let mut queued: usize = self.conns.iter().map(|(_, c)| c.out.pending()).sum();
-        self.note_queued(queued);
+    pub(super) fn send_updates(&mut self, key: usize, checksum: bool, force: bool) {
+        let room = self.rooms.get_mut(key);
+        let tick = room.world.tick();
+        room.updates.begin(&room.world, checksum);
+        let mut queued = self.queued_estimate;
         let (hwm, budget) = (self.cfg.send_hwm_bytes, self.cfg.queued_bytes_max);
-        // The room's members, not every connection: only those that said Hello or Watch here.
-        for &member in &self.room.members {
+        // The room's members, not every connection.
+        for &member in &room.members {
             let k = member.key;
             let conn = &mut self.conns[k];
             debug_assert_eq!(conn.id, member.id, "a room's members are live connections");
@@ -74,10 +162,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             } else if over_budget && pending > 0 {
                 Err(true)
             } else {
-                let (range, kind) = self
-                    .room
-                    .updates
-                    .for_baseline(&self.room.world, ws.baseline);
+                let (range, kind) = room.updates.for_baseline(&room.world, ws.baseline);
                 match over_budget && kind != UpdateKind::Delta && range.len() > hwm {
                     true => Err(true),
                     false => Ok((range, kind)),
@@ -101,7 +186,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             ws.baseline = Some(tick);
             ws.last_update_at = self.now;
             self.metrics.frames_out += 1;
-            match conn.queue(self.room.updates.bytes(range)) {
+            match conn.queue(room.updates.bytes(range)) {
                 Ok(n) => self.metrics.bytes_out += n as u64,
                 Err(_) => {
                     mark_dead(conn, k, CloseReason::IoError, &mut self.dead_list);
@@ -119,6 +204,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 self.close_list.push((k, Close::SendLimit));
             }
         }
+        self.queued_estimate = queued;
         self.close_pending();
     }
 
@@ -146,8 +232,8 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.close_list = keep_capacity(list, std::mem::take(&mut self.close_list));
     }
 
-    /// Handshake, frame and idle timeouts, pings, and close lingers. Runs once per tick: timers are as
-    /// precise as a tick, which is plenty for limits measured in seconds.
+    /// Handshake, frame and idle timeouts, pings, and close lingers. Runs once per timer tick (a
+    /// `--tick-hz` period): timers are as precise as a tick, which is plenty for limits in seconds.
     pub(super) fn check_timers(&mut self) {
         let now = self.now;
         let ms = Duration::from_millis;

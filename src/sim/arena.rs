@@ -12,14 +12,55 @@ pub struct ArenaSettings {
     #[arg(long, default_value_t = 16)]
     pub npcs: usize,
 
-    /// Seed of the arena's random numbers (spawn points, wanderers).
+    /// Seed of the arena's random numbers (spawn points, wanderers), mixed with each room's name.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+
+    /// Most players in one arena room; a `Hello` past it is closed with 4006.
+    #[arg(long, default_value_t = 4096)]
+    pub room_max_players: usize,
+
+    /// Most spectators in one arena room; a `Watch` past it is closed with 4006.
+    #[arg(long, default_value_t = 4096)]
+    pub room_max_spectators: usize,
 }
 
 impl Default for ArenaSettings {
     fn default() -> Self {
-        ArenaSettings { npcs: 16, seed: 1 }
+        ArenaSettings {
+            npcs: 16,
+            seed: 1,
+            room_max_players: 4096,
+            room_max_spectators: 4096,
+        }
+    }
+}
+
+/// Most wanderers the creator of a room may ask for with `?npcs=N`.
+pub const NPCS_OPTION_MAX: usize = 64;
+
+impl ArenaSettings {
+    /// The arena as the binary serves it: one room type, `arena`, capped as the flags say. The client that
+    /// creates a room may ask for `?npcs=N` wanderers (0 to 64) instead of `--npcs`.
+    pub fn room_types(self) -> RoomTypes<Arena> {
+        let make = move |world: &mut World<ArenaEntity>, opening: &Opening<'_>| {
+            let npcs = match opening.option("npcs") {
+                None => self.npcs,
+                Some(n) => match n.parse::<usize>() {
+                    Ok(n) if n <= NPCS_OPTION_MAX => n,
+                    _ => return Err(format!("npcs must be 0 to {NPCS_OPTION_MAX}")),
+                },
+            };
+            // Rooms of one seed differ: each mixes in its name.
+            let mut name_hash = crate::proto::Fnv1a::new();
+            name_hash.write(opening.name.as_bytes());
+            Ok(Arena::new(world, npcs, self.seed ^ name_hash.finish()))
+        };
+        RoomTypes::new(
+            RoomType::new("arena", make)
+                .max_players(self.room_max_players)
+                .max_spectators(self.room_max_spectators),
+        )
     }
 }
 
@@ -27,7 +68,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Game, Joining, PlayerId, Rng};
+use super::{Game, Joining, Opening, PlayerId, Rng, RoomControl, RoomType, RoomTypes};
 use crate::sync::{EntityId, Replicate, World};
 
 /// World width and height, in units.
@@ -217,7 +258,7 @@ impl Game for Arena {
         }
     }
 
-    fn step(&mut self, world: &mut World<ArenaEntity>, _tick: u64, dt_s: f32) {
+    fn step(&mut self, world: &mut World<ArenaEntity>, _tick: u64, dt_s: f32, _: &mut RoomControl) {
         for body in self.players.values_mut() {
             body.advance(dt_s);
             world.set(body.entity, body.replicated());

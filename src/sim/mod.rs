@@ -1,13 +1,16 @@
-//! The simulation: the [`Game`] trait a game developer implements, and the built-in [`arena`] demo.
+//! The simulation: the [`Game`] trait a game developer implements, the room types a server hosts
+//! ([`room`]), and the built-in [`arena`] demo.
 //!
 //! A game never reads a clock and never touches I/O: the loop hands it each input as it arrives
 //! ([`Game::input`], between ticks), then a tick number, a fixed `dt` and the replicated [`World`] to
-//! mutate ([`Game::step`]).
+//! mutate ([`Game::step`]). One game instance runs one room.
 
 pub mod arena;
 mod rng;
+pub mod room;
 
 pub use rng::Rng;
+pub use room::{Opening, RoomControl, RoomType, RoomTypes};
 
 use serde::de::DeserializeOwned;
 
@@ -27,9 +30,9 @@ pub struct Joining<'a> {
     pub account: Option<&'a str>,
 }
 
-/// A game tickcast can host. The loop calls `join`, `leave`, `input`, `detached` and `resumed` between
-/// ticks, as they happen, and `step` once per tick. Changes made between ticks reach clients with the next
-/// tick's update.
+/// A game tickcast can host, one instance per room. The loop calls `join`, `leave`, `input`, `detached`
+/// and `resumed` between ticks, as they happen, and `step` once per tick of the room. Changes made between
+/// ticks reach clients with the next tick's update.
 ///
 /// A player's life: `join`, then inputs; when its connection drops without a goodbye the player is
 /// `detached` and keeps its entity for `--resume-grace-ms`; a client that comes back with the resume token
@@ -60,6 +63,13 @@ pub trait Game {
     /// The player's latest input, with its sequence number. Typically stored and applied in `step`.
     fn input(&mut self, player: PlayerId, seq: u32, input: Self::Input);
 
-    /// Advances the simulation by one fixed step of `dt_s` seconds to `tick`.
-    fn step(&mut self, world: &mut World<Self::State>, tick: u64, dt_s: f32);
+    /// Advances the simulation by one fixed step of `dt_s` seconds to `tick`. `room` takes what the game
+    /// asks of its room (end the match, kick a player), done once the tick's update is out.
+    fn step(
+        &mut self,
+        world: &mut World<Self::State>,
+        tick: u64,
+        dt_s: f32,
+        room: &mut RoomControl,
+    );
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use tickcast::metrics::Metrics;
 use tickcast::proto::{self, ClientMsg, ServerMsg};
-use tickcast::sim::arena::{Arena, ArenaDiff, ArenaEntity, ArenaInput};
-use tickcast::sim::Game;
+use tickcast::sim::arena::{ArenaDiff, ArenaEntity, ArenaInput, ArenaSettings};
+use tickcast::sim::{Game, RoomType, RoomTypes};
 use tickcast::sync::{Mirror, World};
 use tickcast::{Config, Handle, Server};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -63,15 +63,40 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts the arena on 127.0.0.1:0 with `cfg` adjusted by `adjust`.
+    /// Starts the arena (as the binary serves it: room type `arena`) on 127.0.0.1:0 with `cfg` adjusted
+    /// by `adjust`.
     pub fn start(adjust: impl FnOnce(&mut TestConfig)) -> TestServer {
-        Self::start_game(adjust, |world, cfg| Arena::new(world, cfg.npcs, cfg.seed))
+        Self::start_types(adjust, |cfg| {
+            let arena = ArenaSettings {
+                npcs: cfg.npcs,
+                seed: cfg.seed,
+                ..ArenaSettings::default()
+            };
+            arena.room_types()
+        })
     }
 
-    /// Starts the game `make_game` builds (an arena-compatible one: the clients mirror arena entities).
+    /// Starts one room type, `arena`, of the game `make_game` builds for every room (an arena-compatible
+    /// one: the clients mirror arena entities).
     pub fn start_game<G>(
         adjust: impl FnOnce(&mut TestConfig),
-        make_game: impl FnOnce(&mut World<ArenaEntity>, &TestConfig) -> G + Send + 'static,
+        mut make_game: impl FnMut(&mut World<ArenaEntity>, &TestConfig) -> G + Send + 'static,
+    ) -> TestServer
+    where
+        G: Game<State = ArenaEntity> + 'static,
+    {
+        Self::start_types(adjust, move |cfg| {
+            let cfg = cfg.clone();
+            RoomTypes::new(RoomType::new("arena", move |world, _| {
+                Ok(make_game(world, &cfg))
+            }))
+        })
+    }
+
+    /// Starts the room types `types` makes.
+    pub fn start_types<G>(
+        adjust: impl FnOnce(&mut TestConfig),
+        types: impl FnOnce(&TestConfig) -> RoomTypes<G> + Send + 'static,
     ) -> TestServer
     where
         G: Game<State = ArenaEntity> + 'static,
@@ -80,9 +105,8 @@ impl TestServer {
         adjust(&mut cfg);
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let game_cfg = cfg.clone();
-            let mut server =
-                Server::bind(cfg.server, |world| make_game(world, &game_cfg)).expect("bind");
+            let types = types(&cfg);
+            let mut server = Server::bind(cfg.server, types).expect("bind");
             tx.send((server.local_addr(), server.handle())).unwrap();
             server.run().expect("server loop");
             server.metrics().clone()

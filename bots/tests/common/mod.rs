@@ -13,7 +13,7 @@ use bots::{Args, Plan, Report};
 use clap::Parser;
 use tickcast::metrics::Metrics;
 use tickcast::proto::{self, ServerMsg};
-use tickcast::sim::arena::{Arena, ArenaEntity};
+use tickcast::sim::arena::ArenaEntity;
 use tickcast::{Config, Handle, Server};
 use tungstenite::Message;
 
@@ -69,9 +69,12 @@ impl TestServer {
         adjust(&mut cfg);
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let (npcs, seed) = (cfg.npcs, cfg.seed);
-            let mut server =
-                Server::bind(cfg.server, |world| Arena::new(world, npcs, seed)).expect("bind");
+            let arena = tickcast::sim::arena::ArenaSettings {
+                npcs: cfg.npcs,
+                seed: cfg.seed,
+                ..Default::default()
+            };
+            let mut server = Server::bind(cfg.server, arena.room_types()).expect("bind");
             tx.send((server.local_addr(), server.handle())).unwrap();
             server.run().expect("server loop");
             server.metrics().clone()
