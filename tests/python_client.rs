@@ -195,6 +195,8 @@ fn python_clients_in_two_rooms_each_see_only_their_own_room() {
     assert_eq!(number(&summary, "bad_name_status"), 400, "{summary}");
     let (status, body) = server.get("/rooms/red-1");
     assert_eq!(status, 200, "{body}");
+    // The default room and the two the clients created.
+    assert_eq!(server.metric("tickcast_rooms_open"), 3, "{summary}");
     assert_eq!(
         server.metric("tickcast_connections_closed_total{reason=\"malformed_message\"}"),
         0

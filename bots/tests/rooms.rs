@@ -1,12 +1,14 @@
 //! Bots in rooms (protocol 3, docs/PROTOCOL.md "Rooms") against the real server through real sockets on
 //! 127.0.0.1: `--rooms K --room-size N` puts N bots in each of K rooms, each bot is welcomed into the room
 //! it asked for and follows that room's world and checksums, the server lists exactly those players per
-//! room, and the report counts per room. A server that welcomes a bot into another room is caught.
+//! room, and the report counts per room. A server that welcomes a bot into another room is caught; a
+//! bot past a room's player cap (4006) backs off and gives up.
 
 mod common;
 
 use bots::Plan;
 use common::{args, http_get, run_swarm, TestServer, WrongChecksumServer};
+use tickcast::metrics::CloseReason;
 
 /// The `players` of every room in a `GET /rooms` answer, by name.
 fn players_by_room(body: &str) -> Vec<(String, u64)> {
@@ -192,4 +194,47 @@ fn a_welcome_naming_another_room_is_a_protocol_error_of_that_room() {
     assert_eq!(report.rooms_summary.rooms_with_errors, 1, "{summary}");
     // The bot never got as far as a checksum: the wrong room stopped it at Welcome.
     assert_eq!(report.checksums_verified, 0, "{summary}");
+}
+
+#[test]
+fn a_bot_past_the_room_cap_is_closed_with_4006_backs_off_and_gives_up() {
+    // Rooms of at most 2 players, 3 bots asking for the same room: the third is refused every time.
+    let server = TestServer::start(|c| {
+        c.npcs = 0;
+        c.room_max_players = 2;
+    });
+    let (report, errors) = run_swarm(args(
+        &server.url(),
+        &[
+            "--rooms",
+            "1",
+            "--room-size",
+            "3",
+            "--duration",
+            "2s",
+            "--connect-attempts",
+            "3",
+            "--retry-base-ms",
+            "10",
+            "--retry-max-ms",
+            "20",
+        ],
+    ));
+    let metrics = server.stop();
+    let summary = format!("{}\nerrors: {errors:?}", report.table());
+    let full = report
+        .disconnects
+        .iter()
+        .find(|d| d.code == Some(tickcast::proto::close::ROOM_FULL))
+        .unwrap_or_else(|| panic!("no 4006 in {summary}"));
+    // --connect-attempts closes in a row, then the bot stopped trying.
+    assert_eq!((full.count, full.expected), (3, false), "{summary}");
+    assert_eq!(report.bots_gave_up, 1, "{summary}");
+    assert_eq!(metrics.closed_count(CloseReason::RoomFull), 3, "{summary}");
+    assert!(!report.passed, "{summary}");
+    assert_eq!(report.rooms[0].unexpected_disconnects, 3, "{summary}");
+    assert_eq!(report.rooms_summary.rooms_with_errors, 1, "{summary}");
+    // The two bots inside played on, their mirrors right.
+    assert_eq!(report.checksum_mismatches, 0, "{summary}");
+    assert!(report.checksums_verified > 0, "{summary}");
 }

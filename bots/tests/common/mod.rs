@@ -21,12 +21,14 @@ use tungstenite::Message;
 pub const WAIT_MAX: Duration = Duration::from_secs(60);
 
 /// What a test adjusts: the server's settings (through `Deref`, so `c.tick_hz = 50`) and the arena's
-/// (`c.npcs`, `c.seed`), which are the game's and not in the server's `Config`.
+/// (`c.npcs`, `c.seed`, `c.room_max_players`), which are the game's and not in the server's `Config`.
 #[derive(Debug, Clone)]
 pub struct TestConfig {
     pub server: Config,
     pub npcs: usize,
     pub seed: u64,
+    /// Most players in one arena room (a `Hello` past it is closed with 4006).
+    pub room_max_players: usize,
 }
 
 impl TestConfig {
@@ -39,6 +41,7 @@ impl TestConfig {
             },
             npcs: arena.npcs,
             seed: arena.seed,
+            room_max_players: arena.room_max_players,
         }
     }
 }
@@ -72,6 +75,7 @@ impl TestServer {
             let arena = tickcast::sim::arena::ArenaSettings {
                 npcs: cfg.npcs,
                 seed: cfg.seed,
+                room_max_players: cfg.room_max_players,
                 ..Default::default()
             };
             let mut server = Server::bind(cfg.server, arena.room_types()).expect("bind");
