@@ -2,7 +2,8 @@
 //! the real server: it joins, mirrors the world, verifies checksums and sees its input acknowledged; it
 //! spectates after `Watch` (and hears nothing before it); it drops its connection without a close frame and
 //! resumes its player onto the mirror it kept; it takes its player over from a connection still open (which
-//! is closed with 4005); and it reads every test vector of the document.
+//! is closed with 4005); two of its clients in two rooms each see their own room alone; and it reads
+//! every test vector of the document.
 
 mod common;
 
@@ -155,6 +156,51 @@ fn python_client_takes_over_its_player_from_a_connection_still_open_which_gets_4
     assert_eq!(number(&summary, "old_close_code"), 4005, "{summary}");
     assert!(number(&summary, "checksums_after") >= 3, "{summary}");
     assert_eq!(server.metric("tickcast_resumes_total"), 1, "{summary}");
+}
+
+#[test]
+fn python_clients_in_two_rooms_each_see_only_their_own_room() {
+    let server = TestServer::start(|c| {
+        c.npcs = 10;
+        c.tick_hz = 50;
+        c.checksum_every_ticks = 5;
+    });
+    // Two players in red-1 (one moves: seq 3), one in blue_2 (seq 5); the script itself checks that no
+    // room's mirror holds the other room's player.
+    let summary = client(&["rooms", &server.url(), "3", "red-1", "blue_2"]);
+    // Each connection was welcomed into the room its URL named; plain /ws is the default room.
+    assert_eq!(field(&summary, "room_a"), "red-1", "{summary}");
+    assert_eq!(field(&summary, "room_a_second"), "red-1", "{summary}");
+    assert_eq!(field(&summary, "room_b"), "blue_2", "{summary}");
+    assert_eq!(field(&summary, "default_room"), "default", "{summary}");
+    // Each room has its own wanderers (10 per room) and its own players: the entity sets differ.
+    assert_eq!(number(&summary, "entities_a1"), 12, "{summary}");
+    assert_eq!(number(&summary, "entities_a2"), 12, "{summary}");
+    assert_eq!(number(&summary, "entities_b"), 11, "{summary}");
+    assert_eq!(field(&summary, "same_ids_a1_a2"), "true", "{summary}");
+    assert_eq!(number(&summary, "own_seq_a1"), 3, "{summary}");
+    assert_eq!(number(&summary, "own_seq_b"), 5, "{summary}");
+    // Each mirror matched its own room's checksums.
+    for who in ["a1", "a2", "b"] {
+        assert!(
+            number(&summary, &format!("checksums_{who}")) >= 3,
+            "{who}: {summary}"
+        );
+    }
+    // GET /rooms counted the players per room while they played.
+    assert_eq!(number(&summary, "listed_players_a"), 2, "{summary}");
+    assert_eq!(number(&summary, "listed_players_b"), 1, "{summary}");
+    assert_eq!(field(&summary, "listed_type_a"), "arena", "{summary}");
+    // A room name outside A-Z a-z 0-9 _ - is refused at the upgrade.
+    assert_eq!(number(&summary, "bad_name_status"), 400, "{summary}");
+    let (status, body) = server.get("/rooms/red-1");
+    assert_eq!(status, 200, "{body}");
+    // The default room and the two the clients created.
+    assert_eq!(server.metric("tickcast_rooms_open"), 3, "{summary}");
+    assert_eq!(
+        server.metric("tickcast_connections_closed_total{reason=\"malformed_message\"}"),
+        0
+    );
 }
 
 #[test]

@@ -36,7 +36,7 @@ use crate::bucket::TokenBucket;
 use crate::config::Plan;
 use crate::mix::Behaviour;
 use crate::schedule::TickEstimate;
-use crate::stats::{BotError, Cause, ConnectFailure, OpenGauge, Stats};
+use crate::stats::{BotError, Cause, ConnectFailure, OpenGauge, RoomStats, Stats};
 use crate::stream::{self, BotStream};
 use crate::view::{Seen, UpdateKind, View, ViewError};
 
@@ -66,6 +66,8 @@ pub struct Ctx<'a> {
     pub token: Token,
     pub plan: &'a Plan,
     pub stats: &'a mut Stats,
+    /// What the bots of this bot's room counted (kept by the worker for the whole run).
+    pub room: &'a mut RoomStats,
     pub open: &'a mut OpenGauge,
     /// Correctness errors for the log; the counts live in `stats`.
     pub errors: &'a mut Vec<BotError>,
@@ -116,6 +118,8 @@ struct Session {
     next_input_at: Option<Instant>,
     /// When a flapper drops this connection.
     flap_at: Option<Instant>,
+    /// When the last update of this connection arrived, for the room's update intervals.
+    last_update_at: Option<Instant>,
 }
 
 /// One simulated player (or spectator).
@@ -123,6 +127,8 @@ pub struct Bot {
     /// The bot's number in the run, 0-based; errors name it.
     pub id: usize,
     pub behaviour: Behaviour,
+    /// The bot's room in the plan (0-based; 0 without rooms).
+    pub room: u32,
     rng: Rng,
     link: Link,
     session: Option<Session>,
@@ -134,6 +140,9 @@ pub struct Bot {
     direction: ArenaInput,
     /// Connect attempts that failed in a row.
     failures: u32,
+    /// Connections in a row closed with 4006 (room full) before the bot played or watched: they back off
+    /// like failed attempts, and the bot gives up after --connect-attempts of them.
+    full_streak: u32,
     ever_connected: bool,
     /// The run is ending: never connect again.
     stopping: bool,
@@ -144,11 +153,12 @@ pub struct Bot {
 }
 
 impl Bot {
-    /// A bot that makes its first connect attempt at `first_at`.
-    pub fn new(id: usize, behaviour: Behaviour, first_at: Instant, seed: u64) -> Bot {
+    /// A bot of room `room` that makes its first connect attempt at `first_at`.
+    pub fn new(id: usize, behaviour: Behaviour, room: u32, first_at: Instant, seed: u64) -> Bot {
         Bot {
             id,
             behaviour,
+            room,
             rng: Rng::new(seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             link: Link::Waiting { at: first_at },
             session: None,
@@ -156,6 +166,7 @@ impl Bot {
             seq: 0,
             direction: ArenaInput::default(),
             failures: 0,
+            full_streak: 0,
             ever_connected: false,
             stopping: false,
             reread: false,
@@ -343,7 +354,7 @@ impl Bot {
         let Link::Dialing { stream, started } = self.take_link() else {
             unreachable!("upgrade outside Dialing")
         };
-        let request = match ctx.plan.target.url.as_str().into_client_request() {
+        let request = match ctx.plan.url_of(self.room).into_client_request() {
             Ok(request) => request,
             Err(_) => {
                 self.link = Link::Dialing { stream, started };
@@ -377,7 +388,7 @@ impl Bot {
                         view.reconnect();
                         view
                     }
-                    None => View::new(),
+                    None => View::in_room(ctx.plan.room_name(self.room)),
                 };
                 self.session = Some(Session {
                     started,
@@ -388,6 +399,7 @@ impl Bot {
                     inputs: PendingInputs::new(PENDING_INPUTS_MAX),
                     next_input_at: None,
                     flap_at: None,
+                    last_update_at: None,
                 });
                 // Welcome (and maybe more) may have come in with the 101: read it now, the socket
                 // will not signal again for bytes already taken.
@@ -494,11 +506,16 @@ impl Bot {
                 s.connection_id = connection_id;
                 s.schedule = Some(TickEstimate::from_welcome(tick, tick_hz, now));
                 ctx.stats.tick_hz = tick_hz;
+                if ctx.room.welcomed_as.is_none() {
+                    ctx.room.welcomed_as = s.view.room().map(str::to_string);
+                }
                 self.welcomed(ctx);
             }
             Seen::Joined {
                 resumed, refused, ..
             } => {
+                // The room took the bot: a full room (4006) no longer stands in its way.
+                self.full_streak = 0;
                 if resumed {
                     b.resumes_honoured += 1;
                 } else {
@@ -524,6 +541,14 @@ impl Bot {
                 own_seq,
             } => {
                 b.updates += 1;
+                ctx.room.updates += 1;
+                if let (Some(at), false) = (s.last_update_at, self.behaviour.reads_slowly()) {
+                    ctx.room.intervals.record(now.saturating_duration_since(at));
+                }
+                s.last_update_at = Some(now);
+                if !self.behaviour.joins() {
+                    self.full_streak = 0;
+                }
                 match kind {
                     UpdateKind::Coalesced { skipped } => {
                         b.coalesced += 1;
@@ -546,7 +571,10 @@ impl Bot {
                     b.inputs_acked += s.inputs.ack(acked, now, |d| rtt.record(d)) as u64;
                 }
             }
-            Seen::ChecksumOk { .. } => b.checksums_verified += 1,
+            Seen::ChecksumOk { .. } => {
+                b.checksums_verified += 1;
+                ctx.room.checksums_verified += 1;
+            }
             Seen::Pong { .. } => {}
         }
     }
@@ -562,6 +590,7 @@ impl Bot {
         } else {
             self.ever_connected = true;
             ctx.stats.first_connects += 1;
+            ctx.room.first_connects += 1;
         }
         self.failures = 0;
         ctx.open.opened(self.behaviour, now, ctx.stats);
@@ -593,8 +622,14 @@ impl Bot {
     fn view_error(&mut self, ctx: &mut Ctx, e: ViewError) {
         let b = ctx.stats.of(self.behaviour);
         match e {
-            ViewError::ChecksumMismatch { .. } => b.checksum_mismatches += 1,
-            _ => b.protocol_errors += 1,
+            ViewError::ChecksumMismatch { .. } => {
+                b.checksum_mismatches += 1;
+                ctx.room.checksum_mismatches += 1;
+            }
+            _ => {
+                b.protocol_errors += 1;
+                ctx.room.protocol_errors += 1;
+            }
         }
         ctx.errors.push(BotError {
             bot: self.id,
@@ -664,10 +699,20 @@ impl Bot {
         if !welcomed {
             return self.attempt_failed(ctx, ConnectFailure::Handshake);
         }
-        ctx.stats.disconnected(self.behaviour, cause);
+        self.disconnected(ctx, cause);
         // Without a close frame of its own the bot did not say goodbye: its player waits to be resumed,
-        // unless the server is going away or already gave the player to another connection.
-        let gone = [proto::close::GOING_AWAY, proto::close::REPLACED].map(Cause::Code);
+        // unless the server is going away, already gave the player to another connection, ended the
+        // room or kicked the player (whose token then resumes nothing).
+        let gone = [
+            proto::close::GOING_AWAY,
+            proto::close::REPLACED,
+            proto::close::ROOM_ENDED,
+            proto::close::KICKED,
+        ]
+        .map(Cause::Code);
+        if cause == Cause::Code(proto::close::ROOM_FULL) {
+            self.full_streak += 1;
+        }
         self.end_session(ctx, !gone.contains(&cause));
         let then = if cause == Cause::Code(proto::close::GOING_AWAY) {
             Then::Retire
@@ -689,7 +734,7 @@ impl Bot {
     fn hang_up(&mut self, ctx: &mut Ctx, cause: Option<Cause>, reason: &str) {
         let welcomed = self.session.as_ref().is_some_and(|s| s.welcomed);
         if let (Some(cause), true) = (cause, welcomed) {
-            ctx.stats.disconnected(self.behaviour, cause);
+            self.disconnected(ctx, cause);
         }
         // A close frame with 1000 says goodbye: the server lets the player go at once.
         self.end_session(ctx, false);
@@ -722,7 +767,7 @@ impl Bot {
     /// abruptly half the time and with a close frame the other half, and joins anew either way.
     fn flap(&mut self, ctx: &mut Ctx) {
         if self.behaviour.resumes() || self.rng.next_f32() < 0.5 {
-            ctx.stats.disconnected(self.behaviour, Cause::Flap);
+            self.disconnected(ctx, Cause::Flap);
             self.end_session(ctx, true);
             if let Link::Open { ws } = &self.link {
                 // Already gone or not: either way the server sees no close frame.
@@ -773,13 +818,27 @@ impl Bot {
         self.reread = true;
     }
 
-    /// The connection is gone: reconnect after a jittered delay, or stay down.
+    /// Counts a connection's end, for the run and for the bot's room.
+    fn disconnected(&self, ctx: &mut Ctx, cause: Cause) {
+        ctx.stats.disconnected(self.behaviour, cause);
+        if !cause.expected() {
+            ctx.room.unexpected_disconnects += 1;
+        }
+    }
+
+    /// The connection is gone: reconnect after a jittered delay, or stay down. After closes for a full
+    /// room the delay grows as after failed attempts, and the bot gives up after --connect-attempts.
     fn after_close(&mut self, ctx: &mut Ctx, then: Then) {
         self.link = match then {
             Then::Reconnect if !self.stopping => {
-                let delay = ctx.plan.backoff.delay(0, &mut self.rng).unwrap_or_default();
-                Link::Waiting {
-                    at: ctx.now + delay,
+                match ctx.plan.backoff.delay(self.full_streak, &mut self.rng) {
+                    Some(delay) => Link::Waiting {
+                        at: ctx.now + delay,
+                    },
+                    None => {
+                        ctx.stats.bots_gave_up += 1;
+                        Link::Done
+                    }
                 }
             }
             _ => Link::Done,

@@ -14,6 +14,12 @@ use crate::mix::Mix;
 pub const BOTS_MAX: u32 = 100_000;
 /// Most worker threads.
 pub const THREADS_MAX: usize = 256;
+/// Bots when neither --count nor --rooms with --room-size says how many.
+pub const DEFAULT_COUNT: u32 = 100;
+/// What room names start with, before the room's number.
+pub const DEFAULT_ROOM_PREFIX: &str = "bots-";
+/// Longest room name the protocol allows, in bytes.
+pub const ROOM_NAME_BYTES_MAX: usize = 64;
 /// Longest any time setting may be (`--duration`, the ramp-up, every `-ms` flag): a day.
 pub const TIME_SETTING_MAX: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -25,9 +31,28 @@ pub struct Args {
     #[arg(long, default_value = "ws://127.0.0.1:7000/ws")]
     pub url: String,
 
-    /// Bots to run (1..=100000).
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=i64::from(BOTS_MAX)))]
-    pub count: u32,
+    /// Bots to run (1..=100000) [default: 100; with both --rooms and --room-size, their product].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(BOTS_MAX)))]
+    pub count: Option<u32>,
+
+    /// Spread the bots over this many rooms, named --room-prefix then 0..K-1 (bots-0, bots-1, ...): a bot
+    /// of room R connects to --url with `/R` appended (ws://HOST:PORT/ws/bots-3) and checks that `Welcome`
+    /// names R. Bots fill the rooms in order, in contiguous blocks (sizes differ by at most one). With
+    /// --room-size too, the run has K x N bots (--count, if given, must say the same). Without --rooms
+    /// and --room-size every bot connects to --url as given.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(BOTS_MAX)))]
+    pub rooms: Option<u32>,
+
+    /// Bots per room: bots 0..N-1 go to the first room, N..2N-1 to the second, and so on. Alone (or with
+    /// --count) it makes ceil(count / N) rooms, the last one holding the rest; with --rooms K it makes the
+    /// count K x N.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(BOTS_MAX)))]
+    pub room_size: Option<u32>,
+
+    /// Prefix of the room names of --rooms / --room-size; the room's number follows it. A room name is 1
+    /// to 64 bytes of A-Z a-z 0-9 _ - (docs/PROTOCOL.md, Rooms).
+    #[arg(long, default_value = DEFAULT_ROOM_PREFIX)]
+    pub room_prefix: String,
 
     /// How long the run lasts, ramp-up included ("60s", "2m", "1500ms").
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -103,6 +128,13 @@ impl Default for Args {
 pub struct Target {
     pub url: String,
     pub addr: SocketAddr,
+    /// `ws://host:port` and the path without a trailing `/`, and the query (with its `?`, or empty):
+    /// what a room's URL is built from ([`Target::room_url`]).
+    base: String,
+    query: String,
+    /// The room the URL itself names, when its path ends in `/ws/NAME`: every bot then checks that
+    /// `Welcome` says that room.
+    pub room: Option<String>,
 }
 
 impl Target {
@@ -122,6 +154,7 @@ impl Target {
         let host = uri
             .host()
             .ok_or_else(|| format!("--url {url:?} has no host"))?;
+        let authority = uri.authority().map_or(host, |a| a.as_str()).to_string();
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = uri.port_u16().unwrap_or(80);
         let addr = (host, port)
@@ -129,10 +162,75 @@ impl Target {
             .map_err(|e| format!("--url: cannot resolve {host}: {e}"))?
             .next()
             .ok_or_else(|| format!("--url: {host} resolves to no address"))?;
+        let path = uri.path().trim_end_matches('/');
+        let room = path
+            .rsplit_once('/')
+            .filter(|(before, name)| before.ends_with("/ws") && valid_room_name(name))
+            .map(|(_, name)| name.to_string());
         Ok(Target {
             url: url.to_string(),
             addr,
+            base: format!("ws://{authority}{path}"),
+            query: uri.query().map_or(String::new(), |q| format!("?{q}")),
+            room,
         })
+    }
+
+    /// The URL of room `name`: the path of --url with `/name` appended, its query kept
+    /// (`ws://h/ws?type=duel` -> `ws://h/ws/bots-0?type=duel`).
+    pub fn room_url(&self, name: &str) -> String {
+        format!("{}/{name}{}", self.base, self.query)
+    }
+}
+
+/// Whether `name` is a room name the protocol allows: 1 to 64 bytes of `A-Z a-z 0-9 _ -`.
+pub fn valid_room_name(name: &str) -> bool {
+    (1..=ROOM_NAME_BYTES_MAX).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// How the bots are spread over rooms (--rooms, --room-size): `count` rooms named `prefix` + number,
+/// filled in contiguous blocks of bots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rooms {
+    pub count: u32,
+    /// Bots per room (the last room may hold fewer); `None`: `bots` split as evenly as blocks allow.
+    pub size: Option<u32>,
+    pub prefix: String,
+    /// Bots in the run.
+    pub bots: u32,
+}
+
+impl Rooms {
+    /// The room (0-based) of bot `bot`.
+    pub fn of(&self, bot: usize) -> u32 {
+        let room = match self.size {
+            Some(size) => bot as u64 / u64::from(size),
+            None => bot as u64 * u64::from(self.count) / u64::from(self.bots),
+        };
+        room.min(u64::from(self.count - 1)) as u32
+    }
+
+    pub fn name(&self, room: u32) -> String {
+        format!("{}{room}", self.prefix)
+    }
+
+    /// How many bots room `room` holds.
+    pub fn bots_in(&self, room: u32) -> u32 {
+        // Blocks are contiguous and ascending: count the bots below the room's end.
+        let first = |r: u32| -> u64 {
+            if r >= self.count {
+                return u64::from(self.bots);
+            }
+            match self.size {
+                Some(size) => (u64::from(r) * u64::from(size)).min(u64::from(self.bots)),
+                // The smallest i with i * count / bots >= r.
+                None => (u64::from(r) * u64::from(self.bots)).div_ceil(u64::from(self.count)),
+            }
+        };
+        (first(room + 1) - first(room)) as u32
     }
 }
 
@@ -141,6 +239,10 @@ impl Target {
 pub struct Plan {
     pub args: Args,
     pub target: Target,
+    /// Bots in the run: --count, or --rooms x --room-size, or the default.
+    pub count: u32,
+    /// How the bots are spread over rooms; `None`: every bot connects to --url as given.
+    pub rooms: Option<Rooms>,
     pub threads: usize,
     pub backoff: Backoff,
 }
@@ -177,7 +279,9 @@ impl Plan {
         if args.duration > TIME_SETTING_MAX {
             return Err("--duration must be at most a day".to_string());
         }
-        if f64::from(args.count) / args.connect_rate > TIME_SETTING_MAX.as_secs_f64() {
+        let target = Target::resolve(&args.url)?;
+        let (count, rooms) = rooms_of(&args, &target)?;
+        if f64::from(count) / args.connect_rate > TIME_SETTING_MAX.as_secs_f64() {
             return Err("--connect-rate is so low that the ramp-up takes over a day".to_string());
         }
         if args.retry_max_ms < args.retry_base_ms {
@@ -192,8 +296,7 @@ impl Plan {
             return Err(format!("--threads must be within 1..={THREADS_MAX}"));
         }
         // A thread with no bot would only idle.
-        let threads = threads.min(args.count as usize);
-        let target = Target::resolve(&args.url)?;
+        let threads = threads.min(count as usize);
         let backoff = Backoff {
             base: Duration::from_millis(args.retry_base_ms),
             cap: Duration::from_millis(args.retry_max_ms),
@@ -202,6 +305,8 @@ impl Plan {
         Ok(Plan {
             args,
             target,
+            count,
+            rooms,
             threads,
             backoff,
         })
@@ -226,8 +331,101 @@ impl Plan {
 
     /// How long until the last bot makes its first connect attempt.
     pub fn ramp_up(&self) -> Duration {
-        self.ramp_offset(self.args.count as usize)
+        self.ramp_offset(self.count as usize)
     }
+
+    /// Rooms the run plans: --rooms / --room-size, else the one room of --url.
+    pub fn room_count(&self) -> u32 {
+        self.rooms.as_ref().map_or(1, |r| r.count)
+    }
+
+    /// The room (0-based) of bot `bot`; 0 without rooms.
+    pub fn room_of(&self, bot: usize) -> u32 {
+        self.rooms.as_ref().map_or(0, |r| r.of(bot))
+    }
+
+    /// The name of room `room` the bots ask for and expect in `Welcome`: the planned one, or the one
+    /// --url names; `None` when --url names none (the server's default room, whatever its name).
+    pub fn room_name(&self, room: u32) -> Option<String> {
+        match &self.rooms {
+            Some(rooms) => Some(rooms.name(room)),
+            None => self.target.room.clone(),
+        }
+    }
+
+    /// Bots in room `room`.
+    pub fn bots_in(&self, room: u32) -> u32 {
+        self.rooms.as_ref().map_or(self.count, |r| r.bots_in(room))
+    }
+
+    /// The URL a bot of room `room` connects to.
+    pub fn url_of(&self, room: u32) -> String {
+        match &self.rooms {
+            Some(rooms) => self.target.room_url(&rooms.name(room)),
+            None => self.target.url.clone(),
+        }
+    }
+}
+
+/// The bot count and the rooms of --count, --rooms and --room-size (see their help); contradictory
+/// combinations are refused.
+fn rooms_of(args: &Args, target: &Target) -> Result<(u32, Option<Rooms>), String> {
+    let (count, rooms, size) = match (args.count, args.rooms, args.room_size) {
+        (count, None, None) => return Ok((count.unwrap_or(DEFAULT_COUNT), None)),
+        (count, Some(k), None) => {
+            let count = count.unwrap_or(DEFAULT_COUNT);
+            if k > count {
+                return Err(format!(
+                    "--rooms {k} needs at least {k} bots, one per room, but --count is {count}"
+                ));
+            }
+            (count, k, None)
+        }
+        (count, None, Some(n)) => {
+            let count = count.unwrap_or(DEFAULT_COUNT);
+            (count, count.div_ceil(n), Some(n))
+        }
+        (count, Some(k), Some(n)) => {
+            let product = u64::from(k) * u64::from(n);
+            if product > u64::from(BOTS_MAX) {
+                return Err(format!(
+                    "--rooms {k} x --room-size {n} is {product} bots, over the {BOTS_MAX} one run may hold"
+                ));
+            }
+            let product = product as u32;
+            match count {
+                Some(c) if c != product => {
+                    return Err(format!(
+                        "--count {c} contradicts --rooms {k} x --room-size {n} = {product} bots: give two of the three"
+                    ))
+                }
+                _ => (product, k, Some(n)),
+            }
+        }
+    };
+    if let Some(room) = &target.room {
+        return Err(format!(
+            "--url already names room {room}; with --rooms or --room-size give the base URL (ending in /ws): \
+             each bot appends its room"
+        ));
+    }
+    let prefix = args.room_prefix.clone();
+    let last = format!("{prefix}{}", rooms - 1);
+    if !valid_room_name(&last) {
+        return Err(format!(
+            "--room-prefix {prefix:?} makes room names like {last:?}: a room name is 1 to \
+             {ROOM_NAME_BYTES_MAX} bytes of A-Z a-z 0-9 _ -"
+        ));
+    }
+    Ok((
+        count,
+        Some(Rooms {
+            count: rooms,
+            size,
+            prefix,
+            bots: count,
+        }),
+    ))
 }
 
 #[cfg(test)]
@@ -251,7 +449,9 @@ mod tests {
             "4",
         ]))
         .unwrap();
-        assert_eq!(plan.args.count, 2000);
+        assert_eq!(plan.count, 2000);
+        assert_eq!(plan.rooms, None);
+        assert_eq!(plan.url_of(0), "ws://127.0.0.1:7000/ws");
         assert_eq!(plan.args.duration, Duration::from_secs(60));
         assert_eq!(plan.threads, 4);
         assert_eq!(plan.target.addr, "127.0.0.1:7000".parse().unwrap());
@@ -284,5 +484,115 @@ mod tests {
     fn threads_never_outnumber_bots() {
         let plan = Plan::new(args(&["--count", "3", "--threads", "8"])).unwrap();
         assert_eq!(plan.threads, 3);
+    }
+
+    #[test]
+    fn rooms_and_room_size_make_the_count_and_fill_rooms_in_blocks() {
+        let plan = Plan::new(args(&["--rooms", "3", "--room-size", "2"])).unwrap();
+        assert_eq!(plan.count, 6);
+        assert_eq!(plan.room_count(), 3);
+        let rooms: Vec<u32> = (0..6).map(|i| plan.room_of(i)).collect();
+        assert_eq!(rooms, [0, 0, 1, 1, 2, 2]);
+        assert_eq!(plan.room_name(2).as_deref(), Some("bots-2"));
+        assert_eq!(plan.url_of(1), "ws://127.0.0.1:7000/ws/bots-1");
+        assert_eq!((0..3).map(|r| plan.bots_in(r)).sum::<u32>(), 6);
+
+        // --rooms alone splits --count as evenly as contiguous blocks allow.
+        let plan = Plan::new(args(&["--rooms", "3", "--count", "10"])).unwrap();
+        let rooms: Vec<u32> = (0..10).map(|i| plan.room_of(i)).collect();
+        assert_eq!(rooms, [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]);
+        let sizes: Vec<u32> = (0..3).map(|r| plan.bots_in(r)).collect();
+        assert_eq!(sizes, [4, 3, 3]);
+
+        // --room-size alone: ceil(count / size) rooms, the last one holding the rest.
+        let plan = Plan::new(args(&[
+            "--room-size",
+            "4",
+            "--count",
+            "10",
+            "--room-prefix",
+            "m_",
+        ]))
+        .unwrap();
+        assert_eq!(plan.room_count(), 3);
+        let sizes: Vec<u32> = (0..3).map(|r| plan.bots_in(r)).collect();
+        assert_eq!(sizes, [4, 4, 2]);
+        assert_eq!(plan.room_of(9), 2);
+        assert_eq!(plan.room_name(0).as_deref(), Some("m_0"));
+
+        // A count that agrees with the product is fine; the query string stays at the end.
+        let mut argv = vec!["bots", "--url", "ws://127.0.0.1:7000/ws/?type=arena"];
+        argv.extend(["--rooms", "250", "--room-size", "4", "--count", "1000"]);
+        let plan = Plan::new(Args::try_parse_from(argv).unwrap()).unwrap();
+        assert_eq!(
+            plan.url_of(249),
+            "ws://127.0.0.1:7000/ws/bots-249?type=arena"
+        );
+        assert_eq!(plan.bots_in(249), 4);
+        // Every bot is in a room whose size says so.
+        for room in 0..250 {
+            let members = (0..1000).filter(|i| plan.room_of(*i) == room).count();
+            assert_eq!(members as u32, plan.bots_in(room), "room {room}");
+        }
+    }
+
+    #[test]
+    fn a_url_naming_a_room_is_checked_without_rooms_and_refused_with_them() {
+        let plan = Plan::new(
+            Args::try_parse_from(["bots", "--url", "ws://127.0.0.1:7000/ws/duel-7"]).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(plan.room_name(0).as_deref(), Some("duel-7"));
+        assert_eq!(plan.url_of(0), "ws://127.0.0.1:7000/ws/duel-7");
+        let plan = Plan::new(args(&[])).unwrap();
+        assert_eq!(
+            plan.room_name(0),
+            None,
+            "/ws is the default room, whatever its name"
+        );
+        let err = Plan::new(
+            Args::try_parse_from([
+                "bots",
+                "--url",
+                "ws://127.0.0.1:7000/ws/duel-7",
+                "--rooms",
+                "2",
+            ])
+            .unwrap(),
+        )
+        .unwrap_err();
+        assert!(err.contains("--url") && err.contains("duel-7"), "{err}");
+    }
+
+    #[test]
+    fn contradictory_room_flags_are_refused_with_the_flags_named() {
+        let err =
+            Plan::new(args(&["--rooms", "3", "--room-size", "2", "--count", "7"])).unwrap_err();
+        assert!(
+            err.contains("--count 7") && err.contains("--rooms 3"),
+            "{err}"
+        );
+        let err = Plan::new(args(&["--rooms", "10", "--count", "5"])).unwrap_err();
+        assert!(err.contains("--rooms 10"), "{err}");
+        let err = Plan::new(args(&["--rooms", "1000", "--room-size", "1000"])).unwrap_err();
+        assert!(err.contains("100000"), "{err}");
+        let err = Plan::new(args(&["--rooms", "2", "--room-prefix", "bad name "])).unwrap_err();
+        assert!(err.contains("--room-prefix"), "{err}");
+        let long = "x".repeat(64);
+        let err = Plan::new(args(&["--rooms", "2", "--room-prefix", &long])).unwrap_err();
+        assert!(err.contains("64"), "{err}");
+        assert!(Args::try_parse_from(["bots", "--rooms", "0"]).is_err());
+        assert!(Args::try_parse_from(["bots", "--room-size", "0"]).is_err());
+        // The prefix may use the whole name but the number.
+        let ok = "x".repeat(63);
+        assert!(Plan::new(args(&[
+            "--rooms",
+            "10",
+            "--count",
+            "10",
+            "--room-prefix",
+            &ok
+        ]))
+        .is_ok());
     }
 }

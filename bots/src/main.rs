@@ -46,9 +46,18 @@ fn main() -> ExitCode {
         })
         .expect("spawn the signal thread");
 
+    let rooms = match &plan.rooms {
+        Some(r) => format!(
+            " in {} rooms ({} .. {})",
+            r.count,
+            r.name(0),
+            r.name(r.count - 1)
+        ),
+        None => String::new(),
+    };
     eprintln!(
-        "bots: {} bots ({}) against {} on {} threads for {:?}, {} connects/s",
-        plan.args.count,
+        "bots: {} bots ({}){rooms} against {} on {} threads for {:?}, {} connects/s",
+        plan.count,
         plan.args.mix,
         plan.target.url,
         plan.threads,

@@ -4,6 +4,10 @@
 //! Headline latencies (`rtt_ms`, `lateness_ms`) leave slow bots out: their reads are capped on purpose, so
 //! their latency measures the cap, not the server. Rates (`updates_per_sec`, `bytes_per_sec`) are means over
 //! every bot. Each behaviour has its own row with everything.
+//!
+//! Rooms: the JSON holds a row for every room; the table a few summary lines and the worst
+//! [`ROOMS_SHOWN_MAX`] rooms (problems first, then the longest update-interval p99), however many rooms
+//! the run had.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,8 +16,11 @@ use serde::Serialize;
 
 use crate::config::Plan;
 use crate::mix::Behaviour;
-use crate::stats::{BehaviourStats, Quantiles, Stats};
+use crate::stats::{BehaviourStats, IntervalQuantiles, Intervals, Quantiles, RoomStats, Stats};
 use crate::swarm::Summary;
+
+/// Rooms the table lists one by one (the worst); the JSON has them all.
+pub const ROOMS_SHOWN_MAX: usize = 5;
 
 /// Why the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -88,6 +95,112 @@ pub struct BehaviourRow {
     pub resumes_refused: u64,
 }
 
+/// The figures of one room.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoomRow {
+    /// The room's name: the one the bots asked for, or (for the default room) the one `Welcome` named.
+    pub name: String,
+    /// Bots the plan put in the room.
+    pub bots: u32,
+    /// Of those, the ones whose first connection opened.
+    pub bots_ever_connected: u64,
+    pub updates: u64,
+    pub checksums_verified: u64,
+    pub checksum_mismatches: u64,
+    /// Protocol errors (a `Welcome` naming another room among them).
+    pub protocol_errors: u64,
+    pub unexpected_disconnects: u64,
+    /// Gaps between consecutive updates one bot received, slow bots left out (0.5 ms buckets).
+    pub update_interval_ms: IntervalQuantiles,
+}
+
+impl RoomRow {
+    /// Whether the room had a problem: a bot that never connected, a mismatch, an error.
+    pub fn troubled(&self) -> bool {
+        self.bots_ever_connected < u64::from(self.bots)
+            || self.checksum_mismatches + self.protocol_errors + self.unexpected_disconnects > 0
+    }
+}
+
+/// The rooms in a few numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoomsSummary {
+    pub count: u32,
+    /// Bots per room, fewest and most.
+    pub bots_min: u32,
+    pub bots_max: u32,
+    /// Rooms whose every bot connected.
+    pub rooms_all_connected: u32,
+    pub rooms_with_mismatches: u32,
+    /// Rooms with protocol errors or unexpected disconnects.
+    pub rooms_with_errors: u32,
+    /// Update intervals of every room together.
+    pub update_interval_ms: IntervalQuantiles,
+    /// The middle room's update-interval p99 (rooms with samples), and the worst one's.
+    pub update_interval_p99_median_room_ms: f64,
+    pub worst_room: Option<String>,
+    pub worst_room_update_interval_ms: IntervalQuantiles,
+}
+
+impl RoomsSummary {
+    fn of(rows: &[RoomRow], all: &Intervals) -> RoomsSummary {
+        let count = |f: &dyn Fn(&RoomRow) -> bool| rows.iter().filter(|r| f(r)).count() as u32;
+        let mut p99s: Vec<&RoomRow> = rows
+            .iter()
+            .filter(|r| r.update_interval_ms.samples > 0)
+            .collect();
+        p99s.sort_by(|a, b| {
+            a.update_interval_ms
+                .p99
+                .total_cmp(&b.update_interval_ms.p99)
+        });
+        let worst = p99s.last();
+        RoomsSummary {
+            count: rows.len() as u32,
+            bots_min: rows.iter().map(|r| r.bots).min().unwrap_or(0),
+            bots_max: rows.iter().map(|r| r.bots).max().unwrap_or(0),
+            rooms_all_connected: count(&|r| r.bots_ever_connected >= u64::from(r.bots)),
+            rooms_with_mismatches: count(&|r| r.checksum_mismatches > 0),
+            rooms_with_errors: count(&|r| r.protocol_errors + r.unexpected_disconnects > 0),
+            update_interval_ms: all.summary(),
+            update_interval_p99_median_room_ms: p99s
+                .get(p99s.len() / 2)
+                .map_or(0.0, |r| r.update_interval_ms.p99),
+            worst_room: worst.map(|r| r.name.clone()),
+            worst_room_update_interval_ms: worst
+                .map_or_else(IntervalQuantiles::default, |r| r.update_interval_ms),
+        }
+    }
+}
+
+/// A row for every room of the plan, in room order.
+fn room_rows(plan: &Plan, rooms: &BTreeMap<u32, RoomStats>) -> (Vec<RoomRow>, Intervals) {
+    let empty = RoomStats::default();
+    let mut all = Intervals::default();
+    let rows = (0..plan.room_count())
+        .map(|room| {
+            let s = rooms.get(&room).unwrap_or(&empty);
+            all.add(&s.intervals);
+            let name = plan
+                .room_name(room)
+                .or_else(|| s.welcomed_as.clone())
+                .unwrap_or_else(|| "(default room)".to_string());
+            RoomRow {
+                name,
+                bots: plan.bots_in(room),
+                bots_ever_connected: s.first_connects,
+                updates: s.updates,
+                checksums_verified: s.checksums_verified,
+                checksum_mismatches: s.checksum_mismatches,
+                protocol_errors: s.protocol_errors,
+                unexpected_disconnects: s.unexpected_disconnects,
+                update_interval_ms: s.intervals.summary(),
+            }
+        })
+        .collect();
+    (rows, all)
+}
+
 /// One line of the disconnects table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DisconnectRow {
@@ -144,6 +257,10 @@ pub struct Report {
     pub unexpected_disconnects: u64,
     pub disconnects: Vec<DisconnectRow>,
     pub behaviours: Vec<BehaviourRow>,
+    /// The rooms in a few numbers (one room when the run has no --rooms).
+    pub rooms_summary: RoomsSummary,
+    /// Every room, in room order.
+    pub rooms: Vec<RoomRow>,
     /// The first correctness errors, each with bot, connection and tick.
     pub errors: Vec<String>,
     /// No mismatches, no protocol errors, no unexpected disconnects, and (unless the run was interrupted
@@ -168,7 +285,8 @@ impl Report {
     pub fn new(plan: &Plan, stats: &Stats, run: &Summary) -> Report {
         let all = stats.sum(|_| true);
         let headline = stats.sum(|b| !b.reads_slowly());
-        let bots = plan.args.count as u64;
+        let bots = u64::from(plan.count);
+        let (rooms, all_intervals) = room_rows(plan, &run.rooms);
         let ever = stats.first_connects;
         let behaviours: Vec<BehaviourRow> = Behaviour::ALL
             .into_iter()
@@ -250,6 +368,8 @@ impl Report {
             unexpected_disconnects: all.disconnects_unexpected,
             disconnects,
             behaviours,
+            rooms_summary: RoomsSummary::of(&rooms, &all_intervals),
+            rooms,
             errors: run.errors.clone(),
             passed: false,
         };
@@ -294,6 +414,118 @@ impl Report {
             ));
         }
         out
+    }
+
+    /// The rooms section of the table: a few lines, then the worst rooms.
+    fn rooms_table(&self, t: &mut String) {
+        let r = &self.rooms_summary;
+        let row = |t: &mut String, name: &str, value: String| {
+            let _ = writeln!(t, "  {name:<26} {value}");
+        };
+        let _ = writeln!(t, "\nrooms");
+        let names = match (self.rooms.first(), self.rooms.last()) {
+            (Some(first), Some(last)) if self.rooms.len() > 1 => {
+                format!(" ({} .. {})", first.name, last.name)
+            }
+            (Some(only), _) => format!(" ({})", only.name),
+            _ => String::new(),
+        };
+        let sizes = if r.bots_min == r.bots_max {
+            format!("{} bots each", r.bots_min)
+        } else {
+            format!("{} to {} bots each", r.bots_min, r.bots_max)
+        };
+        row(t, "rooms", format!("{}{names}, {sizes}", r.count));
+        row(
+            t,
+            "every bot connected",
+            format!("in {} of {} rooms", r.rooms_all_connected, r.count),
+        );
+        row(
+            t,
+            "rooms with mismatches",
+            format!(
+                "{} ({} mismatches in all)",
+                r.rooms_with_mismatches, self.checksum_mismatches
+            ),
+        );
+        row(
+            t,
+            "rooms with errors",
+            format!(
+                "{} (protocol errors, unexpected disconnects)",
+                r.rooms_with_errors
+            ),
+        );
+        let i = &r.update_interval_ms;
+        row(
+            t,
+            "update interval ms *",
+            format!(
+                "p50 {:.1}  p99 {:.1}  max {:.1}  ({} samples, all rooms)",
+                i.p50, i.p99, i.max, i.samples
+            ),
+        );
+        if let Some(worst) = &r.worst_room {
+            row(
+                t,
+                "worst room interval p99",
+                format!(
+                    "{:.1} ms in {worst} (the median room: {:.1} ms)",
+                    r.worst_room_update_interval_ms.p99, r.update_interval_p99_median_room_ms
+                ),
+            );
+        }
+        let mut shown: Vec<&RoomRow> = self.rooms.iter().collect();
+        shown.sort_by(|a, b| {
+            b.troubled().cmp(&a.troubled()).then(
+                b.update_interval_ms
+                    .p99
+                    .total_cmp(&a.update_interval_ms.p99),
+            )
+        });
+        shown.truncate(ROOMS_SHOWN_MAX);
+        let width = shown
+            .iter()
+            .map(|r| r.name.len())
+            .max()
+            .unwrap_or(4)
+            .clamp(4, 24);
+        let title = if shown.len() < self.rooms.len() {
+            format!("  the worst {} of {} rooms:", shown.len(), self.rooms.len())
+        } else {
+            "  by room:".to_string()
+        };
+        let _ = writeln!(t, "{title}");
+        let _ = writeln!(
+            t,
+            "    {:<width$} {:>6} {:>9} {:>9} {:>8} {:>10} {:>8} {:>8} {:>8}",
+            "room",
+            "bots",
+            "connected",
+            "mismatch",
+            "proto",
+            "unexpected",
+            "int p50",
+            "int p99",
+            "int max"
+        );
+        for room in shown {
+            let q = &room.update_interval_ms;
+            let _ = writeln!(
+                t,
+                "    {:<width$} {:>6} {:>9} {:>9} {:>8} {:>10} {:>8.1} {:>8.1} {:>8.1}",
+                room.name,
+                room.bots,
+                room.bots_ever_connected,
+                room.checksum_mismatches,
+                room.protocol_errors,
+                room.unexpected_disconnects,
+                q.p50,
+                q.p99,
+                q.max
+            );
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -469,6 +701,7 @@ impl Report {
                 b.unexpected_disconnects
             );
         }
+        self.rooms_table(&mut t);
         let _ = writeln!(
             t,
             "\n* slow bots left out: their reads are capped on purpose (see their row). Latencies in ms."
@@ -515,6 +748,7 @@ mod tests {
             peak_connected: 3,
             behaviours: plan.args.mix.assign(3),
             errors: Vec::new(),
+            rooms: BTreeMap::new(),
         };
         Report::new(&plan, stats, &run)
     }
@@ -599,5 +833,99 @@ mod tests {
         assert_eq!(report(&stats, EndedBy::AllBotsDown).failures().len(), 2);
         stats.disconnected(Behaviour::Wander, crate::stats::Cause::Code(1001));
         assert!(report(&stats, EndedBy::AllBotsDown).passed);
+    }
+
+    fn rooms_report(flags: &[&str], rooms: BTreeMap<u32, RoomStats>) -> Report {
+        let mut argv = vec!["bots"];
+        argv.extend_from_slice(flags);
+        let plan = Plan::new(Args::parse_from(argv)).unwrap();
+        let stats = Stats {
+            first_connects: rooms.values().map(|r| r.first_connects).sum(),
+            ..Stats::default()
+        };
+        let run = Summary {
+            elapsed: Duration::from_secs(10),
+            ended_by: EndedBy::Duration,
+            peak_connected: u64::from(plan.count),
+            behaviours: plan.args.mix.assign(plan.count as usize),
+            errors: Vec::new(),
+            rooms,
+        };
+        Report::new(&plan, &stats, &run)
+    }
+
+    fn room(bots: u64, interval_ms: u64, mismatches: u64) -> RoomStats {
+        let mut r = RoomStats {
+            first_connects: bots,
+            checksum_mismatches: mismatches,
+            ..RoomStats::default()
+        };
+        for _ in 0..100 {
+            r.intervals.record(Duration::from_millis(interval_ms));
+        }
+        r
+    }
+
+    #[test]
+    fn every_room_has_a_row_and_the_summary_names_the_worst() {
+        let rooms = BTreeMap::from([
+            (0, room(2, 50, 0)),
+            (1, room(2, 70, 0)),
+            (2, room(1, 40, 3)),
+        ]);
+        let r = rooms_report(&["--rooms", "3", "--room-size", "2"], rooms);
+        let names: Vec<&str> = r.rooms.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["bots-0", "bots-1", "bots-2"]);
+        assert_eq!(r.rooms[2].bots, 2);
+        assert_eq!(r.rooms[2].bots_ever_connected, 1);
+        assert_eq!(r.rooms[2].checksum_mismatches, 3);
+        let s = &r.rooms_summary;
+        assert_eq!((s.count, s.bots_min, s.bots_max), (3, 2, 2));
+        assert_eq!((s.rooms_all_connected, s.rooms_with_mismatches), (2, 1));
+        assert_eq!(s.worst_room.as_deref(), Some("bots-1"));
+        assert_eq!(s.worst_room_update_interval_ms.p99, 70.0);
+        assert_eq!(s.update_interval_p99_median_room_ms, 50.0);
+        assert_eq!(s.update_interval_ms.samples, 300);
+        let table = r.table();
+        assert!(table.contains("70.0 ms in bots-1"), "{table}");
+        // The troubled room comes first, then the longest p99.
+        let at = |name: &str| table.find(&format!("    {name} ")).unwrap();
+        assert!(
+            at("bots-2") < at("bots-1") && at("bots-1") < at("bots-0"),
+            "{table}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["rooms"].as_array().unwrap().len(), 3);
+        assert_eq!(json["rooms"][1]["update_interval_ms"]["p99"], 70.0);
+        assert_eq!(json["rooms_summary"]["worst_room"], "bots-1");
+    }
+
+    #[test]
+    fn the_table_lists_a_few_rooms_however_many_the_json_holds() {
+        let rooms = (0..200)
+            .map(|i| (i, room(1, 40 + u64::from(i % 7), 0)))
+            .collect();
+        let r = rooms_report(&["--rooms", "200", "--room-size", "1"], rooms);
+        assert_eq!(r.rooms.len(), 200);
+        let table = r.table();
+        let listed = table.lines().filter(|l| l.starts_with("    bots-")).count();
+        assert_eq!(listed, ROOMS_SHOWN_MAX, "{table}");
+        assert!(table.contains("the worst 5 of 200 rooms"), "{table}");
+        assert!(table.contains("result: PASS"), "{table}");
+    }
+
+    #[test]
+    fn without_rooms_the_one_room_is_named_by_its_welcome() {
+        let mut default = room(3, 50, 0);
+        default.welcomed_as = Some("lobby".into());
+        let r = rooms_report(&["--count", "3"], BTreeMap::from([(0, default)]));
+        assert_eq!(r.rooms.len(), 1);
+        assert_eq!(r.rooms[0].name, "lobby");
+        assert_eq!(r.rooms[0].bots, 3);
+        assert!(
+            r.table().contains("1 (lobby), 3 bots each"),
+            "{}",
+            r.table()
+        );
     }
 }

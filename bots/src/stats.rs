@@ -291,6 +291,145 @@ impl Stats {
     }
 }
 
+/// Widths of the buckets of an [`Intervals`] histogram: 0.5 ms up to [`INTERVAL_FINE_MAX`], then each
+/// bucket 2^(1/8) (9 %) wider than the one before, up to [`INTERVAL_MAX`]; longer samples land in the last.
+const INTERVAL_FINE_US: u64 = 500;
+/// End of the fine (0.5 ms) buckets: five tick periods at 20 Hz.
+const INTERVAL_FINE_MAX: Duration = Duration::from_millis(256);
+/// Fine buckets, then coarse ones: 2^(1/8) steps from 256 ms to 256 ms x 2^8 (65.5 s).
+const INTERVAL_FINE_BUCKETS: usize = 512;
+const INTERVAL_COARSE_BUCKETS: usize = 64;
+/// Longest interval told apart.
+pub const INTERVAL_MAX: Duration = Duration::from_millis(256 * 256);
+
+/// A compact histogram of update intervals (the gap between two consecutive updates one bot received),
+/// one per room: 576 counters (2.3 KiB), 0.5 ms resolution up to 256 ms and 9 % beyond, so a run of
+/// thousands of rooms stays small. [`Latency`] is the precise one, for run-wide figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intervals {
+    counts: Box<[u32]>,
+    samples: u64,
+    max_us: u64,
+}
+
+impl Default for Intervals {
+    fn default() -> Self {
+        Intervals {
+            counts: vec![0; INTERVAL_FINE_BUCKETS + INTERVAL_COARSE_BUCKETS].into_boxed_slice(),
+            samples: 0,
+            max_us: 0,
+        }
+    }
+}
+
+impl Intervals {
+    fn bucket(us: u64) -> usize {
+        let fine_max = INTERVAL_FINE_MAX.as_micros() as u64;
+        if us < fine_max {
+            return (us / INTERVAL_FINE_US) as usize;
+        }
+        let steps = ((us as f64 / fine_max as f64).log2() * 8.0) as usize;
+        INTERVAL_FINE_BUCKETS + steps.min(INTERVAL_COARSE_BUCKETS - 1)
+    }
+
+    /// The upper bound of bucket `i`, in microseconds.
+    fn upper_us(i: usize) -> u64 {
+        if i < INTERVAL_FINE_BUCKETS {
+            return (i as u64 + 1) * INTERVAL_FINE_US;
+        }
+        let fine_max = INTERVAL_FINE_MAX.as_micros() as f64;
+        (fine_max * 2f64.powf((i - INTERVAL_FINE_BUCKETS + 1) as f64 / 8.0)) as u64
+    }
+
+    pub fn record(&mut self, d: Duration) {
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        let slot = &mut self.counts[Self::bucket(us)];
+        *slot = slot.saturating_add(1);
+        self.samples += 1;
+        self.max_us = self.max_us.max(us);
+    }
+
+    pub fn add(&mut self, other: &Intervals) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *mine = mine.saturating_add(*theirs);
+        }
+        self.samples += other.samples;
+        self.max_us = self.max_us.max(other.max_us);
+    }
+
+    pub fn samples(&self) -> u64 {
+        self.samples
+    }
+
+    /// The quantile `q` (0..=1) in milliseconds, as the upper bound of its bucket (never above the
+    /// max); 0 when empty.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.samples == 0 {
+            return 0.0;
+        }
+        let rank = ((q * self.samples as f64).ceil() as u64).clamp(1, self.samples);
+        let mut seen = 0u64;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += u64::from(*c);
+            if seen >= rank {
+                return Self::upper_us(i).min(self.max_us) as f64 / 1000.0;
+            }
+        }
+        self.max_us as f64 / 1000.0
+    }
+
+    pub fn summary(&self) -> IntervalQuantiles {
+        IntervalQuantiles {
+            p50: round3(self.quantile_ms(0.50)),
+            p99: round3(self.quantile_ms(0.99)),
+            max: round3(self.max_us as f64 / 1000.0),
+            samples: self.samples,
+        }
+    }
+}
+
+/// Quantiles of an [`Intervals`] histogram, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct IntervalQuantiles {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub samples: u64,
+}
+
+/// What the bots of one room saw. A worker keeps one per room its bots are in for the whole run and
+/// hands them over in its last report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomStats {
+    /// The room `Welcome` named (the first one seen), for a run whose --url names no room.
+    pub welcomed_as: Option<String>,
+    /// Bots of the room whose first connection opened.
+    pub first_connects: u64,
+    pub updates: u64,
+    pub checksums_verified: u64,
+    pub checksum_mismatches: u64,
+    /// Protocol errors, a `Welcome` naming another room among them.
+    pub protocol_errors: u64,
+    pub unexpected_disconnects: u64,
+    /// Gaps between consecutive updates of one connection, slow bots left out.
+    pub intervals: Intervals,
+}
+
+impl RoomStats {
+    pub fn add(&mut self, o: &RoomStats) {
+        if self.welcomed_as.is_none() {
+            self.welcomed_as.clone_from(&o.welcomed_as);
+        }
+        self.first_connects += o.first_connects;
+        self.updates += o.updates;
+        self.checksums_verified += o.checksums_verified;
+        self.checksum_mismatches += o.checksum_mismatches;
+        self.protocol_errors += o.protocol_errors;
+        self.unexpected_disconnects += o.unexpected_disconnects;
+        self.intervals.add(&o.intervals);
+    }
+}
+
 /// Bots with a welcomed connection open now, per behaviour, integrated over time into each
 /// behaviour's `connected_us`. Owned by a worker; the bots tell it when they open and close.
 #[derive(Debug, Clone)]
@@ -416,5 +555,63 @@ mod tests {
         total.add(&s);
         assert_eq!(total.sum(|_| true).disconnects_unexpected, 4);
         assert_eq!(total.disconnects[&Cause::Flap], 2);
+    }
+
+    #[test]
+    fn intervals_have_half_millisecond_buckets_up_to_256_ms_and_merge() {
+        let mut a = Intervals::default();
+        for _ in 0..99 {
+            a.record(Duration::from_micros(50_200));
+        }
+        a.record(Duration::from_millis(130));
+        let q = a.summary();
+        assert_eq!(q.samples, 100);
+        // 50.2 ms is in the bucket 50.0..50.5 ms; the 100th sample is the max.
+        assert_eq!(q.p50, 50.5, "{q:?}");
+        assert_eq!(q.p99, 50.5, "{q:?}");
+        assert_eq!(q.max, 130.0, "{q:?}");
+        let mut b = Intervals::default();
+        b.record(Duration::from_secs(3));
+        b.record(Duration::from_secs(1000));
+        a.add(&b);
+        let q = a.summary();
+        assert_eq!(q.samples, 102);
+        assert_eq!(
+            q.max, 1_000_000.0,
+            "the max is exact, beyond the last bucket too"
+        );
+        // Past 256 ms a bucket is at most 9 % wide.
+        let mut c = Intervals::default();
+        c.record(Duration::from_millis(3000));
+        let p = c.quantile_ms(0.5);
+        assert!((3000.0..=3000.0 * 1.1).contains(&p), "{p}");
+        assert_eq!(Intervals::default().summary(), IntervalQuantiles::default());
+        // The quantile never reads above the max, even inside a wide bucket.
+        let mut d = Intervals::default();
+        d.record(Duration::from_millis(300));
+        assert_eq!(d.quantile_ms(0.99), 300.0);
+    }
+
+    #[test]
+    fn room_stats_add_up_and_keep_the_first_name() {
+        let mut a = RoomStats {
+            first_connects: 2,
+            checksum_mismatches: 1,
+            ..RoomStats::default()
+        };
+        a.intervals.record(Duration::from_millis(50));
+        let b = RoomStats {
+            welcomed_as: Some("default".into()),
+            first_connects: 1,
+            updates: 10,
+            ..a.clone()
+        };
+        a.add(&b);
+        assert_eq!(
+            (a.first_connects, a.updates, a.checksum_mismatches),
+            (3, 10, 2)
+        );
+        assert_eq!(a.welcomed_as.as_deref(), Some("default"));
+        assert_eq!(a.intervals.samples(), 2);
     }
 }

@@ -2,6 +2,7 @@
 //! workers report, calls back once a second with the live figures, stops the run at `--duration` (or when
 //! told, or when every bot is down) and builds the [`Report`].
 
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use crossbeam_channel::{select, Receiver};
 use crate::config::Plan;
 use crate::mix::Behaviour;
 use crate::report::{EndedBy, Report, Resumes};
-use crate::stats::{BotError, Stats};
+use crate::stats::{BotError, RoomStats, Stats};
 use crate::worker::{self, Event, WorkerHandle, WorkerReport};
 
 /// How often the live figures are computed.
@@ -54,7 +55,7 @@ pub fn run(
     mut on_error: impl FnMut(&BotError),
 ) -> io::Result<Report> {
     let plan = Arc::new(plan);
-    let count = plan.args.count as usize;
+    let count = plan.count as usize;
     let behaviours = plan.args.mix.assign(count);
     let start = Instant::now();
     let (tx, events) = crossbeam_channel::bounded(EVENTS_QUEUED_PER_WORKER * plan.threads);
@@ -63,7 +64,14 @@ pub fn run(
         // Round-robin, so every worker ramps up at the same pace and gets the same mix.
         let bots = (w..count)
             .step_by(plan.threads)
-            .map(|i| (i, behaviours[i], start + plan.ramp_offset(i)))
+            .map(|i| {
+                (
+                    i,
+                    behaviours[i],
+                    plan.room_of(i),
+                    start + plan.ramp_offset(i),
+                )
+            })
             .collect();
         match worker::spawn(w, plan.clone(), bots, tx.clone()) {
             Ok(handle) => workers.push(handle),
@@ -119,11 +127,8 @@ pub fn run(
     if tally.all_done() {
         workers.into_iter().for_each(WorkerHandle::join);
     }
-    Ok(Report::new(
-        &plan,
-        &tally.total,
-        &tally.summary(elapsed, ended_by),
-    ))
+    let summary = tally.summary(elapsed, ended_by);
+    Ok(Report::new(&plan, &tally.total, &summary))
 }
 
 /// What the main thread adds up from the workers' reports.
@@ -136,6 +141,8 @@ struct Tally {
     peak_connected: u64,
     errors: Vec<String>,
     behaviours: Vec<Behaviour>,
+    /// Per room, from the workers' last reports.
+    rooms: BTreeMap<u32, RoomStats>,
 }
 
 /// The run-level facts a [`Report`] needs beside the summed [`Stats`].
@@ -145,6 +152,9 @@ pub struct Summary {
     pub peak_connected: u64,
     pub behaviours: Vec<Behaviour>,
     pub errors: Vec<String>,
+    /// Per room (by number), what its bots counted; a room whose bots' workers did not report in time
+    /// is missing.
+    pub rooms: BTreeMap<u32, RoomStats>,
 }
 
 impl Tally {
@@ -156,6 +166,7 @@ impl Tally {
             peak_connected: 0,
             errors: Vec::new(),
             behaviours,
+            rooms: BTreeMap::new(),
         }
     }
 
@@ -170,7 +181,11 @@ impl Tally {
             errors,
             connected,
             active,
+            rooms,
         } = report;
+        for (room, stats) in rooms {
+            self.rooms.entry(room).or_default().add(&stats);
+        }
         self.total.add(&stats);
         self.window.add(&stats);
         for e in &errors {
@@ -219,13 +234,14 @@ impl Tally {
         }
     }
 
-    fn summary(&self, elapsed: Duration, ended_by: EndedBy) -> Summary {
+    fn summary(&mut self, elapsed: Duration, ended_by: EndedBy) -> Summary {
         Summary {
             elapsed,
             ended_by,
             peak_connected: self.peak_connected,
             behaviours: self.behaviours.clone(),
             errors: self.errors.clone(),
+            rooms: std::mem::take(&mut self.rooms),
         }
     }
 }

@@ -7,6 +7,9 @@
 //! and the tick its mirror holds ([`View::resume_request`]), and keeps the mirror when the server honours
 //! the resume, so the update that follows applies to it. A refused resume is a new player: the mirror
 //! starts again from the `Full` that follows.
+//!
+//! A view belongs to one room (docs/PROTOCOL.md, Rooms): the bot asks for it in its upgrade URL, every
+//! `Welcome` must name it, and the mirror follows that room's world, ticks and checksums alone.
 
 use tickcast::proto::{self, DecodeError, Resume, ResumeToken, ServerMsg};
 use tickcast::sim::arena::{ArenaDiff, ArenaEntity};
@@ -86,6 +89,8 @@ pub enum ViewError {
     Decode(DecodeError),
     /// `Welcome` announced a protocol version other than the bots' own.
     Version { server: u16 },
+    /// `Welcome` named another room than the one the bot asked for in its upgrade URL.
+    WrongRoom { asked: String, got: String },
     /// A message the protocol does not allow here (anything before `Welcome`, an update going back).
     OutOfOrder(String),
     /// The mirror could not apply a delta (from a base it does not hold, for an unknown entity).
@@ -103,7 +108,10 @@ impl ViewError {
             ViewError::Mirror(MirrorError::IdOutOfRange { tick, .. }) => Some(*tick),
             ViewError::Mirror(MirrorError::WrongBase { base, .. }) => Some(*base),
             ViewError::Mirror(MirrorError::ChecksumMismatch { tick, .. }) => Some(*tick),
-            ViewError::Decode(_) | ViewError::Version { .. } | ViewError::OutOfOrder(_) => None,
+            ViewError::Decode(_)
+            | ViewError::Version { .. }
+            | ViewError::WrongRoom { .. }
+            | ViewError::OutOfOrder(_) => None,
         }
     }
 }
@@ -117,6 +125,9 @@ impl std::fmt::Display for ViewError {
                 "server speaks protocol {server}, the bots speak {}",
                 proto::PROTOCOL_VERSION
             ),
+            ViewError::WrongRoom { asked, got } => {
+                write!(f, "asked for room {asked:?}, Welcome says room {got:?}")
+            }
             ViewError::OutOfOrder(what) => write!(f, "out of order: {what}"),
             ViewError::Mirror(e) => write!(f, "mirror cannot follow: {e}"),
             ViewError::ChecksumMismatch {
@@ -143,6 +154,11 @@ pub struct View {
     mirror: Mirror<ArenaEntity>,
     /// `Welcome` arrived on the current connection.
     welcomed: bool,
+    /// The room the bot asks for in its upgrade URL, which every `Welcome` must name; `None` for the
+    /// server's default room (`/ws`), whatever its name.
+    room: Option<String>,
+    /// The room the last `Welcome` named.
+    welcomed_room: Option<String>,
     entity: Option<u32>,
     /// From the last `Joined`: what resumes this player (each resume's `Joined` brings a new one).
     token: Option<ResumeToken>,
@@ -158,6 +174,19 @@ pub struct View {
 impl View {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A view of a bot that asks for room `room` (see [`View::room`]); `None` for the default room.
+    pub fn in_room(room: Option<String>) -> Self {
+        View {
+            room,
+            ..View::default()
+        }
+    }
+
+    /// The room the last `Welcome` named (the one asked for, once checked).
+    pub fn room(&self) -> Option<&str> {
+        self.welcomed_room.as_deref()
     }
 
     /// The tick the mirror holds.
@@ -216,7 +245,7 @@ impl View {
                 tick,
                 tick_hz,
                 connection_id,
-                ..
+                room,
             } => {
                 if self.welcomed {
                     return Err(ViewError::OutOfOrder("a second Welcome".to_string()));
@@ -224,7 +253,14 @@ impl View {
                 if protocol != proto::PROTOCOL_VERSION {
                     return Err(ViewError::Version { server: protocol });
                 }
+                if let Some(asked) = self.room.as_ref().filter(|asked| **asked != room) {
+                    return Err(ViewError::WrongRoom {
+                        asked: asked.clone(),
+                        got: room,
+                    });
+                }
                 self.welcomed = true;
+                self.welcomed_room = Some(room);
                 Ok(Seen::Welcome {
                     tick,
                     tick_hz,

@@ -13,7 +13,7 @@
 //!    worker also checks between bots, so its reports keep coming however long its turns get).
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -25,7 +25,7 @@ use mio::{Events, Poll, Token, Waker};
 use crate::bot::{Bot, Ctx};
 use crate::config::Plan;
 use crate::mix::Behaviour;
-use crate::stats::{BotError, OpenGauge, Stats};
+use crate::stats::{BotError, OpenGauge, RoomStats, Stats};
 
 /// How often a worker sends what it counted to the main thread.
 pub const REPORT_INTERVAL: Duration = Duration::from_millis(250);
@@ -68,6 +68,8 @@ pub struct WorkerReport {
     pub connected: u64,
     /// Bots that have not given up, retired or finished.
     pub active: usize,
+    /// What the bots of each room counted over the whole run (by room number); only in `Done`.
+    pub rooms: BTreeMap<u32, RoomStats>,
 }
 
 /// The main thread's side of a worker.
@@ -92,8 +94,8 @@ impl WorkerHandle {
     }
 }
 
-/// One bot to run: its number in the run, its behaviour and when it first connects.
-pub type BotSpec = (usize, Behaviour, Instant);
+/// One bot to run: its number in the run, its behaviour, its room and when it first connects.
+pub type BotSpec = (usize, Behaviour, u32, Instant);
 
 /// Starts worker `id` with its bots.
 pub fn spawn(
@@ -115,8 +117,9 @@ pub fn spawn(
                 poll,
                 bots: bots
                     .into_iter()
-                    .map(|(n, behaviour, at)| Bot::new(n, behaviour, at, seed))
+                    .map(|(n, behaviour, room, at)| Bot::new(n, behaviour, room, at, seed))
                     .collect(),
+                rooms: BTreeMap::new(),
                 timers: BinaryHeap::new(),
                 rereads: Vec::new(),
                 stats: Stats::default(),
@@ -149,6 +152,9 @@ struct Worker {
     rereads: Vec<usize>,
     /// Counted since the last report.
     stats: Stats,
+    /// Per room its bots are in, counted over the whole run (one entry per room, at most one per bot:
+    /// about 2.4 KiB each), sent with `Done`.
+    rooms: BTreeMap<u32, RoomStats>,
     open: OpenGauge,
     errors: Vec<BotError>,
     events: Sender<Event>,
@@ -262,16 +268,17 @@ impl Worker {
 
     /// Calls bot `i` with a context, then files its reread request and re-arms its timer.
     fn with_bot(&mut self, i: usize, now: Instant, f: impl FnOnce(&mut Bot, &mut Ctx)) {
+        let bot = &mut self.bots[i];
         let mut ctx = Ctx {
             now,
             registry: self.poll.registry(),
             token: Token(i),
             plan: &self.plan,
             stats: &mut self.stats,
+            room: self.rooms.entry(bot.room).or_default(),
             open: &mut self.open,
             errors: &mut self.errors,
         };
-        let bot = &mut self.bots[i];
         f(bot, &mut ctx);
         self.errors.truncate(ERRORS_PER_REPORT_MAX);
         if bot.take_reread() {
@@ -306,6 +313,7 @@ impl Worker {
             errors: std::mem::take(&mut self.errors),
             connected: self.open.total(),
             active: self.bots.iter().filter(|b| !b.is_done()).count(),
+            rooms: BTreeMap::new(),
         }
     }
 
@@ -339,7 +347,8 @@ impl Worker {
                 self.with_bot(i, now, |bot, ctx| bot.abandon(ctx));
             }
         }
-        let report = self.snapshot(now);
+        let mut report = self.snapshot(now);
+        report.rooms = std::mem::take(&mut self.rooms);
         // The main thread waits for this one; if it is gone there is no one to tell.
         let _ = self.events.send(Event::Done(report));
     }

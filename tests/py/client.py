@@ -13,8 +13,15 @@ Scenarios, each printing a JSON summary on stdout and exiting non-zero on any mi
                                        anew, the new one resumes; then a goodbye (1000) makes it useless
   client.py takeover WS_URL [CHECKSUMS] resume a player whose connection is still open: the old one is
                                        closed with 4005, the new one plays on from a copy of the mirror
+  client.py rooms WS_URL CHECKSUMS ROOM_A ROOM_B
+                                       two players in room A (WS_URL/ROOM_A), one in room B: each is welcomed
+                                       into its room, mirrors only its room's world (its entities, its
+                                       players' inputs) and matches its room's checksums; GET /rooms lists the
+                                       players per room; WS_URL itself is the default room; a bad room name
+                                       is refused at the upgrade
   client.py vectors PROTOCOL_MD        decode and encode every test vector of the document
 
+WS_URL is the server's `/ws`: the default room, or the base of a room's URL (`/ws/ROOM`).
 `client.py WS_URL [CHECKSUMS]` is `play`.
 """
 
@@ -23,10 +30,12 @@ import json
 import re
 import socket
 import sys
+import urllib.parse
+import urllib.request
 
 import websockets
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 TOKEN_LEN = 16
 FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
@@ -68,6 +77,10 @@ class Reader:
     def zigzag(self) -> int:
         v = self.varint()
         return (v >> 1) ^ -(v & 1)
+
+    def string(self) -> str:
+        n = self.varint()
+        return self.raw(n).decode("utf-8")  # strict: invalid UTF-8 raises
 
     def boolean(self) -> bool:
         b = self.byte()
@@ -115,7 +128,10 @@ def decode(data: bytes):
     r = Reader(data)
     tag = r.varint()
     if tag == 0:
-        msg = ("Welcome", dict(protocol=r.varint(), tick_hz=r.varint(), tick=r.varint(), connection_id=r.varint()))
+        msg = (
+            "Welcome",
+            dict(protocol=r.varint(), tick_hz=r.varint(), tick=r.varint(), connection_id=r.varint(), room=r.string()),
+        )
     elif tag == 1:
         msg = ("Joined", dict(entity=r.varint(), resume_token=r.raw(TOKEN_LEN), resumed=r.boolean()))
     elif tag == 2:
@@ -218,6 +234,19 @@ async def welcome(ws):
 
 async def connect(url: str):
     return await websockets.connect(url, max_size=1 << 20)
+
+
+def room_url(base: str, room: str) -> str:
+    """The URL of room `room`: the server's `/ws` with the room's name as one more path segment."""
+    return base.rstrip("/") + "/" + room
+
+
+def http_get_json(base: str, path: str):
+    """GET `path` on the WebSocket URL's host and port, as JSON."""
+    u = urllib.parse.urlsplit(base)
+    with urllib.request.urlopen(f"http://{u.netloc}{path}", timeout=WAIT_S) as resp:
+        assert resp.status == 200, resp.status
+        return json.loads(resp.read())
 
 
 # ---- scenarios ----------------------------------------------------------------------------------------
@@ -452,6 +481,94 @@ async def takeover(url: str, checksums: int):
     )
 
 
+async def room_player(ws, name: str, inputs: int, checksums: int):
+    """Plays in the room `ws` is in: Hello, then inputs 1..`inputs` (each waited for until the server
+    applied it), then updates until `checksums` more checksums matched. Returns the entity and mirror."""
+    mirror = Mirror()
+    await ws.send(hello(name))
+    kind, joined = await recv(ws)
+    assert kind == "Joined" and not joined["resumed"], (kind, joined)
+    entity = joined["entity"]
+    await follow(ws, mirror, entity, lambda m: entity in m.entities)
+    for seq in range(1, inputs + 1):
+        await ws.send(input_msg(seq, 1, 0))
+        await follow(ws, mirror, entity, lambda m: m.entities[entity][2] >= seq)
+    target = mirror.verified + checksums
+    await follow(ws, mirror, entity, lambda m: m.verified >= target)
+    return entity, mirror
+
+
+async def rooms(url: str, checksums: int, room_a: str, room_b: str):
+    """Two players in room A, one in room B: each sees its own room alone."""
+    # A bad name is refused at the upgrade, before any room exists.
+    try:
+        bad = await connect(room_url(url, "no.dots"))
+        await bad.close()
+        bad_name_status = 101
+    except websockets.InvalidStatus as e:
+        bad_name_status = e.response.status_code
+    # `/ws` is the default room, and Welcome says its name.
+    async with await connect(url) as ws:
+        default_room = (await welcome(ws))["room"]
+
+    socks, welcomes = {}, {}
+    for who, room in (("a1", room_a), ("a2", room_a), ("b", room_b)):
+        socks[who] = await connect(room_url(url, room))
+        welcomes[who] = await welcome(socks[who])
+        assert welcomes[who]["room"] == room, (who, room, welcomes[who])
+    # The players inputs 3 (a1), none (a2) and 5 (b): each room's world shows its own players' seqs only.
+    tasks = {
+        who: asyncio.create_task(room_player(socks[who], f"py-{who}", n, checksums))
+        for who, n in (("a1", 3), ("a2", 0), ("b", 5))
+    }
+    # While every player is in: what the server lists, read in a thread so the players keep reading.
+    await asyncio.sleep(0)
+    listing = None
+    for _ in range(WAIT_S * 10):
+        listing = await asyncio.to_thread(http_get_json, url, "/rooms")
+        players = {r["name"]: r["players"] for r in listing["rooms"]}
+        if players.get(room_a) == 2 and players.get(room_b) == 1:
+            break
+        await asyncio.sleep(0.1)
+    done = {who: await asyncio.wait_for(t, WAIT_S * 2) for who, t in tasks.items()}
+    for ws in socks.values():
+        await ws.close()
+
+    (e_a1, m_a1), (e_a2, m_a2), (e_b, m_b) = done["a1"], done["a2"], done["b"]
+    # Room A's players see each other; neither sees room B's player, whose inputs moved seq to 5.
+    for m in (m_a1, m_a2):
+        assert e_a1 in m.entities and e_a2 in m.entities, (e_a1, e_a2, sorted(m.entities))
+        assert m.entities[e_a1][2] == 3 and m.entities[e_a2][2] == 0, (m.entities[e_a1], m.entities[e_a2])
+    seqs_a = sorted({s[2] for s in m_a1.entities.values()} | {s[2] for s in m_a2.entities.values()})
+    seqs_b = sorted({s[2] for s in m_b.entities.values()})
+    assert 5 not in seqs_a and 3 not in seqs_b, (seqs_a, seqs_b)
+    assert m_b.entities[e_b][2] == 5, m_b.entities[e_b]
+    listed = {r["name"]: r for r in listing["rooms"]}
+    return dict(
+        bad_name_status=bad_name_status,
+        default_room=default_room,
+        room_a=welcomes["a1"]["room"],
+        room_a_second=welcomes["a2"]["room"],
+        room_b=welcomes["b"]["room"],
+        welcome_tick_a=welcomes["a1"]["tick"],
+        welcome_tick_b=welcomes["b"]["tick"],
+        entities_a1=len(m_a1.entities),
+        entities_a2=len(m_a2.entities),
+        entities_b=len(m_b.entities),
+        same_ids_a1_a2=sorted(m_a1.entities) == sorted(m_a2.entities),
+        seqs_a=seqs_a,
+        seqs_b=seqs_b,
+        own_seq_a1=m_a1.entities[e_a1][2],
+        own_seq_b=m_b.entities[e_b][2],
+        checksums_a1=m_a1.verified,
+        checksums_a2=m_a2.verified,
+        checksums_b=m_b.verified,
+        listed_players_a=listed.get(room_a, {}).get("players"),
+        listed_players_b=listed.get(room_b, {}).get("players"),
+        listed_type_a=listed.get(room_a, {}).get("type"),
+    )
+
+
 # ---- the document's test vectors ----------------------------------------------------------------------
 
 TOKEN = bytes(range(16))
@@ -461,7 +578,7 @@ FULL_ENTITIES = [(0, (4000, 100, 0)), (2, (8000, 0, 5))]
 def server_expectations():
     """What each server vector must decode to, from the prose above it in the document."""
     return {
-        "welcome": ("Welcome", dict(protocol=2, tick_hz=20, tick=300, connection_id=7)),
+        "welcome": ("Welcome", dict(protocol=3, tick_hz=20, tick=300, connection_id=7, room="arena-1")),
         "joined": ("Joined", dict(entity=3, resume_token=TOKEN, resumed=False)),
         "joined-resumed": ("Joined", dict(entity=3, resume_token=TOKEN, resumed=True)),
         "full": ("Full", dict(tick=300, entities=FULL_ENTITIES)),
@@ -518,7 +635,7 @@ def vectors(doc_path: str):
     return dict(vectors_checked=len(checked), names=sorted(checked))
 
 
-SCENARIOS = {"play": play, "watch": spectate, "resume": resume, "takeover": takeover}
+SCENARIOS = {"play": play, "watch": spectate, "resume": resume, "takeover": takeover, "rooms": rooms}
 
 if __name__ == "__main__":
     args = sys.argv[1:]
@@ -528,4 +645,4 @@ if __name__ == "__main__":
     scenario = SCENARIOS[args.pop(0)] if args and args[0] in SCENARIOS else play
     url = args[0]
     checksums = int(args[1]) if len(args) > 1 else 3
-    print(json.dumps(asyncio.run(scenario(url, checksums))))
+    print(json.dumps(asyncio.run(scenario(url, checksums, *args[2:]))))

@@ -619,3 +619,56 @@ fn a_resume_whose_joined_was_lost_presents_the_old_token_and_joins_anew() {
         (Some(6), Some(fresh), None)
     );
 }
+
+fn welcome_in(room: &str) -> Vec<u8> {
+    proto::encode(&ServerMsg::<(), ()>::Welcome {
+        protocol: proto::PROTOCOL_VERSION,
+        tick_hz: 20,
+        tick: 0,
+        connection_id: 7,
+        room: room.to_string(),
+    })
+}
+
+#[test]
+fn welcome_must_name_the_room_the_bot_asked_for() {
+    let mut view = View::in_room(Some("bots-1".to_string()));
+    assert!(matches!(
+        view.receive(&welcome_in("bots-1")),
+        Ok(Seen::Welcome { tick: 0, .. })
+    ));
+    assert_eq!(view.room(), Some("bots-1"));
+
+    let mut view = View::in_room(Some("bots-1".to_string()));
+    let err = view.receive(&welcome_in("bots-10")).unwrap_err();
+    assert_eq!(
+        err,
+        ViewError::WrongRoom {
+            asked: "bots-1".into(),
+            got: "bots-10".into()
+        }
+    );
+    assert!(err.to_string().contains("bots-10"), "{err}");
+    assert_eq!(err.tick(), None);
+    // Not welcomed: nothing else is accepted on that connection.
+    assert!(view.receive(&Reference::welcome(1)).is_err());
+
+    // The default room (/ws) may have any name; the view remembers it.
+    let mut view = View::new();
+    view.receive(&welcome_in("lobby")).unwrap();
+    assert_eq!(view.room(), Some("lobby"));
+}
+
+#[test]
+fn a_kept_view_checks_the_room_again_on_its_next_connection() {
+    let mut view = View::in_room(Some("r".to_string()));
+    view.receive(&welcome_in("r")).unwrap();
+    view.receive(&joined(0, [1; 16], false)).unwrap();
+    view.reconnect();
+    assert!(matches!(
+        view.receive(&welcome_in("other")),
+        Err(ViewError::WrongRoom { .. })
+    ));
+    view.reconnect();
+    view.receive(&welcome_in("r")).unwrap();
+}

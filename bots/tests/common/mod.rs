@@ -21,12 +21,14 @@ use tungstenite::Message;
 pub const WAIT_MAX: Duration = Duration::from_secs(60);
 
 /// What a test adjusts: the server's settings (through `Deref`, so `c.tick_hz = 50`) and the arena's
-/// (`c.npcs`, `c.seed`), which are the game's and not in the server's `Config`.
+/// (`c.npcs`, `c.seed`, `c.room_max_players`), which are the game's and not in the server's `Config`.
 #[derive(Debug, Clone)]
 pub struct TestConfig {
     pub server: Config,
     pub npcs: usize,
     pub seed: u64,
+    /// Most players in one arena room (a `Hello` past it is closed with 4006).
+    pub room_max_players: usize,
 }
 
 impl TestConfig {
@@ -39,6 +41,7 @@ impl TestConfig {
             },
             npcs: arena.npcs,
             seed: arena.seed,
+            room_max_players: arena.room_max_players,
         }
     }
 }
@@ -72,6 +75,7 @@ impl TestServer {
             let arena = tickcast::sim::arena::ArenaSettings {
                 npcs: cfg.npcs,
                 seed: cfg.seed,
+                room_max_players: cfg.room_max_players,
                 ..Default::default()
             };
             let mut server = Server::bind(cfg.server, arena.room_types()).expect("bind");
@@ -91,6 +95,11 @@ impl TestServer {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// `GET path` on the server's port: the status and the body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path)
+    }
+
     /// Drains the server and returns its final metrics.
     pub fn stop(mut self) -> Metrics {
         self.handle.shutdown();
@@ -105,6 +114,48 @@ impl Drop for TestServer {
             let _ = thread.join();
         }
     }
+}
+
+/// A plain HTTP/1.1 `GET path`: the status and the body (read to its `Content-Length`, or to the
+/// server's close).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    /// Most bytes of an answer read.
+    const RESPONSE_BYTES_MAX: usize = 1 << 20;
+    let mut sock = std::net::TcpStream::connect(addr).expect("connect");
+    sock.set_read_timeout(Some(WAIT_MAX)).unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    sock.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&response).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            });
+            if length.is_some_and(|n| body.len() >= n) {
+                break;
+            }
+        }
+        assert!(response.len() < RESPONSE_BYTES_MAX, "answer over 1 MiB");
+        match sock.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+        }
+    }
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
 }
 
 /// Bots flags for `url` plus `extra`.
