@@ -5,8 +5,8 @@
 #   bash benches/rooms.sh [--total 400] [--layouts 1x400,10x40,40x10,100x4] [--duration 20s]
 #
 # For each layout K x N (K rooms of N wandering players, K x N = --total): start the release server
-# (--npcs 0, so a room's world is its players; the per-address limits off, since every bot connects from
-# 127.0.0.1) pinned to one core (--server-cpu, default 0), listening on 127.0.0.1 only; run the bots with
+# (--npcs 0, so a room's world is its players; --default-room bots-0, so it runs exactly the K rooms; the
+# per-address limits off, since every bot connects from 127.0.0.1) pinned to one core (--server-cpu, default 0), listening on 127.0.0.1 only; run the bots with
 # `--rooms K --room-size N` on the other cores (--bot-cpus) for --duration; once all of them are connected
 # and 2 s have passed, read /metrics, /proc/PID/stat and /proc/stat at the start and at the end of the
 # steady-state window (to 1.5 s before the bots stop); stop the server. Per layout: the server's CPU, the
@@ -462,8 +462,10 @@ run() {
     local name=$1 k=$2 n=$3 mix=$4 log=$RAW/server-$1.log addr i open t0 end room_flags
     local clients=$((k * n))
     wait_quiet "$name"
-    # Room caps out of the way: up to N players or spectators per room, K rooms besides the default one.
-    room_flags=(--max-rooms $((k + 8)))
+    # Room caps out of the way (up to N players or spectators per room); the bots' first room is the
+    # server's default room, so the server runs exactly the K rooms of the layout (the default room
+    # always exists, and its empty ticks would otherwise count in the tick histogram beside the layout's).
+    room_flags=(--max-rooms $((k + 8)) --default-room bots-0)
     has_flag --room-max-players && room_flags+=(--room-max-players "$n")
     has_flag --room-max-spectators && room_flags+=(--room-max-spectators "$n")
     taskset -c "$SERVER_CPU" "$SERVER_BIN" --listen 127.0.0.1:0 --npcs 0 --tick-hz "$TICK_HZ" \
