@@ -466,6 +466,7 @@ run() {
     # server's default room, so the server runs exactly the K rooms of the layout (the default room
     # always exists, and its empty ticks would otherwise count in the tick histogram beside the layout's).
     room_flags=(--max-rooms $((k + 8)) --default-room bots-0)
+    has_flag --max-rooms-per-ip && room_flags+=(--max-rooms-per-ip 0)
     has_flag --room-max-players && room_flags+=(--room-max-players "$n")
     has_flag --room-max-spectators && room_flags+=(--room-max-spectators "$n")
     taskset -c "$SERVER_CPU" "$SERVER_BIN" --listen 127.0.0.1:0 --npcs 0 --tick-hz "$TICK_HZ" \

@@ -204,13 +204,19 @@ pub struct Config {
     pub default_room: String,
 
     /// Who may create a room by naming it in the upgrade URL: `open` (anyone), `ticket` (only an upgrade
-    /// whose `?ticket=` is bound to that room) or `off` (only the default room exists).
-    #[arg(long, value_enum, default_value_t = RoomCreation::Open)]
+    /// whose `?ticket=` is bound to that room; needs --ticket-secret-file) or `off` (only the default room
+    /// exists).
+    #[arg(long, value_enum, default_value_t = RoomCreation::Open, hide_possible_values = true)]
     pub room_creation: RoomCreation,
 
     /// Most rooms open at once (the default room included); the next create is answered 503.
     #[arg(long, default_value_t = 1_000)]
     pub max_rooms: usize,
+
+    /// Most rooms created by one client address (IPv4 address, IPv6 /64) that are open at once; the next
+    /// create from it is answered 429. Applies to the TCP peer: behind a proxy set it to 0 (no limit).
+    #[arg(long, default_value_t = 32)]
+    pub max_rooms_per_ip: u32,
 
     /// A room with no connections and no players waiting to resume is disposed after this long (never the
     /// default room); its name can then be created anew.
@@ -291,6 +297,12 @@ impl Config {
         if self.max_rooms == 0 {
             return Err("--max-rooms must be at least 1 (the default room)".to_string());
         }
+        if self.room_creation == RoomCreation::Ticket && self.ticket_secret_file.is_none() {
+            return Err(
+                "--room-creation ticket needs --ticket-secret-file: without tickets nobody could create a room"
+                    .to_string(),
+            );
+        }
         if self.max_message_bytes < 16 {
             return Err("--max-message-bytes must be at least 16".to_string());
         }
@@ -311,6 +323,7 @@ impl Config {
             accepts_per_s: self.accepts_per_ip_per_s,
             accept_burst: self.accept_burst_per_ip,
             entries_max: self.peer_table_max,
+            rooms_max: self.max_rooms_per_ip,
         }
     }
 

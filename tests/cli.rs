@@ -41,6 +41,13 @@ fn help_lists_every_setting_with_its_default() {
         ("--accept-burst-per-ip", "256"),
         ("--peer-table-max", "65536"),
         ("--health-slots", "16"),
+        ("--default-room", "default"),
+        ("--room-creation", "open"),
+        ("--max-rooms", "1000"),
+        ("--max-rooms-per-ip", "32"),
+        ("--room-idle-ms", "30000"),
+        ("--room-max-players", "4096"),
+        ("--room-max-spectators", "4096"),
     ] {
         let line = help.lines().position(|l| l.trim_start().starts_with(flag));
         let line = line.unwrap_or_else(|| panic!("{flag} missing from --help:\n{help}"));

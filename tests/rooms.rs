@@ -448,3 +448,84 @@ fn a_drain_closes_every_room_with_1001_after_its_final_update() {
         3
     );
 }
+
+#[test]
+fn the_game_ending_the_default_room_opens_it_anew_so_plain_ws_always_has_a_room() {
+    let server = TestServer::start_types(|c| c.npcs = 0, |_| referee_types(8, 8));
+    let mut a = Client::connect(&server);
+    a.hello("a");
+    a.wait_for(|m| m.len() == 1);
+    a.input(100, 0);
+    assert_eq!(a.expect_close(), (4007, "room ended: match over".into()));
+    let mut b = Client::connect(&server);
+    assert_eq!(b.room, "default");
+    b.hello("b");
+    b.wait_for(|m| m.len() == 1);
+    assert_eq!(server.metric("tickcast_rooms_open"), 1);
+    assert_eq!(
+        server.metric("tickcast_rooms_disposed_total{reason=\"ended\"}"),
+        1
+    );
+}
+
+#[test]
+fn one_address_holds_at_most_max_rooms_per_ip_and_a_room_nobody_entered_goes_when_it_empties() {
+    let server = TestServer::start(|c| {
+        c.npcs = 0;
+        c.max_rooms_per_ip = 2;
+        // Far longer than any wait here: a room that goes does so because nobody entered it.
+        c.room_idle_ms = 600_000;
+    });
+    let mut one = Client::connect_at(&server, "/ws/one");
+    one.hello("a");
+    let two = Client::connect_at(&server, "/ws/two");
+    let (status, body) = server.upgrade_answer("/ws/three");
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body.contains("too many rooms created from this address: 2 open"),
+        "{body}"
+    );
+    // Joining an existing room is not creating one.
+    let _also_one = Client::connect_at(&server, "/ws/one");
+    // Room two was never entered (no Hello, no Watch): it goes as its only connection does.
+    drop(two);
+    wait_room(&server, "two", |status, _| status == 404);
+    let three = Client::connect_at(&server, "/ws/three");
+    assert_eq!(three.room, "three");
+    assert_eq!(server.get("/rooms/one").0, 200, "an entered room stays");
+}
+
+#[test]
+fn detached_max_bounds_the_players_waiting_to_resume_over_every_room() {
+    let server = TestServer::start(|c| {
+        c.npcs = 0;
+        c.detached_max = 1;
+        c.resume_grace_ms = 600_000;
+    });
+    for room in ["p", "q"] {
+        let mut c = Client::connect_at(&server, &format!("/ws/{room}"));
+        c.hello(room);
+        c.wait_for(|m| m.len() == 1);
+        // Dropped without a goodbye: detached, waiting to resume.
+    }
+    let t0 = Instant::now();
+    while server.metric("tickcast_sessions_expired_total") < 1 {
+        assert!(t0.elapsed() < WAIT_MAX, "nobody left past --detached-max");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(server.metric("tickcast_players_detached"), 1);
+    assert_eq!(server.metric("tickcast_sessions_expired_total"), 1);
+}
+
+#[test]
+fn room_creation_by_ticket_needs_tickets() {
+    let cfg = tickcast::Config {
+        room_creation: tickcast::config::RoomCreation::Ticket,
+        ..tickcast::Config::default()
+    };
+    let why = cfg.validate().unwrap_err();
+    assert!(
+        why.contains("--room-creation ticket needs --ticket-secret-file"),
+        "{why}"
+    );
+}

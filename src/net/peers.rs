@@ -42,12 +42,14 @@ pub struct PeerLimits {
     pub accept_burst: f64,
     /// Addresses tracked at once (`--peer-table-max`).
     pub entries_max: usize,
+    /// Rooms one address may have created that are still open (`--max-rooms-per-ip`); 0: no limit.
+    pub rooms_max: u32,
 }
 
 impl PeerLimits {
     /// Whether any per-address limit is on; if none is, nothing is tracked.
     pub fn any(&self) -> bool {
-        self.open_max > 0 || self.accepts_per_s > 0.0
+        self.open_max > 0 || self.accepts_per_s > 0.0 || self.rooms_max > 0
     }
 }
 
@@ -65,6 +67,8 @@ pub enum Refused {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     open: u32,
+    /// Rooms this address created that are still open.
+    rooms: u32,
     tokens: f64,
     /// When `tokens` was last brought up to date.
     at: Instant,
@@ -77,9 +81,11 @@ impl Entry {
         self.at = now;
     }
 
-    /// No open connection and a full bucket: the entry says nothing a fresh one would not.
+    /// No open connection, no open room and a full bucket: the entry says nothing a fresh one would not.
     fn idle(&self, limits: &PeerLimits) -> bool {
-        self.open == 0 && (limits.accepts_per_s <= 0.0 || self.tokens >= limits.accept_burst)
+        self.open == 0
+            && self.rooms == 0
+            && (limits.accepts_per_s <= 0.0 || self.tokens >= limits.accept_burst)
     }
 }
 
@@ -116,6 +122,7 @@ impl Peers {
             None if full => return Err(Refused::TableFull),
             None => self.entries.entry(key).or_insert(Entry {
                 open: 0,
+                rooms: 0,
                 tokens: limits.accept_burst,
                 at: now,
             }),
@@ -149,7 +156,38 @@ impl Peers {
         }
     }
 
-    /// Removes every entry with no open connection whose bucket has refilled.
+    /// Counts a room created by a connection from `key` (which holds an entry: the connection is open);
+    /// false, and nothing counted, if the address already has `rooms_max` rooms open. A counted room must
+    /// be [`room_gone`](Self::room_gone) exactly once.
+    pub fn create_room(&mut self, key: PeerKey) -> bool {
+        let rooms_max = self.limits.rooms_max;
+        let Some(entry) = self.entries.get_mut(&key) else {
+            debug_assert!(false, "a room created from an address not in the table");
+            return true;
+        };
+        if rooms_max > 0 && entry.rooms >= rooms_max {
+            return false;
+        }
+        entry.rooms += 1;
+        true
+    }
+
+    /// A room [`create_room`](Self::create_room) counted for `key` is gone.
+    pub fn room_gone(&mut self, key: PeerKey, now: Instant) {
+        let limits = self.limits;
+        let Some(entry) = self.entries.get_mut(&key) else {
+            debug_assert!(false, "room_gone of an address not in the table");
+            return;
+        };
+        debug_assert!(entry.rooms > 0, "room_gone without create_room");
+        entry.rooms = entry.rooms.saturating_sub(1);
+        entry.refill(&limits, now);
+        if entry.idle(&limits) {
+            self.entries.remove(&key);
+        }
+    }
+
+    /// Removes every entry with no open connection or room whose bucket has refilled.
     pub fn sweep(&mut self, now: Instant) {
         let limits = self.limits;
         self.entries.retain(|_, entry| {
@@ -182,6 +220,7 @@ mod tests {
         accepts_per_s: 2.0,
         accept_burst: 4.0,
         entries_max: 2,
+        rooms_max: 2,
     };
 
     fn v4(s: &str) -> PeerKey {
@@ -217,6 +256,30 @@ mod tests {
             p.is_empty(),
             "an address with nothing open and no bucket goes at once"
         );
+    }
+
+    #[test]
+    fn an_address_holds_at_most_rooms_max_rooms_and_its_entry_outlives_its_connections_while_it_does(
+    ) {
+        let now = Instant::now();
+        let mut p = Peers::new(PeerLimits {
+            accepts_per_s: 0.0,
+            ..LIMITS
+        });
+        let a = v4("10.0.0.1");
+        p.admit(a, now).unwrap();
+        assert!(p.create_room(a));
+        assert!(p.create_room(a));
+        assert!(!p.create_room(a), "a third room from one address");
+        p.release(a, now);
+        assert_eq!(p.len(), 1, "its rooms are still open");
+        p.room_gone(a, now);
+        p.admit(a, now).unwrap();
+        assert!(p.create_room(a), "one room gone, one more may be created");
+        p.release(a, now);
+        p.room_gone(a, now);
+        p.room_gone(a, now);
+        assert!(p.is_empty());
     }
 
     #[test]

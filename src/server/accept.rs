@@ -317,7 +317,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 self.refuse_origin(k)
             }
             Route::Echo(upgrade) => self.upgrade(k, &upgrade.key, head_len, None, None),
-            Route::Play(entry) => match self.enter_room(&entry) {
+            Route::Play(entry) => match self.enter_room(k, &entry) {
                 Ok((r, account)) => self.upgrade(k, &entry.upgrade.key, head_len, Some(r), account),
                 Err(refused) => {
                     let refusal = http::Refusal {
@@ -346,10 +346,14 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.refuse_http(k, &refusal, CloseReason::HttpError)
     }
 
-    /// The room an upgrade to `/ws` or `/ws/ROOM` enters, found or created (join or create), and the
-    /// account of its `?ticket=`; or the HTTP refusal. A ticket on the upgrade is checked here (401 if bad,
-    /// or bound to another room); without one, the first message must bring it.
-    fn enter_room(&mut self, entry: &Entry) -> Result<(usize, Option<Box<str>>), RoomRefusal> {
+    /// The room connection `k`'s upgrade to `/ws` or `/ws/ROOM` enters, found or created (join or
+    /// create), and the account of its `?ticket=`; or the HTTP refusal. A ticket on the upgrade is checked
+    /// here (401 if bad, or bound to another room); without one, the first message must bring it.
+    fn enter_room(
+        &mut self,
+        k: usize,
+        entry: &Entry,
+    ) -> Result<(usize, Option<Box<str>>), RoomRefusal> {
         let admit = match &entry.ticket {
             Some(ticket) => self.check_ticket(ticket).map_err(|e| RoomRefusal {
                 status: 401,
@@ -374,6 +378,15 @@ impl<G: Game, C: Clock> Server<G, C> {
             reason: CloseReason::RoomRefused,
         };
         let account = admit.map(|a| a.account);
+        let kind = match &entry.kind {
+            None => None,
+            Some(asked) => Some(
+                self.rooms
+                    .types
+                    .find(asked)
+                    .ok_or_else(|| refused(400, format!("unknown room type: {asked}")))?,
+            ),
+        };
         if let Some(r) = self.rooms.find(name) {
             let room = self.rooms.get(r);
             let kind = &self.rooms.types.types[room.kind].name;
@@ -385,6 +398,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 _ => Ok((r, account)),
             };
         }
+        let kind = kind.unwrap_or(0);
         let may_create = match self.cfg.room_creation {
             RoomCreation::Open => true,
             RoomCreation::Ticket => bound.as_deref() == Some(name),
@@ -393,14 +407,17 @@ impl<G: Game, C: Clock> Server<G, C> {
         if !may_create {
             return Err(refused(404, format!("no room named {name}")));
         }
-        let kind = match &entry.kind {
-            None => 0,
-            Some(asked) => self
-                .rooms
-                .types
-                .find(asked)
-                .ok_or_else(|| refused(400, format!("unknown room type: {asked}")))?,
-        };
+        let creator = self.conns[k].peer;
+        if let Some(peer) = creator {
+            if !self.peers.create_room(peer) {
+                let max = self.cfg.max_rooms_per_ip;
+                return Err(RoomRefusal {
+                    status: 429,
+                    why: format!("too many rooms created from this address: {max} open"),
+                    reason: CloseReason::RoomRefused,
+                });
+            }
+        }
         let kind_name = self.rooms.types.types[kind].name.clone();
         let opening = Opening {
             name,
@@ -408,7 +425,11 @@ impl<G: Game, C: Clock> Server<G, C> {
             options: &entry.options,
         };
         let unix_s = self.clock.unix_time_s();
-        match self.rooms.create(kind, &opening, self.now, unix_s) {
+        let created = self.rooms.create(kind, &opening, creator, self.now, unix_s);
+        if let (Err(_), Some(peer)) = (&created, creator) {
+            self.peers.room_gone(peer, self.now);
+        }
+        match created {
             Ok(r) => {
                 self.metrics.rooms_created += 1;
                 Ok((r, account))

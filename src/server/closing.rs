@@ -64,7 +64,10 @@ impl<G: Game, C: Clock> Server<G, C> {
                 continue;
             }
             match conn.out.write_to(&mut conn.sock) {
-                Ok(n) => self.metrics.bytes_out += n as u64,
+                Ok(n) => {
+                    self.metrics.bytes_out += n as u64;
+                    self.queued_estimate = self.queued_estimate.saturating_sub(n);
+                }
                 Err(_) => {
                     let reason = conn.closing.map_or(CloseReason::IoError, |c| c.reason);
                     mark_dead(conn, k, reason, &mut self.dead_list);

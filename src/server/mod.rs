@@ -105,8 +105,9 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     rooms: room::Rooms<G>,
     /// The process's own timers (connection timeouts, pings, idle rooms): once per `--tick-hz` period.
     timers: TickSchedule,
-    /// Bytes queued across all connections: counted at every timer tick, plus what fan-outs queued
-    /// since (writes are not subtracted until the next count), for `--queued-bytes-max`.
+    /// Bytes queued across all connections, for `--queued-bytes-max`: counted at every timer tick, plus
+    /// what fan-outs queued since, less what was written since. Between counts it misses only the small
+    /// messages queued outside the fan-out (`Welcome`, `Joined`, `Pong`, control frames).
     queued_estimate: usize,
     /// Reused list of rooms idle long enough to dispose.
     idle_rooms: Vec<usize>,

@@ -196,14 +196,13 @@ impl<G: Game, C: Clock> Server<G, C> {
         room.game.detached(&mut room.world, player);
     }
 
-    /// Room `r`'s players detached longer than the grace period, or beyond `--detached-max`, leave. Once
-    /// per tick of the room.
+    /// Room `r`'s players detached longer than the grace period leave. Once per tick of the room
+    /// (`--detached-max` is the process's: `cap_detached`).
     pub(super) fn expire_detached(&mut self, r: usize) {
         let grace = Duration::from_millis(self.cfg.resume_grace_ms);
         let room = self.rooms.get_mut(r);
         let mut expired = std::mem::take(&mut room.expired);
-        room.sessions
-            .expired(self.now, grace, self.cfg.detached_max, &mut expired);
+        room.sessions.expired(self.now, grace, &mut expired);
         for &player in &expired {
             self.metrics.sessions_expired += 1;
             self.end_player(r, player);
@@ -224,7 +223,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.end_player(r, player);
     }
 
-    fn end_player(&mut self, r: usize, player: PlayerId) {
+    pub(super) fn end_player(&mut self, r: usize, player: PlayerId) {
         let room = self.rooms.get_mut(r);
         room.sessions.remove(player);
         room.game.leave(&mut room.world, player);
@@ -237,6 +236,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let room = self.rooms.get_mut(r);
         room.spectators -= usize::from(old == Role::Spectator);
         room.spectators += usize::from(role == Role::Spectator);
+        room.entered |= role != Role::Pending;
     }
 
     /// The room connection `k` is in: every upgraded connection but the echo is in one.

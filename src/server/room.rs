@@ -15,6 +15,7 @@ use super::sessions::{ConnRef, Sessions};
 use crate::clock::TickSchedule;
 use crate::config::{tick_period, Config};
 use crate::net::conn::{Conn, Membership};
+use crate::net::peers::PeerKey;
 use crate::sim::{Game, Opening, PlayerId, RoomControl, RoomTypes};
 use crate::sync::{Updates, World, WorldLimits};
 
@@ -32,8 +33,13 @@ pub(super) struct Room<G: Game> {
     pub max_players: Option<usize>,
     pub max_spectators: Option<usize>,
     pub created_unix_s: u64,
-    /// The default room: never disposed for being idle.
+    /// The default room: never disposed for being idle, and opened anew when its game ends it.
     pub permanent: bool,
+    /// The address that created it, while the per-address limits are on (`--max-rooms-per-ip`).
+    pub creator: Option<PeerKey>,
+    /// Some member said `Hello` or `Watch` here once. A room nobody ever entered is disposed as soon as
+    /// it empties, not after `--room-idle-ms`: opening rooms and leaving costs a client its connections.
+    pub entered: bool,
     pub game: G,
     pub world: World<G::State>,
     /// When its ticks are due; a late room catches up and skips on its own.
@@ -108,8 +114,8 @@ pub(super) struct Rooms<G: Game> {
     /// pushed after each of its tick phases; an entry of a room since removed is dropped when it surfaces.
     due: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     next_id: u64,
-    /// The slab key of the default room.
-    pub default: usize,
+    /// `--default-room`.
+    default_name: String,
     limits: WorldLimits,
     catch_up_ticks_max: u32,
     default_tick_hz: u16,
@@ -131,7 +137,7 @@ impl<G: Game> Rooms<G> {
             by_name: BTreeMap::new(),
             due: BinaryHeap::new(),
             next_id: 0,
-            default: 0,
+            default_name: cfg.default_room.clone(),
             limits: WorldLimits {
                 entities_max: cfg.max_entities,
                 history_ticks: cfg.history_ticks,
@@ -141,20 +147,28 @@ impl<G: Game> Rooms<G> {
             default_tick_hz: cfg.tick_hz,
             max_rooms: cfg.max_rooms,
         };
-        let name = &cfg.default_room;
+        rooms.open_default(now, unix_s)?;
+        Ok(rooms)
+    }
+
+    /// Opens the default room (`--default-room`, of the first type, no options), permanent: at start, and
+    /// again when its game ended it, so plain `/ws` always has a room.
+    pub fn open_default(&mut self, now: Instant, unix_s: u64) -> Result<usize, String> {
+        let name = self.default_name.clone();
+        let kind = self.types.types[0].name.clone();
         let opening = Opening {
-            name,
-            kind: &rooms.types.types[0].name.clone(),
+            name: &name,
+            kind: &kind,
             options: &[],
         };
-        rooms.default = rooms
-            .create(0, &opening, now, unix_s)
+        let key = self
+            .create(0, &opening, None, now, unix_s)
             .map_err(|e| match e {
                 CreateError::Refused(why) => format!("the default room {name}: {why}"),
-                other => format!("the default room {name}: {other:?}"),
+                CreateError::Limit => format!("the default room {name}: --max-rooms reached"),
             })?;
-        rooms.slab[rooms.default].permanent = true;
-        Ok(rooms)
+        self.slab[key].permanent = true;
+        Ok(key)
     }
 
     pub fn len(&self) -> usize {
@@ -189,11 +203,12 @@ impl<G: Game> Rooms<G> {
             .map(|(_, &key)| &self.slab[key])
     }
 
-    /// Creates room `opening.name` (not open yet) of type `kind`; its slab key.
+    /// Creates room `opening.name` (not open yet) of type `kind`, by a client at `creator`; its slab key.
     pub fn create(
         &mut self,
         kind: usize,
         opening: &Opening<'_>,
+        creator: Option<PeerKey>,
         now: Instant,
         unix_s: u64,
     ) -> Result<usize, CreateError> {
@@ -219,6 +234,8 @@ impl<G: Game> Rooms<G> {
             max_spectators: room_type.max_spectators,
             created_unix_s: unix_s,
             permanent: false,
+            creator,
+            entered: false,
             game,
             world,
             schedule: TickSchedule::new(now + phase, period, self.catch_up_ticks_max),
@@ -276,7 +293,8 @@ impl<G: Game> Rooms<G> {
             .push(Reverse((room.schedule.next_due(), key, room.id)));
     }
 
-    /// Rooms (not the default one) empty for `idle`, at `now`; marks the newly empty ones.
+    /// Rooms (not the default one) empty for `idle` at `now`, and those nobody ever entered that are
+    /// empty now; marks the newly empty ones.
     pub fn idle(&mut self, now: Instant, idle: Duration, out: &mut Vec<usize>) {
         out.clear();
         for (key, room) in self.slab.iter_mut() {
@@ -285,7 +303,7 @@ impl<G: Game> Rooms<G> {
                 continue;
             }
             let since = *room.idle_since.get_or_insert(now);
-            if now.saturating_duration_since(since) >= idle {
+            if !room.entered || now.saturating_duration_since(since) >= idle {
                 out.push(key);
             }
         }

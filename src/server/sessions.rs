@@ -3,8 +3,8 @@
 //! `--resume-grace-ms`, so a client that reconnects with the token (`Hello.resume`) takes the same player
 //! back. Every resume **rotates** the token: the `Joined` that answers it carries a new one and the old one
 //! resumes nothing from then on, so a token seen once (a log, a shoulder) is not good for the whole
-//! session. Detached sessions are bounded in time (the grace period) and in number (`--detached-max`, the
-//! oldest goes first).
+//! session. Detached sessions are bounded in time (the grace period, here) and in number (`--detached-max`,
+//! over every room: the oldest goes first, `Server::cap_detached`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -145,43 +145,28 @@ impl Sessions {
         self.by_player.len() - self.detached
     }
 
-    /// Lists in `out` the detached players whose grace period is over at `now`, and, past `detached_max`,
-    /// the longest-detached ones beyond it. The caller ends them. Scans every session, but only while
-    /// someone is detached, once per tick.
-    pub fn expired(
-        &self,
-        now: Instant,
-        grace: Duration,
-        detached_max: usize,
-        out: &mut Vec<PlayerId>,
-    ) {
+    /// Lists in `out` the detached players whose grace period is over at `now`; the caller ends them.
+    /// Scans every session, but only while someone is detached, once per tick.
+    pub fn expired(&self, now: Instant, grace: Duration, out: &mut Vec<PlayerId>) {
         out.clear();
         if self.detached == 0 {
             return;
         }
-        let detached_since = |session: &Session| match session.link {
-            Link::Detached(since) => Some(since),
-            Link::Attached(_) => None,
-        };
-        for (&player, session) in &self.by_player {
-            if let Some(since) = detached_since(session) {
-                if now.saturating_duration_since(since) >= grace {
-                    out.push(player);
-                }
-            }
-        }
-        let waiting = self.detached - out.len();
-        if waiting > detached_max {
-            // Over the cap (a burst of drops within one tick): rare, so sorting here is fine.
-            let mut by_age: Vec<(Instant, PlayerId)> = self
-                .by_player
-                .iter()
-                .filter_map(|(&player, session)| Some((detached_since(session)?, player)))
-                .filter(|(since, _)| now.saturating_duration_since(*since) < grace)
-                .collect();
-            by_age.sort_unstable();
-            out.extend(by_age[..waiting - detached_max].iter().map(|(_, p)| *p));
-        }
+        out.extend(
+            self.detached_since()
+                .filter(|(since, _)| now.saturating_duration_since(*since) >= grace)
+                .map(|(_, player)| player),
+        );
+    }
+
+    /// Every detached player, with when it was detached.
+    pub fn detached_since(&self) -> impl Iterator<Item = (Instant, PlayerId)> + '_ {
+        self.by_player
+            .iter()
+            .filter_map(|(&player, session)| match session.link {
+                Link::Detached(since) => Some((since, player)),
+                Link::Attached(_) => None,
+            })
     }
 }
 
@@ -242,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn expiry_takes_the_grace_period_and_then_the_oldest_beyond_the_cap() {
+    fn expiry_takes_the_grace_period() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let mut s = Sessions::default();
@@ -252,11 +237,13 @@ mod tests {
         }
         let mut out = Vec::new();
         // At 35 ms with 20 ms of grace: player 1 (detached at 10 ms) is out of time.
-        s.expired(t0 + ms(35), ms(20), 10, &mut out);
+        s.expired(t0 + ms(35), ms(20), &mut out);
         assert_eq!(out, vec![1]);
-        // A cap of 2 among the three still waiting: the oldest (2) goes too.
-        s.expired(t0 + ms(35), ms(20), 2, &mut out);
-        out.sort_unstable();
-        assert_eq!(out, vec![1, 2]);
+        let mut all: Vec<_> = s.detached_since().collect();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (1..=4).map(|p| (t0 + ms(p * 10), p)).collect::<Vec<_>>()
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! (handshake, ping, idle, close linger, idle rooms), once per `--tick-hz` period.
 
 use super::*;
+use crate::sim::PlayerId;
 
 /// A burst smaller than this is not worth giving back (see `note_queued`).
 const TRIM_PEAK_MIN_BYTES: usize = 8 * 1024 * 1024;
@@ -13,8 +14,10 @@ const TRIM_BYTES_PER_CONNECTION: usize = 2 * 1024;
 impl<G: Game, C: Clock> Server<G, C> {
     /// Room `key` is due: runs its due ticks (its game steps once each), queues their update to its
     /// members, acts on what its game asked (kicks, the end of the room), expires its detached players, and
-    /// puts it back on the schedule. While draining, its members are closed with 1001 right after that
-    /// final update.
+    /// puts it back on the schedule. A step that asks something of the room is the last of the turn's
+    /// steps (the rest count as skipped), so a kick or an end takes effect at the tick it was asked in.
+    /// While draining, or when the game ended the room, that update ignores the high-water mark and the
+    /// memory budget (it is the final one) and the members are closed right after it.
     pub(super) fn run_room(&mut self, key: usize) {
         let started = self.clock.now();
         let room = self.rooms.get_mut(key);
@@ -23,17 +26,21 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.metrics.ticks_skipped += due.skipped;
         let dt_s = room.schedule.period().as_secs_f32();
         let first = room.world.tick() + 1;
-        for _ in 0..due.run {
+        let mut ran = 0;
+        while ran < due.run && room.control.is_empty() {
             let tick = room.world.tick() + 1;
             room.game
                 .step(&mut room.world, tick, dt_s, &mut room.control);
             room.world.complete_tick();
+            ran += 1;
         }
-        self.metrics.ticks += u64::from(due.run);
+        self.metrics.ticks += u64::from(ran);
+        self.metrics.ticks_skipped += u64::from(due.run - ran);
         let every = self.cfg.checksum_every_ticks;
         let checksum = every > 0 && (first - 1) / every != room.world.tick() / every;
         let draining = self.drain_deadline.is_some();
-        self.send_updates(key, checksum, draining);
+        let last = draining || room.control.ended.is_some();
+        self.send_updates(key, checksum, last);
         if self.obey_game(key) {
             if draining {
                 self.close_members(key, Close::Shutdown);
@@ -71,7 +78,8 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     /// The game ended room `key`: every connection in it has had this tick's update and is closed with
-    /// 4007; its players are gone (no `leave` calls: the game goes with the room) and the name is free.
+    /// 4007; its players are gone (no `leave` calls: the game goes with the room) and the name is free. The
+    /// default room is opened anew at once, so plain `/ws` always has a room.
     fn end_room(&mut self, key: usize, why: String) {
         let room = self.rooms.get_mut(key);
         let members = std::mem::take(&mut room.members);
@@ -83,8 +91,24 @@ impl<G: Game, C: Clock> Server<G, C> {
             }
             self.close(member.key, Close::RoomEnded(why.clone()));
         }
-        self.rooms.remove(key);
+        let permanent = self.drop_room(key).permanent;
         self.metrics.rooms_ended += 1;
+        if permanent {
+            match self.rooms.open_default(self.now, self.clock.unix_time_s()) {
+                Ok(_) => self.metrics.rooms_created += 1,
+                // Its type's constructor refused what it accepted at start: a bug of the game's.
+                Err(e) => eprintln!("tickcast: cannot open the default room again: {e}"),
+            }
+        }
+    }
+
+    /// Removes room `key`, empty of connections, and gives its creator's address its room back.
+    fn drop_room(&mut self, key: usize) -> room::Room<G> {
+        let room = self.rooms.remove(key);
+        if let Some(creator) = room.creator {
+            self.peers.room_gone(creator, self.now);
+        }
+        room
     }
 
     /// Closes every connection in room `key` with `close`.
@@ -108,10 +132,11 @@ impl<G: Game, C: Clock> Server<G, C> {
         let mut list = std::mem::take(&mut self.idle_rooms);
         self.rooms.idle(self.now, idle, &mut list);
         for &key in &list {
-            self.rooms.remove(key);
+            self.drop_room(key);
             self.metrics.rooms_disposed_idle += 1;
         }
         self.idle_rooms = list;
+        self.cap_detached();
         if self.drain_deadline.is_some() {
             let roomless: Vec<usize> = self
                 .conns
@@ -210,6 +235,29 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
         self.queued_estimate = queued;
         self.close_pending();
+    }
+
+    /// `--detached-max` over the whole process: past it, the longest-detached players of any room leave.
+    /// Counting is a sum over the rooms; the scan of every session happens only when over the cap (a burst
+    /// of drops), where sorting is fine.
+    fn cap_detached(&mut self) {
+        let detached: usize = self.rooms.iter().map(|(_, r)| r.sessions.detached()).sum();
+        if detached <= self.cfg.detached_max {
+            return;
+        }
+        let mut by_age: Vec<(Instant, usize, PlayerId)> = Vec::with_capacity(detached);
+        for (key, room) in self.rooms.iter() {
+            by_age.extend(
+                room.sessions
+                    .detached_since()
+                    .map(|(since, p)| (since, key, p)),
+            );
+        }
+        by_age.sort_unstable();
+        for &(_, key, player) in &by_age[..detached - self.cfg.detached_max] {
+            self.metrics.sessions_expired += 1;
+            self.end_player(key, player);
+        }
     }
 
     /// Gives memory back to the operating system after a burst: once the estimate (bytes queued plus a

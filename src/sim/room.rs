@@ -152,6 +152,11 @@ pub struct RoomControl {
 }
 
 impl RoomControl {
+    /// Nothing asked.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.kicks.is_empty() && self.ended.is_none()
+    }
+
     /// Removes `player` from the room: its connection (if it has one) is closed with 4008 `kicked:
     /// <reason>`, and the player leaves (`Game::leave`); its token resumes nothing.
     pub fn kick(&mut self, player: PlayerId, reason: impl Into<String>) {
