@@ -20,13 +20,13 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// Accepts up to `ACCEPTS_PER_TURN_MAX` connections; `accept_pending` stays set while more may wait
     /// (the listener is edge-triggered, so it will not report them again).
     pub(super) fn accept(&mut self) {
-        self.accept_pending = false;
-        if self.now.saturating_duration_since(self.peers_swept_at) >= PEER_SWEEP_INTERVAL {
-            self.peers.sweep(self.now);
-            self.peers_swept_at = self.now;
+        self.net.accept_pending = false;
+        if self.now.saturating_duration_since(self.net.peers_swept_at) >= PEER_SWEEP_INTERVAL {
+            self.net.peers.sweep(self.now);
+            self.net.peers_swept_at = self.now;
         }
         for _ in 0..ACCEPTS_PER_TURN_MAX {
-            let (sock, addr) = match self.listener.accept() {
+            let (sock, addr) = match self.net.listener.accept() {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -36,25 +36,25 @@ impl<G: Game, C: Clock> Server<G, C> {
                         continue;
                     }
                     // Anything else (or no reserve): leave the rest in the backlog, try again next tick.
-                    self.accept_stalled = true;
+                    self.net.accept_stalled = true;
                     return;
                 }
             };
             self.metrics.connections_total += 1;
             self.admit(sock, addr);
         }
-        self.accept_pending = true;
+        self.net.accept_pending = true;
     }
 
     /// Out of descriptors: gives up the reserve for a moment to accept one waiting client, answer it 503
     /// and close it, so it is not left hanging in the backlog. False if there was no reserve or nobody
     /// could be accepted even so.
     fn refuse_through_reserve(&mut self) -> bool {
-        if self.reserve_fd.take().is_none() {
-            self.reserve_fd = socket::open_reserve().ok();
+        if self.net.reserve_fd.take().is_none() {
+            self.net.reserve_fd = socket::open_reserve().ok();
             return false;
         }
-        let answered = match self.listener.accept() {
+        let answered = match self.net.listener.accept() {
             Ok((sock, _)) => {
                 self.metrics.connections_total += 1;
                 refuse_at_accept(sock, 503, "server at connection capacity", RETRY_AFTER_S);
@@ -63,7 +63,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             }
             Err(_) => false,
         };
-        self.reserve_fd = socket::open_reserve().ok();
+        self.net.reserve_fd = socket::open_reserve().ok();
         answered
     }
 
@@ -71,7 +71,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     fn admit(&mut self, sock: TcpStream, addr: SocketAddr) {
         let peer = self.cfg.peer_limits().any().then(|| PeerKey::of(addr.ip()));
         if let Some(key) = peer {
-            if let Err(refused) = self.peers.admit(key, self.now) {
+            if let Err(refused) = self.net.peers.admit(key, self.now) {
                 let (status, why, after_s, reason) = match refused {
                     Refused::TooManyOpen => (
                         429,
@@ -82,7 +82,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                     Refused::TooFast => (
                         429,
                         "connecting too fast from this address",
-                        self.peers.retry_after_s(key),
+                        self.net.peers.retry_after_s(key),
                         CloseReason::AddressRate,
                     ),
                     Refused::TableFull => (
@@ -97,8 +97,11 @@ impl<G: Game, C: Clock> Server<G, C> {
                 return;
             }
         }
-        let spare = self.conns.len() - self.spare_slots.len() >= self.cfg.max_connections;
-        if spare && self.spare_slots.len() >= self.cfg.health_slots && !self.evict_oldest_spare() {
+        let spare = self.net.conns.len() - self.net.spare_slots.len() >= self.cfg.max_connections;
+        if spare
+            && self.net.spare_slots.len() >= self.cfg.health_slots
+            && !self.evict_oldest_spare()
+        {
             self.release_peer(peer);
             refuse_at_accept(sock, 503, "server at connection capacity", RETRY_AFTER_S);
             self.metrics.closed(CloseReason::Rejected);
@@ -121,14 +124,15 @@ impl<G: Game, C: Clock> Server<G, C> {
     fn evict_oldest_spare(&mut self) -> bool {
         let answering = |c: &Conn| c.closing.is_some() && !c.out.is_empty();
         let at = self
+            .net
             .spare_slots
             .iter()
-            .position(|&(k, _)| !answering(&self.conns[k]))
+            .position(|&(k, _)| !answering(&self.net.conns[k]))
             .unwrap_or(0);
-        let Some((k, id)) = self.spare_slots.remove(at) else {
+        let Some((k, id)) = self.net.spare_slots.remove(at) else {
             return false;
         };
-        let conn = &mut self.conns[k];
+        let conn = &mut self.net.conns[k];
         debug_assert!(
             conn.id == id && conn.spare,
             "spare_slots lists live health slots"
@@ -140,7 +144,7 @@ impl<G: Game, C: Clock> Server<G, C> {
 
     fn release_peer(&mut self, peer: Option<PeerKey>) {
         if let Some(key) = peer {
-            self.peers.release(key, self.now);
+            self.net.peers.release(key, self.now);
         }
     }
 
@@ -148,7 +152,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     pub(super) fn release_admission(&mut self, conn: &Conn) {
         self.release_peer(conn.peer);
         if conn.spare {
-            self.spare_slots.retain(|&(_, id)| id != conn.id);
+            self.net.spare_slots.retain(|&(_, id)| id != conn.id);
         }
     }
 
@@ -164,8 +168,9 @@ impl<G: Game, C: Clock> Server<G, C> {
             self.metrics.closed(CloseReason::IoError);
             return None;
         }
-        let entry = self.conns.vacant_entry();
+        let entry = self.net.conns.vacant_entry();
         if self
+            .net
             .poll
             .registry()
             .register(&mut sock, Token(entry.key()), Interest::READABLE)
@@ -175,20 +180,20 @@ impl<G: Game, C: Clock> Server<G, C> {
             return None;
         }
         let k = entry.key();
-        let mut conn = Conn::new(sock, self.next_conn_id, self.now);
+        let mut conn = Conn::new(sock, self.net.next_conn_id, self.now);
         conn.peer = peer;
         conn.spare = spare;
         if spare {
-            self.spare_slots.push_back((k, conn.id));
+            self.net.spare_slots.push_back((k, conn.id));
         }
         entry.insert(conn);
-        self.next_conn_id += 1;
+        self.net.next_conn_id += 1;
         Some(k)
     }
 
     pub(super) fn read_http(&mut self, k: usize) {
         let max = self.cfg.max_header_bytes;
-        let conn = &mut self.conns[k];
+        let conn = &mut self.net.conns[k];
         let Phase::Http { buf } = &mut conn.phase else {
             unreachable!("read_http on a WebSocket")
         };
@@ -243,8 +248,8 @@ impl<G: Game, C: Clock> Server<G, C> {
         write: impl FnOnce(&mut Vec<u8>),
     ) {
         self.metrics.http_requests += 1;
-        self.scratch.clear();
-        write(&mut self.scratch);
+        self.net.scratch.clear();
+        write(&mut self.net.scratch);
         self.send_scratch(k);
         self.start_close(k, reason);
     }
@@ -407,9 +412,9 @@ impl<G: Game, C: Clock> Server<G, C> {
         if !may_create {
             return Err(refused(404, format!("no room named {name}")));
         }
-        let creator = self.conns[k].peer;
+        let creator = self.net.conns[k].peer;
         if let Some(peer) = creator {
-            if !self.peers.create_room(peer) {
+            if !self.net.peers.create_room(peer) {
                 let max = self.cfg.max_rooms_per_ip;
                 return Err(RoomRefusal {
                     status: 429,
@@ -427,7 +432,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let unix_s = self.clock.unix_time_s();
         let created = self.rooms.create(kind, &opening, creator, self.now, unix_s);
         if let (Err(_), Some(peer)) = (&created, creator) {
-            self.peers.room_gone(peer, self.now);
+            self.net.peers.room_gone(peer, self.now);
         }
         match created {
             Ok(r) => {
@@ -466,14 +471,14 @@ impl<G: Game, C: Clock> Server<G, C> {
         let echo = room.is_none();
         self.metrics.http_requests += 1;
         self.metrics.websockets_total += 1;
-        self.ws_open += 1;
+        self.net.ws_open += 1;
         let config = WebSocketConfig::default()
             .read_buffer_size(self.cfg.ws_read_buffer_bytes)
             .write_buffer_size(0)
             .max_write_buffer_size(self.cfg.send_limit_bytes)
             .max_message_size(Some(self.cfg.max_message_bytes))
             .max_frame_size(Some(self.cfg.max_message_bytes));
-        let conn = &mut self.conns[k];
+        let conn = &mut self.net.conns[k];
         let Phase::Http { buf } = std::mem::replace(
             &mut conn.phase,
             Phase::Http {
@@ -501,27 +506,27 @@ impl<G: Game, C: Clock> Server<G, C> {
             bucket: Bucket::new(&self.cfg.rate_limit(), self.now),
             caught_up: false,
         }));
-        self.scratch.clear();
-        http::write_upgrade(&mut self.scratch, key);
+        self.net.scratch.clear();
+        http::write_upgrade(&mut self.net.scratch, key);
         self.send_scratch(k);
-        self.conns[k].out.frames_begin_here();
+        self.net.conns[k].out.frames_begin_here();
         let Some(r) = room else {
             return self.read_ws(k);
         };
         let member = self.conn_ref(k);
         self.rooms
             .get_mut(r)
-            .add_member(r, member, &mut self.conns[k]);
+            .add_member(r, member, &mut self.net.conns[k]);
         let room = self.rooms.get(r);
-        self.scratch.clear();
+        self.net.scratch.clear();
         let welcome = ServerMsg::<(), ()>::Welcome {
             protocol: proto::PROTOCOL_VERSION,
             tick_hz: room.tick_hz,
             tick: room.world.tick(),
-            connection_id: self.conns[k].id,
+            connection_id: self.net.conns[k].id,
             room: room.name.to_string(),
         };
-        append_message(&mut self.scratch, &welcome);
+        append_message(&mut self.net.scratch, &welcome);
         self.send_scratch(k);
         self.read_ws(k);
     }

@@ -7,7 +7,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// Sends the close frame of `close` (its code and reason), then closes once it is written (or at the
     /// linger deadline); counted under its label now.
     pub(super) fn close(&mut self, k: usize, close: Close) {
-        let conn = &mut self.conns[k];
+        let conn = &mut self.net.conns[k];
         if conn.closing.is_some() || conn.dead.is_some() {
             return;
         }
@@ -34,7 +34,7 @@ impl<G: Game, C: Clock> Server<G, C> {
 
     /// Marks a connection closing: what is queued still goes out, then the write side is shut.
     pub(super) fn start_close(&mut self, k: usize, reason: CloseReason) {
-        let conn = &mut self.conns[k];
+        let conn = &mut self.net.conns[k];
         if conn.closing.is_none() {
             let deadline = self.now + Duration::from_millis(self.cfg.close_linger_ms);
             conn.closing = Some(Closing {
@@ -54,9 +54,9 @@ impl<G: Game, C: Clock> Server<G, C> {
     // ---- 5. write ----------------------------------------------------------------------------------------
 
     pub(super) fn flush_writes(&mut self) {
-        let mut list = std::mem::take(&mut self.write_list);
+        let mut list = std::mem::take(&mut self.net.write_list);
         for k in list.drain(..) {
-            let Some(conn) = self.conns.get_mut(k) else {
+            let Some(conn) = self.net.conns.get_mut(k) else {
                 continue;
             };
             conn.on_write_list = false;
@@ -70,7 +70,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 }
                 Err(_) => {
                     let reason = conn.closing.map_or(CloseReason::IoError, |c| c.reason);
-                    mark_dead(conn, k, reason, &mut self.dead_list);
+                    mark_dead(conn, k, reason, &mut self.net.dead_list);
                     continue;
                 }
             }
@@ -85,12 +85,13 @@ impl<G: Game, C: Clock> Server<G, C> {
                     Interest::READABLE
                 };
                 if self
+                    .net
                     .poll
                     .registry()
                     .reregister(&mut conn.sock, Token(k), interest)
                     .is_err()
                 {
-                    mark_dead(conn, k, CloseReason::IoError, &mut self.dead_list);
+                    mark_dead(conn, k, CloseReason::IoError, &mut self.net.dead_list);
                     continue;
                 }
                 conn.writable_interest = want_writable;
@@ -100,25 +101,25 @@ impl<G: Game, C: Clock> Server<G, C> {
                     closing.write_shut = true;
                     if conn.sock.shutdown(std::net::Shutdown::Write).is_err() {
                         let reason = closing.reason;
-                        mark_dead(conn, k, reason, &mut self.dead_list);
+                        mark_dead(conn, k, reason, &mut self.net.dead_list);
                     }
                 }
             }
         }
-        self.write_list = keep_capacity(list, std::mem::take(&mut self.write_list));
+        self.net.write_list = keep_capacity(list, std::mem::take(&mut self.net.write_list));
     }
 
     // ---- 6. reap -----------------------------------------------------------------------------------------
 
     pub(super) fn reap(&mut self) {
-        let mut list = std::mem::take(&mut self.dead_list);
+        let mut list = std::mem::take(&mut self.net.dead_list);
         for k in list.drain(..) {
-            let mut conn = self.conns.remove(k);
-            let _ = self.poll.registry().deregister(&mut conn.sock);
+            let mut conn = self.net.conns.remove(k);
+            let _ = self.net.poll.registry().deregister(&mut conn.sock);
             self.release_admission(&conn);
             let room = conn.membership.map(|m| m.room);
             if let Some(r) = room {
-                let conns = &mut self.conns;
+                let conns = &mut self.net.conns;
                 self.rooms.get_mut(r).remove_member(&mut conn, |moved, at| {
                     if let Some(m) = &mut conns[moved.key].membership {
                         m.at = at;
@@ -126,7 +127,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 });
             }
             if let Phase::Ws(ws) = &conn.phase {
-                self.ws_open -= 1;
+                self.net.ws_open -= 1;
                 match (room, ws.role) {
                     (Some(r), Role::Player(player)) => self.player_gone(r, player),
                     (Some(r), Role::Spectator) => self.rooms.get_mut(r).spectators -= 1,
@@ -137,7 +138,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 self.metrics.closed(conn.dead.expect("on the dead list"));
             }
         }
-        self.dead_list = keep_capacity(list, std::mem::take(&mut self.dead_list));
+        self.net.dead_list = keep_capacity(list, std::mem::take(&mut self.net.dead_list));
     }
 
     /// Starts a drain: from now on upgrades are refused and `/healthz` says 503. Each room sends its final
@@ -152,7 +153,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     pub(super) fn drain_finished(&self) -> bool {
         match self.drain_deadline {
             None => false,
-            Some(deadline) => self.ws_open == 0 || self.now >= deadline,
+            Some(deadline) => self.net.ws_open == 0 || self.now >= deadline,
         }
     }
 }

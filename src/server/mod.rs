@@ -92,15 +92,12 @@ impl Handle {
     }
 }
 
-/// The server: see the module docs for the turn order.
+/// The server: see the module docs for the turn order. Its two halves are `net` (the transport) and
+/// `rooms`; the rest is what the loop as a whole owns: settings, clock, timers, metrics, the drain.
 pub struct Server<G: Game, C: Clock = SystemClock> {
     cfg: Config,
-    poll: Poll,
-    listener: TcpListener,
-    local_addr: SocketAddr,
-    conns: Slab<Conn>,
-    /// Reused by every turn's poll.
-    events: Events,
+    /// The poll, the listener, every connection and the per-turn lists over them.
+    net: Transport,
     /// Every match: its game, world, schedule, players and members; by name and by when it ticks next.
     rooms: room::Rooms<G>,
     /// The process's own timers (connection timeouts, pings, idle rooms): once per `--tick-hz` period.
@@ -109,6 +106,9 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     /// what fan-outs queued since, less what was written since. Between counts it misses only the small
     /// messages queued outside the fan-out (`Welcome`, `Joined`, `Pong`, control frames).
     queued_estimate: usize,
+    /// The largest memory estimate since memory was last given back (`tick.rs`, `note_queued`).
+    memory_peak: usize,
+    last_trim: Instant,
     /// Reused list of rooms idle long enough to dispose.
     idle_rooms: Vec<usize>,
     clock: C,
@@ -119,6 +119,20 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     handle: Handle,
     /// When draining, the moment to give up flushing and exit.
     drain_deadline: Option<Instant>,
+    /// The secret tickets are signed with (`--ticket-secret-file`); `None`: no tickets required.
+    ticket_secret: Option<Vec<u8>>,
+}
+
+/// The transport half of the server: the poll, the listener, every connection (in any phase: HTTP, or a
+/// WebSocket in a room) and the lists a turn keeps over them. It knows nothing of games or rooms beyond
+/// each connection's `membership`.
+struct Transport {
+    poll: Poll,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    conns: Slab<Conn>,
+    /// Reused by every turn's poll.
+    events: Events,
     next_conn_id: u64,
     /// Connections with queued bytes to write at the end of the turn.
     write_list: Vec<usize>,
@@ -134,14 +148,10 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     /// `accept` failed (out of file descriptors, say): try again at the next tick, not in a busy loop.
     accept_stalled: bool,
     ws_open: usize,
-    /// The secret tickets are signed with (`--ticket-secret-file`); `None`: no tickets required.
-    ticket_secret: Option<Vec<u8>>,
-    /// Reused buffer for small per-connection messages (Welcome, Joined, Pong).
+    /// Reused buffer for small per-connection messages (Welcome, Joined, Pong, HTTP answers).
     scratch: Vec<u8>,
-    /// The largest memory estimate since memory was last given back (`tick.rs`, `note_queued`).
-    memory_peak: usize,
-    last_trim: Instant,
-    /// Open connections and accept buckets per client address (`--max-connections-per-ip`, ...).
+    /// Open connections, accept buckets and rooms created per client address (`--max-connections-per-ip`,
+    /// ...).
     peers: crate::net::peers::Peers,
     /// When `peers` was last swept.
     peers_swept_at: Instant,
@@ -182,43 +192,45 @@ impl<G: Game, C: Clock> Server<G, C> {
         let mut metrics = Metrics::default();
         metrics.rooms_created += 1;
         Ok(Server {
-            local_addr: listener.local_addr()?,
+            net: Transport {
+                local_addr: listener.local_addr()?,
+                events: Events::with_capacity(EVENTS_MAX),
+                poll,
+                listener,
+                conns: Slab::new(),
+                next_conn_id: 1,
+                write_list: Vec::new(),
+                reread_list: Vec::new(),
+                close_list: Vec::new(),
+                dead_list: Vec::new(),
+                accept_pending: false,
+                accept_stalled: false,
+                ws_open: 0,
+                scratch: Vec::new(),
+                peers: crate::net::peers::Peers::new(cfg.peer_limits()),
+                peers_swept_at: now,
+                spare_slots: Default::default(),
+                reserve_fd,
+            },
             rooms,
             timers: TickSchedule::new(now, cfg.tick_duration(), 1),
             queued_estimate: 0,
+            memory_peak: 0,
+            last_trim: now,
             idle_rooms: Vec::new(),
-            events: Events::with_capacity(EVENTS_MAX),
-            poll,
-            listener,
-            conns: Slab::new(),
             clock,
             now,
             metrics,
             commands,
             handle: Handle { tx, waker },
             drain_deadline: None,
-            next_conn_id: 1,
-            write_list: Vec::new(),
-            reread_list: Vec::new(),
-            close_list: Vec::new(),
-            dead_list: Vec::new(),
-            accept_pending: false,
-            accept_stalled: false,
-            ws_open: 0,
-            scratch: Vec::new(),
-            memory_peak: 0,
-            last_trim: now,
             ticket_secret,
-            peers: crate::net::peers::Peers::new(cfg.peer_limits()),
-            peers_swept_at: now,
-            spare_slots: Default::default(),
-            reserve_fd,
             cfg,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.net.local_addr
     }
 
     pub fn handle(&self) -> Handle {
@@ -240,9 +252,9 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// finished. [`Self::run`] is nothing but turns; a test that injects a [`crate::clock::ManualClock`]
     /// steps the loop with `turn(Some(Duration::ZERO))` between moving the clock and talking to it.
     pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<bool> {
-        let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        let mut events = std::mem::replace(&mut self.net.events, Events::with_capacity(0));
         let result = self.turn_with(&mut events, max_wait);
-        self.events = events;
+        self.net.events = events;
         result
     }
 
@@ -252,7 +264,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             None => self.poll_timeout(),
         };
         // 1. poll
-        match self.poll.poll(events, Some(timeout)) {
+        match self.net.poll.poll(events, Some(timeout)) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             other => other?,
         }
@@ -261,18 +273,18 @@ impl<G: Game, C: Clock> Server<G, C> {
 
         // 2. read and decode. Those that spent their read budget last turn are read after the events,
         // once; those that spend it this turn wait for the next.
-        let mut reread = std::mem::take(&mut self.reread_list);
+        let mut reread = std::mem::take(&mut self.net.reread_list);
         self.take_commands();
         for event in events.iter() {
             match event.token() {
-                LISTENER => self.accept_pending = true,
+                LISTENER => self.net.accept_pending = true,
                 WAKER => {}
                 Token(k) => {
                     // Errors and hang-ups are found by reading: the read returns them.
                     let readable =
                         event.is_readable() || event.is_read_closed() || event.is_error();
                     if event.is_read_closed() || event.is_error() {
-                        if let Some(conn) = self.conns.get_mut(k) {
+                        if let Some(conn) = self.net.conns.get_mut(k) {
                             conn.peer_closed = true;
                         }
                     }
@@ -280,17 +292,17 @@ impl<G: Game, C: Clock> Server<G, C> {
                 }
             }
         }
-        if self.accept_pending {
+        if self.net.accept_pending {
             self.accept();
         }
         for (k, id) in reread.drain(..) {
             // By id: the connection listed may have been reaped and its slab key given to another.
-            if let Some(conn) = self.conns.get_mut(k).filter(|c| c.id == id) {
+            if let Some(conn) = self.net.conns.get_mut(k).filter(|c| c.id == id) {
                 conn.on_reread_list = false;
                 self.on_socket_event(k, true, false);
             }
         }
-        self.reread_list = keep_capacity(reread, std::mem::take(&mut self.reread_list));
+        self.net.reread_list = keep_capacity(reread, std::mem::take(&mut self.net.reread_list));
 
         // 3. run due ticks, 4. build and queue updates: every room that is due, then the timers
         while let Some(key) = self.rooms.take_due(self.now) {
@@ -309,7 +321,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     fn poll_timeout(&self) -> Duration {
-        if !self.reread_list.is_empty() || self.accept_pending {
+        if !self.net.reread_list.is_empty() || self.net.accept_pending {
             return Duration::ZERO;
         }
         let now = self.clock.now();
@@ -334,14 +346,14 @@ impl<G: Game, C: Clock> Server<G, C> {
     pub fn gauges(&self) -> Gauges {
         let rooms = || self.rooms.iter().map(|(_, room)| room);
         Gauges {
-            connections_open: self.conns.len(),
-            websockets_open: self.ws_open,
+            connections_open: self.net.conns.len(),
+            websockets_open: self.net.ws_open,
             players: rooms().map(|r| r.sessions.attached()).sum(),
             players_detached: rooms().map(|r| r.sessions.detached()).sum(),
             entities: rooms().map(|r| r.world.len()).sum(),
-            queued_bytes: self.conns.iter().map(|(_, c)| c.out.pending()).sum(),
+            queued_bytes: self.net.conns.iter().map(|(_, c)| c.out.pending()).sum(),
             draining: self.drain_deadline.is_some(),
-            peer_addresses: self.peers.len(),
+            peer_addresses: self.net.peers.len(),
             rooms_open: self.rooms.len(),
         }
     }

@@ -12,7 +12,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// `Hello`: resume the player `resume` names if its session in this room is alive, else join a new
     /// one.
     pub(super) fn hello(&mut self, k: usize, name: &str, ticket: &str, resume: Option<Resume>) {
-        if matches!(self.conns[k].role(), Some(Role::Player(_))) {
+        if matches!(self.net.conns[k].role(), Some(Role::Player(_))) {
             return self.close(k, Close::HelloTwice);
         }
         let r = self.room_of(k);
@@ -44,7 +44,7 @@ impl<G: Game, C: Clock> Server<G, C> {
 
     /// `Watch`: updates from the next tick on, control of nothing; refused past the room's spectator cap.
     pub(super) fn watch(&mut self, k: usize, ticket: &str) {
-        if self.conns[k].role() != Some(Role::Pending) {
+        if self.net.conns[k].role() != Some(Role::Pending) {
             return self.close(k, Close::WatchAfterRole);
         }
         if let Err(e) = self.authenticate(k, ticket) {
@@ -61,7 +61,9 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// from this message or an earlier one or its upgrade, when tickets are in use.
     fn authenticate(&mut self, k: usize, ticket: &str) -> Result<(), TicketError> {
         self.take_ticket(k, ticket)?;
-        let has_account = self.conns[k].ws().is_some_and(|ws| ws.account.is_some());
+        let has_account = self.net.conns[k]
+            .ws()
+            .is_some_and(|ws| ws.account.is_some());
         match self.ticket_secret.is_none() || has_account {
             true => Ok(()),
             false => Err(TicketError::Missing),
@@ -87,7 +89,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// A connection that holds no account (no ticket: the token alone decides) or the account `player`'s
     /// session was created with may resume it. Without tickets neither side has an account.
     fn same_account(&self, k: usize, player: PlayerId) -> Result<(), TicketError> {
-        let Some(account) = self.conns[k].ws().and_then(|ws| ws.account.as_deref()) else {
+        let Some(account) = self.net.conns[k].ws().and_then(|ws| ws.account.as_deref()) else {
             return Ok(());
         };
         let room = self.rooms.get(self.room_of(k));
@@ -99,13 +101,13 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     fn join(&mut self, k: usize, name: &str) {
-        let player = self.conns[k].id;
+        let player = self.net.conns[k].id;
         let r = self.room_of(k);
         let room = self.rooms.get_mut(r);
         if let Some(max) = room.max_players.filter(|&max| room.players() >= max) {
             return self.close(k, Close::RoomFullOfPlayers(max));
         }
-        let ws = self.conns[k].ws().expect("Hello after the upgrade");
+        let ws = self.net.conns[k].ws().expect("Hello after the upgrade");
         let joining = Joining {
             name,
             account: ws.account.as_deref(),
@@ -137,7 +139,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             // The old connection has not noticed it is dead (or the client opened a second one): the
             // newer wins. The old one no longer plays, so its end does not touch the session.
             Link::Attached(old) => {
-                let live = self.conns.get(old.key).is_some_and(|c| c.id == old.id);
+                let live = self.net.conns.get(old.key).is_some_and(|c| c.id == old.id);
                 debug_assert!(live, "a reaped connection detaches its player");
                 if live {
                     self.ws_mut(old.key).role = Role::Pending;
@@ -165,20 +167,20 @@ impl<G: Game, C: Clock> Server<G, C> {
         resume_token: proto::ResumeToken,
         resumed: bool,
     ) {
-        self.scratch.clear();
+        self.net.scratch.clear();
         let joined = ServerMsg::<(), ()>::Joined {
             entity,
             resume_token,
             resumed,
         };
-        append_message(&mut self.scratch, &joined);
+        append_message(&mut self.net.scratch, &joined);
         self.send_scratch(k);
     }
 
     /// The client closed with 1000: its player leaves now, before the connection is gone, so its token
     /// resumes nothing from this moment on.
     pub(super) fn goodbye(&mut self, k: usize) {
-        let Some(Role::Player(player)) = self.conns[k].role() else {
+        let Some(Role::Player(player)) = self.net.conns[k].role() else {
             return;
         };
         self.set_role(k, Role::Pending);
@@ -241,7 +243,7 @@ impl<G: Game, C: Clock> Server<G, C> {
 
     /// The room connection `k` is in: every upgraded connection but the echo is in one.
     pub(super) fn room_of(&self, k: usize) -> usize {
-        self.conns[k]
+        self.net.conns[k]
             .membership
             .expect("a WebSocket in a room")
             .room
@@ -250,12 +252,12 @@ impl<G: Game, C: Clock> Server<G, C> {
     pub(super) fn conn_ref(&self, k: usize) -> ConnRef {
         ConnRef {
             key: k,
-            id: self.conns[k].id,
+            id: self.net.conns[k].id,
         }
     }
 
     fn ws_mut(&mut self, k: usize) -> &mut WsState {
-        match &mut self.conns[k].phase {
+        match &mut self.net.conns[k].phase {
             Phase::Ws(ws) => ws,
             Phase::Http { .. } => unreachable!("a message before the upgrade"),
         }

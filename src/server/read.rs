@@ -15,7 +15,7 @@ pub(super) struct Admit {
 
 impl<G: Game, C: Clock> Server<G, C> {
     pub(super) fn on_socket_event(&mut self, k: usize, readable: bool, writable: bool) {
-        let Some(conn) = self.conns.get_mut(k) else {
+        let Some(conn) = self.net.conns.get_mut(k) else {
             return;
         };
         if conn.dead.is_some() {
@@ -26,10 +26,10 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
         // A connection waiting on the reread list is read there, later this turn: once per turn, however
         // many packets raise edges meanwhile.
-        if !readable || self.conns[k].on_reread_list {
+        if !readable || self.net.conns[k].on_reread_list {
             return;
         }
-        let conn = &mut self.conns[k];
+        let conn = &mut self.net.conns[k];
         if conn.closing.is_some() {
             self.discard_input(k);
         } else if matches!(conn.phase, Phase::Http { .. }) {
@@ -42,24 +42,24 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// Lists connection `k` to be read again next turn (it spent its budget with bytes perhaps left in the
     /// socket, which edge-triggered epoll will not report again); once.
     pub(super) fn reread_later(&mut self, k: usize) {
-        let conn = &mut self.conns[k];
+        let conn = &mut self.net.conns[k];
         if !conn.on_reread_list {
             conn.on_reread_list = true;
-            self.reread_list.push((k, conn.id));
+            self.net.reread_list.push((k, conn.id));
         }
     }
 
     pub(super) fn want_write(&mut self, k: usize) {
-        let conn = &mut self.conns[k];
+        let conn = &mut self.net.conns[k];
         if !conn.on_write_list {
             conn.on_write_list = true;
-            self.write_list.push(k);
+            self.net.write_list.push(k);
         }
     }
 
     /// A closing connection's input is read and dropped until EOF, so the close is clean (no RST).
     pub(super) fn discard_input(&mut self, k: usize) {
-        let conn = &mut self.conns[k];
+        let conn = &mut self.net.conns[k];
         let reason = conn.closing.map_or(CloseReason::Peer, |c| c.reason);
         let mut sink = [0u8; 4096];
         let mut total = 0;
@@ -85,7 +85,7 @@ impl<G: Game, C: Clock> Server<G, C> {
 
     /// Marks a connection for reaping at the end of the turn; the first reason sticks.
     pub(super) fn kill(&mut self, k: usize, reason: CloseReason) {
-        mark_dead(&mut self.conns[k], k, reason, &mut self.dead_list);
+        mark_dead(&mut self.net.conns[k], k, reason, &mut self.net.dead_list);
     }
 
     /// What `ticket` admits, checked against `--ticket-secret-file` now; `None` when tickets are not in use
@@ -104,11 +104,11 @@ impl<G: Game, C: Clock> Server<G, C> {
 
     /// Queues `scratch` to connection `k`.
     pub(super) fn send_scratch(&mut self, k: usize) {
-        match self.conns[k].queue(&self.scratch) {
+        match self.net.conns[k].queue(&self.net.scratch) {
             Ok(n) => self.metrics.bytes_out += n as u64,
             Err(_) => return self.kill(k, CloseReason::IoError),
         }
-        if !self.conns[k].out.is_empty() {
+        if !self.net.conns[k].out.is_empty() {
             self.want_write(k);
         }
     }
@@ -127,7 +127,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 break;
             }
             messages_left -= 1;
-            let conn = &mut self.conns[k];
+            let conn = &mut self.net.conns[k];
             let (phase, mut io) = conn.io();
             let Phase::Ws(ws) = phase else {
                 unreachable!("read_ws before upgrade")
@@ -147,7 +147,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 Ok(msg @ (Message::Binary(_) | Message::Text(_))) if echo => self.echo(k, msg),
                 Ok(Message::Binary(bytes)) => {
                     self.metrics.frames_in += 1;
-                    match self.conns[k].ws_mut().expect("upgraded").bucket.admit() {
+                    match self.net.conns[k].ws_mut().expect("upgraded").bucket.admit() {
                         true => self.on_message(k, &bytes),
                         false => self.metrics.messages_dropped += 1,
                     }
@@ -163,7 +163,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
                 // The socket is empty, or this turn's bytes or frames are spent and it may not be.
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.conns[k].read_turn.spent {
+                    if self.net.conns[k].read_turn.spent {
                         self.reread_later(k);
                     }
                     break;
@@ -171,7 +171,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => self.on_ws_error(k, e),
             }
-            let conn = &self.conns[k];
+            let conn = &self.net.conns[k];
             if conn.closing.is_some() || conn.dead.is_some() {
                 break;
             }
@@ -182,7 +182,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// Sets what connection `k` may read this turn.
     fn begin_read_turn(&mut self, k: usize) {
         let cfg = &self.cfg;
-        let conn = &mut self.conns[k];
+        let conn = &mut self.net.conns[k];
         let echo = conn.ws().is_some_and(|ws| ws.echo);
         conn.read_drained = false;
         conn.read_turn = ReadTurn {
@@ -202,7 +202,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// Charges the frames that arrived to the rate limit, and closes the connection for a message in too
     /// many fragments or a sustained flood (frames of any kind). Returns whether it is still open.
     fn police_frames(&mut self, k: usize) -> bool {
-        let conn = &mut self.conns[k];
+        let conn = &mut self.net.conns[k];
         let frames = conn.meter.take_frames();
         if let Some(Violation::TooManyFragments) = conn.meter.violation {
             self.close(k, Close::TooManyFragments);
@@ -222,7 +222,7 @@ impl<G: Game, C: Clock> Server<G, C> {
 
     /// Moves whatever tungstenite queued (pongs, close echoes) into the output queue, and polices its size.
     pub(super) fn flush_control(&mut self, k: usize) {
-        let conn = &mut self.conns[k];
+        let conn = &mut self.net.conns[k];
         if conn.dead.is_some() {
             return;
         }
@@ -233,8 +233,8 @@ impl<G: Game, C: Clock> Server<G, C> {
         if !conn.out.is_empty() {
             self.want_write(k);
         }
-        if self.conns[k].out.pending() > self.cfg.send_limit_bytes
-            && self.conns[k].closing.is_none()
+        if self.net.conns[k].out.pending() > self.cfg.send_limit_bytes
+            && self.net.conns[k].closing.is_none()
         {
             self.close(k, Close::SendLimit);
         }
@@ -242,7 +242,7 @@ impl<G: Game, C: Clock> Server<G, C> {
 
     /// Conformance echo (`--echo-path`): the message goes straight back through tungstenite's framing.
     fn echo(&mut self, k: usize, msg: Message) {
-        let (phase, mut io) = self.conns[k].io();
+        let (phase, mut io) = self.net.conns[k].io();
         let Phase::Ws(ws) = phase else {
             unreachable!("echo before upgrade")
         };
@@ -284,7 +284,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 ..
             } => self.hello(k, &name, &ticket, resume),
             ClientMsg::Watch { ticket, .. } => self.watch(k, &ticket),
-            ClientMsg::Input { seq, input } => match self.conns[k].role() {
+            ClientMsg::Input { seq, input } => match self.net.conns[k].role() {
                 Some(Role::Player(player)) => {
                     let r = self.room_of(k);
                     self.rooms.get_mut(r).game.input(player, seq, input)
@@ -293,9 +293,9 @@ impl<G: Game, C: Clock> Server<G, C> {
             },
             ClientMsg::Ping { nonce } => {
                 let tick = self.rooms.get(self.room_of(k)).world.tick();
-                self.scratch.clear();
+                self.net.scratch.clear();
                 append_message(
-                    &mut self.scratch,
+                    &mut self.net.scratch,
                     &ServerMsg::<(), ()>::Pong { nonce, tick },
                 );
                 self.send_scratch(k);

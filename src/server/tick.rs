@@ -84,7 +84,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let room = self.rooms.get_mut(key);
         let members = std::mem::take(&mut room.members);
         for member in members {
-            let conn = &mut self.conns[member.key];
+            let conn = &mut self.net.conns[member.key];
             conn.membership = None;
             if let Some(ws) = conn.ws_mut() {
                 ws.role = Role::Pending;
@@ -106,7 +106,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     fn drop_room(&mut self, key: usize) -> room::Room<G> {
         let room = self.rooms.remove(key);
         if let Some(creator) = room.creator {
-            self.peers.room_gone(creator, self.now);
+            self.net.peers.room_gone(creator, self.now);
         }
         room
     }
@@ -125,9 +125,9 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// no room (the echo).
     pub(super) fn run_timers(&mut self) {
         self.check_timers();
-        self.queued_estimate = self.conns.iter().map(|(_, c)| c.out.pending()).sum();
+        self.queued_estimate = self.net.conns.iter().map(|(_, c)| c.out.pending()).sum();
         self.note_queued(self.queued_estimate);
-        self.accept_pending |= std::mem::take(&mut self.accept_stalled);
+        self.net.accept_pending |= std::mem::take(&mut self.net.accept_stalled);
         let idle = Duration::from_millis(self.cfg.room_idle_ms);
         let mut list = std::mem::take(&mut self.idle_rooms);
         self.rooms.idle(self.now, idle, &mut list);
@@ -139,6 +139,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.cap_detached();
         if self.drain_deadline.is_some() {
             let roomless: Vec<usize> = self
+                .net
                 .conns
                 .iter_mut()
                 .filter(|(_, c)| c.membership.is_none())
@@ -174,7 +175,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         // The room's members, not every connection.
         for &member in &room.members {
             let k = member.key;
-            let conn = &mut self.conns[k];
+            let conn = &mut self.net.conns[k];
             debug_assert_eq!(conn.id, member.id, "a room's members are live connections");
             let pending = conn.out.pending();
             let Some(ws) = conn.live_ws() else { continue };
@@ -202,7 +203,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 Err(deferred) => {
                     let (metrics, cfg) = (&mut self.metrics, &self.cfg);
                     if let Some(close) = skipped(metrics, cfg, self.now, ws, deferred, pending) {
-                        self.close_list.push((k, close));
+                        self.net.close_list.push((k, close));
                     }
                     continue;
                 }
@@ -218,7 +219,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             match conn.queue(room.updates.bytes(range)) {
                 Ok(n) => self.metrics.bytes_out += n as u64,
                 Err(_) => {
-                    mark_dead(conn, k, CloseReason::IoError, &mut self.dead_list);
+                    mark_dead(conn, k, CloseReason::IoError, &mut self.net.dead_list);
                     continue;
                 }
             }
@@ -227,10 +228,10 @@ impl<G: Game, C: Clock> Server<G, C> {
                 conn.note_drained();
             } else if !conn.on_write_list {
                 conn.on_write_list = true;
-                self.write_list.push(k);
+                self.net.write_list.push(k);
             }
             if conn.out.pending() > self.cfg.send_limit_bytes {
-                self.close_list.push((k, Close::SendLimit));
+                self.net.close_list.push((k, Close::SendLimit));
             }
         }
         self.queued_estimate = queued;
@@ -265,7 +266,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// most once per `TRIM_INTERVAL`. The allocator keeps freed memory for reuse otherwise, so the RSS of a
     /// burst (a thousand stalled spectators of a big world) would stay after they are gone.
     fn note_queued(&mut self, queued: usize) {
-        let estimate = queued + self.conns.len() * TRIM_BYTES_PER_CONNECTION;
+        let estimate = queued + self.net.conns.len() * TRIM_BYTES_PER_CONNECTION;
         self.memory_peak = self.memory_peak.max(estimate);
         let quiet = self.now.saturating_duration_since(self.last_trim) >= TRIM_INTERVAL;
         if self.memory_peak >= TRIM_PEAK_MIN_BYTES && estimate <= self.memory_peak / 4 && quiet {
@@ -277,11 +278,11 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     pub(super) fn close_pending(&mut self) {
-        let mut list = std::mem::take(&mut self.close_list);
+        let mut list = std::mem::take(&mut self.net.close_list);
         for (k, close) in list.drain(..) {
             self.close(k, close);
         }
-        self.close_list = keep_capacity(list, std::mem::take(&mut self.close_list));
+        self.net.close_list = keep_capacity(list, std::mem::take(&mut self.net.close_list));
     }
 
     /// Handshake, frame and idle timeouts, pings, and close lingers. Runs once per timer tick (a
@@ -297,13 +298,13 @@ impl<G: Game, C: Clock> Server<G, C> {
         );
         let tickets = self.ticket_secret.is_some();
         let mut timed_out_http = Vec::new();
-        for (k, conn) in self.conns.iter_mut() {
+        for (k, conn) in self.net.conns.iter_mut() {
             if conn.dead.is_some() {
                 continue;
             }
             if let Some(closing) = conn.closing {
                 if now >= closing.deadline {
-                    mark_dead(conn, k, closing.reason, &mut self.dead_list);
+                    mark_dead(conn, k, closing.reason, &mut self.net.dead_list);
                 }
                 continue;
             }
@@ -323,16 +324,16 @@ impl<G: Game, C: Clock> Server<G, C> {
                         true => Close::NoTicket,
                         false => Close::NoHello,
                     };
-                    self.close_list.push((k, close));
+                    self.net.close_list.push((k, close));
                 }
                 // A frame trickled in byte by byte keeps the idle timer quiet; this catches it.
                 Phase::Ws(_)
                     if frame_started.is_some_and(|t| now.saturating_duration_since(t) > frame) =>
                 {
-                    self.close_list.push((k, Close::FrameTimeout));
+                    self.net.close_list.push((k, Close::FrameTimeout));
                 }
                 Phase::Ws(_) if quiet > idle => {
-                    self.close_list.push((k, Close::Idle));
+                    self.net.close_list.push((k, Close::Idle));
                 }
                 Phase::Ws(ws) if quiet > ping && !ws.pinged => {
                     ws.pinged = true;
@@ -345,7 +346,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                     }
                     if !conn.on_write_list {
                         conn.on_write_list = true;
-                        self.write_list.push(k);
+                        self.net.write_list.push(k);
                     }
                 }
                 Phase::Ws(_) => {}
