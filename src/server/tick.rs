@@ -164,8 +164,9 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// (one held back for the budget with nothing queued is not: see [`skipped`]).
     pub(super) fn send_updates(&mut self, key: usize, checksum: bool, force: bool) {
         let room = self.rooms.get_mut(key);
-        if room.members.is_empty() {
-            // Nobody to send to (a room kept for its detached players, or just created): nothing to encode.
+        if room.spectators + room.sessions.attached() == 0 {
+            // Nobody to send to (a room kept for its detached players, or whose connections have not said
+            // Hello or Watch yet): nothing to encode.
             return;
         }
         let tick = room.world.tick();
