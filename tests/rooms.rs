@@ -529,3 +529,39 @@ fn room_creation_by_ticket_needs_tickets() {
         "{why}"
     );
 }
+
+/// The head of the answer to `GET path` with `Origin: origin`.
+fn head_with_origin(server: &TestServer, path: &str, origin: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(WAIT_MAX)).unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nOrigin: {origin}\r\n\r\n");
+    s.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.split("\r\n\r\n").next().unwrap().to_string()
+}
+
+#[test]
+fn a_page_of_another_origin_may_read_the_room_list_as_allow_origin_says() {
+    let open = TestServer::start(|_| {});
+    let head = head_with_origin(&open, "/rooms", "https://game.example");
+    assert!(
+        head.contains("\r\nAccess-Control-Allow-Origin: *"),
+        "{head}"
+    );
+    let head = head_with_origin(&open, "/rooms/none", "https://game.example");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    assert!(
+        head.contains("\r\nAccess-Control-Allow-Origin: *"),
+        "{head}"
+    );
+    let listed = TestServer::start(|c| c.allowed_origins = vec!["https://game.example".into()]);
+    let head = head_with_origin(&listed, "/rooms/default", "https://game.example");
+    assert!(
+        head.contains("\r\nAccess-Control-Allow-Origin: https://game.example\r\nVary: Origin"),
+        "{head}"
+    );
+    let head = head_with_origin(&listed, "/rooms", "https://elsewhere.example");
+    assert!(!head.contains("Access-Control-Allow-Origin"), "{head}");
+}

@@ -484,8 +484,8 @@ function randomRoomName() {
  * ROOMS_REFRESH_MS: one request at a time (the next is scheduled when the last one ended), none while the
  * page is hidden or its client is trying to reach the server, each given up after ROOMS_TIMEOUT_MS.
  * Each room but the current one is a link to `?room=NAME`; following it leaves the current room (see go()).
- * Only a server of the page's own origin is listed: GET /rooms sends no CORS headers, so a `?server=` of
- * another origin (another port included) could not be read.
+ * A `?server=` of another origin is listed too: GET /rooms allows any origin the server's --allow-origin
+ * does (CORS).
  */
 class RoomList {
   constructor(server, element, client, requestedRoom) {
@@ -508,11 +508,6 @@ class RoomList {
       e.preventDefault();
       this.go(link.getAttribute('href'));
     });
-    this.listable = new URL(roomsUrl(server)).origin === location.origin;
-    if (!this.listable) {
-      this.note.textContent = 'no room list: the server is not this page\'s origin';
-      return;
-    }
     // Once in a room, list at once rather than at the next refresh.
     client?.on('welcome', () => this.refresh());
     this.refresh();
@@ -575,7 +570,8 @@ class RoomList {
       const count = document.createElement('span');
       const cap = r.maxPlayers == null ? '' : `/${r.maxPlayers}`; // null: no cap
       const watching = r.spectators > 0 ? `, ${r.spectators} watching` : '';
-      count.textContent = `${r.players}${cap} ${r.players === 1 ? 'player' : 'players'}${watching}`;
+      const noun = r.players === 1 && cap === '' ? 'player' : 'players'; // "1 player", "1/16 players"
+      count.textContent = `${r.players}${cap} ${noun}${watching}`;
       li.append(name, count);
       return li;
     });

@@ -14,6 +14,8 @@ pub struct Request {
     pub target: String,
     /// Bytes of the head; what follows in the buffer is the client's first WebSocket bytes.
     pub head_len: usize,
+    /// The `Origin` header, which browsers send on cross-origin requests and every WebSocket upgrade.
+    pub origin: Option<String>,
     /// The WebSocket upgrade headers, checked; or why this request is no valid upgrade.
     pub upgrade: Result<Upgrade, Refusal<'static>>,
 }
@@ -74,10 +76,17 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<Request>, Ref
     if head_len > max_header_bytes {
         return Err(Refusal::new(431, "request head too large"));
     }
+    let origin = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("origin"))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .map(|o| o.trim().to_string());
     Ok(Some(Request {
         method: req.method.unwrap_or("").to_string(),
         target: req.path.unwrap_or("/").to_string(),
         head_len,
+        origin,
         upgrade: upgrade(req.headers),
     }))
 }
@@ -234,12 +243,23 @@ pub fn write_refusal(out: &mut Vec<u8>, refusal: &Refusal) {
 
 /// [`write_refusal`], with `Retry-After: retry_after_s` on a 429 or a 503.
 pub fn write_refusal_retry_after(out: &mut Vec<u8>, refusal: &Refusal, retry_after_s: u64) {
-    let extra = match refusal.status {
+    write_refusal_with(out, refusal, retry_after_s, "")
+}
+
+/// [`write_refusal_retry_after`] with `more_headers` (each ending in CRLF) besides.
+pub fn write_refusal_with(
+    out: &mut Vec<u8>,
+    refusal: &Refusal,
+    retry_after_s: u64,
+    more_headers: &str,
+) {
+    let mut extra = match refusal.status {
         405 => "Allow: GET\r\n".to_string(),
         426 => "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n".to_string(),
         429 | 503 => format!("Retry-After: {retry_after_s}\r\n"),
         _ => String::new(),
     };
+    extra.push_str(more_headers);
     let body = format!(
         "{} {}: {}\n",
         refusal.status,

@@ -227,7 +227,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         };
         match routes::route(&request, self.cfg.echo_path.as_deref()) {
             // In a health slot only the health check and the metrics are served.
-            Ok(route @ (Route::Health | Route::Metrics)) => self.answer_http(k, route, 0),
+            Ok(route @ (Route::Health | Route::Metrics)) => self.answer_http(k, route, &request),
             Ok(_) if spare => {
                 let refusal = http::Refusal {
                     status: 503,
@@ -235,7 +235,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 };
                 self.refuse_http(k, &refusal, CloseReason::Rejected)
             }
-            Ok(route) => self.answer_http(k, route, request.head_len),
+            Ok(route) => self.answer_http(k, route, &request),
             Err(refusal) => self.refuse_http(k, &refusal, CloseReason::HttpError),
         }
     }
@@ -258,9 +258,9 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.reply_http(k, reason, |out| http::write_refusal(out, refusal));
     }
 
-    /// Answers `route`; `head_len` is where the request's head ends in what was read (an upgrade hands the
-    /// rest to the WebSocket).
-    pub(super) fn answer_http(&mut self, k: usize, route: Route, head_len: usize) {
+    /// Answers `route`, the route of `request` (an upgrade hands what follows its head to the WebSocket).
+    pub(super) fn answer_http(&mut self, k: usize, route: Route, request: &http::Request) {
+        let head_len = request.head_len;
         let draining = self.drain_deadline.is_some();
         let done = CloseReason::HttpDone;
         let json = "application/json";
@@ -284,27 +284,33 @@ impl<G: Game, C: Clock> Server<G, C> {
             }
             Route::Rooms { after, limit } => {
                 let body = self.rooms_json(after.as_deref(), limit);
+                let cors = self.cors(request.origin.as_deref());
                 self.reply_http(k, done, |out| {
-                    http::write_response(out, 200, json, body.as_bytes(), "")
+                    http::write_response(out, 200, json, body.as_bytes(), &cors)
                 })
             }
-            Route::Room(name) => match self.rooms.find(&name) {
-                Some(r) => {
-                    let mut body = String::new();
-                    self.room_json(&mut body, self.rooms.get(r));
-                    self.reply_http(k, done, |out| {
-                        http::write_response(out, 200, json, body.as_bytes(), "")
-                    })
+            Route::Room(name) => {
+                let cors = self.cors(request.origin.as_deref());
+                match self.rooms.find(&name) {
+                    Some(r) => {
+                        let mut body = String::new();
+                        self.room_json(&mut body, self.rooms.get(r));
+                        self.reply_http(k, done, |out| {
+                            http::write_response(out, 200, json, body.as_bytes(), &cors)
+                        })
+                    }
+                    None => {
+                        let why = format!("no room named {name}");
+                        let refusal = http::Refusal {
+                            status: 404,
+                            why: &why,
+                        };
+                        self.reply_http(k, done, |out| {
+                            http::write_refusal_with(out, &refusal, RETRY_AFTER_S, &cors)
+                        })
+                    }
                 }
-                None => {
-                    let why = format!("no room named {name}");
-                    let refusal = http::Refusal {
-                        status: 404,
-                        why: &why,
-                    };
-                    self.refuse_http(k, &refusal, done)
-                }
-            },
+            }
             Route::Asset(asset) => self.reply_http(k, done, |out| {
                 http::write_response(out, 200, asset.content_type, asset.body, "")
             }),
@@ -447,6 +453,18 @@ impl<G: Game, C: Clock> Server<G, C> {
             Err(CreateError::Refused(why)) => {
                 Err(refused(400, format!("room options refused: {why}")))
             }
+        }
+    }
+
+    /// The CORS header of the room list, so a page served elsewhere (a game's own site) can read it: any
+    /// origin without `--allow-origin`, else only those listed.
+    fn cors(&self, origin: Option<&str>) -> String {
+        match origin {
+            _ if self.cfg.allowed_origins.is_empty() => "Access-Control-Allow-Origin: *\r\n".into(),
+            Some(origin) if self.origin_allowed(Some(origin)) => {
+                format!("Access-Control-Allow-Origin: {origin}\r\nVary: Origin\r\n")
+            }
+            _ => String::new(),
         }
     }
 
