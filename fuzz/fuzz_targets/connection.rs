@@ -8,13 +8,14 @@
 //! | 1             | a valid WebSocket upgrade, then the bytes raw (WebSocket frames, or not)        |
 //! | 2             | a valid WebSocket upgrade, then the bytes cut into masked client frames (below) |
 //!
-//! Three more bits of `data[0]` (bits 5 to 7 are free, but still count in `% 3`):
+//! Four more bits of `data[0]` (bits 6 and 7 are free, but still count in `% 3`):
 //!
 //! | bit          | effect                                                                                      |
 //! |--------------|---------------------------------------------------------------------------------------------|
 //! | 2 (`0x04`)   | wait for the `101` and the `Welcome` before sending the rest (otherwise the rest rides in the same write as the request: the server's "early frames" path) |
 //! | 3 (`0x08`)   | cork the socket, so the last bytes and the client's FIN leave in one segment                |
 //! | 4 (`0x10`)   | repeat: after sending as above, send the input's tail again and again (below), while a `/healthz` probe runs on a second connection |
+//! | 5 (`0x20`)   | upgrade into room `fuzz-0` .. `fuzz-3` (bits 6 and 7 pick it; join or create) instead of plain `/ws` |
 //!
 //! In mode 2 each frame is taken from the input as `b0 ctl len_lo len_hi payload...`: `b0` goes on the wire
 //! as is (FIN, RSV bits, any opcode), `ctl` bit 0 sends the frame unmasked (a protocol error), the payload
@@ -82,6 +83,8 @@ const CLIENT_CHECK_EVERY: u64 = 256;
 const INPUT_MAX_BYTES: usize = 64 * 1024;
 /// Bit 4 of `data[0]`: the repeat mode.
 const REPEAT: u8 = 0x10;
+/// Mode bit: upgrade into a named room (`/ws/fuzz-N`, N from bits 6 and 7) instead of `/ws`.
+const ROOM: u8 = 0x20;
 /// The repeat mode sends its tail at most this many times...
 const REPEAT_TIMES_MAX: usize = 1_000_000;
 /// ... and for at most this long.
@@ -117,6 +120,7 @@ fn server() -> SocketAddr {
             // would answer 429 to most of them.
             max_connections_per_ip: 0,
             accepts_per_ip_per_s: 0.0,
+            max_rooms_per_ip: 0,
             ..Config::default()
         };
         cfg.validate().expect("fuzz server config");
@@ -166,10 +170,16 @@ fuzz_target!(|data: &[u8]| {
                 let tail = repeat.then(|| frames(tail_of(rest, Some(first_record_len(rest)))));
                 (frames(rest), tail)
             };
+            let upgrade = match mode & ROOM != 0 {
+                true => String::from_utf8_lossy(UPGRADE)
+                    .replacen("/ws", &format!("/ws/fuzz-{}", mode >> 6), 1)
+                    .into_bytes(),
+                false => UPGRADE.to_vec(),
+            };
             let (head, after) = if wait_for_101 {
-                (UPGRADE.to_vec(), body)
+                (upgrade, body)
             } else {
-                ([UPGRADE, &body].concat(), Vec::new())
+                ([&upgrade[..], &body].concat(), Vec::new())
             };
             let answer = exchange(addr, &head, &after, cork, tail.as_deref());
             check_websocket_answer(&answer);
