@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tickcast::ticket::TICKET_LEN_MAX;
 use tickcast::proto::{self, ClientMsg, NAME_LEN_MAX};
 use tickcast::sim::arena::ArenaInput;
+use tickcast::ticket::TICKET_LEN_MAX;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(msg) = proto::decode_client::<ArenaInput>(data) else {
