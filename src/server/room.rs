@@ -309,3 +309,77 @@ impl<G: Game> Rooms<G> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::arena::ArenaSettings;
+
+    #[test]
+    fn the_ticks_of_rooms_created_together_are_spread_over_the_period() {
+        const ROOMS: usize = 200;
+        let cfg = Config {
+            max_rooms: ROOMS + 1,
+            ..Config::default()
+        };
+        let now = Instant::now();
+        let mut rooms = Rooms::new(&cfg, ArenaSettings::default().room_types(), now, 0).unwrap();
+        for i in 0..ROOMS {
+            let name = format!("r{i}");
+            let opening = Opening {
+                name: &name,
+                kind: "arena",
+                options: &[],
+            };
+            rooms.create(0, &opening, None, now, 0).unwrap();
+        }
+        let period = cfg.tick_duration();
+        let mut due: Vec<Duration> = rooms
+            .iter()
+            .map(|(_, room)| room.schedule.next_due() - now - period)
+            .collect();
+        due.sort_unstable();
+        assert!(due.iter().all(|d| *d < period), "phases within one period");
+        let mut gaps: Vec<Duration> = due.windows(2).map(|w| w[1] - w[0]).collect();
+        gaps.push(period - due[ROOMS] + due[0]);
+        // No two rooms on one instant, and no gap more than three times the even share: the golden ratio
+        // sequence leaves gaps of at most three sizes.
+        let even = period / (ROOMS as u32 + 1);
+        assert!(gaps.iter().all(|g| !g.is_zero()), "two rooms tick at once");
+        assert!(
+            gaps.iter().all(|g| *g < even * 3),
+            "a gap of {:?}",
+            gaps.iter().max()
+        );
+    }
+
+    #[test]
+    fn a_room_comes_off_the_schedule_once_per_due_tick_and_a_removed_one_never() {
+        let cfg = Config::default();
+        let now = Instant::now();
+        let mut rooms = Rooms::new(&cfg, ArenaSettings::default().room_types(), now, 0).unwrap();
+        let opening = Opening {
+            name: "gone",
+            kind: "arena",
+            options: &[],
+        };
+        let gone = rooms.create(0, &opening, None, now, 0).unwrap();
+        rooms.remove(gone);
+        let later = now + cfg.tick_duration() * 2;
+        let key = rooms.take_due(later).expect("the default room is due");
+        assert_eq!(rooms.get(key).name.as_ref(), "default");
+        assert_eq!(
+            rooms.take_due(later),
+            None,
+            "taken once; the removed room's entry is dropped"
+        );
+        rooms.get_mut(key).schedule.due(later);
+        rooms.scheduled(key);
+        assert_eq!(
+            rooms.take_due(later),
+            None,
+            "its next tick is in the future"
+        );
+        assert_eq!(rooms.next_due(), Some(rooms.get(key).schedule.next_due()));
+    }
+}
