@@ -217,7 +217,8 @@ impl<G: Game, C: Clock> Server<G, C> {
             }
         };
         if let Some(reason) = failed {
-            return self.kill(k, reason);
+            self.kill(k, reason);
+            return;
         }
         let spare = conn.spare;
         let request = match buf.parse(max) {

@@ -6,10 +6,10 @@ use super::*;
 impl<G: Game, C: Clock> Server<G, C> {
     /// Sends the close frame of `close` (its code and reason), then closes once it is written (or at the
     /// linger deadline); counted under its label now.
-    pub(super) fn close(&mut self, k: usize, close: Close) {
+    pub(super) fn close(&mut self, k: usize, close: Close) -> Flow {
         let conn = &mut self.net.conns[k];
         if conn.closing.is_some() || conn.dead.is_some() {
-            return;
+            return Flow::Stop;
         }
         if close.drops_queued_updates() {
             // What is queued is stale; let the close frame through right behind the frame in flight.
@@ -29,11 +29,11 @@ impl<G: Game, C: Clock> Server<G, C> {
             let _ = ws.ctx.close(&mut io, Some(frame));
             let _ = ws.ctx.flush(&mut io);
         }
-        self.start_close(k, close.counted_as());
+        self.start_close(k, close.counted_as())
     }
 
     /// Marks a connection closing: what is queued still goes out, then the write side is shut.
-    pub(super) fn start_close(&mut self, k: usize, reason: CloseReason) {
+    pub(super) fn start_close(&mut self, k: usize, reason: CloseReason) -> Flow {
         let conn = &mut self.net.conns[k];
         if conn.closing.is_none() {
             let deadline = self.now + Duration::from_millis(self.cfg.close_linger_ms);
@@ -49,6 +49,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             self.reread_later(k);
         }
         self.want_write(k);
+        Flow::Stop
     }
 
     // ---- 5. write ----------------------------------------------------------------------------------------

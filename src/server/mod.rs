@@ -65,6 +65,15 @@ const DISCARD_PER_TURN_MAX: usize = 64 * 1024;
 /// How often, at most, the per-address table is swept for addresses with nothing open and a full bucket.
 const PEER_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
+/// What a handler did to the connection it was handed: whether its caller may go on with it (read its
+/// next message, say). Every path that closes or kills the connection returns `Stop`, so a caller acts on
+/// the answer instead of looking the connection up again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flow {
+    Go,
+    Stop,
+}
+
 /// What other threads can ask of the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {

@@ -11,7 +11,13 @@ use crate::ticket::TicketError;
 impl<G: Game, C: Clock> Server<G, C> {
     /// `Hello`: resume the player `resume` names if its session in this room is alive, else join a new
     /// one.
-    pub(super) fn hello(&mut self, k: usize, name: &str, ticket: &str, resume: Option<Resume>) {
+    pub(super) fn hello(
+        &mut self,
+        k: usize,
+        name: &str,
+        ticket: &str,
+        resume: Option<Resume>,
+    ) -> Flow {
         if matches!(self.net.conns[k].role(), Some(Role::Player(_))) {
             return self.close(k, Close::HelloTwice);
         }
@@ -43,7 +49,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     /// `Watch`: updates from the next tick on, control of nothing; refused past the room's spectator cap.
-    pub(super) fn watch(&mut self, k: usize, ticket: &str) {
+    pub(super) fn watch(&mut self, k: usize, ticket: &str) -> Flow {
         if self.net.conns[k].role() != Some(Role::Pending) {
             return self.close(k, Close::WatchAfterRole);
         }
@@ -55,6 +61,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             return self.close(k, Close::RoomFullOfSpectators(max));
         }
         self.set_role(k, Role::Spectator);
+        Flow::Go
     }
 
     /// Takes the ticket a message brought (`take_ticket`), then requires that the connection holds one,
@@ -100,7 +107,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
     }
 
-    fn join(&mut self, k: usize, name: &str) {
+    fn join(&mut self, k: usize, name: &str) -> Flow {
         let player = self.net.conns[k].id;
         let r = self.room_of(k);
         let room = self.rooms.get_mut(r);
@@ -123,14 +130,14 @@ impl<G: Game, C: Clock> Server<G, C> {
             .sessions
             .create(player, entity, account, conn);
         self.set_role(k, Role::Player(player));
-        self.send_joined(k, entity, resume_token, false);
+        self.send_joined(k, entity, resume_token, false)
     }
 
     /// Takes `player` back on connection `k`, with a new resume token in its `Joined` (the one it came with
     /// resumes nothing any more). The update that follows starts from `tick`, the last one the client
     /// applied, when the history still reaches it; else it is a `Full`. Tick 0 means "nothing": no update is
     /// ever sent for tick 0, so a client with an empty mirror gets a `Full`.
-    fn resume(&mut self, k: usize, player: PlayerId, tick: u64) {
+    fn resume(&mut self, k: usize, player: PlayerId, tick: u64) -> Flow {
         let r = self.room_of(k);
         let conn = self.conn_ref(k);
         let room = self.rooms.get_mut(r);
@@ -157,7 +164,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         if ws.baseline.is_none() && (1..=world_tick).contains(&tick) && in_history {
             ws.baseline = Some(tick);
         }
-        self.send_joined(k, entity, token, true);
+        self.send_joined(k, entity, token, true)
     }
 
     fn send_joined(
@@ -166,7 +173,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         entity: u32,
         resume_token: proto::ResumeToken,
         resumed: bool,
-    ) {
+    ) -> Flow {
         self.net.scratch.clear();
         let joined = ServerMsg::<(), ()>::Joined {
             entity,
@@ -174,7 +181,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             resumed,
         };
         append_message(&mut self.net.scratch, &joined);
-        self.send_scratch(k);
+        self.send_scratch(k)
     }
 
     /// The client closed with 1000: its player leaves now, before the connection is gone, so its token

@@ -77,15 +77,18 @@ impl<G: Game, C: Clock> Server<G, C> {
         };
         self.metrics.bytes_in += total as u64;
         match outcome {
-            None => self.kill(k, reason),
+            None => {
+                self.kill(k, reason);
+            }
             Some(false) => self.reread_later(k),
             Some(true) => {}
         }
     }
 
     /// Marks a connection for reaping at the end of the turn; the first reason sticks.
-    pub(super) fn kill(&mut self, k: usize, reason: CloseReason) {
+    pub(super) fn kill(&mut self, k: usize, reason: CloseReason) -> Flow {
         mark_dead(&mut self.net.conns[k], k, reason, &mut self.net.dead_list);
+        Flow::Stop
     }
 
     /// What `ticket` admits, checked against `--ticket-secret-file` now; `None` when tickets are not in use
@@ -103,7 +106,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     /// Queues `scratch` to connection `k`.
-    pub(super) fn send_scratch(&mut self, k: usize) {
+    pub(super) fn send_scratch(&mut self, k: usize) -> Flow {
         match self.net.conns[k].queue(&self.net.scratch) {
             Ok(n) => self.metrics.bytes_out += n as u64,
             Err(_) => return self.kill(k, CloseReason::IoError),
@@ -111,6 +114,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         if !self.net.conns[k].out.is_empty() {
             self.want_write(k);
         }
+        Flow::Go
     }
 
     /// Reads WebSocket messages from connection `k` until the socket is empty or this turn's budget is
@@ -140,16 +144,19 @@ impl<G: Game, C: Clock> Server<G, C> {
                 conn.last_heard = self.now;
                 self.metrics.bytes_in += bytes_in as u64;
             }
-            if !self.police_frames(k) {
+            if self.police_frames(k) == Flow::Stop {
                 break;
             }
-            match result {
+            let flow = match result {
                 Ok(msg @ (Message::Binary(_) | Message::Text(_))) if echo => self.echo(k, msg),
                 Ok(Message::Binary(bytes)) => {
                     self.metrics.frames_in += 1;
                     match self.net.conns[k].ws_mut().expect("upgraded").bucket.admit() {
                         true => self.on_message(k, &bytes),
-                        false => self.metrics.messages_dropped += 1,
+                        false => {
+                            self.metrics.messages_dropped += 1;
+                            Flow::Go
+                        }
                     }
                 }
                 Ok(Message::Text(_)) => self.close(k, Close::TextFrame),
@@ -158,9 +165,9 @@ impl<G: Game, C: Clock> Server<G, C> {
                         self.goodbye(k);
                     }
                     // tungstenite has queued the echo of the client's close frame.
-                    self.start_close(k, CloseReason::Peer);
+                    self.start_close(k, CloseReason::Peer)
                 }
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => Flow::Go,
                 // The socket is empty, or this turn's bytes or frames are spent and it may not be.
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     if self.net.conns[k].read_turn.spent {
@@ -168,11 +175,15 @@ impl<G: Game, C: Clock> Server<G, C> {
                     }
                     break;
                 }
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => Flow::Go,
                 Err(e) => self.on_ws_error(k, e),
-            }
+            };
             let conn = &self.net.conns[k];
-            if conn.closing.is_some() || conn.dead.is_some() {
+            debug_assert!(
+                flow == Flow::Stop || (conn.closing.is_none() && conn.dead.is_none()),
+                "a handler closed its connection and said Go"
+            );
+            if flow == Flow::Stop {
                 break;
             }
         }
@@ -200,24 +211,22 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     /// Charges the frames that arrived to the rate limit, and closes the connection for a message in too
-    /// many fragments or a sustained flood (frames of any kind). Returns whether it is still open.
-    fn police_frames(&mut self, k: usize) -> bool {
+    /// many fragments or a sustained flood (frames of any kind).
+    fn police_frames(&mut self, k: usize) -> Flow {
         let conn = &mut self.net.conns[k];
         let frames = conn.meter.take_frames();
         if let Some(Violation::TooManyFragments) = conn.meter.violation {
-            self.close(k, Close::TooManyFragments);
-            return false;
+            return self.close(k, Close::TooManyFragments);
         }
         let ws = conn.ws_mut().expect("upgraded");
         if ws.echo || frames == 0 {
-            return true;
+            return Flow::Go;
         }
         let rate = self.cfg.rate_limit();
         if ws.bucket.charge(&rate, self.now, frames) != Verdict::Abuse {
-            return true;
+            return Flow::Go;
         }
-        self.close(k, Close::RateLimited);
-        false
+        self.close(k, Close::RateLimited)
     }
 
     /// Moves whatever tungstenite queued (pongs, close echoes) into the output queue, and polices its size.
@@ -241,17 +250,19 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     /// Conformance echo (`--echo-path`): the message goes straight back through tungstenite's framing.
-    fn echo(&mut self, k: usize, msg: Message) {
+    fn echo(&mut self, k: usize, msg: Message) -> Flow {
         let (phase, mut io) = self.net.conns[k].io();
         let Phase::Ws(ws) = phase else {
             unreachable!("echo before upgrade")
         };
-        if let Err(e) = ws.ctx.write(&mut io, msg) {
-            self.on_ws_error(k, e);
+        match ws.ctx.write(&mut io, msg) {
+            Ok(()) => Flow::Go,
+            Err(e) => self.on_ws_error(k, e),
         }
     }
 
-    pub(super) fn on_ws_error(&mut self, k: usize, e: WsError) {
+    /// Every error ends the connection: killed, or closed with the code its kind calls for.
+    pub(super) fn on_ws_error(&mut self, k: usize, e: WsError) -> Flow {
         use tungstenite::error::ProtocolError;
         match e {
             WsError::ConnectionClosed | WsError::AlreadyClosed => self.kill(k, CloseReason::Peer),
@@ -266,7 +277,8 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
     }
 
-    pub(super) fn on_message(&mut self, k: usize, bytes: &[u8]) {
+    /// One binary message from connection `k`, decoded and handed to its handler.
+    pub(super) fn on_message(&mut self, k: usize, bytes: &[u8]) -> Flow {
         if let Some(version) = proto::announced_version(bytes) {
             if version != proto::PROTOCOL_VERSION {
                 return self.close(k, Close::VersionMismatch(version));
@@ -287,7 +299,8 @@ impl<G: Game, C: Clock> Server<G, C> {
             ClientMsg::Input { seq, input } => match self.net.conns[k].role() {
                 Some(Role::Player(player)) => {
                     let r = self.room_of(k);
-                    self.rooms.get_mut(r).game.input(player, seq, input)
+                    self.rooms.get_mut(r).game.input(player, seq, input);
+                    Flow::Go
                 }
                 _ => self.close(k, Close::InputBeforeHello),
             },
@@ -298,7 +311,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                     &mut self.net.scratch,
                     &ServerMsg::<(), ()>::Pong { nonce, tick },
                 );
-                self.send_scratch(k);
+                self.send_scratch(k)
             }
         }
     }
