@@ -8,6 +8,12 @@ echo "== setup: Python client for the independent-client test"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/py/requirements.txt
 
+echo "== setup: redis-server for the cluster tests (a real one, started by each test on a free port)"
+if ! command -v redis-server >/dev/null; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server
+fi
+
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

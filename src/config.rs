@@ -222,6 +222,30 @@ pub struct Config {
     /// default room); its name can then be created anew.
     #[arg(long, default_value_t = 30_000)]
     pub room_idle_ms: u64,
+
+    // ---- cluster mode (docs/CLUSTER.md) ----
+    /// Join a cluster whose directory is this Redis (`redis://HOST:PORT/DB`). Without it the process is
+    /// standalone.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// The cluster's name: the prefix of every Redis key it uses.
+    #[arg(long, default_value = "tickcast", value_parser = parse_room_name)]
+    pub cluster: String,
+
+    /// The WebSocket base URL clients use to reach this process (`ws://host:port` or `wss://...`):
+    /// required with --redis, since behind NAT or a proxy the listen address is not what clients dial.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// This process's id in the cluster (1 to 64 of A-Z a-z 0-9 _ -); default: 16 random hex digits.
+    #[arg(long, value_name = "ID", value_parser = parse_room_name)]
+    pub process_id: Option<String>,
+
+    /// Life of this process's directory entries (its own and its rooms' claims), refreshed every third
+    /// of it: a process that dies stops being routed to within this long.
+    #[arg(long, default_value_t = 3_000)]
+    pub cluster_ttl_ms: u64,
 }
 
 /// Who may create rooms (`--room-creation`).
@@ -303,6 +327,27 @@ impl Config {
                     .to_string(),
             );
         }
+        if self.redis.is_some() && self.public_url.is_none() {
+            return Err(
+                "--redis needs --public-url: the URL clients dial to reach this process"
+                    .to_string(),
+            );
+        }
+        if let Some(url) = &self.public_url {
+            let ok = (url.starts_with("ws://") || url.starts_with("wss://"))
+                && url.len() <= 200
+                && url
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+            if !ok {
+                return Err(format!(
+                    "--public-url {url:?}: a ws:// or wss:// URL of at most 200 printable characters"
+                ));
+            }
+        }
+        if self.cluster_ttl_ms < 300 {
+            return Err("--cluster-ttl-ms must be at least 300".to_string());
+        }
         if self.max_message_bytes < 16 {
             return Err("--max-message-bytes must be at least 16".to_string());
         }
@@ -339,6 +384,20 @@ impl Config {
     /// tick.
     pub fn tick_duration(&self) -> std::time::Duration {
         tick_period(self.tick_hz)
+    }
+
+    /// The cluster this process joins, with `--redis`.
+    pub fn cluster_settings(&self) -> Option<crate::cluster::Settings> {
+        Some(crate::cluster::Settings {
+            redis_url: self.redis.clone()?,
+            cluster: self.cluster.clone(),
+            process_id: self
+                .process_id
+                .clone()
+                .unwrap_or_else(crate::cluster::random_process_id),
+            public_url: self.public_url.clone()?,
+            ttl: std::time::Duration::from_millis(self.cluster_ttl_ms),
+        })
     }
 }
 

@@ -19,6 +19,7 @@
 
 pub mod assets;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod metrics;
 pub mod net;

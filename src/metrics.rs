@@ -42,13 +42,15 @@ pub enum CloseReason {
     RoomEnded,
     /// The game kicked the player (4008).
     Kicked,
+    /// In a cluster, the room was another process's (4009).
+    RoomElsewhere,
     /// An upgrade refused for its room (no such room, unknown or conflicting type, options refused, room
     /// limit).
     RoomRefused,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 26] = [
+    pub const ALL: [CloseReason; 27] = [
         CloseReason::Peer,
         CloseReason::HttpDone,
         CloseReason::HttpError,
@@ -75,6 +77,7 @@ impl CloseReason {
         CloseReason::RoomEnded,
         CloseReason::Kicked,
         CloseReason::RoomRefused,
+        CloseReason::RoomElsewhere,
     ];
 
     pub fn label(self) -> &'static str {
@@ -105,6 +108,7 @@ impl CloseReason {
             CloseReason::RoomEnded => "room_ended",
             CloseReason::Kicked => "kicked",
             CloseReason::RoomRefused => "room_refused",
+            CloseReason::RoomElsewhere => "room_elsewhere",
         }
     }
 }
@@ -256,6 +260,16 @@ pub struct Gauges {
     /// Client addresses tracked for the per-address limits.
     pub peer_addresses: usize,
     pub rooms_open: usize,
+    /// In cluster mode only.
+    pub cluster: Option<ClusterGauges>,
+}
+
+/// What the cluster helper reports (docs/CLUSTER.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterGauges {
+    pub redis_up: bool,
+    pub dropped: u64,
+    pub claims_lost: u64,
 }
 
 impl Metrics {
@@ -494,6 +508,20 @@ impl Metrics {
              tickcast_rooms_disposed_total{{reason=\"ended\"}} {}",
             self.rooms_disposed_idle, self.rooms_ended
         );
+        if let Some(c) = g.cluster {
+            let _ = writeln!(
+                out,
+                "# HELP tickcast_cluster_redis_up 1 while the cluster's Redis answers.\n\
+                 # TYPE tickcast_cluster_redis_up gauge\ntickcast_cluster_redis_up {}\n\
+                 # HELP tickcast_cluster_dropped_total Messages to the Redis helper dropped because it was behind.\n\
+                 # TYPE tickcast_cluster_dropped_total counter\ntickcast_cluster_dropped_total {}\n\
+                 # HELP tickcast_cluster_claims_lost_total Rooms closed because another process holds them.\n\
+                 # TYPE tickcast_cluster_claims_lost_total counter\ntickcast_cluster_claims_lost_total {}",
+                u8::from(c.redis_up),
+                c.dropped,
+                c.claims_lost
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP tickcast_connections_closed_total Connections closed, by reason."

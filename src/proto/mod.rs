@@ -360,4 +360,6 @@ pub mod close {
     pub const ROOM_ENDED: u16 = 4007;
     /// The game kicked this player, who is gone.
     pub const KICKED: u16 = 4008;
+    /// Cluster mode: another process holds this room; this copy is closed.
+    pub const ROOM_ELSEWHERE: u16 = 4009;
 }

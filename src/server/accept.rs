@@ -274,9 +274,12 @@ impl<G: Game, C: Clock> Server<G, C> {
                 },
                 done,
             ),
-            Route::Health => self.reply_http(k, done, |out| {
-                http::write_response(out, 200, "text/plain; charset=utf-8", b"ok\n", "")
-            }),
+            Route::Health => {
+                let text = self.health_text();
+                self.reply_http(k, done, |out| {
+                    http::write_response(out, 200, "text/plain; charset=utf-8", text.as_bytes(), "")
+                })
+            }
             Route::Metrics => {
                 let text = self.metrics.render(&self.gauges());
                 self.reply_http(k, done, |out| {
@@ -444,6 +447,8 @@ impl<G: Game, C: Clock> Server<G, C> {
         match created {
             Ok(r) => {
                 self.metrics.rooms_created += 1;
+                let name = name.to_string();
+                self.cluster_claim(&name);
                 Ok((r, account))
             }
             Err(CreateError::Limit) => {

@@ -63,6 +63,9 @@ pub enum Close {
     RoomEnded(String),
     /// The game kicked the player; its reason.
     Kicked(String),
+    /// In a cluster, the directory says another process holds this room (two created it at once, or
+    /// after a partition): this copy goes.
+    RoomElsewhere(String),
 }
 
 impl Close {
@@ -90,6 +93,7 @@ impl Close {
             Close::RoomFullOfPlayers(_) | Close::RoomFullOfSpectators(_) => close::ROOM_FULL,
             Close::RoomEnded(_) => close::ROOM_ENDED,
             Close::Kicked(_) => close::KICKED,
+            Close::RoomElsewhere(_) => close::ROOM_ELSEWHERE,
         }
     }
 
@@ -146,6 +150,9 @@ impl Close {
             Close::RoomFullOfSpectators(max) => format!("room is full: {max} spectators").into(),
             Close::RoomEnded(why) => format!("room ended: {why}").into(),
             Close::Kicked(why) => format!("kicked: {why}").into(),
+            Close::RoomElsewhere(room) => {
+                format!("room {room} is hosted by another process: ask the matchmaker again").into()
+            }
         };
         text
     }
@@ -177,6 +184,7 @@ impl Close {
             Close::RoomFullOfPlayers(_) | Close::RoomFullOfSpectators(_) => CloseReason::RoomFull,
             Close::RoomEnded(_) => CloseReason::RoomEnded,
             Close::Kicked(_) => CloseReason::Kicked,
+            Close::RoomElsewhere(_) => CloseReason::RoomElsewhere,
         }
     }
 
@@ -220,6 +228,7 @@ mod tests {
             Close::RoomFullOfSpectators(64),
             Close::RoomEnded("match over".into()),
             Close::Kicked("idle too long".into()),
+            Close::RoomElsewhere("arena-1".into()),
             Close::Ticket(TicketError::OtherRoom {
                 room: "arena-1".into(),
             }),

@@ -148,6 +148,8 @@ impl<G: Game, C: Clock> Server<G, C> {
     pub(super) fn begin_drain(&mut self) {
         if self.drain_deadline.is_none() {
             self.drain_deadline = Some(self.now + Duration::from_millis(self.cfg.drain_timeout_ms));
+            // In a cluster, say so at once: no new rooms or seats are routed here from now on.
+            self.cluster_beat(true);
         }
     }
 

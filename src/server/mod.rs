@@ -37,6 +37,7 @@ use tungstenite::{Error as WsError, Message};
 mod accept;
 mod closes;
 mod closing;
+mod directory;
 mod players;
 mod read;
 mod room;
@@ -62,6 +63,8 @@ const EVENTS_MAX: usize = 1024;
 const ACCEPTS_PER_TURN_MAX: usize = 256;
 /// Bytes discarded per closing connection per turn while waiting for its EOF.
 const DISCARD_PER_TURN_MAX: usize = 64 * 1024;
+/// How long a drained process waits for the Redis helper to take it out of the directory.
+const CLUSTER_LEAVE_WAIT: Duration = Duration::from_millis(500);
 /// How often, at most, the per-address table is swept for addresses with nothing open and a full bucket.
 const PEER_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -130,6 +133,8 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     drain_deadline: Option<Instant>,
     /// The secret tickets are signed with (`--ticket-secret-file`); `None`: no tickets required.
     ticket_secret: Option<Vec<u8>>,
+    /// This process's end of the cluster directory (`--redis`); `None`: standalone.
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 /// The transport half of the server: the poll, the listener, every connection (in any phase: HTTP, or a
@@ -195,6 +200,10 @@ impl<G: Game, C: Clock> Server<G, C> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let cluster = match cfg.cluster_settings() {
+            Some(settings) => Some(crate::cluster::Cluster::start(settings, waker.clone())?),
+            None => None,
+        };
         let (tx, commands) = crossbeam_channel::bounded(16);
         let now = clock.now();
         let rooms = room::Rooms::new(&cfg, types, now, clock.unix_time_s()).map_err(invalid)?;
@@ -234,6 +243,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             handle: Handle { tx, waker },
             drain_deadline: None,
             ticket_secret,
+            cluster,
             cfg,
         })
     }
@@ -250,9 +260,13 @@ impl<G: Game, C: Clock> Server<G, C> {
         &self.metrics
     }
 
-    /// Runs until a drain finishes.
+    /// Runs until a drain finishes; in a cluster, then leaves the directory (waiting for Redis at most
+    /// `CLUSTER_LEAVE_WAIT`: the entries expire within `--cluster-ttl-ms` anyway).
     pub fn run(&mut self) -> io::Result<()> {
         while !self.turn(None)? {}
+        if let Some(cluster) = &mut self.cluster {
+            cluster.leave(CLUSTER_LEAVE_WAIT);
+        }
         Ok(())
     }
 
@@ -284,6 +298,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         // once; those that spend it this turn wait for the next.
         let mut reread = std::mem::take(&mut self.net.reread_list);
         self.take_commands();
+        self.take_cluster_news();
         for event in events.iter() {
             match event.token() {
                 LISTENER => self.net.accept_pending = true,
@@ -364,6 +379,14 @@ impl<G: Game, C: Clock> Server<G, C> {
             draining: self.drain_deadline.is_some(),
             peer_addresses: self.net.peers.len(),
             rooms_open: self.rooms.len(),
+            cluster: self
+                .cluster
+                .as_ref()
+                .map(|c| crate::metrics::ClusterGauges {
+                    redis_up: c.down.is_none(),
+                    dropped: c.dropped,
+                    claims_lost: c.claims_lost,
+                }),
         }
     }
 }

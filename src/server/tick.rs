@@ -81,17 +81,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// 4007; its players are gone (no `leave` calls: the game goes with the room) and the name is free. The
     /// default room is opened anew at once, so plain `/ws` always has a room.
     fn end_room(&mut self, key: usize, why: String) {
-        let room = self.rooms.get_mut(key);
-        let members = std::mem::take(&mut room.members);
-        for member in members {
-            let conn = &mut self.net.conns[member.key];
-            conn.membership = None;
-            if let Some(ws) = conn.ws_mut() {
-                ws.role = Role::Pending;
-            }
-            self.close(member.key, Close::RoomEnded(why.clone()));
-        }
-        let permanent = self.drop_room(key).permanent;
+        let permanent = self.close_room(key, Close::RoomEnded(why));
         self.metrics.rooms_ended += 1;
         if permanent {
             match self.rooms.open_default(self.now, self.clock.unix_time_s()) {
@@ -102,11 +92,31 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
     }
 
-    /// Removes room `key`, empty of connections, and gives its creator's address its room back.
+    /// Closes every connection in room `key` with `close` and removes the room (its players go with its
+    /// game, without `leave` calls); whether it was the default room.
+    pub(super) fn close_room(&mut self, key: usize, close: Close) -> bool {
+        let room = self.rooms.get_mut(key);
+        let members = std::mem::take(&mut room.members);
+        for member in members {
+            let conn = &mut self.net.conns[member.key];
+            conn.membership = None;
+            if let Some(ws) = conn.ws_mut() {
+                ws.role = Role::Pending;
+            }
+            self.close(member.key, close.clone());
+        }
+        self.drop_room(key).permanent
+    }
+
+    /// Removes room `key`, empty of connections, gives its creator's address its room back and, in a
+    /// cluster, its name back to the directory.
     fn drop_room(&mut self, key: usize) -> room::Room<G> {
         let room = self.rooms.remove(key);
         if let Some(creator) = room.creator {
             self.net.peers.room_gone(creator, self.now);
+        }
+        if !room.permanent {
+            self.cluster_release(&room.name);
         }
         room
     }
@@ -137,6 +147,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
         self.idle_rooms = list;
         self.cap_detached();
+        self.cluster_beat(false);
         if self.drain_deadline.is_some() {
             let roomless: Vec<usize> = self
                 .net

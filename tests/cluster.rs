@@ -1,0 +1,249 @@
+//! Cluster mode against a real `redis-server` on a free loopback port (installed by scripts/test.sh):
+//! a process registers itself and claims its rooms, releases them, survives Redis being down at start and
+//! mid-game, loses a room another process holds (4009), and leaves the directory after a drain.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Client, Msg, TestServer, WAIT_MAX};
+
+/// A `redis-server` of our own on 127.0.0.1:`port`, without persistence; killed when dropped.
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        Redis::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server; scripts/test.sh installs it)");
+        let redis = Redis { port, child };
+        let t0 = Instant::now();
+        while redis.con().is_none() {
+            assert!(
+                t0.elapsed() < WAIT_MAX,
+                "redis-server did not answer on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    fn url(&self) -> String {
+        url(self.port)
+    }
+
+    fn con(&self) -> Option<redis::Connection> {
+        let client = redis::Client::open(self.url()).ok()?;
+        let mut con = client
+            .get_connection_with_timeout(Duration::from_secs(1))
+            .ok()?;
+        redis::cmd("PING").query::<String>(&mut con).ok()?;
+        Some(con)
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        redis::cmd("GET").arg(key).query(&mut self.con()?).ok()?
+    }
+
+    /// Waits (bounded) until `key`'s value satisfies `done`.
+    fn wait_for(&self, key: &str, done: impl Fn(Option<&str>) -> bool) {
+        let t0 = Instant::now();
+        loop {
+            let value = self.get(key);
+            if done(value.as_deref()) {
+                return;
+            }
+            assert!(t0.elapsed() < WAIT_MAX, "{key} is {value:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn url(port: u16) -> String {
+    format!("redis://127.0.0.1:{port}/")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server in cluster `tickcast` as process `p1`, its directory at `redis_url`.
+fn clustered(redis_url: String, adjust: impl FnOnce(&mut common::TestConfig)) -> TestServer {
+    TestServer::start(move |c| {
+        c.npcs = 0;
+        c.redis = Some(redis_url);
+        c.public_url = Some("ws://game-1.example:7000".into());
+        c.process_id = Some("p1".into());
+        c.cluster_ttl_ms = 600;
+        adjust(c);
+    })
+}
+
+/// Waits (bounded) until `/healthz` answers 200 with a body for which `done` holds.
+fn wait_health(server: &TestServer, done: impl Fn(&str) -> bool) {
+    let t0 = Instant::now();
+    loop {
+        let (status, body) = server.get("/healthz");
+        if status == 200 && done(&body) {
+            return;
+        }
+        assert!(t0.elapsed() < WAIT_MAX, "/healthz: {status} {body:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_process_registers_itself_claims_the_rooms_it_creates_and_releases_them() {
+    let redis = Redis::start();
+    let server = clustered(redis.url(), |c| c.room_idle_ms = 100);
+    redis.wait_for("tickcast:process:p1", |v| {
+        v.is_some_and(|v| {
+            v.contains("\"url\":\"ws://game-1.example:7000\"") && v.contains("\"draining\":false")
+        })
+    });
+    let mut c = Client::connect_at(&server, "/ws/arena-1");
+    c.hello("a");
+    redis.wait_for("tickcast:room:arena-1", |v| v == Some("p1"));
+    assert_eq!(
+        redis.get("tickcast:room:default"),
+        None,
+        "the default room is the process's own"
+    );
+    let score: Option<f64> = redis::cmd("ZSCORE")
+        .arg("tickcast:processes")
+        .arg("p1")
+        .query(&mut redis.con().unwrap())
+        .unwrap();
+    assert!(score.is_some(), "p1 is in the process set");
+    wait_health(&server, |body| body == "ok\n");
+    // Its player leaves: the room is disposed after --room-idle-ms and its name given back.
+    c.ws.close(None).unwrap();
+    redis.wait_for("tickcast:room:arena-1", |v| v.is_none());
+    assert_eq!(server.metric("tickcast_cluster_redis_up"), 1);
+}
+
+#[test]
+fn with_redis_down_at_start_the_process_serves_degraded_and_registers_when_redis_comes() {
+    let port = free_port();
+    let server = clustered(url(port), |_| {});
+    wait_health(&server, |body| {
+        body.starts_with("ok, degraded: redis unreachable")
+    });
+    let mut c = Client::connect_at(&server, "/ws/early");
+    c.hello("a");
+    c.wait_for(|m| m.len() == 1);
+    let redis = Redis::start_on(port);
+    redis.wait_for("tickcast:process:p1", |v| v.is_some());
+    redis.wait_for("tickcast:room:early", |v| v == Some("p1"));
+    wait_health(&server, |body| body == "ok\n");
+}
+
+#[test]
+fn with_redis_gone_mid_game_rooms_play_on_and_are_claimed_again_when_it_returns() {
+    let redis = Redis::start();
+    let port = redis.port;
+    let server = clustered(redis.url(), |_| {});
+    let mut c = Client::connect_at(&server, "/ws/steady");
+    c.hello("a");
+    c.wait_for(|m| m.len() == 1);
+    redis.wait_for("tickcast:room:steady", |v| v == Some("p1"));
+    drop(redis);
+    wait_health(&server, |body| body.starts_with("ok, degraded"));
+    assert_eq!(server.metric("tickcast_cluster_redis_up"), 0);
+    // The room ticks on: every tick still reaches the player.
+    let from = c.ticks.len();
+    let until = c.mirror.tick().unwrap() + 20;
+    c.recv_until(|m| matches!(m, Msg::Delta { tick, .. } if *tick >= until));
+    c.assert_every_tick_since(from);
+    // Redis is back, empty: the process registers again and claims its room again.
+    let redis = Redis::start_on(port);
+    redis.wait_for("tickcast:process:p1", |v| v.is_some());
+    redis.wait_for("tickcast:room:steady", |v| v == Some("p1"));
+    wait_health(&server, |body| body == "ok\n");
+}
+
+#[test]
+fn a_room_another_process_holds_is_closed_with_4009() {
+    let redis = Redis::start();
+    redis::cmd("SET")
+        .arg("tickcast:room:taken")
+        .arg("p2")
+        .arg("PX")
+        .arg(60_000)
+        .query::<()>(&mut redis.con().unwrap())
+        .unwrap();
+    let server = clustered(redis.url(), |_| {});
+    let mut c = Client::connect_at(&server, "/ws/taken");
+    c.hello("a");
+    let (code, reason) = c.expect_close();
+    assert_eq!(
+        (code, reason.as_str()),
+        (
+            4009,
+            "room taken is hosted by another process: ask the matchmaker again"
+        )
+    );
+    assert_eq!(
+        redis.get("tickcast:room:taken").as_deref(),
+        Some("p2"),
+        "the owner keeps it"
+    );
+    assert_eq!(server.metric("tickcast_cluster_claims_lost_total"), 1);
+}
+
+#[test]
+fn a_drained_process_leaves_the_directory() {
+    let redis = Redis::start();
+    let server = clustered(redis.url(), |_| {});
+    redis.wait_for("tickcast:process:p1", |v| v.is_some());
+    server.stop();
+    assert_eq!(redis.get("tickcast:process:p1"), None);
+    let score: Option<f64> = redis::cmd("ZSCORE")
+        .arg("tickcast:processes")
+        .arg("p1")
+        .query(&mut redis.con().unwrap())
+        .unwrap();
+    assert_eq!(score, None);
+}
+
+#[test]
+fn cluster_mode_needs_a_public_url() {
+    let cfg = tickcast::Config {
+        redis: Some("redis://127.0.0.1:1/".into()),
+        ..tickcast::Config::default()
+    };
+    let why = cfg.validate().unwrap_err();
+    assert!(why.contains("--redis needs --public-url"), "{why}");
+}
