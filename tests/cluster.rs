@@ -247,3 +247,77 @@ fn cluster_mode_needs_a_public_url() {
     let why = cfg.validate().unwrap_err();
     assert!(why.contains("--redis needs --public-url"), "{why}");
 }
+
+#[test]
+fn a_process_killed_with_sigkill_leaves_the_directory_within_the_ttl() {
+    use std::io::BufRead;
+    let redis = Redis::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--npcs",
+            "0",
+            "--redis",
+            &redis.url(),
+        ])
+        .args([
+            "--public-url",
+            "ws://game-2.example:7000",
+            "--process-id",
+            "p2",
+        ])
+        .args(["--cluster-ttl-ms", "600"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .parse()
+        .unwrap();
+    let server = TestServer::external(addr);
+    let mut c = Client::connect_at(&server, "/ws/doomed");
+    c.hello("a");
+    redis.wait_for("tickcast:room:doomed", |v| v == Some("p2"));
+    redis.wait_for("tickcast:process:p2", |v| v.is_some());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Nobody refreshes them now: both expire (600 ms here; --cluster-ttl-ms).
+    redis.wait_for("tickcast:process:p2", |v| v.is_none());
+    redis.wait_for("tickcast:room:doomed", |v| v.is_none());
+}
+
+#[test]
+fn two_processes_creating_one_room_at_once_end_with_one_room() {
+    let redis = Redis::start();
+    let one = clustered(redis.url(), |_| {});
+    let two = clustered(redis.url(), |c| c.process_id = Some("p2".into()));
+    // Both upgrades create the room in their process before either claim is answered.
+    let mut a = Client::connect_at(&one, "/ws/contested");
+    let mut b = Client::connect_at(&two, "/ws/contested");
+    redis.wait_for("tickcast:room:contested", |v| v.is_some());
+    let owner = redis.get("tickcast:room:contested").unwrap();
+    let (winner, mut loser, loser_server) = match owner.as_str() {
+        "p1" => (&mut a, b, &two),
+        "p2" => (&mut b, a, &one),
+        other => panic!("owned by {other}"),
+    };
+    assert_eq!(
+        loser.expect_close().0,
+        4009,
+        "the copy the directory refused is closed"
+    );
+    assert_eq!(loser_server.get("/rooms/contested").0, 404);
+    // The winner's room plays on.
+    winner.hello("w");
+    winner.wait_for(|m| m.len() == 1);
+    let until = winner.mirror.tick().unwrap() + 10;
+    winner.recv_until(|m| matches!(m, Msg::Delta { tick, .. } if *tick >= until));
+}
