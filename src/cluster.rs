@@ -26,6 +26,9 @@ pub const TO_REDIS_MAX: usize = 256;
 pub const FROM_REDIS_MAX: usize = 1024;
 /// How long one Redis connect, read or write may take before the helper calls Redis unreachable.
 pub const REDIS_IO_TIMEOUT: Duration = Duration::from_millis(500);
+/// Releases kept while Redis is unreachable, sent once it is back (a heartbeat repeats claims, not
+/// releases); beyond, a release is dropped (counted) and its key expires within the TTL.
+const PENDING_RELEASES_MAX: usize = 16_384;
 /// Reconnect backoff: the first wait, doubled after every failure up to the cap.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -74,8 +77,8 @@ pub enum ToRedis {
     Claim(Box<str>),
     /// A room here is gone.
     Release(Box<str>),
-    /// Remove this process from the directory (the end of a drain), then stop.
-    Leave,
+    /// Release these rooms and remove this process from the directory (the end of a drain), then stop.
+    Leave { rooms: Vec<Box<str>> },
 }
 
 /// From the helper to the loop.
@@ -83,7 +86,7 @@ pub enum ToRedis {
 pub enum FromRedis {
     /// Redis answered (after being unreachable, or at start).
     Up,
-    /// Redis is unreachable; why.
+    /// Redis is unreachable, or refuses what the helper writes; why.
     Down(String),
     /// Another process holds room `room`: this copy must go.
     Lost { room: Box<str>, owner: String },
@@ -123,6 +126,7 @@ impl Cluster {
             up: None,
             backoff: BACKOFF_MIN,
             retry_at: None,
+            pending_releases: std::collections::HashSet::new(),
         };
         let thread = std::thread::Builder::new()
             .name("redis".into())
@@ -154,14 +158,21 @@ impl Cluster {
         })
     }
 
-    /// At the end of a drain: asks the helper to remove this process from the directory and waits for it
-    /// at most `wait` (the entry would expire within the TTL anyway).
-    pub fn leave(&mut self, wait: Duration) {
-        self.send(ToRedis::Leave);
+    /// At the end of a drain: asks the helper to release `rooms` and remove this process from the
+    /// directory, and waits for it at most `wait` (the entries would expire within the TTL anyway).
+    pub fn leave(&mut self, rooms: Vec<Box<str>>, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        if self
+            .tx
+            .send_timeout(ToRedis::Leave { rooms }, wait)
+            .is_err()
+        {
+            self.dropped += 1;
+            return;
+        }
         let Some(helper) = self.helper.take() else {
             return;
         };
-        let deadline = Instant::now() + wait;
         while !helper.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -181,6 +192,8 @@ struct Helper {
     backoff: Duration,
     /// While unreachable, when to try connecting again.
     retry_at: Option<Instant>,
+    /// Releases that could not be sent, for when Redis is back (at most `PENDING_RELEASES_MAX`).
+    pending_releases: std::collections::HashSet<Box<str>>,
 }
 
 impl Helper {
@@ -192,20 +205,87 @@ impl Helper {
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             };
-            if self.connected() {
-                if let Some(msg) = msg {
-                    let leave = msg == ToRedis::Leave;
-                    if let Err(e) = self.handle(msg) {
-                        self.lost(e.to_string());
+            let leave = matches!(msg, Some(ToRedis::Leave { .. }));
+            match msg {
+                // Unreachable: a release waits for Redis (a claim or heartbeat is repeated anyway).
+                Some(ToRedis::Release(room)) if !self.connected() => self.keep_release(room),
+                Some(ToRedis::Claim(room)) if !self.connected() => {
+                    self.pending_releases.remove(&room);
+                }
+                Some(msg) if self.connected() => {
+                    if let ToRedis::Claim(room) = &msg {
+                        self.pending_releases.remove(room);
                     }
-                    if leave {
-                        return;
+                    let result = self.flush_releases().and_then(|()| self.handle(msg));
+                    self.judge(result);
+                }
+                Some(_) => {}
+                None => {
+                    if self.connected() && !self.pending_releases.is_empty() {
+                        let result = self.flush_releases();
+                        self.judge(result);
                     }
                 }
-            } else if msg == Some(ToRedis::Leave) {
+            }
+            if leave {
                 return;
             }
         }
+    }
+
+    /// After a round trip: a connection error drops the connection (reconnect with backoff); an error
+    /// Redis answered (NOAUTH, OOM, READONLY, ...) keeps it but says Redis is not doing its part.
+    fn judge(&mut self, result: redis::RedisResult<()>) {
+        match result {
+            Ok(()) => self.say_up(),
+            Err(e)
+                if e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal() =>
+            {
+                self.lost(e.to_string())
+            }
+            Err(e) => {
+                if self.up != Some(false) {
+                    self.up = Some(false);
+                    self.tell(FromRedis::Down(format!("redis refused a write: {e}")));
+                }
+            }
+        }
+    }
+
+    fn say_up(&mut self) {
+        if self.up != Some(true) {
+            self.up = Some(true);
+            self.tell(FromRedis::Up);
+        }
+    }
+
+    fn keep_release(&mut self, room: Box<str>) {
+        if self.pending_releases.len() < PENDING_RELEASES_MAX {
+            self.pending_releases.insert(room);
+        }
+    }
+
+    /// Sends the releases that waited for Redis.
+    fn flush_releases(&mut self) -> redis::RedisResult<()> {
+        if self.pending_releases.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for room in &self.pending_releases {
+            pipe.cmd("EVAL")
+                .arg(RELEASE)
+                .arg(1)
+                .arg(self.key("room", room))
+                .arg(&self.settings.process_id)
+                .ignore();
+        }
+        let con = self.con.as_mut().expect("connected");
+        pipe.query::<()>(con)?;
+        self.pending_releases.clear();
+        Ok(())
     }
 
     /// A connection, made now if there is none and the backoff allows.
@@ -219,9 +299,11 @@ impl Helper {
         let con = self
             .client
             .get_connection_with_timeout(REDIS_IO_TIMEOUT)
-            .and_then(|con| {
+            .and_then(|mut con| {
                 con.set_read_timeout(Some(REDIS_IO_TIMEOUT))?;
                 con.set_write_timeout(Some(REDIS_IO_TIMEOUT))?;
+                // A TCP connect is not an answer: Redis must say PONG (NOAUTH, LOADING, ... fail here).
+                redis::cmd("PING").query::<String>(&mut con)?;
                 Ok(con)
             });
         match con {
@@ -229,10 +311,7 @@ impl Helper {
                 self.con = Some(con);
                 self.backoff = BACKOFF_MIN;
                 self.retry_at = None;
-                if self.up != Some(true) {
-                    self.up = Some(true);
-                    self.tell(FromRedis::Up);
-                }
+                self.say_up();
                 true
             }
             Err(e) => {
@@ -307,9 +386,34 @@ impl Helper {
                         .arg(&s.process_id)
                         .arg(ttl_ms);
                 }
-                let answers: Vec<redis::Value> = pipe.query(con)?;
-                for (room, answer) in rooms.into_iter().zip(answers) {
-                    self.claimed(room, answer);
+                // Each command's answer on its own, so one refused claim does not hide the others'.
+                let count = 3 + rooms.len();
+                let answers = redis::ConnectionLike::req_packed_commands(
+                    con,
+                    &pipe.get_packed_pipeline(),
+                    0,
+                    count,
+                )?;
+                let mut refused = None;
+                for answer in &answers[..3] {
+                    if let redis::Value::ServerError(e) = answer {
+                        refused.get_or_insert_with(|| format!("{e:?}"));
+                    }
+                }
+                for (room, answer) in rooms.into_iter().zip(answers.into_iter().skip(3)) {
+                    match answer {
+                        redis::Value::ServerError(e) => {
+                            refused.get_or_insert_with(|| format!("{e:?}"));
+                        }
+                        answer => self.claimed(room, answer),
+                    }
+                }
+                if let Some(why) = refused {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::ResponseError,
+                        "refused",
+                        why,
+                    )));
                 }
             }
             ToRedis::Claim(room) => {
@@ -325,16 +429,28 @@ impl Helper {
             ToRedis::Release(room) => {
                 let key = self.key("room", &room);
                 let con = self.con.as_mut().expect("connected");
-                redis::cmd("EVAL")
+                let released = redis::cmd("EVAL")
                     .arg(RELEASE)
                     .arg(1)
                     .arg(key)
                     .arg(&self.settings.process_id)
-                    .query::<()>(con)?;
+                    .query::<()>(con);
+                if released.is_err() {
+                    self.keep_release(room);
+                }
+                released?;
             }
-            ToRedis::Leave => {
-                redis::pipe()
-                    .cmd("DEL")
+            ToRedis::Leave { rooms } => {
+                let mut pipe = redis::pipe();
+                for room in &rooms {
+                    pipe.cmd("EVAL")
+                        .arg(RELEASE)
+                        .arg(1)
+                        .arg(format!("{}:room:{room}", s.cluster))
+                        .arg(&s.process_id)
+                        .ignore();
+                }
+                pipe.cmd("DEL")
                     .arg(format!("{}:process:{}", s.cluster, s.process_id))
                     .ignore()
                     .cmd("ZREM")

@@ -345,8 +345,24 @@ impl Config {
                 ));
             }
         }
-        if self.cluster_ttl_ms < 300 {
-            return Err("--cluster-ttl-ms must be at least 300".to_string());
+        // A heartbeat every third of the TTL may come a timer tick late and take a Redis timeout: the keys
+        // must outlive that.
+        let late_ms = self.tick_duration().as_millis() as u64
+            + crate::cluster::REDIS_IO_TIMEOUT.as_millis() as u64;
+        if self.cluster_ttl_ms * 2 / 3 <= late_ms {
+            return Err(format!(
+                "--cluster-ttl-ms must be more than 1.5 x (a --tick-hz period + {} ms): at least {} here",
+                crate::cluster::REDIS_IO_TIMEOUT.as_millis(),
+                late_ms * 3 / 2 + 1
+            ));
+        }
+        for (flag, name) in [
+            ("--cluster", Some(&self.cluster)),
+            ("--process-id", self.process_id.as_ref()),
+        ] {
+            if name.is_some_and(|n| !crate::sim::room::valid_room_name(n)) {
+                return Err(format!("{flag}: 1 to 64 of A-Z a-z 0-9 _ -"));
+            }
         }
         if self.max_message_bytes < 16 {
             return Err("--max-message-bytes must be at least 16".to_string());

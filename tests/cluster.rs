@@ -106,7 +106,7 @@ fn clustered(redis_url: String, adjust: impl FnOnce(&mut common::TestConfig)) ->
         c.redis = Some(redis_url);
         c.public_url = Some("ws://game-1.example:7000".into());
         c.process_id = Some("p1".into());
-        c.cluster_ttl_ms = 600;
+        c.cluster_ttl_ms = 1_000;
         adjust(c);
     })
 }
@@ -224,12 +224,20 @@ fn a_room_another_process_holds_is_closed_with_4009() {
 }
 
 #[test]
-fn a_drained_process_leaves_the_directory() {
+fn a_drained_process_leaves_the_directory_and_gives_its_rooms_back() {
     let redis = Redis::start();
     let server = clustered(redis.url(), |_| {});
     redis.wait_for("tickcast:process:p1", |v| v.is_some());
+    let mut c = Client::connect_at(&server, "/ws/handed-back");
+    c.hello("a");
+    redis.wait_for("tickcast:room:handed-back", |v| v == Some("p1"));
     server.stop();
     assert_eq!(redis.get("tickcast:process:p1"), None);
+    assert_eq!(
+        redis.get("tickcast:room:handed-back"),
+        None,
+        "another process may create it at once"
+    );
     let score: Option<f64> = redis::cmd("ZSCORE")
         .arg("tickcast:processes")
         .arg("p1")
@@ -267,7 +275,7 @@ fn a_process_killed_with_sigkill_leaves_the_directory_within_the_ttl() {
             "--process-id",
             "p2",
         ])
-        .args(["--cluster-ttl-ms", "600"])
+        .args(["--cluster-ttl-ms", "1000"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -289,7 +297,7 @@ fn a_process_killed_with_sigkill_leaves_the_directory_within_the_ttl() {
     redis.wait_for("tickcast:process:p2", |v| v.is_some());
     child.kill().unwrap();
     child.wait().unwrap();
-    // Nobody refreshes them now: both expire (600 ms here; --cluster-ttl-ms).
+    // Nobody refreshes them now: both expire (1 s here; --cluster-ttl-ms).
     redis.wait_for("tickcast:process:p2", |v| v.is_none());
     redis.wait_for("tickcast:room:doomed", |v| v.is_none());
 }
@@ -320,4 +328,29 @@ fn two_processes_creating_one_room_at_once_end_with_one_room() {
     winner.wait_for(|m| m.len() == 1);
     let until = winner.mirror.tick().unwrap() + 10;
     winner.recv_until(|m| matches!(m, Msg::Delta { tick, .. } if *tick >= until));
+}
+
+#[test]
+fn a_redis_that_refuses_us_is_reported_as_degraded() {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--requirepass",
+            "secret",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let _redis = Redis { port, child };
+    // Connecting works; PING answers NOAUTH: that is no Redis to write to.
+    let server = clustered(url(port), |_| {});
+    wait_health(&server, |body| body == "ok, degraded: redis unreachable\n");
+    assert_eq!(server.metric("tickcast_cluster_redis_up"), 0);
 }

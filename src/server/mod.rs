@@ -260,12 +260,16 @@ impl<G: Game, C: Clock> Server<G, C> {
         &self.metrics
     }
 
-    /// Runs until a drain finishes; in a cluster, then leaves the directory (waiting for Redis at most
-    /// `CLUSTER_LEAVE_WAIT`: the entries expire within `--cluster-ttl-ms` anyway).
+    /// Runs until a drain finishes; in a cluster, then releases its rooms and leaves the directory
+    /// (waiting for Redis at most `CLUSTER_LEAVE_WAIT`: the entries expire within `--cluster-ttl-ms`
+    /// anyway).
     pub fn run(&mut self) -> io::Result<()> {
         while !self.turn(None)? {}
         if let Some(cluster) = &mut self.cluster {
-            cluster.leave(CLUSTER_LEAVE_WAIT);
+            // Its rooms' names go back too, so another process may create them at once.
+            let rooms = self.rooms.iter().map(|(_, room)| room);
+            let names = rooms.filter(|r| !r.permanent).map(|r| r.name.clone());
+            cluster.leave(names.collect(), CLUSTER_LEAVE_WAIT);
         }
         Ok(())
     }
@@ -435,6 +439,13 @@ fn append_message<S: serde::Serialize, D: serde::Serialize>(
 ) {
     let payload = proto::encode(msg);
     frame::write_binary(out, &payload);
+}
+
+/// A line on stderr from inside the loop. Unlike `eprintln!`, it does not panic when stderr is gone (a
+/// supervisor that stopped reading, a closed pipe): a log line is not worth the server.
+fn log(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn truncate_utf8(s: &str, max: usize) -> &str {

@@ -87,7 +87,9 @@ impl<G: Game, C: Clock> Server<G, C> {
             match self.rooms.open_default(self.now, self.clock.unix_time_s()) {
                 Ok(_) => self.metrics.rooms_created += 1,
                 // Its type's constructor refused what it accepted at start: a bug of the game's.
-                Err(e) => eprintln!("tickcast: cannot open the default room again: {e}"),
+                Err(e) => log(format_args!(
+                    "tickcast: cannot open the default room again: {e}"
+                )),
             }
         }
     }
