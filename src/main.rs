@@ -8,6 +8,15 @@ use signal_hook::iterator::Signals;
 use tickcast::sim::arena::ArenaSettings;
 use tickcast::{Config, Server};
 
+/// `eprintln!` that does not panic when stderr is closed (a supervisor that stopped reading): the signal
+/// thread must still start the drain, and a drained server must still exit 0.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// tickcast: an authoritative multiplayer game server (binary WebSockets, fixed tick, shared deltas),
 /// serving the arena.
 #[derive(Parser)]
@@ -22,13 +31,13 @@ struct Args {
 fn main() -> ExitCode {
     let Args { server: cfg, arena } = Args::parse();
     if let Err(e) = cfg.validate() {
-        eprintln!("tickcast: {e}");
+        say!("tickcast: {e}");
         return ExitCode::from(2);
     }
     let mut server = match Server::bind(cfg.clone(), arena.room_types()) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("tickcast: cannot start on {}: {e}", cfg.listen);
+            say!("tickcast: cannot start on {}: {e}", cfg.listen);
             return ExitCode::FAILURE;
         }
     };
@@ -37,7 +46,7 @@ fn main() -> ExitCode {
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(signals) => signals,
         Err(e) => {
-            eprintln!("tickcast: cannot install signal handlers: {e}");
+            say!("tickcast: cannot install signal handlers: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -45,28 +54,29 @@ fn main() -> ExitCode {
         .name("signals".into())
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
-                eprintln!("tickcast: signal {signal}: draining");
+                say!("tickcast: signal {signal}: draining");
                 handle.shutdown();
             }
         })
         .expect("spawn the signal thread");
 
     let addr = server.local_addr();
-    eprintln!(
+    say!(
         "tickcast: listening on http://{addr} (WebSockets at ws://{addr}/ws/ROOM; /ws is room {}), {} Hz",
         cfg.default_room, cfg.tick_hz
     );
     match server.run() {
         Ok(()) => {
             let m = server.metrics();
-            eprintln!(
+            say!(
                 "tickcast: drained after {} ticks, {} WebSocket connections served",
-                m.ticks, m.websockets_total
+                m.ticks,
+                m.websockets_total
             );
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("tickcast: event loop failed: {e}");
+            say!("tickcast: event loop failed: {e}");
             ExitCode::FAILURE
         }
     }

@@ -70,3 +70,32 @@ fn sigterm_sends_final_updates_and_1001_then_exits_zero() {
     while stderr.read_line(&mut rest).unwrap() > 0 {}
     assert!(rest.contains("drained"), "{rest}");
 }
+
+#[test]
+fn sigterm_still_drains_and_exits_zero_when_nobody_reads_stderr_any_more() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["--listen", "127.0.0.1:0", "--npcs", "0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("listening"), "{line}");
+    // The supervisor stops reading: every later line the server writes meets a closed pipe.
+    drop(stderr);
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if t0.elapsed() > common::WAIT_MAX {
+            let _ = child.kill();
+            panic!("SIGTERM did not end the server: its signal thread died writing to stderr?");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
