@@ -22,22 +22,7 @@ impl Redis {
     }
 
     fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server; scripts/test.sh installs it)");
-        let redis = Redis { port, child };
+        let redis = Redis::spawn(port, &[]);
         let t0 = Instant::now();
         while redis.con().is_none() {
             assert!(
@@ -47,6 +32,28 @@ impl Redis {
             std::thread::sleep(Duration::from_millis(20));
         }
         redis
+    }
+
+    /// Starts `redis-server` on `port` with `extra` flags, without waiting for it to answer.
+    fn spawn(port: u16, extra: &[&str]) -> Redis {
+        let port_text = port.to_string();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port_text,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server; scripts/test.sh installs it)");
+        Redis { port, child }
     }
 
     fn url(&self) -> String {
@@ -333,22 +340,7 @@ fn two_processes_creating_one_room_at_once_end_with_one_room() {
 #[test]
 fn a_redis_that_refuses_us_is_reported_as_degraded() {
     let port = free_port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--requirepass",
-            "secret",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server");
-    let _redis = Redis { port, child };
+    let _redis = Redis::spawn(port, &["--requirepass", "secret"]);
     // Connecting works; PING answers NOAUTH: that is no Redis to write to.
     let server = clustered(url(port), |_| {});
     wait_health(&server, |body| body == "ok, degraded: redis unreachable\n");

@@ -9,7 +9,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{http_exchange, Client, TestServer};
+use common::{Client, TestServer};
 use tickcast::proto::{self, ClientMsg, ServerMsg};
 use tickcast::sim::arena::{Arena, ArenaEntity, ArenaInput};
 use tickcast::sim::{Game, Joining, PlayerId, RoomControl};
@@ -17,14 +17,6 @@ use tickcast::sync::World;
 use tickcast::ticket;
 
 const SECRET: &str = "a shared secret of at least 16 bytes";
-
-fn upgrade(server: &TestServer, target: &str) -> (u16, String) {
-    let request = format!(
-        "GET {target} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    );
-    http_exchange(server.addr, request.as_bytes())
-}
 
 fn now_s() -> u64 {
     SystemTime::now()
@@ -129,16 +121,16 @@ fn a_bad_ticket_on_the_upgrade_gets_401_with_the_reason_and_is_never_shown() {
     let now = now_s();
 
     let forged = ticket::issue(b"not the shared secret at all", "mallory", now + 60);
-    let (status, body) = upgrade(&server, &format!("/ws?ticket={forged}"));
+    let (status, body) = server.upgrade_answer(&format!("/ws?ticket={forged}"));
     assert_eq!(status, 401);
     assert!(body.contains("invalid ticket signature"), "{body}");
 
     let expired = ticket::issue(SECRET.as_bytes(), "alice", now - 1);
-    let (status, body) = upgrade(&server, &format!("/ws?ticket={expired}"));
+    let (status, body) = server.upgrade_answer(&format!("/ws?ticket={expired}"));
     assert_eq!(status, 401);
     assert!(body.contains("ticket expired"), "{body}");
 
-    let (status, body) = upgrade(&server, "/ws?ticket=junk");
+    let (status, body) = server.upgrade_answer("/ws?ticket=junk");
     assert_eq!(status, 401);
     assert!(body.contains("malformed ticket"), "{body}");
 
@@ -352,7 +344,7 @@ fn a_ticket_expiring_beyond_the_lifetime_bound_gets_401_on_the_upgrade_and_4004_
 
     for expires in [now + 3_600, 1 << 63, u64::MAX] {
         let long = ticket::issue(SECRET.as_bytes(), "mallory", expires);
-        let (status, body) = upgrade(&server, &format!("/ws?ticket={long}"));
+        let (status, body) = server.upgrade_answer(&format!("/ws?ticket={long}"));
         assert_eq!(status, 401, "expires {expires}: {body}");
         assert!(body.contains(why), "{body}");
         let mut in_hello = Client::connect(&server);
@@ -362,7 +354,7 @@ fn a_ticket_expiring_beyond_the_lifetime_bound_gets_401_on_the_upgrade_and_4004_
     }
     // A forged long-lived one is called forged, not told about the bound.
     let forged = ticket::issue(b"a guess at the secret", "mallory", 1 << 63);
-    let (status, body) = upgrade(&server, &format!("/ws?ticket={forged}"));
+    let (status, body) = server.upgrade_answer(&format!("/ws?ticket={forged}"));
     assert_eq!(status, 401);
     assert!(body.contains("invalid ticket signature"), "{body}");
     assert_eq!(
@@ -395,13 +387,13 @@ fn a_room_bound_ticket_admits_to_its_room_only_and_alone_may_create_it_when_crea
     let for_red = ticket::issue_for_room(SECRET.as_bytes(), "ann", "red", now_s() + 60);
     let anywhere = ticket::issue(SECRET.as_bytes(), "bob", now_s() + 60);
     // Presented at another room: 401 on the upgrade, with the room it is for.
-    let (status, body) = upgrade(&server, &format!("/ws/blue?ticket={for_red}"));
+    let (status, body) = server.upgrade_answer(&format!("/ws/blue?ticket={for_red}"));
     assert_eq!(
         (status, body.trim_end()),
         (401, "401 Unauthorized: ticket is for room red")
     );
     // An unbound ticket may not create a room when creation needs a ticket bound to it.
-    let (status, body) = upgrade(&server, &format!("/ws/blue?ticket={anywhere}"));
+    let (status, body) = server.upgrade_answer(&format!("/ws/blue?ticket={anywhere}"));
     assert_eq!(
         (status, body.trim_end()),
         (404, "404 Not Found: no room named blue")

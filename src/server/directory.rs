@@ -64,10 +64,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             room_capacity: self.cfg.max_rooms.saturating_sub(self.rooms.len()),
             draining: self.drain_deadline.is_some(),
         };
-        let names = rooms()
-            .filter(|r| !r.permanent)
-            .map(|r| r.name.clone())
-            .collect();
+        let names = self.rooms.claimed_names();
         let cluster = self.cluster.as_mut().expect("checked above");
         cluster.send(ToRedis::Heartbeat { info, rooms: names });
         cluster.beat_at = Some(self.now);

@@ -267,9 +267,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         while !self.turn(None)? {}
         if let Some(cluster) = &mut self.cluster {
             // Its rooms' names go back too, so another process may create them at once.
-            let rooms = self.rooms.iter().map(|(_, room)| room);
-            let names = rooms.filter(|r| !r.permanent).map(|r| r.name.clone());
-            cluster.leave(names.collect(), CLUSTER_LEAVE_WAIT);
+            cluster.leave(self.rooms.claimed_names(), CLUSTER_LEAVE_WAIT);
         }
         Ok(())
     }

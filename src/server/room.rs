@@ -191,6 +191,16 @@ impl<G: Game> Rooms<G> {
         self.slab.iter()
     }
 
+    /// The names a cluster directory holds for this process: every room but the default one, which is
+    /// each process's own.
+    pub fn claimed_names(&self) -> Vec<Box<str>> {
+        let rooms = self.slab.iter().map(|(_, room)| room);
+        rooms
+            .filter(|r| !r.permanent)
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
     /// Up to `limit` rooms named after `after`, in name order.
     pub fn page(&self, after: Option<&str>, limit: usize) -> impl Iterator<Item = &Room<G>> {
         let from = match after {

@@ -146,28 +146,13 @@ impl TestServer {
         )
     }
 
-    /// Sends a WebSocket upgrade for `path` and returns the HTTP status and body of a refusal (101 and
-    /// the first bytes if it was accepted).
-    pub fn upgrade_answer(&self, path: &str) -> (u16, String) {
+    /// Sends a WebSocket upgrade for `target` that the server refuses, and returns the status and body
+    /// of its answer (it closes after it).
+    pub fn upgrade_answer(&self, target: &str) -> (u16, String) {
         let head = std::str::from_utf8(UPGRADE)
             .unwrap()
-            .replacen("/ws", path, 1);
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(WAIT_MAX)).unwrap();
-        s.write_all(head.as_bytes()).unwrap();
-        let mut answer = vec![0u8; 4096];
-        let n = s.read(&mut answer).unwrap_or(0);
-        let text = String::from_utf8_lossy(&answer[..n]).to_string();
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
+            .replacen("/ws", target, 1);
+        http_exchange(self.addr, head.as_bytes())
     }
 
     /// The value of an unlabelled metric from /metrics.
