@@ -498,6 +498,8 @@ impl Bot {
         };
         let b = ctx.stats.of(self.behaviour);
         match seen {
+            // Game messages are not part of what a bot checks (the arena's chat, say).
+            Seen::Message { .. } => {}
             Seen::Welcome {
                 tick,
                 tick_hz,

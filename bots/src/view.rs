@@ -21,6 +21,10 @@ pub type Msg = ServerMsg<ArenaEntity, ArenaDiff>;
 /// What a message did to the view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
+    /// A game `Message` (a chat line, say): outside the replicated state, nothing to check but its size.
+    Message {
+        len: usize,
+    },
     /// The first message of a connection.
     Welcome {
         tick: u64,
@@ -329,6 +333,7 @@ impl View {
                 Err(e) => Err(ViewError::Mirror(e)),
             },
             ServerMsg::Pong { nonce, tick } => Ok(Seen::Pong { nonce, tick }),
+            ServerMsg::Message { body } => Ok(Seen::Message { len: body.len() }),
         }
     }
 

@@ -1,4 +1,4 @@
-//! Wire protocol v3: the message types and their codec. The only module that knows the byte format.
+//! Wire protocol v4: the message types and their codec. The only module that knows the byte format.
 //!
 //! Every message is one binary WebSocket message holding one value encoded with bincode 2's `standard()`
 //! configuration: little-endian, variable-length integers (see `docs/PROTOCOL.md` for the exact rules),
@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version carried in `Welcome` and `Hello`; bumped whenever a byte on the wire changes.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Upper bound on the bytes bincode may claim while decoding one client message, whatever the frame
 /// says; the WebSocket layer bounds the frame itself (`--max-message-bytes`).
@@ -22,6 +22,9 @@ pub const CLIENT_DECODE_LIMIT_BYTES: usize = 64 * 1024;
 
 /// Longest player name accepted in `Hello`, in bytes of UTF-8.
 pub const NAME_LEN_MAX: usize = 32;
+
+/// Longest body of a `Send` (client to game) and of a `Message` (game to client), in bytes.
+pub const MESSAGE_BODY_MAX: usize = 1024;
 
 /// Bytes in a resume token.
 pub const RESUME_TOKEN_LEN: usize = 16;
@@ -64,6 +67,10 @@ pub enum ServerMsg<S, D> {
     Checksum { tick: u64, hash: u64 },
     /// Answer to `Ping`: the client's nonce and the server's last completed tick.
     Pong { nonce: u64, tick: u64 },
+    /// A message from the game to this client, outside the replicated state (a chat line, a notice),
+    /// whose bytes only the game and its clients understand; at most [`MESSAGE_BODY_MAX`] bytes. It may
+    /// come from another process of the cluster (docs/CLUSTER.md, "Backplane").
+    Message { body: Vec<u8> },
 }
 
 /// Messages from a client. `I` is the game's input payload.
@@ -84,6 +91,9 @@ pub enum ClientMsg<I> {
     Ping { nonce: u64 },
     /// Watch without playing: the connection receives updates and controls nothing.
     Watch { protocol: u16, ticket: String },
+    /// A message from a player to its room's game, outside inputs (a chat line, a vote): at most
+    /// [`MESSAGE_BODY_MAX`] bytes, only after `Joined`.
+    Send { body: Vec<u8> },
 }
 
 /// What a reconnecting client presents in `Hello`: the token from its last `Joined` and the tick of the
@@ -102,6 +112,7 @@ pub mod tag {
     pub const DELTA: u32 = 3;
     pub const CHECKSUM: u32 = 4;
     pub const PONG: u32 = 5;
+    pub const MESSAGE: u32 = 6;
 }
 
 /// Variant indices of [`ClientMsg`], as they appear on the wire.
@@ -110,6 +121,7 @@ pub mod client_tag {
     pub const INPUT: u32 = 1;
     pub const PING: u32 = 2;
     pub const WATCH: u32 = 3;
+    pub const SEND: u32 = 4;
 }
 
 /// Why a message could not be decoded. The text is what goes into the close reason.
@@ -155,10 +167,16 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     Ok(value)
 }
 
-/// Decodes a client message and checks what the types alone cannot (name and ticket length).
+/// Decodes a client message and checks what the types alone cannot (name, ticket and body length).
 pub fn decode_client<I: DeserializeOwned>(bytes: &[u8]) -> Result<ClientMsg<I>, DecodeError> {
     let msg: ClientMsg<I> = decode(bytes)?;
     let (name, ticket) = match &msg {
+        ClientMsg::Send { body } if body.len() > MESSAGE_BODY_MAX => {
+            return Err(DecodeError(format!(
+                "Send body is {} bytes, the limit is {MESSAGE_BODY_MAX}",
+                body.len()
+            )))
+        }
         ClientMsg::Hello { name, ticket, .. } => (name.as_str(), ticket.as_str()),
         ClientMsg::Watch { ticket, .. } => ("", ticket.as_str()),
         _ => return Ok(msg),

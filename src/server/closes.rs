@@ -27,6 +27,8 @@ pub enum Close {
     HelloTwice,
     WatchAfterRole,
     InputBeforeHello,
+    /// `Send` before `Joined` (or from a spectator).
+    SendBeforeHello,
     // -- the client costs more than its share
     /// More than `--fragments-per-message-max` frames in one message.
     TooManyFragments,
@@ -79,6 +81,7 @@ impl Close {
             Close::HelloTwice
             | Close::WatchAfterRole
             | Close::InputBeforeHello
+            | Close::SendBeforeHello
             | Close::TooManyFragments
             | Close::RateLimited
             | Close::FrameTimeout
@@ -113,6 +116,7 @@ impl Close {
             Close::HelloTwice => "Hello sent twice".into(),
             Close::WatchAfterRole => "Watch after Hello or Watch".into(),
             Close::InputBeforeHello => "Input before Hello".into(),
+            Close::SendBeforeHello => "Send before Hello".into(),
             Close::TooManyFragments => format!(
                 "message in more than {} frames",
                 cfg.fragments_per_message_max
@@ -166,6 +170,7 @@ impl Close {
             | Close::HelloTwice
             | Close::WatchAfterRole
             | Close::InputBeforeHello
+            | Close::SendBeforeHello
             | Close::TooManyFragments => CloseReason::ProtocolError,
             Close::Malformed(_) => CloseReason::MalformedMessage,
             Close::VersionMismatch(_) => CloseReason::VersionMismatch,
@@ -210,6 +215,7 @@ mod tests {
             Close::HelloTwice,
             Close::WatchAfterRole,
             Close::InputBeforeHello,
+            Close::SendBeforeHello,
             Close::TooManyFragments,
             Close::RateLimited,
             Close::FrameTimeout,

@@ -38,6 +38,7 @@ mod accept;
 mod closes;
 mod closing;
 mod directory;
+mod messages;
 mod players;
 mod read;
 mod room;

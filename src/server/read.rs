@@ -304,6 +304,10 @@ impl<G: Game, C: Clock> Server<G, C> {
                 }
                 _ => self.close(k, Close::InputBeforeHello),
             },
+            ClientMsg::Send { body } => match self.net.conns[k].role() {
+                Some(Role::Player(player)) => self.player_sent(k, player, &body),
+                _ => self.close(k, Close::SendBeforeHello),
+            },
             ClientMsg::Ping { nonce } => {
                 let tick = self.rooms.get(self.room_of(k)).world.tick();
                 self.net.scratch.clear();

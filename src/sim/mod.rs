@@ -63,6 +63,28 @@ pub trait Game {
     /// The player's latest input, with its sequence number. Typically stored and applied in `step`.
     fn input(&mut self, player: PlayerId, seq: u32, input: Self::Input);
 
+    /// The player sent `body` (a `Send`: a chat line, a vote), outside its inputs. What the game sends in
+    /// answer, through `room`, goes as soon as this returns.
+    fn message(
+        &mut self,
+        _world: &mut World<Self::State>,
+        _player: PlayerId,
+        _body: &[u8],
+        _room: &mut RoomControl,
+    ) {
+    }
+
+    /// Someone published `body` to `topic`, one of this room type's topics ([`RoomType::subscribe`]): a
+    /// room of this process or of another one in the cluster. At most once, in order per publisher.
+    fn topic_message(
+        &mut self,
+        _world: &mut World<Self::State>,
+        _topic: &str,
+        _body: &[u8],
+        _room: &mut RoomControl,
+    ) {
+    }
+
     /// Advances the simulation by one fixed step of `dt_s` seconds to `tick`. `room` takes what the game
     /// asks of its room (end the match, kick a player), done once the tick's update is out.
     fn step(

@@ -58,6 +58,8 @@ pub struct RoomType<G: Game> {
     pub(crate) max_players: Option<usize>,
     /// Most spectators in one room; `None`: no cap but `--max-connections`.
     pub(crate) max_spectators: Option<usize>,
+    /// Backplane topics this type's rooms receive (`Game::topic_message`), from every process.
+    pub(crate) topics: Vec<String>,
 }
 
 impl<G: Game> RoomType<G> {
@@ -72,6 +74,7 @@ impl<G: Game> RoomType<G> {
             tick_hz: None,
             max_players: None,
             max_spectators: None,
+            topics: Vec::new(),
         }
     }
 
@@ -92,7 +95,21 @@ impl<G: Game> RoomType<G> {
         self.max_spectators = Some(max);
         self
     }
+
+    /// Every room of this type receives what is published to `topic` ([`RoomControl::publish`]) by any
+    /// room of any process of the cluster, this one included (`Game::topic_message`). A topic is a valid
+    /// room name; a type has at most [`TOPICS_PER_TYPE_MAX`].
+    pub fn subscribe(mut self, topic: &str) -> Self {
+        self.topics.push(topic.to_string());
+        self
+    }
 }
+
+/// Most topics one room type subscribes to.
+pub const TOPICS_PER_TYPE_MAX: usize = 16;
+/// Most messages one game callback may send (`RoomControl`'s `broadcast`, `send`, `tell`, `publish`);
+/// beyond, they are dropped and counted.
+pub const OUTBOX_MAX: usize = 64;
 
 /// The room types a server hosts; the first is the default (plain `/ws`, and `/ws/NAME` without `type=`).
 pub struct RoomTypes<G: Game> {
@@ -127,6 +144,18 @@ impl<G: Game> RoomTypes<G> {
             if t.tick_hz.is_some_and(|hz| !(1..=128).contains(&hz)) {
                 return Err(format!("room type {}: tick_hz must be 1..=128", t.name));
             }
+            if t.topics.len() > TOPICS_PER_TYPE_MAX {
+                return Err(format!(
+                    "room type {}: at most {TOPICS_PER_TYPE_MAX} topics",
+                    t.name
+                ));
+            }
+            if let Some(topic) = t.topics.iter().find(|topic| !valid_room_name(topic)) {
+                return Err(format!(
+                    "room type {}: topic {topic:?}: 1 to 64 of A-Z a-z 0-9 _ -",
+                    t.name
+                ));
+            }
             if t.max_players == Some(0) {
                 return Err(format!(
                     "room type {}: max_players must be at least 1",
@@ -142,13 +171,33 @@ impl<G: Game> RoomTypes<G> {
     }
 }
 
-/// What a game asks of its room during a tick (`Game::step`). The loop acts on it right after the step,
-/// once that tick's update has gone out: kicked players' connections are closed with 4008, an ended
-/// room's with 4007, each with the reason given here (cut to fit a close frame).
+/// What a game asks of its room (`Game::step`, `Game::message`, `Game::topic_message`).
+///
+/// Kicks and the end take effect once the room's next tick update has gone out (right after a `step`):
+/// kicked players' connections are closed with 4008, an ended room's with 4007, each with the reason
+/// given here (cut to fit a close frame). Messages (`broadcast`, `send`, `tell`, `publish`) go as soon as
+/// the callback returns, outside the tick's update: at most [`OUTBOX_MAX`] per callback, each body at most
+/// [`crate::proto::MESSAGE_BODY_MAX`] bytes; what is past either bound is dropped and counted.
 #[derive(Debug, Default)]
 pub struct RoomControl {
     pub(crate) kicks: Vec<(PlayerId, String)>,
     pub(crate) ended: Option<String>,
+    pub(crate) outbox: Vec<Outgoing>,
+    /// Messages dropped for either bound since the loop last looked.
+    pub(crate) refused: u64,
+}
+
+/// A message a game sent, waiting for the loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outgoing {
+    /// To every member of the room, players and spectators.
+    Room(Vec<u8>),
+    /// To one player of the room.
+    Player(PlayerId, Vec<u8>),
+    /// To every connection whose ticket named `account`, on any process.
+    Account(String, Vec<u8>),
+    /// To every room subscribed to `topic`, on every process.
+    Topic(String, Vec<u8>),
 }
 
 impl RoomControl {
@@ -167,5 +216,42 @@ impl RoomControl {
     /// `room ended: <reason>`, and the room is gone; its name may be created anew.
     pub fn end(&mut self, reason: impl Into<String>) {
         self.ended.get_or_insert_with(|| reason.into());
+    }
+
+    /// Sends `body` to every member of this room (a `Message`, outside the replicated state).
+    pub fn broadcast(&mut self, body: &[u8]) {
+        self.push(Outgoing::Room(body.to_vec()), body.len());
+    }
+
+    /// Sends `body` to `player` of this room, if it is connected.
+    pub fn send(&mut self, player: PlayerId, body: &[u8]) {
+        self.push(Outgoing::Player(player, body.to_vec()), body.len());
+    }
+
+    /// Sends `body` to the player whose ticket named `account` (the game backend's player id), on
+    /// whichever process of the cluster it is connected to; at most once, and not at all while Redis is
+    /// unreachable (docs/CLUSTER.md, "Backplane").
+    pub fn tell(&mut self, account: &str, body: &[u8]) {
+        self.push(
+            Outgoing::Account(account.to_string(), body.to_vec()),
+            body.len(),
+        );
+    }
+
+    /// Publishes `body` to `topic`: every room whose type subscribes to it, on every process of the
+    /// cluster (this one at once, the others through Redis), gets `Game::topic_message`.
+    pub fn publish(&mut self, topic: &str, body: &[u8]) {
+        self.push(
+            Outgoing::Topic(topic.to_string(), body.to_vec()),
+            body.len(),
+        );
+    }
+
+    fn push(&mut self, msg: Outgoing, len: usize) {
+        if self.outbox.len() >= OUTBOX_MAX || len > crate::proto::MESSAGE_BODY_MAX {
+            self.refused += 1;
+            return;
+        }
+        self.outbox.push(msg);
     }
 }
