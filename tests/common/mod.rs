@@ -1,6 +1,8 @@
 //! Test harness: a real server on 127.0.0.1:0 in a thread, and a real WebSocket client with a mirror.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;
