@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::redis::{cluster_secret, free_port, url, Redis};
+use common::redis::{cluster_secret, free_port, spawn_binary, url, Redis};
 use common::{Client, Msg, TestServer, WAIT_MAX};
 
 /// A server in cluster `tickcast` as process `p1`, its directory at `redis_url`.
@@ -170,40 +169,8 @@ fn cluster_mode_needs_a_public_url() {
 
 #[test]
 fn a_process_killed_with_sigkill_leaves_the_directory_within_the_ttl() {
-    use std::io::BufRead;
     let redis = Redis::start();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--npcs",
-            "0",
-            "--redis",
-            &redis.url(),
-        ])
-        .args([
-            "--public-url",
-            "ws://game-2.example:7000",
-            "--process-id",
-            "p2",
-            "--cluster-secret-file",
-        ])
-        .arg(cluster_secret())
-        .args(["--cluster-ttl-ms", "1000"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .parse()
-        .unwrap();
+    let (mut child, addr) = spawn_binary(&redis.url(), "p2", &["--cluster-ttl-ms", "1000"]);
     let server = TestServer::external(addr);
     let mut c = Client::connect_at(&server, "/ws/doomed");
     c.hello("a");

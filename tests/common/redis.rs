@@ -120,3 +120,26 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The real `tickcast` binary as process `id` of the cluster whose Redis is `redis_url`, on a port of its
+/// own that is also its `--public-url`; with its address once it listens. Kill it yourself.
+pub fn spawn_binary(redis_url: &str, id: &str, extra: &[&str]) -> (Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--npcs", "0"])
+        .args(["--redis", redis_url, "--process-id", id])
+        .args(["--public-url", &format!("ws://127.0.0.1:{port}")])
+        .arg("--cluster-secret-file")
+        .arg(cluster_secret())
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening on http://"), "{line:?}");
+    (child, format!("127.0.0.1:{port}").parse().unwrap())
+}
