@@ -177,8 +177,9 @@ pub struct Bot {
     reread: bool,
     /// `--matchmake`: where the last answer sent the bot; replaced by every answer.
     placement: Option<Placement>,
-    /// `--matchmake-type` without planned rooms: the room the first answer chose, asked for from then
-    /// on (so a bot that reconnects comes back to its room and can resume its player).
+    /// `--matchmake-type` without planned rooms: the room the matchmaker chose, once the bot played (or
+    /// watched) there; asked for from then on, so a bot that reconnects comes back to its room and can
+    /// resume its player. Until then (a room that turned out full, 4006) it asks for any room again.
     placed_room: Option<String>,
     /// The processes (numbered as in [`Processes`]) this bot was welcomed on, to count bots per process.
     welcomed_on: Vec<usize>,
@@ -481,9 +482,10 @@ impl Bot {
         let key = answer.process.as_deref().unwrap_or(&connect.authority);
         let process = ctx.processes.intern(key);
         ctx.processes.of(process).placements += 1;
-        if ctx.plan.placed_rooms() && self.placed_room.is_none() {
+        if ctx.plan.placed_rooms() {
+            // This connection's figures go to the room it was placed in; the bot keeps the room once
+            // it plays or watches there (see `placed_room`).
             self.room = ctx.placed_rooms.number(&answer.room);
-            self.placed_room = Some(answer.room.clone());
         }
         self.placement = Some(Placement {
             url: connect.url,
@@ -761,6 +763,12 @@ impl Bot {
             } => {
                 // The room took the bot: a full room (4006) no longer stands in its way.
                 self.full_streak = 0;
+                if let (None, Some(p), true) =
+                    (&self.placed_room, &self.placement, ctx.plan.placed_rooms())
+                {
+                    self.placed_room = Some(p.room.clone());
+                    ctx.room.bots_placed += 1;
+                }
                 if resumed {
                     b.resumes_honoured += 1;
                 } else {
@@ -796,6 +804,12 @@ impl Bot {
                 s.last_update_at = Some(now);
                 if !self.behaviour.joins() {
                     self.full_streak = 0;
+                    if let (None, Some(p), true) =
+                        (&self.placed_room, &self.placement, ctx.plan.placed_rooms())
+                    {
+                        self.placed_room = Some(p.room.clone());
+                        ctx.room.bots_placed += 1;
+                    }
                 }
                 match kind {
                     UpdateKind::Coalesced { skipped } => {

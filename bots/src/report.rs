@@ -183,8 +183,8 @@ impl RoomsSummary {
 }
 
 /// A row for every room of the plan, in room order; when the matchmaker chose the rooms
-/// (`placed_rooms`, by number), a row for each room it placed bots in, whose `bots` are those welcomed
-/// there.
+/// (`placed_rooms`, by number), a row for each room it placed bots in, whose `bots` are those that
+/// played (or watched) there.
 fn room_rows(
     plan: &Plan,
     rooms: &BTreeMap<u32, RoomStats>,
@@ -203,7 +203,7 @@ fn room_rows(
             all.add(&s.intervals);
             let (name, bots) = if plan.placed_rooms() {
                 let name = placed_rooms[room as usize].clone();
-                (name, u32::try_from(s.first_connects).unwrap_or(u32::MAX))
+                (name, u32::try_from(s.bots_placed).unwrap_or(u32::MAX))
             } else {
                 let name = plan
                     .room_name(room)
@@ -1088,6 +1088,7 @@ mod tests {
     fn room(bots: u64, interval_ms: u64, mismatches: u64) -> RoomStats {
         let mut r = RoomStats {
             first_connects: bots,
+            bots_placed: bots,
             checksum_mismatches: mismatches,
             ..RoomStats::default()
         };

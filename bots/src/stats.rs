@@ -613,6 +613,9 @@ pub struct RoomStats {
     pub intervals: Intervals,
     /// The processes its bots were welcomed on (`--matchmake`): one, unless the room moved.
     pub processes: BTreeSet<String>,
+    /// `--matchmake-type` without planned rooms: bots the matchmaker placed here that played (or
+    /// watched) here, and so stay.
+    pub bots_placed: u64,
 }
 
 impl RoomStats {
@@ -628,6 +631,7 @@ impl RoomStats {
         self.unexpected_disconnects += o.unexpected_disconnects;
         self.intervals.add(&o.intervals);
         self.processes.extend(o.processes.iter().cloned());
+        self.bots_placed += o.bots_placed;
     }
 }
 
