@@ -19,8 +19,9 @@ Scenarios, each printing a JSON summary on stdout and exiting non-zero on any mi
                                        players' inputs) and matches its room's checksums; GET /rooms lists the
                                        players per room; WS_URL itself is the default room; a bad room name
                                        is refused at the upgrade
-  client.py chat WS_URL CHECKSUMS ROOM_A ROOM_B
-                                       the arena's chat: two players in room A and a spectator in room B;
+  client.py chat WS_URL CHECKSUMS ROOM_A ROOM_B [WS_URL_B]
+                                       the arena's chat: two players in room A and a spectator in room B
+                                       (on the process of WS_URL_B if given: another one of the cluster);
                                        a Send from one player comes back as the Message "<name>: <text>"
                                        to all three (every arena room hears it), the trimmed text; a
                                        second line in the same second is dropped; a long line is cut to
@@ -38,6 +39,7 @@ import json
 import re
 import socket
 import sys
+import time
 import urllib.parse
 import urllib.request
 
@@ -52,6 +54,9 @@ FNV_PRIME = 0x100000001B3
 MASK64 = (1 << 64) - 1
 # Generous bound on any single wait: a safety net against hangs, not a measurement.
 WAIT_S = 30
+# Bound on a whole scenario: every loop reads through `recv`, which gives up past it.
+SCENARIO_S = 120
+SCENARIO_DEADLINE = time.monotonic() + SCENARIO_S
 
 
 class Reader:
@@ -243,7 +248,10 @@ class Mirror:
 
 
 async def recv(ws):
-    return decode(await asyncio.wait_for(ws.recv(), WAIT_S))
+    left = SCENARIO_DEADLINE - time.monotonic()
+    if left <= 0:
+        raise AssertionError(f"the scenario ran past its {SCENARIO_S} s bound")
+    return decode(await asyncio.wait_for(ws.recv(), min(WAIT_S, left)))
 
 
 async def welcome(ws):
@@ -594,7 +602,10 @@ async def chat_reader(ws, mirror, until_line: str, lines):
     returns `lines` with every Message line seen on the way appended, in order."""
     if until_line in lines:
         return lines
+    deadline = time.monotonic() + WAIT_S
     while True:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {until_line!r} within {WAIT_S} s; heard {lines}")
         kind, m = await recv(ws)
         assert kind in ("Delta", "Full", "Checksum", "Pong", "Message"), (kind, m)
         if kind == "Message":
@@ -627,9 +638,12 @@ def chat_cut(text: str) -> str:
     return text.strip().encode()[:200].decode("utf-8", errors="ignore")
 
 
-async def chat(url: str, checksums: int, room_a: str, room_b: str):
-    """The arena's chat (docs: every arena room hears `<name>: <text>`), from three connections."""
-    ann, bob, eve = [await connect(room_url(url, r)) for r in (room_a, room_a, room_b)]
+async def chat(url: str, checksums: int, room_a: str, room_b: str, url_b: str = ""):
+    """The arena's chat (docs: every arena room of the cluster hears `<name>: <text>`), from three
+    connections; the spectator's on `url_b` (another process) when given."""
+    url_b = url_b or url
+    ann, bob = [await connect(room_url(url, room_a)) for _ in range(2)]
+    eve = await connect(room_url(url_b, room_b))
     mirrors = {who: Mirror() for who in ("ann", "bob", "eve")}
     socks = dict(ann=ann, bob=bob, eve=eve)
     for ws in socks.values():
