@@ -125,8 +125,8 @@ pub struct Args {
     pub matchmake: Option<String>,
 
     /// With --matchmake: the room type to ask for. Without --rooms / --room-size each bot asks for "any
-    /// room of this type" once, then for the room it was placed in; with them, each planned room is
-    /// created with this type.
+    /// room of this type" until it has played (or watched) in the room it was given, then for that room;
+    /// with them, each planned room is created with this type.
     #[arg(long, value_name = "TYPE")]
     pub matchmake_type: Option<String>,
 
