@@ -559,10 +559,13 @@ async def rooms(url: str, checksums: int, room_a: str, room_b: str):
             break
         await asyncio.sleep(0.1)
     done = {who: await asyncio.wait_for(t, WAIT_S * 2) for who, t in tasks.items()}
+    (e_a1, m_a1), (e_a2, m_a2), (e_b, m_b) = done["a1"], done["a2"], done["b"]
+    # A player's task ends once its own inputs are applied and its checksums matched, which may be
+    # before the other player's last input reached its world: follow on until it shows there.
+    await follow(socks["a2"], m_a2, e_a2, lambda m: e_a1 in m.entities and m.entities[e_a1][2] >= 3)
     for ws in socks.values():
         await ws.close()
 
-    (e_a1, m_a1), (e_a2, m_a2), (e_b, m_b) = done["a1"], done["a2"], done["b"]
     # Room A's players see each other; neither sees room B's player, whose inputs moved seq to 5.
     for m in (m_a1, m_a2):
         assert e_a1 in m.entities and e_a2 in m.entities, (e_a1, e_a2, sorted(m.entities))
@@ -697,7 +700,7 @@ async def chat(url: str, checksums: int, room_a: str, room_b: str, url_b: str = 
         await ws.close()
 
     # A spectator may not speak; a body over the protocol's limit is refused.
-    spectator_send = await close_code_after(room_url(url, room_b), watch(), send_msg(b"hi"))
+    spectator_send = await close_code_after(room_url(url_b, room_b), watch(), send_msg(b"hi"))
     too_long = await close_code_after(
         room_url(url, room_a), hello("py-long"), send_msg(b"x" * (MESSAGE_BODY_MAX + 1))
     )
