@@ -2,8 +2,9 @@
 //! the real server: it joins, mirrors the world, verifies checksums and sees its input acknowledged; it
 //! spectates after `Watch` (and hears nothing before it); it drops its connection without a close frame and
 //! resumes its player onto the mirror it kept; it takes its player over from a connection still open (which
-//! is closed with 4005); two of its clients in two rooms each see their own room alone; and it reads
-//! every test vector of the document.
+//! is closed with 4005); two of its clients in two rooms each see their own room alone; its players chat
+//! in the arena (protocol v4 `Send` and `Message`) and every arena room hears them; and it reads every
+//! test vector of the document.
 
 mod common;
 
@@ -204,8 +205,82 @@ fn python_clients_in_two_rooms_each_see_only_their_own_room() {
 }
 
 #[test]
+fn python_players_chat_and_every_arena_room_hears_the_line() {
+    let server = TestServer::start(|c| {
+        c.npcs = 5;
+        c.tick_hz = 50;
+        c.checksum_every_ticks = 5;
+    });
+    // Two players in chat-a, a spectator in chat-b: the script asserts each heard exactly
+    // ["py-ann: hello from python", "py-bob: from bob éé…"] (Ann's second line, said in the same
+    // second, dropped), in that order, and that every mirror still matched its room's checksums.
+    let summary = client(&["chat", &server.url(), "3", "chat-a", "chat-b"]);
+    assert_eq!(
+        field(&summary, "ann_line"),
+        "py-ann: hello from python",
+        "the text is trimmed and the line names its speaker: {summary}"
+    );
+    assert_eq!(number(&summary, "lines_heard_by_each"), 2, "{summary}");
+    // Bob's 309-byte text was cut to at most 200 bytes (at a character boundary) behind "py-bob: ".
+    let bob_line = number(&summary, "bob_line_bytes");
+    assert!(
+        bob_line <= 8 + 200 && bob_line > 8 + 190,
+        "{bob_line}: {summary}"
+    );
+    for who in ["ann", "bob", "eve"] {
+        assert!(
+            number(&summary, &format!("checksums_{who}")) >= 3,
+            "{who}: {summary}"
+        );
+    }
+    // A spectator's Send is closed 1008, a body over 1024 bytes 1007.
+    assert_eq!(number(&summary, "spectator_send_close"), 1008, "{summary}");
+    assert_eq!(
+        field(&summary, "spectator_send_reason"),
+        "Send before Hello",
+        "{summary}"
+    );
+    assert_eq!(number(&summary, "too_long_close"), 1007, "{summary}");
+    assert!(
+        field(&summary, "too_long_reason").contains("1025"),
+        "{summary}"
+    );
+    assert_eq!(
+        server.metric("tickcast_connections_closed_total{reason=\"malformed_message\"}"),
+        1,
+        "the oversized Send alone: {summary}"
+    );
+}
+
+#[test]
+fn python_players_chat_on_one_process_and_an_arena_room_on_another_hears_them() {
+    let redis = common::redis::Redis::start();
+    let flags = ["--tick-hz", "50", "--checksum-every-ticks", "5"];
+    // Both killed when dropped, a failing test included.
+    let (_one, a) = common::redis::spawn_binary(&redis.url(), "p1", &flags);
+    let (_two, b) = common::redis::spawn_binary(&redis.url(), "p2", &flags);
+    // Ann and Bob play in chat-a on p1, Eve watches chat-b on p2: the line crosses the backplane.
+    let (url_a, url_b) = (format!("ws://{a}/ws"), format!("ws://{b}/ws"));
+    let summary = client(&["chat", &url_a, "3", "chat-a", "chat-b", &url_b]);
+    assert_eq!(number(&summary, "lines_heard_by_each"), 2, "{summary}");
+    assert_eq!(
+        field(&summary, "ann_line"),
+        "py-ann: hello from python",
+        "{summary}"
+    );
+    for who in ["ann", "bob", "eve"] {
+        assert!(
+            number(&summary, &format!("checksums_{who}")) >= 3,
+            "{who}: {summary}"
+        );
+    }
+    assert_eq!(redis.get("tickcast:room:chat-a").as_deref(), Some("p1"));
+    assert_eq!(redis.get("tickcast:room:chat-b").as_deref(), Some("p2"));
+}
+
+#[test]
 fn python_client_decodes_and_encodes_every_vector_of_the_protocol_document() {
     let doc = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md");
     let summary = client(&["vectors", doc]);
-    assert_eq!(number(&summary, "vectors_checked"), 13, "{summary}");
+    assert_eq!(number(&summary, "vectors_checked"), 15, "{summary}");
 }

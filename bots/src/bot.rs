@@ -3,11 +3,18 @@
 //! its socket is ready and when its timer is due, and each call does a bounded amount of work.
 //!
 //! ```text
-//!  Waiting --at--> Dialing --connected--> Upgrading --101--> Open --Welcome--> (connected)
-//!     ^               |                       |               |  \
-//!     |               +-------- failed -------+---------------+   +-- close frame / hang-up --> Closing
-//!     +------------------ backoff (or Done after --connect-attempts failures) ------------------+
+//!  Waiting --at--> [Matchmaking] --placed--> Dialing --connected--> Upgrading --101--> Open --Welcome-->
+//!     ^                 |                       |                       |               |  \
+//!     |                 +------- failed --------+-------- failed -------+---------------+   +-- close --> Closing
+//!     +--------------------- backoff (or Done after --connect-attempts failures) ---------------------+
 //! ```
+//!
+//! With `--matchmake` every connect attempt begins with a `POST /matchmake` on a socket of its own, driven
+//! by the same readiness events (`Matchmaking`): the bot asks for its room (or for any room of
+//! `--matchmake-type`, then for the room it was placed in), and dials the answer's `connect` URL, seat
+//! ticket included. A request that places the bot nowhere is a failed attempt like any other (a `503`'s
+//! `Retry-After` lengthens the wait). Asking again before every attempt is what a client must do: a seat
+//! ticket is for one room on one process and expires, and a room may move (a close with 4009 says so).
 //!
 //! A bot that joins sends `Hello` on `Welcome`, a spectator `Watch` (the server sends nothing else until
 //! one of them arrives). A `flapper` resumes: when its connection is lost without its own close frame
@@ -33,11 +40,14 @@ use tungstenite::{Error as WsError, Message, WebSocket};
 
 use crate::acks::PendingInputs;
 use crate::bucket::TokenBucket;
-use crate::config::Plan;
+use crate::config::{valid_room_name, Plan};
+use crate::matchmake::{self, Ask, HttpAnswer, PlacedRooms};
 use crate::mix::Behaviour;
 use crate::schedule::TickEstimate;
-use crate::stats::{BotError, Cause, ConnectFailure, OpenGauge, RoomStats, Stats};
-use crate::stream::{self, BotStream};
+use crate::stats::{
+    BotError, Cause, ConnectFailure, MatchmakeFailure, OpenGauge, Processes, RoomStats, Stats,
+};
+use crate::stream::{self, BotStream, CallError, HttpCall};
 use crate::view::{Seen, UpdateKind, View, ViewError};
 
 /// Messages a bot reads per call; with more waiting, its worker calls it again next turn, so one bot with
@@ -71,6 +81,10 @@ pub struct Ctx<'a> {
     pub open: &'a mut OpenGauge,
     /// Correctness errors for the log; the counts live in `stats`.
     pub errors: &'a mut Vec<BotError>,
+    /// The processes the worker's bots were placed on (`--matchmake`), for the whole run.
+    pub processes: &'a mut Processes,
+    /// The rooms the matchmaker chose (`--matchmake-type` without planned rooms), shared by the workers.
+    pub placed_rooms: &'a PlacedRooms,
 }
 
 /// What comes after a close handshake.
@@ -85,6 +99,8 @@ enum Then {
 enum Link {
     /// Not connected; the next attempt starts `at`.
     Waiting { at: Instant },
+    /// `--matchmake`: the request before the connect is under way; `started` is when it began.
+    Matchmaking { call: HttpCall, started: Instant },
     /// TCP connect under way; `started` is when the attempt began.
     Dialing { stream: BotStream, started: Instant },
     /// HTTP upgrade under way.
@@ -122,6 +138,17 @@ struct Session {
     last_update_at: Option<Instant>,
 }
 
+/// Where the matchmaker's last answer sent a bot.
+#[derive(Debug, Clone)]
+struct Placement {
+    /// The WebSocket URL to open (`connect`, resolved; the seat ticket is in it).
+    url: String,
+    addr: std::net::SocketAddr,
+    room: String,
+    /// The process, as the worker's [`Processes`] numbers it.
+    process: usize,
+}
+
 /// One simulated player (or spectator).
 pub struct Bot {
     /// The bot's number in the run, 0-based; errors name it.
@@ -148,6 +175,14 @@ pub struct Bot {
     stopping: bool,
     /// A read loop stopped at [`MESSAGES_PER_TURN_MAX`] with more to read; see [`Bot::take_reread`].
     reread: bool,
+    /// `--matchmake`: where the last answer sent the bot; replaced by every answer.
+    placement: Option<Placement>,
+    /// `--matchmake-type` without planned rooms: the room the matchmaker chose, once the bot played (or
+    /// watched) there; asked for from then on, so a bot that reconnects comes back to its room and can
+    /// resume its player. Until then (a room that turned out full, 4006) it asks for any room again.
+    placed_room: Option<String>,
+    /// The processes (numbered as in [`Processes`]) this bot was welcomed on, to count bots per process.
+    welcomed_on: Vec<usize>,
     /// The deadline the worker's timer holds for this bot (worker bookkeeping).
     pub armed: Option<Instant>,
 }
@@ -170,6 +205,9 @@ impl Bot {
             ever_connected: false,
             stopping: false,
             reread: false,
+            placement: None,
+            placed_room: None,
+            welcomed_on: Vec::new(),
             armed: None,
         }
     }
@@ -193,6 +231,7 @@ impl Bot {
         let timeout = plan.connect_timeout();
         match &self.link {
             Link::Waiting { at } => Some(*at),
+            Link::Matchmaking { started, .. } => Some(*started + plan.matchmake_timeout()),
             Link::Dialing { started, .. } | Link::Upgrading { started, .. } => {
                 Some(*started + timeout)
             }
@@ -217,6 +256,17 @@ impl Bot {
     /// The socket is ready (or may be: spurious wake-ups are allowed).
     pub fn on_ready(&mut self, ctx: &mut Ctx, readable: bool, writable: bool) {
         match &mut self.link {
+            Link::Matchmaking { call, started } => {
+                let started = *started;
+                match call.step() {
+                    Ok(None) => {}
+                    Ok(Some(answer)) => self.answered(ctx, answer, started),
+                    Err(CallError::Io(what)) => {
+                        self.matchmake_failed(ctx, MatchmakeFailure::Tcp, what, None)
+                    }
+                    Err(CallError::Answer(what)) => self.bad_answer(ctx, what),
+                }
+            }
             Link::Dialing { stream, .. } => match stream::connected(&stream.sock) {
                 Ok(true) => self.upgrade(ctx),
                 Ok(false) => {}
@@ -260,7 +310,14 @@ impl Bot {
         let now = ctx.now;
         let timeout = ctx.plan.connect_timeout();
         match &self.link {
-            Link::Waiting { at } if *at <= now => self.dial(ctx),
+            Link::Waiting { at } if *at <= now => self.attempt(ctx),
+            Link::Matchmaking { started, .. } if *started + ctx.plan.matchmake_timeout() <= now => {
+                let what = format!(
+                    "no whole answer within {} ms",
+                    ctx.plan.args.matchmake_timeout_ms
+                );
+                self.matchmake_failed(ctx, MatchmakeFailure::Timeout, what, None)
+            }
             Link::Dialing { started, .. } | Link::Upgrading { started, .. }
                 if *started + timeout <= now =>
             {
@@ -307,7 +364,10 @@ impl Bot {
                 self.hang_up(ctx, None, "run over");
             }
             Link::Closing { .. } => {}
-            Link::Waiting { .. } | Link::Dialing { .. } | Link::Upgrading { .. } => {
+            Link::Waiting { .. }
+            | Link::Matchmaking { .. }
+            | Link::Dialing { .. }
+            | Link::Upgrading { .. } => {
                 self.drop_socket(ctx);
                 self.link = Link::Done;
             }
@@ -323,12 +383,161 @@ impl Bot {
         self.link = Link::Done;
     }
 
+    // ---- matchmaking ------------------------------------------------------------------------------------
+
+    /// A connect attempt begins: with `--matchmake` by asking where, else by dialling --url.
+    fn attempt(&mut self, ctx: &mut Ctx) {
+        if ctx.plan.matchmaker.is_some() {
+            self.matchmake(ctx)
+        } else {
+            self.dial(ctx)
+        }
+    }
+
+    /// The room this bot asks the matchmaker for: the one it was placed in, else its planned room
+    /// (`None`: any room of `--matchmake-type`).
+    fn room_to_ask(&self, plan: &Plan) -> Option<String> {
+        self.placed_room
+            .clone()
+            .or_else(|| plan.room_name(self.room))
+    }
+
+    fn matchmake(&mut self, ctx: &mut Ctx) {
+        let Some(m) = &ctx.plan.matchmaker else {
+            return self.dial(ctx);
+        };
+        let room = self.room_to_ask(ctx.plan);
+        let player = format!("bot-{}", self.id);
+        let request = m.request(&Ask {
+            room: room.as_deref(),
+            player: &player,
+        });
+        ctx.stats.matchmake.started(ctx.now);
+        self.placement = None;
+        let mut call = match HttpCall::start(m.addr, request) {
+            Ok(call) => call,
+            Err(e) => {
+                return self.matchmake_failed(ctx, MatchmakeFailure::Tcp, e.to_string(), None)
+            }
+        };
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = ctx.registry.register(&mut call.sock, ctx.token, interest) {
+            return self.matchmake_failed(ctx, MatchmakeFailure::Tcp, e.to_string(), None);
+        }
+        self.link = Link::Matchmaking {
+            call,
+            started: ctx.now,
+        };
+    }
+
+    /// The matchmaker answered: a `200` places the bot and it dials at once; any other status is a
+    /// failed attempt.
+    fn answered(&mut self, ctx: &mut Ctx, answer: HttpAnswer, started: Instant) {
+        let now = ctx.now;
+        self.drop_socket(ctx);
+        ctx.stats
+            .matchmake
+            .answered(now.saturating_duration_since(started), now);
+        if answer.status != 200 {
+            let why = MatchmakeFailure::Http(answer.status);
+            return self.matchmake_failed(ctx, why, answer.error_text(), answer.retry_after);
+        }
+        match self.place(ctx, &answer.body) {
+            Ok(()) => {
+                ctx.stats.matchmake.placed += 1;
+                self.dial(ctx)
+            }
+            Err(what) => self.bad_answer(ctx, what),
+        }
+    }
+
+    /// Takes a `200`'s answer: checks it names the room asked for, resolves `connect`, and counts the
+    /// placement for its process (the answer's `process`, or `host:port` of `connect`).
+    fn place(&mut self, ctx: &mut Ctx, body: &[u8]) -> Result<(), String> {
+        let m = ctx.plan.matchmaker.as_ref().ok_or("no matchmaker")?;
+        let answer = matchmake::parse_answer(body)?;
+        if let Some(asked) = self.room_to_ask(ctx.plan) {
+            if answer.room != asked {
+                return Err(format!(
+                    "asked for room {asked:?}, placed in room {:?}",
+                    answer.room
+                ));
+            }
+        }
+        if !valid_room_name(&answer.room) {
+            return Err(format!("placed in room {:?}, not a room name", answer.room));
+        }
+        if let (Some(want), Some(got)) = (&m.room_type, &answer.room_type) {
+            if want != got {
+                return Err(format!(
+                    "asked for type {want:?}, placed in room {} of type {got:?}",
+                    answer.room
+                ));
+            }
+        }
+        let connect = m.resolve_connect(&answer.connect)?;
+        let addr = ctx
+            .processes
+            .addr(&connect.authority, matchmake::resolve_authority)?;
+        let key = answer.process.as_deref().unwrap_or(&connect.authority);
+        let process = ctx.processes.intern(key);
+        ctx.processes.of(process).placements += 1;
+        if ctx.plan.placed_rooms() {
+            // This connection's figures go to the room it was placed in; the bot keeps the room once
+            // it plays or watches there (see `placed_room`).
+            self.room = ctx.placed_rooms.number(&answer.room);
+        }
+        self.placement = Some(Placement {
+            url: connect.url,
+            addr,
+            room: answer.room,
+            process,
+        });
+        Ok(())
+    }
+
+    /// What the matchmaker sent back cannot be used: its fault, so a protocol error too (logged), and a
+    /// failed attempt.
+    fn bad_answer(&mut self, ctx: &mut Ctx, what: String) {
+        ctx.stats.of(self.behaviour).protocol_errors += 1;
+        ctx.errors.push(BotError {
+            bot: self.id,
+            behaviour: self.behaviour,
+            connection: 0,
+            tick: None,
+            what: format!("matchmaking: {what}"),
+        });
+        self.matchmake_failed(ctx, MatchmakeFailure::BadAnswer, what, None);
+    }
+
+    /// A matchmaking request placed the bot nowhere: a failed connect attempt, retried no sooner than
+    /// the answer's `Retry-After`.
+    fn matchmake_failed(
+        &mut self,
+        ctx: &mut Ctx,
+        why: MatchmakeFailure,
+        what: String,
+        retry_after: Option<Duration>,
+    ) {
+        ctx.stats.matchmake.failed(why, || what, ctx.now);
+        self.placement = None;
+        self.attempt_failed_after(
+            ctx,
+            ConnectFailure::Matchmake,
+            retry_after.unwrap_or_default(),
+        );
+    }
+
     // ---- connecting --------------------------------------------------------------------------------------
 
     fn dial(&mut self, ctx: &mut Ctx) {
         let slow = self.behaviour.reads_slowly();
         let rcvbuf = slow.then_some(ctx.plan.args.slow_rcvbuf_bytes);
-        let mut sock = match stream::dial(ctx.plan.target.addr, rcvbuf) {
+        let addr = self
+            .placement
+            .as_ref()
+            .map_or(ctx.plan.target.addr, |p| p.addr);
+        let mut sock = match stream::dial(addr, rcvbuf) {
             Ok(sock) => sock,
             Err(_) => return self.attempt_failed(ctx, ConnectFailure::Tcp),
         };
@@ -354,7 +563,11 @@ impl Bot {
         let Link::Dialing { stream, started } = self.take_link() else {
             unreachable!("upgrade outside Dialing")
         };
-        let request = match ctx.plan.url_of(self.room).into_client_request() {
+        let url = match &self.placement {
+            Some(p) => p.url.clone(),
+            None => ctx.plan.url_of(self.room),
+        };
+        let request = match url.into_client_request() {
             Ok(request) => request,
             Err(_) => {
                 self.link = Link::Dialing { stream, started };
@@ -388,7 +601,10 @@ impl Bot {
                         view.reconnect();
                         view
                     }
-                    None => View::in_room(ctx.plan.room_name(self.room)),
+                    None => View::in_room(match &self.placement {
+                        Some(p) => Some(p.room.clone()),
+                        None => ctx.plan.room_name(self.room),
+                    }),
                 };
                 self.session = Some(Session {
                     started,
@@ -419,7 +635,15 @@ impl Bot {
 
     /// A connect attempt failed: retry after a backoff, or give up after `--connect-attempts`.
     fn attempt_failed(&mut self, ctx: &mut Ctx, why: ConnectFailure) {
+        self.attempt_failed_after(ctx, why, Duration::ZERO)
+    }
+
+    /// [`Bot::attempt_failed`], waiting at least `at_least` (capped at `--retry-max-ms`) before the next.
+    fn attempt_failed_after(&mut self, ctx: &mut Ctx, why: ConnectFailure, at_least: Duration) {
         ctx.stats.connect_failed(why);
+        if let Some(p) = &self.placement {
+            ctx.processes.of(p.process).connect_failures += 1;
+        }
         // A player waiting to be resumed is still there for the next attempt.
         self.end_session(ctx, true);
         self.drop_socket(ctx);
@@ -430,6 +654,7 @@ impl Bot {
         }
         match ctx.plan.backoff.delay(self.failures, &mut self.rng) {
             Some(delay) => {
+                let delay = delay.max(at_least.min(ctx.plan.backoff.cap));
                 self.link = Link::Waiting {
                     at: ctx.now + delay,
                 }
@@ -491,6 +716,7 @@ impl Bot {
 
     fn on_message(&mut self, ctx: &mut Ctx, bytes: &[u8]) {
         let now = ctx.now;
+        let process = self.placement.as_ref().map(|p| p.process);
         let Some(s) = &mut self.session else { return };
         let seen = match s.view.receive(bytes) {
             Ok(seen) => seen,
@@ -498,8 +724,11 @@ impl Bot {
         };
         let b = ctx.stats.of(self.behaviour);
         match seen {
-            // Game messages are not part of what a bot checks (the arena's chat, say).
-            Seen::Message { .. } => {}
+            // Game messages (the arena's chat, say) are outside the world: counted, their size checked.
+            Seen::Message { len } => {
+                b.messages += 1;
+                b.message_bytes += len as u64;
+            }
             Seen::Welcome {
                 tick,
                 tick_hz,
@@ -511,6 +740,22 @@ impl Bot {
                 if ctx.room.welcomed_as.is_none() {
                     ctx.room.welcomed_as = s.view.room().map(str::to_string);
                 }
+                if let Some(p) = process {
+                    let room = s.view.room().unwrap_or_default();
+                    let key = ctx.processes.key(p);
+                    if !ctx.room.processes.contains(key) {
+                        ctx.room.processes.insert(key.to_string());
+                    }
+                    let here = ctx.processes.of(p);
+                    here.connections += 1;
+                    if !here.rooms.contains(room) {
+                        here.rooms.insert(room.to_string());
+                    }
+                    if !self.welcomed_on.contains(&p) {
+                        self.welcomed_on.push(p);
+                        here.bots += 1;
+                    }
+                }
                 self.welcomed(ctx);
             }
             Seen::Joined {
@@ -518,6 +763,12 @@ impl Bot {
             } => {
                 // The room took the bot: a full room (4006) no longer stands in its way.
                 self.full_streak = 0;
+                if let (None, Some(p), true) =
+                    (&self.placed_room, &self.placement, ctx.plan.placed_rooms())
+                {
+                    self.placed_room = Some(p.room.clone());
+                    ctx.room.bots_placed += 1;
+                }
                 if resumed {
                     b.resumes_honoured += 1;
                 } else {
@@ -544,12 +795,21 @@ impl Bot {
             } => {
                 b.updates += 1;
                 ctx.room.updates += 1;
+                if let Some(p) = process {
+                    ctx.processes.of(p).updates += 1;
+                }
                 if let (Some(at), false) = (s.last_update_at, self.behaviour.reads_slowly()) {
                     ctx.room.intervals.record(now.saturating_duration_since(at));
                 }
                 s.last_update_at = Some(now);
                 if !self.behaviour.joins() {
                     self.full_streak = 0;
+                    if let (None, Some(p), true) =
+                        (&self.placed_room, &self.placement, ctx.plan.placed_rooms())
+                    {
+                        self.placed_room = Some(p.room.clone());
+                        ctx.room.bots_placed += 1;
+                    }
                 }
                 match kind {
                     UpdateKind::Coalesced { skipped } => {
@@ -576,6 +836,9 @@ impl Bot {
             Seen::ChecksumOk { .. } => {
                 b.checksums_verified += 1;
                 ctx.room.checksums_verified += 1;
+                if let Some(p) = process {
+                    ctx.processes.of(p).checksums_verified += 1;
+                }
             }
             Seen::Pong { .. } => {}
         }
@@ -623,14 +886,21 @@ impl Bot {
     /// next connection starts again from a `Full` (a diverged mirror would fail every later checksum).
     fn view_error(&mut self, ctx: &mut Ctx, e: ViewError) {
         let b = ctx.stats.of(self.behaviour);
+        let here = self.placement.as_ref().map(|p| ctx.processes.of(p.process));
         match e {
             ViewError::ChecksumMismatch { .. } => {
                 b.checksum_mismatches += 1;
                 ctx.room.checksum_mismatches += 1;
+                if let Some(here) = here {
+                    here.checksum_mismatches += 1;
+                }
             }
             _ => {
                 b.protocol_errors += 1;
                 ctx.room.protocol_errors += 1;
+                if let Some(here) = here {
+                    here.protocol_errors += 1;
+                }
             }
         }
         ctx.errors.push(BotError {
@@ -704,12 +974,14 @@ impl Bot {
         self.disconnected(ctx, cause);
         // Without a close frame of its own the bot did not say goodbye: its player waits to be resumed,
         // unless the server is going away, already gave the player to another connection, ended the
-        // room or kicked the player (whose token then resumes nothing).
+        // room, kicked the player (whose token then resumes nothing) or closed its copy of a room another
+        // process holds (4009: the player was in that copy; the next matchmaking finds the room).
         let gone = [
             proto::close::GOING_AWAY,
             proto::close::REPLACED,
             proto::close::ROOM_ENDED,
             proto::close::KICKED,
+            proto::close::ROOM_ELSEWHERE,
         ]
         .map(Cause::Code);
         if cause == Cause::Code(proto::close::ROOM_FULL) {
@@ -825,6 +1097,9 @@ impl Bot {
         ctx.stats.disconnected(self.behaviour, cause);
         if !cause.expected() {
             ctx.room.unexpected_disconnects += 1;
+            if let Some(p) = &self.placement {
+                ctx.processes.of(p.process).unexpected_disconnects += 1;
+            }
         }
     }
 
@@ -868,12 +1143,17 @@ impl Bot {
 
     /// Deregisters and closes the socket of the current link, if it has one; the link becomes `Done`.
     fn drop_socket(&mut self, ctx: &mut Ctx) {
+        if let Link::Matchmaking { call, .. } = &mut self.link {
+            let _ = ctx.registry.deregister(&mut call.sock);
+            self.link = Link::Done;
+            return;
+        }
         let closing = matches!(self.link, Link::Closing { .. });
         let stream = match &mut self.link {
             Link::Dialing { stream, .. } => Some(stream),
             Link::Upgrading { mid, .. } => Some(mid.get_mut().get_mut()),
             Link::Open { ws } | Link::Closing { ws, .. } => Some(ws.get_mut()),
-            Link::Waiting { .. } | Link::Done => None,
+            Link::Waiting { .. } | Link::Matchmaking { .. } | Link::Done => None,
         };
         if let Some(stream) = stream {
             let bytes = stream.take_bytes_in();

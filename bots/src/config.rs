@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::backoff::Backoff;
+use crate::matchmake::Matchmaker;
 use crate::mix::Mix;
 
 /// Most bots one run may hold.
@@ -115,6 +116,23 @@ pub struct Args {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+
+    /// Ask this matchmaker where to connect: the `http://host:port` base URL of any process (cluster or
+    /// standalone). Before every connect attempt a bot POSTs `/matchmake` with its room (--rooms /
+    /// --room-size, or the room --url names) or --matchmake-type, then opens its WebSocket at the
+    /// answer's `connect` URL (seat ticket included). --url is then not dialled.
+    #[arg(long, value_name = "URL")]
+    pub matchmake: Option<String>,
+
+    /// With --matchmake: the room type to ask for. Without --rooms / --room-size each bot asks for "any
+    /// room of this type" until it has played (or watched) in the room it was given, then for that room;
+    /// with them, each planned room is created with this type.
+    #[arg(long, value_name = "TYPE")]
+    pub matchmake_type: Option<String>,
+
+    /// Time a matchmaking request has from its TCP connect to the whole answer, in ms.
+    #[arg(long, default_value_t = 5_000)]
+    pub matchmake_timeout_ms: u64,
 }
 
 impl Default for Args {
@@ -245,6 +263,8 @@ pub struct Plan {
     pub rooms: Option<Rooms>,
     pub threads: usize,
     pub backoff: Backoff,
+    /// `--matchmake`: where bots ask before connecting; `None`: they connect to --url.
+    pub matchmaker: Option<Matchmaker>,
 }
 
 impl Plan {
@@ -259,6 +279,7 @@ impl Plan {
             ("--connect-timeout-ms", args.connect_timeout_ms),
             ("--connect-attempts", u64::from(args.connect_attempts)),
             ("--retry-base-ms", args.retry_base_ms),
+            ("--matchmake-timeout-ms", args.matchmake_timeout_ms),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be at least 1"));
@@ -269,6 +290,7 @@ impl Plan {
             ("--connect-timeout-ms", args.connect_timeout_ms),
             ("--retry-max-ms", args.retry_max_ms),
             ("--close-timeout-ms", args.close_timeout_ms),
+            ("--matchmake-timeout-ms", args.matchmake_timeout_ms),
         ];
         if let Some((name, _)) = times_ms
             .iter()
@@ -281,6 +303,23 @@ impl Plan {
         }
         let target = Target::resolve(&args.url)?;
         let (count, rooms) = rooms_of(&args, &target)?;
+        let matchmaker = match &args.matchmake {
+            Some(base) => {
+                let m = Matchmaker::new(base, args.matchmake_type.clone())?;
+                if rooms.is_none() && target.room.is_none() && m.room_type.is_none() {
+                    return Err(
+                        "--matchmake needs a room to ask for: --rooms / --room-size, a --url \
+                                naming a room (ws://HOST:PORT/ws/NAME), or --matchmake-type"
+                            .to_string(),
+                    );
+                }
+                Some(m)
+            }
+            None if args.matchmake_type.is_some() => {
+                return Err("--matchmake-type needs --matchmake".to_string())
+            }
+            None => None,
+        };
         if f64::from(count) / args.connect_rate > TIME_SETTING_MAX.as_secs_f64() {
             return Err("--connect-rate is so low that the ramp-up takes over a day".to_string());
         }
@@ -309,7 +348,26 @@ impl Plan {
             rooms,
             threads,
             backoff,
+            matchmaker,
         })
+    }
+
+    pub fn matchmake_timeout(&self) -> Duration {
+        Duration::from_millis(self.args.matchmake_timeout_ms)
+    }
+
+    /// Whether the rooms are the matchmaker's choice (`--matchmake-type` without planned rooms): each bot
+    /// learns its room from its first answer, and the report lists the rooms the bots were placed in.
+    pub fn placed_rooms(&self) -> bool {
+        self.matchmaker.is_some() && self.rooms.is_none() && self.target.room.is_none()
+    }
+
+    /// What the bots are pointed at, for the report: the matchmaker's URL, else --url.
+    pub fn target_label(&self) -> String {
+        match &self.matchmaker {
+            Some(m) => format!("{} (matchmaking)", m.url),
+            None => self.target.url.clone(),
+        }
     }
 
     pub fn input_interval(&self) -> Duration {
@@ -562,6 +620,54 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("--url") && err.contains("duel-7"), "{err}");
+    }
+
+    #[test]
+    fn matchmaking_needs_a_room_or_a_type_to_ask_for() {
+        let plan = Plan::new(args(&[
+            "--matchmake",
+            "http://127.0.0.1:9101",
+            "--rooms",
+            "2",
+            "--room-size",
+            "3",
+        ]))
+        .unwrap();
+        let m = plan.matchmaker.as_ref().unwrap();
+        assert_eq!(m.url.as_str(), "http://127.0.0.1:9101/matchmake");
+        assert_eq!(m.room_type, None);
+        assert!(!plan.placed_rooms());
+        assert_eq!(plan.room_name(1).as_deref(), Some("bots-1"));
+        assert!(plan.target_label().contains("matchmaking"));
+
+        let plan = Plan::new(args(&[
+            "--matchmake",
+            "http://127.0.0.1:9101",
+            "--matchmake-type",
+            "arena",
+            "--count",
+            "5",
+        ]))
+        .unwrap();
+        assert!(plan.placed_rooms());
+        assert_eq!(plan.matchmaker.unwrap().room_type.as_deref(), Some("arena"));
+
+        let err = Plan::new(args(&["--matchmake", "http://127.0.0.1:9101"])).unwrap_err();
+        assert!(err.contains("--matchmake-type"), "{err}");
+        let err = Plan::new(args(&["--matchmake-type", "arena"])).unwrap_err();
+        assert!(err.contains("needs --matchmake"), "{err}");
+        let err = Plan::new(args(&["--matchmake", "https://x:1", "--rooms", "1"])).unwrap_err();
+        assert!(err.contains("https"), "{err}");
+        let err = Plan::new(args(&[
+            "--matchmake",
+            "http://127.0.0.1:1",
+            "--rooms",
+            "1",
+            "--matchmake-timeout-ms",
+            "0",
+        ]))
+        .unwrap_err();
+        assert!(err.contains("--matchmake-timeout-ms"), "{err}");
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! - [`worker`]: one thread's mio loop over its bots, in one visible turn order;
 //! - [`bot`]: one bot's connection life and behaviour, driven by socket readiness and timers;
 //! - [`stream`]: the bot's non-blocking socket, with a byte counter and the slow bots' read cap
-//!   ([`bucket`]);
+//!   ([`bucket`]), and the one HTTP exchange of a matchmaking request;
+//! - [`matchmake`]: `--matchmake`: the `POST /matchmake` a bot makes before connecting, its answer and
+//!   where its `connect` URL points (no I/O);
 //! - [`view`]: decodes server messages into the bot's mirror, checks every checksum and follows resumes
 //!   (no I/O);
 //! - [`acks`], [`schedule`]: input -> acknowledgement latency and update lateness, measured without
@@ -31,6 +33,7 @@ pub mod backoff;
 pub mod bot;
 pub mod bucket;
 pub mod config;
+pub mod matchmake;
 pub mod mix;
 pub mod report;
 pub mod schedule;

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         "bots: {} bots ({}){rooms} against {} on {} threads for {:?}, {} connects/s",
         plan.count,
         plan.args.mix,
-        plan.target.url,
+        plan.target_label(),
         plan.threads,
         plan.args.duration,
         plan.args.connect_rate
@@ -111,8 +111,17 @@ fn print_progress(p: &Progress) {
     } else {
         String::new()
     };
+    // Matchmaking only once some bot asked: a run without --matchmake keeps the short line.
+    let matchmake = if p.matchmake_requests > 0 {
+        format!(
+            "  matchmake {} (placed {}, p99 {:.1} ms)",
+            p.matchmake_requests, p.matchmake_placed, p.matchmake_p99_ms
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "[{:>5.0}s] connected {}/{}  updates/s {:.0} ({:.1}/bot)  ack p99 {:.1} ms  errors {}{resumes}{}",
+        "[{:>5.0}s] connected {}/{}  updates/s {:.0} ({:.1}/bot)  ack p99 {:.1} ms  errors {}{resumes}{matchmake}{}",
         p.elapsed.as_secs_f64(),
         p.connected,
         p.bots,

@@ -8,6 +8,9 @@
 //! Rooms: the JSON holds a row for every room; the table a few summary lines and the worst
 //! [`ROOMS_SHOWN_MAX`] rooms (problems first, then the longest update-interval p99), however many rooms
 //! the run had.
+//!
+//! Matchmaking (`--matchmake`): the requests (count, rate, latency, failures by status) and a row per
+//! process the bots were placed on (bots, rooms, updates, errors there).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,7 +19,10 @@ use serde::Serialize;
 
 use crate::config::Plan;
 use crate::mix::Behaviour;
-use crate::stats::{BehaviourStats, IntervalQuantiles, Intervals, Quantiles, RoomStats, Stats};
+use crate::stats::{
+    BehaviourStats, IntervalQuantiles, Intervals, MatchmakeFailure, MatchmakeStats, ProcessStats,
+    Quantiles, RoomStats, Stats,
+};
 use crate::swarm::Summary;
 
 /// Rooms the table lists one by one (the worst); the JSON has them all.
@@ -112,6 +118,9 @@ pub struct RoomRow {
     pub unexpected_disconnects: u64,
     /// Gaps between consecutive updates one bot received, slow bots left out (0.5 ms buckets).
     pub update_interval_ms: IntervalQuantiles,
+    /// `--matchmake`: the processes its bots were welcomed on (one, unless the room moved); empty
+    /// without matchmaking.
+    pub processes: Vec<String>,
 }
 
 impl RoomRow {
@@ -173,21 +182,38 @@ impl RoomsSummary {
     }
 }
 
-/// A row for every room of the plan, in room order.
-fn room_rows(plan: &Plan, rooms: &BTreeMap<u32, RoomStats>) -> (Vec<RoomRow>, Intervals) {
+/// A row for every room of the plan, in room order; when the matchmaker chose the rooms
+/// (`placed_rooms`, by number), a row for each room it placed bots in, whose `bots` are those that
+/// played (or watched) there.
+fn room_rows(
+    plan: &Plan,
+    rooms: &BTreeMap<u32, RoomStats>,
+    placed_rooms: &[String],
+) -> (Vec<RoomRow>, Intervals) {
     let empty = RoomStats::default();
     let mut all = Intervals::default();
-    let rows = (0..plan.room_count())
+    let count = if plan.placed_rooms() {
+        placed_rooms.len() as u32
+    } else {
+        plan.room_count()
+    };
+    let rows = (0..count)
         .map(|room| {
             let s = rooms.get(&room).unwrap_or(&empty);
             all.add(&s.intervals);
-            let name = plan
-                .room_name(room)
-                .or_else(|| s.welcomed_as.clone())
-                .unwrap_or_else(|| "(default room)".to_string());
+            let (name, bots) = if plan.placed_rooms() {
+                let name = placed_rooms[room as usize].clone();
+                (name, u32::try_from(s.bots_placed).unwrap_or(u32::MAX))
+            } else {
+                let name = plan
+                    .room_name(room)
+                    .or_else(|| s.welcomed_as.clone())
+                    .unwrap_or_else(|| "(default room)".to_string());
+                (name, plan.bots_in(room))
+            };
             RoomRow {
                 name,
-                bots: plan.bots_in(room),
+                bots,
                 bots_ever_connected: s.first_connects,
                 updates: s.updates,
                 checksums_verified: s.checksums_verified,
@@ -195,10 +221,121 @@ fn room_rows(plan: &Plan, rooms: &BTreeMap<u32, RoomStats>) -> (Vec<RoomRow>, In
                 protocol_errors: s.protocol_errors,
                 unexpected_disconnects: s.unexpected_disconnects,
                 update_interval_ms: s.intervals.summary(),
+                processes: s.processes.iter().cloned().collect(),
             }
         })
         .collect();
     (rows, all)
+}
+
+/// One kind of failed matchmaking request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MatchmakeFailureRow {
+    /// `http 503`, `tcp connect`, `timeout`, `bad answer`.
+    pub cause: String,
+    /// The HTTP status, when the matchmaker answered one.
+    pub status: Option<u16>,
+    pub count: u64,
+    /// The first error text seen (the answer's `error`, or what was wrong with it).
+    pub example: String,
+}
+
+/// The matchmaking requests of a run (`--matchmake`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MatchmakeRow {
+    /// The URL the bots POSTed to.
+    pub url: String,
+    /// Requests started; each ends placed, failed, or cut short by the end of the run.
+    pub requests: u64,
+    /// Answered with a whole HTTP answer, any status.
+    pub answered: u64,
+    /// Answered `200` and used: the bot dialled the `connect` URL.
+    pub placed: u64,
+    /// Requests per second from the first request's start to the last one's end (the ramp-up, mostly):
+    /// the rate the matchmaker served, not its capacity unless the bots asked faster than it answered.
+    pub requests_per_sec: f64,
+    /// From the start of the TCP connect to the whole answer, every answered request (any status).
+    pub latency_ms: Quantiles,
+    pub failures: Vec<MatchmakeFailureRow>,
+}
+
+impl MatchmakeRow {
+    fn of(url: String, m: &MatchmakeStats) -> MatchmakeRow {
+        let span = match (m.first_at, m.last_at) {
+            (Some(first), Some(last)) => last.saturating_duration_since(first).as_secs_f64(),
+            _ => 0.0,
+        };
+        MatchmakeRow {
+            url,
+            requests: m.requests,
+            answered: m.answered,
+            placed: m.placed,
+            requests_per_sec: if span > 0.0 {
+                round1(m.requests as f64 / span)
+            } else {
+                0.0
+            },
+            latency_ms: m.latency.summary(),
+            failures: m
+                .failures
+                .iter()
+                .map(|(why, count)| MatchmakeFailureRow {
+                    cause: why.label(),
+                    status: match why {
+                        MatchmakeFailure::Http(status) => Some(*status),
+                        _ => None,
+                    },
+                    count: *count,
+                    example: m.examples.get(why).cloned().unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What the bots placed on one process saw there (`--matchmake`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcessRow {
+    /// The matchmaker's `process` id, or `host:port` of `connect` when it names none (standalone).
+    pub process: String,
+    /// Bots welcomed on it at least once.
+    pub bots: u64,
+    /// Matchmaking answers that sent a bot to it.
+    pub placements: u64,
+    /// Connections welcomed on it.
+    pub connections: u64,
+    /// Rooms those connections were welcomed into, and their names.
+    pub rooms: u64,
+    pub room_names: Vec<String>,
+    pub updates: u64,
+    pub checksums_verified: u64,
+    pub checksum_mismatches: u64,
+    pub protocol_errors: u64,
+    pub unexpected_disconnects: u64,
+    /// Connect attempts that failed after an answer sent the bot here.
+    pub connect_failures: u64,
+    /// The four above together.
+    pub errors: u64,
+}
+
+impl ProcessRow {
+    fn of(process: &str, p: &ProcessStats) -> ProcessRow {
+        ProcessRow {
+            process: process.to_string(),
+            bots: p.bots,
+            placements: p.placements,
+            connections: p.connections,
+            rooms: p.rooms.len() as u64,
+            room_names: p.rooms.iter().cloned().collect(),
+            updates: p.updates,
+            checksums_verified: p.checksums_verified,
+            checksum_mismatches: p.checksum_mismatches,
+            protocol_errors: p.protocol_errors,
+            unexpected_disconnects: p.unexpected_disconnects,
+            connect_failures: p.connect_failures,
+            errors: p.errors(),
+        }
+    }
 }
 
 /// One line of the disconnects table.
@@ -214,6 +351,7 @@ pub struct DisconnectRow {
 /// Everything a run measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
+    /// What the bots were pointed at: --url, or the matchmaker (`--matchmake`).
     pub url: String,
     pub bots: u64,
     pub threads: usize,
@@ -253,6 +391,9 @@ pub struct Report {
     pub checksums_verified: u64,
     pub checksum_mismatches: u64,
     pub protocol_errors: u64,
+    /// Game `Message`s received (outside the world: counted, their size checked), and their bytes.
+    pub messages: u64,
+    pub message_bytes: u64,
     pub expected_disconnects: u64,
     pub unexpected_disconnects: u64,
     pub disconnects: Vec<DisconnectRow>,
@@ -261,6 +402,10 @@ pub struct Report {
     pub rooms_summary: RoomsSummary,
     /// Every room, in room order.
     pub rooms: Vec<RoomRow>,
+    /// `--matchmake`: the requests; `null` without matchmaking.
+    pub matchmake: Option<MatchmakeRow>,
+    /// `--matchmake`: one row per process the bots were placed on, by name; empty without.
+    pub processes: Vec<ProcessRow>,
     /// The first correctness errors, each with bot, connection and tick.
     pub errors: Vec<String>,
     /// No mismatches, no protocol errors, no unexpected disconnects, and (unless the run was interrupted
@@ -286,7 +431,7 @@ impl Report {
         let all = stats.sum(|_| true);
         let headline = stats.sum(|b| !b.reads_slowly());
         let bots = u64::from(plan.count);
-        let (rooms, all_intervals) = room_rows(plan, &run.rooms);
+        let (rooms, all_intervals) = room_rows(plan, &run.rooms, &run.placed_rooms);
         let ever = stats.first_connects;
         let behaviours: Vec<BehaviourRow> = Behaviour::ALL
             .into_iter()
@@ -325,7 +470,7 @@ impl Report {
             })
             .collect();
         let mut report = Report {
-            url: plan.target.url.clone(),
+            url: plan.target_label(),
             bots,
             threads: plan.threads,
             mix: plan.args.mix.to_string(),
@@ -364,12 +509,23 @@ impl Report {
             checksums_verified: all.checksums_verified,
             checksum_mismatches: all.checksum_mismatches,
             protocol_errors: all.protocol_errors,
+            messages: all.messages,
+            message_bytes: all.message_bytes,
             expected_disconnects: all.disconnects_expected,
             unexpected_disconnects: all.disconnects_unexpected,
             disconnects,
             behaviours,
             rooms_summary: RoomsSummary::of(&rooms, &all_intervals),
             rooms,
+            matchmake: plan
+                .matchmaker
+                .as_ref()
+                .map(|m| MatchmakeRow::of(m.url.to_string(), &stats.matchmake)),
+            processes: run
+                .processes
+                .iter()
+                .map(|(name, p)| ProcessRow::of(name, p))
+                .collect(),
             errors: run.errors.clone(),
             passed: false,
         };
@@ -528,6 +684,69 @@ impl Report {
         }
     }
 
+    /// The matchmaking section of the table: the requests, then one line per process.
+    fn matchmake_table(&self, t: &mut String) {
+        let Some(m) = &self.matchmake else { return };
+        let _ = writeln!(t, "\nmatchmaking ({})", m.url);
+        let row = |t: &mut String, name: &str, value: String| {
+            let _ = writeln!(t, "  {name:<26} {value}");
+        };
+        row(
+            t,
+            "requests",
+            format!(
+                "{} (answered {}, placed {}), {:.1}/s while asking",
+                m.requests, m.answered, m.placed, m.requests_per_sec
+            ),
+        );
+        let q = &m.latency_ms;
+        row(
+            t,
+            "latency ms",
+            format!(
+                "p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}  ({} samples)",
+                q.p50, q.p90, q.p99, q.max, q.samples
+            ),
+        );
+        let failures = if m.failures.is_empty() {
+            "none".to_string()
+        } else {
+            m.failures
+                .iter()
+                .map(|f| format!("{}: {} ({:?})", f.cause, f.count, f.example))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        row(t, "failures", failures);
+        let _ = writeln!(t, "\nprocesses");
+        let width = self
+            .processes
+            .iter()
+            .map(|p| p.process.len())
+            .max()
+            .unwrap_or(0)
+            .max("process".len());
+        let _ = writeln!(
+            t,
+            "  {:<width$} {:>6} {:>7} {:>6} {:>6} {:>10} {:>10} {:>7}",
+            "process", "bots", "placed", "conns", "rooms", "updates", "checksums", "errors"
+        );
+        for p in &self.processes {
+            let _ = writeln!(
+                t,
+                "  {:<width$} {:>6} {:>7} {:>6} {:>6} {:>10} {:>10} {:>7}",
+                p.process,
+                p.bots,
+                p.placements,
+                p.connections,
+                p.rooms,
+                p.updates,
+                p.checksums_verified,
+                p.errors
+            );
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report always serialises")
     }
@@ -646,6 +865,13 @@ impl Report {
             self.checksum_mismatches.to_string(),
         );
         row(&mut t, "protocol errors", self.protocol_errors.to_string());
+        if self.messages > 0 {
+            row(
+                &mut t,
+                "game messages",
+                format!("{} ({} bytes)", self.messages, self.message_bytes),
+            );
+        }
 
         let _ = writeln!(t, "\ndisconnects");
         row(&mut t, "expected", self.expected_disconnects.to_string());
@@ -702,6 +928,7 @@ impl Report {
             );
         }
         self.rooms_table(&mut t);
+        self.matchmake_table(&mut t);
         let _ = writeln!(
             t,
             "\n* slow bots left out: their reads are capped on purpose (see their row). Latencies in ms."
@@ -749,6 +976,8 @@ mod tests {
             behaviours: plan.args.mix.assign(3),
             errors: Vec::new(),
             rooms: BTreeMap::new(),
+            processes: BTreeMap::new(),
+            placed_rooms: Vec::new(),
         };
         Report::new(&plan, stats, &run)
     }
@@ -850,6 +1079,8 @@ mod tests {
             behaviours: plan.args.mix.assign(plan.count as usize),
             errors: Vec::new(),
             rooms,
+            processes: BTreeMap::new(),
+            placed_rooms: Vec::new(),
         };
         Report::new(&plan, &stats, &run)
     }
@@ -857,6 +1088,7 @@ mod tests {
     fn room(bots: u64, interval_ms: u64, mismatches: u64) -> RoomStats {
         let mut r = RoomStats {
             first_connects: bots,
+            bots_placed: bots,
             checksum_mismatches: mismatches,
             ..RoomStats::default()
         };
@@ -927,5 +1159,127 @@ mod tests {
             "{}",
             r.table()
         );
+    }
+
+    #[test]
+    fn matchmaking_has_its_section_and_a_row_per_process() {
+        let argv = [
+            "bots",
+            "--matchmake",
+            "http://127.0.0.1:9101",
+            "--rooms",
+            "2",
+            "--room-size",
+            "2",
+        ];
+        let plan = Plan::new(Args::parse_from(argv)).unwrap();
+        let t0 = std::time::Instant::now();
+        let mut stats = Stats {
+            first_connects: 4,
+            ..Stats::default()
+        };
+        for i in 0..5u64 {
+            stats.matchmake.started(t0);
+            stats.matchmake.answered(
+                Duration::from_millis(2 + i),
+                t0 + Duration::from_millis(500),
+            );
+        }
+        stats.matchmake.placed = 4;
+        stats.matchmake.failed(
+            MatchmakeFailure::Http(503),
+            || "no process can take a new room".into(),
+            t0 + Duration::from_millis(500),
+        );
+        let process = |room: &str, bots: u64| ProcessStats {
+            placements: bots,
+            bots,
+            connections: bots,
+            rooms: [room.to_string()].into(),
+            updates: 100,
+            checksums_verified: 5,
+            ..ProcessStats::default()
+        };
+        let room_on = |p: &str| {
+            let mut r = RoomStats {
+                first_connects: 2,
+                ..RoomStats::default()
+            };
+            r.processes.insert(p.to_string());
+            r
+        };
+        let run = Summary {
+            elapsed: Duration::from_secs(10),
+            ended_by: EndedBy::Duration,
+            peak_connected: 4,
+            behaviours: plan.args.mix.assign(4),
+            errors: Vec::new(),
+            rooms: BTreeMap::from([(0, room_on("p1")), (1, room_on("p2"))]),
+            processes: BTreeMap::from([
+                ("p1".to_string(), process("bots-0", 2)),
+                ("p2".to_string(), process("bots-1", 2)),
+            ]),
+            placed_rooms: Vec::new(),
+        };
+        let r = Report::new(&plan, &stats, &run);
+        let m = r.matchmake.as_ref().unwrap();
+        assert_eq!((m.requests, m.answered, m.placed), (5, 5, 4));
+        assert_eq!(m.requests_per_sec, 10.0, "5 requests over 0.5 s");
+        assert_eq!(m.latency_ms.samples, 5);
+        assert!((m.latency_ms.p50 - 4.0).abs() < 0.1, "{:?}", m.latency_ms);
+        assert_eq!(m.failures[0].status, Some(503));
+        assert_eq!(m.failures[0].example, "no process can take a new room");
+        let names: Vec<&str> = r.processes.iter().map(|p| p.process.as_str()).collect();
+        assert_eq!(names, ["p1", "p2"]);
+        assert_eq!(r.processes[0].room_names, ["bots-0"]);
+        assert_eq!(r.rooms[1].processes, ["p2"]);
+        assert!(r.url.contains("matchmaking"), "{}", r.url);
+        let table = r.table();
+        assert!(
+            table.contains("matchmaking (http://127.0.0.1:9101/matchmake)"),
+            "{table}"
+        );
+        assert!(table.contains("http 503: 1"), "{table}");
+        assert!(table.contains("\n  p2 "), "{table}");
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["matchmake"]["latency_ms"]["samples"], 5);
+        assert_eq!(json["processes"][1]["bots"], 2);
+        assert_eq!(json["rooms"][0]["processes"][0], "p1");
+        // Without --matchmake: no section, `null` in the JSON.
+        let plain = report(&Stats::default(), EndedBy::Interrupted);
+        assert!(plain.matchmake.is_none() && plain.processes.is_empty());
+        assert!(!plain.table().contains("matchmaking"));
+    }
+
+    #[test]
+    fn rooms_the_matchmaker_chose_are_listed_by_name_with_the_bots_placed_there() {
+        let argv = [
+            "bots",
+            "--matchmake",
+            "http://127.0.0.1:9101",
+            "--matchmake-type",
+            "arena",
+            "--count",
+            "5",
+        ];
+        let plan = Plan::new(Args::parse_from(argv)).unwrap();
+        let run = Summary {
+            elapsed: Duration::from_secs(10),
+            ended_by: EndedBy::Duration,
+            peak_connected: 5,
+            behaviours: plan.args.mix.assign(5),
+            errors: Vec::new(),
+            rooms: BTreeMap::from([(0, room(3, 50, 0)), (1, room(2, 50, 0))]),
+            processes: BTreeMap::new(),
+            placed_rooms: vec!["arena-a".into(), "arena-b".into()],
+        };
+        let stats = Stats {
+            first_connects: 5,
+            ..Stats::default()
+        };
+        let r = Report::new(&plan, &stats, &run);
+        let rows: Vec<(&str, u32)> = r.rooms.iter().map(|r| (r.name.as_str(), r.bots)).collect();
+        assert_eq!(rows, [("arena-a", 3), ("arena-b", 2)]);
+        assert!(r.passed, "{:?}", r.failures());
     }
 }

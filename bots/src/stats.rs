@@ -1,7 +1,8 @@
 //! What the bots count and time. A worker accumulates a [`Stats`] and hands it to the main thread every
 //! report interval (then starts a fresh one); the main thread adds them up. Nothing here reads a clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -127,6 +128,9 @@ pub enum ConnectFailure {
     Http(u16),
     /// The upgrade failed otherwise (bad answer, connection closed).
     Handshake,
+    /// `--matchmake`: the request before the connect placed the bot nowhere (see the matchmaking
+    /// failures for why).
+    Matchmake,
     /// No `Welcome` within `--connect-timeout-ms`.
     Timeout,
 }
@@ -137,8 +141,194 @@ impl ConnectFailure {
             ConnectFailure::Tcp => "tcp connect".to_string(),
             ConnectFailure::Http(status) => format!("http {status}"),
             ConnectFailure::Handshake => "upgrade".to_string(),
+            ConnectFailure::Matchmake => "matchmake".to_string(),
             ConnectFailure::Timeout => "timeout".to_string(),
         }
+    }
+}
+
+/// Why a matchmaking request placed no bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MatchmakeFailure {
+    /// The TCP connect to the matchmaker was refused or failed, or the connection broke.
+    Tcp,
+    /// No whole answer within `--matchmake-timeout-ms`.
+    Timeout,
+    /// The matchmaker answered this status (400, 404, 409, 503, ...).
+    Http(u16),
+    /// The answer was not HTTP, or a `200` whose body is not an answer (or names another room than the
+    /// one asked for, or a `connect` the bots cannot open): a protocol error too.
+    BadAnswer,
+}
+
+impl MatchmakeFailure {
+    pub fn label(self) -> String {
+        match self {
+            MatchmakeFailure::Tcp => "tcp connect".to_string(),
+            MatchmakeFailure::Timeout => "timeout".to_string(),
+            MatchmakeFailure::Http(status) => format!("http {status}"),
+            MatchmakeFailure::BadAnswer => "bad answer".to_string(),
+        }
+    }
+}
+
+/// The matchmaking requests (`--matchmake`) of a report interval, or summed, of the run.
+#[derive(Debug, Clone, Default)]
+pub struct MatchmakeStats {
+    /// `POST /matchmake` requests started.
+    pub requests: u64,
+    /// Of those, answered with a whole HTTP answer (any status).
+    pub answered: u64,
+    /// Answered `200` with an answer the bot used: a placement.
+    pub placed: u64,
+    /// From the start of the TCP connect to the whole answer, every answered request.
+    pub latency: Latency,
+    pub failures: BTreeMap<MatchmakeFailure, u64>,
+    /// The first error text seen per failure (the answer's `{"error": ...}`, or what was wrong).
+    pub examples: BTreeMap<MatchmakeFailure, String>,
+    /// When the first request started and the last one ended, for the request rate.
+    pub first_at: Option<Instant>,
+    pub last_at: Option<Instant>,
+}
+
+impl MatchmakeStats {
+    pub fn started(&mut self, now: Instant) {
+        self.requests += 1;
+        self.first_at = Some(self.first_at.map_or(now, |t| t.min(now)));
+    }
+
+    pub fn answered(&mut self, latency: Duration, now: Instant) {
+        self.answered += 1;
+        self.latency.record(latency);
+        self.ended(now);
+    }
+
+    pub fn failed(&mut self, why: MatchmakeFailure, what: impl FnOnce() -> String, now: Instant) {
+        *self.failures.entry(why).or_default() += 1;
+        self.examples.entry(why).or_insert_with(what);
+        self.ended(now);
+    }
+
+    fn ended(&mut self, now: Instant) {
+        self.last_at = Some(self.last_at.map_or(now, |t| t.max(now)));
+    }
+
+    pub fn add(&mut self, o: &MatchmakeStats) {
+        self.requests += o.requests;
+        self.answered += o.answered;
+        self.placed += o.placed;
+        self.latency.add(&o.latency);
+        for (k, v) in &o.failures {
+            *self.failures.entry(*k).or_default() += v;
+        }
+        for (k, v) in &o.examples {
+            self.examples.entry(*k).or_insert_with(|| v.clone());
+        }
+        self.first_at = match (self.first_at, o.first_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_at = match (self.last_at, o.last_at) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// What the bots placed on one process (by the matchmaker's `process`, or the `host:port` of its
+/// `connect`) saw there. A worker keeps one per process for the whole run and hands them over in its
+/// last report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessStats {
+    /// Matchmaking answers that sent a bot here.
+    pub placements: u64,
+    /// Bots welcomed here at least once (a bot belongs to one worker, so the workers' sums are exact).
+    pub bots: u64,
+    /// Connections welcomed here.
+    pub connections: u64,
+    /// The rooms those connections were welcomed into.
+    pub rooms: BTreeSet<String>,
+    pub updates: u64,
+    pub checksums_verified: u64,
+    pub checksum_mismatches: u64,
+    pub protocol_errors: u64,
+    pub unexpected_disconnects: u64,
+    /// Connect attempts that failed after the matchmaker sent the bot here (refused, an HTTP error at
+    /// the upgrade such as a refused ticket, no `Welcome` in time).
+    pub connect_failures: u64,
+}
+
+impl ProcessStats {
+    pub fn add(&mut self, o: &ProcessStats) {
+        self.placements += o.placements;
+        self.bots += o.bots;
+        self.connections += o.connections;
+        self.rooms.extend(o.rooms.iter().cloned());
+        self.updates += o.updates;
+        self.checksums_verified += o.checksums_verified;
+        self.checksum_mismatches += o.checksum_mismatches;
+        self.protocol_errors += o.protocol_errors;
+        self.unexpected_disconnects += o.unexpected_disconnects;
+        self.connect_failures += o.connect_failures;
+    }
+
+    /// Checksum mismatches, protocol errors, unexpected disconnects and failed connects.
+    pub fn errors(&self) -> u64 {
+        self.checksum_mismatches
+            + self.protocol_errors
+            + self.unexpected_disconnects
+            + self.connect_failures
+    }
+}
+
+/// A worker's table of the processes its bots were placed on: a small index per process (what a bot
+/// holds), the figures of each, and the addresses their hosts resolved to (resolved once per worker).
+#[derive(Debug, Default)]
+pub struct Processes {
+    keys: Vec<String>,
+    index: HashMap<String, usize>,
+    stats: Vec<ProcessStats>,
+    addrs: HashMap<String, SocketAddr>,
+}
+
+impl Processes {
+    /// The index of process `key`, added if new.
+    pub fn intern(&mut self, key: &str) -> usize {
+        if let Some(&i) = self.index.get(key) {
+            return i;
+        }
+        let i = self.keys.len();
+        self.keys.push(key.to_string());
+        self.index.insert(key.to_string(), i);
+        self.stats.push(ProcessStats::default());
+        i
+    }
+
+    pub fn key(&self, i: usize) -> &str {
+        &self.keys[i]
+    }
+
+    pub fn of(&mut self, i: usize) -> &mut ProcessStats {
+        &mut self.stats[i]
+    }
+
+    /// The address of `authority` (`host:port`), resolved the first time it is asked for.
+    pub fn addr(
+        &mut self,
+        authority: &str,
+        resolve: impl FnOnce(&str) -> Result<SocketAddr, String>,
+    ) -> Result<SocketAddr, String> {
+        if let Some(addr) = self.addrs.get(authority) {
+            return Ok(*addr);
+        }
+        let addr = resolve(authority)?;
+        self.addrs.insert(authority.to_string(), addr);
+        Ok(addr)
+    }
+
+    /// The figures by process key.
+    pub fn into_map(self) -> BTreeMap<String, ProcessStats> {
+        self.keys.into_iter().zip(self.stats).collect()
     }
 }
 
@@ -189,6 +379,9 @@ pub struct BehaviourStats {
     pub resume_deltas: u64,
     /// First updates after an honoured resume that were a `Full` (the tick had left the history).
     pub resume_fulls: u64,
+    /// Game `Message`s received (chat lines, say): counted, their size checked, nothing else.
+    pub messages: u64,
+    pub message_bytes: u64,
 }
 
 impl BehaviourStats {
@@ -217,6 +410,8 @@ impl BehaviourStats {
         self.resumes_refused += o.resumes_refused;
         self.resume_deltas += o.resume_deltas;
         self.resume_fulls += o.resume_fulls;
+        self.messages += o.messages;
+        self.message_bytes += o.message_bytes;
     }
 
     /// Connected bot-seconds.
@@ -241,6 +436,8 @@ pub struct Stats {
     pub disconnects: BTreeMap<Cause, u64>,
     /// Tick rate the server announced in `Welcome` (the last one seen; 0 before any).
     pub tick_hz: u16,
+    /// Matchmaking requests (`--matchmake`).
+    pub matchmake: MatchmakeStats,
 }
 
 impl Stats {
@@ -279,6 +476,7 @@ impl Stats {
         if o.tick_hz != 0 {
             self.tick_hz = o.tick_hz;
         }
+        self.matchmake.add(&o.matchmake);
     }
 
     /// The sum over every behaviour that passes `keep`.
@@ -413,6 +611,11 @@ pub struct RoomStats {
     pub unexpected_disconnects: u64,
     /// Gaps between consecutive updates of one connection, slow bots left out.
     pub intervals: Intervals,
+    /// The processes its bots were welcomed on (`--matchmake`): one, unless the room moved.
+    pub processes: BTreeSet<String>,
+    /// `--matchmake-type` without planned rooms: bots the matchmaker placed here that played (or
+    /// watched) here, and so stay.
+    pub bots_placed: u64,
 }
 
 impl RoomStats {
@@ -427,6 +630,8 @@ impl RoomStats {
         self.protocol_errors += o.protocol_errors;
         self.unexpected_disconnects += o.unexpected_disconnects;
         self.intervals.add(&o.intervals);
+        self.processes.extend(o.processes.iter().cloned());
+        self.bots_placed += o.bots_placed;
     }
 }
 

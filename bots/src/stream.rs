@@ -135,3 +135,87 @@ impl Write for BotStream {
         self.sock.flush()
     }
 }
+
+/// Bytes read per `read` call of a matchmaking exchange.
+const CALL_READ_BYTES: usize = 4096;
+
+/// One HTTP exchange on a non-blocking socket (a matchmaking request, see `matchmake.rs`): connect,
+/// write the request, read the answer until it is whole. The owner calls [`HttpCall::step`] on every
+/// readiness event and keeps the time limit.
+#[derive(Debug)]
+pub struct HttpCall {
+    pub sock: TcpStream,
+    connected: bool,
+    request: Vec<u8>,
+    written: usize,
+    answer: Vec<u8>,
+}
+
+/// Why an exchange ended without an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The connect failed or the connection broke.
+    Io(String),
+    /// What came back is not a usable HTTP answer.
+    Answer(String),
+}
+
+impl HttpCall {
+    /// Starts the exchange: a non-blocking connect to `addr`; `request` goes once connected.
+    pub fn start(addr: SocketAddr, request: Vec<u8>) -> io::Result<HttpCall> {
+        Ok(HttpCall {
+            sock: dial(addr, None)?,
+            connected: false,
+            request,
+            written: 0,
+            answer: Vec::new(),
+        })
+    }
+
+    /// Does what the socket allows now (spurious calls are fine): `Ok(Some)` once the answer is whole,
+    /// `Ok(None)` while it is not. Reads until `WouldBlock`, as an edge-triggered socket requires, and
+    /// never more than [`crate::matchmake::ANSWER_BYTES_MAX`] and one read past it.
+    pub fn step(&mut self) -> Result<Option<crate::matchmake::HttpAnswer>, CallError> {
+        if !self.connected {
+            match connected(&self.sock) {
+                Ok(true) => self.connected = true,
+                Ok(false) => return Ok(None),
+                Err(e) => return Err(CallError::Io(e.to_string())),
+            }
+        }
+        while self.written < self.request.len() {
+            match self.sock.write(&self.request[self.written..]) {
+                Ok(0) => return Err(CallError::Io("connection closed while writing".into())),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CallError::Io(e.to_string())),
+            }
+        }
+        let mut buf = [0u8; CALL_READ_BYTES];
+        loop {
+            let eof = match self.sock.read(&mut buf) {
+                Ok(0) => true,
+                Ok(n) => {
+                    self.answer.extend_from_slice(&buf[..n]);
+                    false
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(CallError::Io(e.to_string())),
+            };
+            // Whole (or hopeless) answers end the loop; the size limit bounds it.
+            match crate::matchmake::read_answer(&self.answer, eof) {
+                Ok(Some(answer)) => return Ok(Some(answer)),
+                Ok(None) if eof => {
+                    return Err(CallError::Answer(
+                        "connection closed before the answer".into(),
+                    ))
+                }
+                Ok(None) => {}
+                Err(e) => return Err(CallError::Answer(e)),
+            }
+        }
+        Ok(None)
+    }
+}

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver};
 
 use crate::config::Plan;
+use crate::matchmake::PlacedRooms;
 use crate::mix::Behaviour;
 use crate::report::{EndedBy, Report, Resumes};
-use crate::stats::{BotError, RoomStats, Stats};
+use crate::stats::{BotError, ProcessStats, RoomStats, Stats};
 use crate::worker::{self, Event, WorkerHandle, WorkerReport};
 
 /// How often the live figures are computed.
@@ -43,6 +44,11 @@ pub struct Progress {
     pub bots_overloaded: bool,
     /// Resumes so far: asked, honoured, refused, and the first update after an honoured one.
     pub resumes: Resumes,
+    /// `--matchmake`: requests so far, and those that placed a bot.
+    pub matchmake_requests: u64,
+    pub matchmake_placed: u64,
+    /// Matchmaking latency p99 over the last interval, in ms (0 without requests).
+    pub matchmake_p99_ms: f64,
 }
 
 /// Runs the swarm. `stop` ends the run early (Ctrl-C); `on_progress` gets the live figures once a second;
@@ -59,6 +65,7 @@ pub fn run(
     let behaviours = plan.args.mix.assign(count);
     let start = Instant::now();
     let (tx, events) = crossbeam_channel::bounded(EVENTS_QUEUED_PER_WORKER * plan.threads);
+    let placed_rooms = Arc::new(PlacedRooms::default());
     let mut workers: Vec<WorkerHandle> = Vec::with_capacity(plan.threads);
     for w in 0..plan.threads {
         // Round-robin, so every worker ramps up at the same pace and gets the same mix.
@@ -73,7 +80,7 @@ pub fn run(
                 )
             })
             .collect();
-        match worker::spawn(w, plan.clone(), bots, tx.clone()) {
+        match worker::spawn(w, plan.clone(), placed_rooms.clone(), bots, tx.clone()) {
             Ok(handle) => workers.push(handle),
             Err(e) => {
                 workers.iter().for_each(WorkerHandle::stop);
@@ -127,7 +134,8 @@ pub fn run(
     if tally.all_done() {
         workers.into_iter().for_each(WorkerHandle::join);
     }
-    let summary = tally.summary(elapsed, ended_by);
+    let mut summary = tally.summary(elapsed, ended_by);
+    summary.placed_rooms = placed_rooms.names();
     Ok(Report::new(&plan, &tally.total, &summary))
 }
 
@@ -143,6 +151,8 @@ struct Tally {
     behaviours: Vec<Behaviour>,
     /// Per room, from the workers' last reports.
     rooms: BTreeMap<u32, RoomStats>,
+    /// Per process, from the workers' last reports.
+    processes: BTreeMap<String, ProcessStats>,
 }
 
 /// The run-level facts a [`Report`] needs beside the summed [`Stats`].
@@ -155,6 +165,10 @@ pub struct Summary {
     /// Per room (by number), what its bots counted; a room whose bots' workers did not report in time
     /// is missing.
     pub rooms: BTreeMap<u32, RoomStats>,
+    /// Per process the bots were placed on (`--matchmake`), what they counted there.
+    pub processes: BTreeMap<String, ProcessStats>,
+    /// The rooms the matchmaker chose, by room number (`--matchmake-type` without planned rooms).
+    pub placed_rooms: Vec<String>,
 }
 
 impl Tally {
@@ -167,6 +181,7 @@ impl Tally {
             errors: Vec::new(),
             behaviours,
             rooms: BTreeMap::new(),
+            processes: BTreeMap::new(),
         }
     }
 
@@ -182,9 +197,13 @@ impl Tally {
             connected,
             active,
             rooms,
+            processes,
         } = report;
         for (room, stats) in rooms {
             self.rooms.entry(room).or_default().add(&stats);
+        }
+        for (process, stats) in processes {
+            self.processes.entry(process).or_default().add(&stats);
         }
         self.total.add(&stats);
         self.window.add(&stats);
@@ -231,6 +250,9 @@ impl Tally {
                 + self.total.bots_gave_up,
             bots_overloaded: all.input_slots_skipped > 0,
             resumes: Resumes::of(&t),
+            matchmake_requests: self.total.matchmake.requests,
+            matchmake_placed: self.total.matchmake.placed,
+            matchmake_p99_ms: window.matchmake.latency.quantile_ms(0.99),
         }
     }
 
@@ -242,6 +264,8 @@ impl Tally {
             behaviours: self.behaviours.clone(),
             errors: self.errors.clone(),
             rooms: std::mem::take(&mut self.rooms),
+            processes: std::mem::take(&mut self.processes),
+            placed_rooms: Vec::new(),
         }
     }
 }

@@ -21,7 +21,8 @@ pub type Msg = ServerMsg<ArenaEntity, ArenaDiff>;
 /// What a message did to the view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
-    /// A game `Message` (a chat line, say): outside the replicated state, nothing to check but its size.
+    /// A game `Message` (a chat line, say) of `len` bytes: outside the replicated state, nothing to check
+    /// but its size (at most [`proto::MESSAGE_BODY_MAX`]) and that it came after `Welcome`.
     Message {
         len: usize,
     },
@@ -101,6 +102,8 @@ pub enum ViewError {
     Mirror(MirrorError),
     /// The mirror's hash at `tick` differs from the server's.
     ChecksumMismatch { tick: u64, server: u64, mirror: u64 },
+    /// A game `Message` longer than the protocol allows ([`proto::MESSAGE_BODY_MAX`]).
+    MessageTooLong { len: usize },
 }
 
 impl ViewError {
@@ -115,7 +118,8 @@ impl ViewError {
             ViewError::Decode(_)
             | ViewError::Version { .. }
             | ViewError::WrongRoom { .. }
-            | ViewError::OutOfOrder(_) => None,
+            | ViewError::OutOfOrder(_)
+            | ViewError::MessageTooLong { .. } => None,
         }
     }
 }
@@ -133,6 +137,11 @@ impl std::fmt::Display for ViewError {
                 write!(f, "asked for room {asked:?}, Welcome says room {got:?}")
             }
             ViewError::OutOfOrder(what) => write!(f, "out of order: {what}"),
+            ViewError::MessageTooLong { len } => write!(
+                f,
+                "a game Message of {len} bytes, over the {} the protocol allows",
+                proto::MESSAGE_BODY_MAX
+            ),
             ViewError::Mirror(e) => write!(f, "mirror cannot follow: {e}"),
             ViewError::ChecksumMismatch {
                 tick,
@@ -333,6 +342,9 @@ impl View {
                 Err(e) => Err(ViewError::Mirror(e)),
             },
             ServerMsg::Pong { nonce, tick } => Ok(Seen::Pong { nonce, tick }),
+            ServerMsg::Message { body } if body.len() > proto::MESSAGE_BODY_MAX => {
+                Err(ViewError::MessageTooLong { len: body.len() })
+            }
             ServerMsg::Message { body } => Ok(Seen::Message { len: body.len() }),
         }
     }

@@ -6,9 +6,11 @@
 //!
 //! 1. **poll** for socket events, sleeping at most until the next timer or report is due;
 //! 2. **commands**: `Stop` makes every bot close cleanly;
-//! 3. **sockets**: each ready bot connects, upgrades, reads (a bounded number of messages) or flushes;
+//! 3. **sockets**: each ready bot matchmakes, connects, upgrades, reads (a bounded number of messages)
+//!    or flushes;
 //! 4. **rereads**: bots that hit their per-turn read cap last turn read again;
-//! 5. **timers**: due connects, inputs, flaps, slow-read refills and timeouts (a bounded number per turn);
+//! 5. **timers**: due connects (or matchmaking requests), inputs, flaps, slow-read refills and timeouts
+//!    (a bounded number per turn);
 //! 6. **report**: every [`REPORT_INTERVAL`], what was counted goes to the main thread (an overloaded
 //!    worker also checks between bots, so its reports keep coming however long its turns get).
 
@@ -24,8 +26,9 @@ use mio::{Events, Poll, Token, Waker};
 
 use crate::bot::{Bot, Ctx};
 use crate::config::Plan;
+use crate::matchmake::PlacedRooms;
 use crate::mix::Behaviour;
-use crate::stats::{BotError, OpenGauge, RoomStats, Stats};
+use crate::stats::{BotError, OpenGauge, ProcessStats, Processes, RoomStats, Stats};
 
 /// How often a worker sends what it counted to the main thread.
 pub const REPORT_INTERVAL: Duration = Duration::from_millis(250);
@@ -70,6 +73,8 @@ pub struct WorkerReport {
     pub active: usize,
     /// What the bots of each room counted over the whole run (by room number); only in `Done`.
     pub rooms: BTreeMap<u32, RoomStats>,
+    /// What the bots placed on each process counted over the whole run (`--matchmake`); only in `Done`.
+    pub processes: BTreeMap<String, ProcessStats>,
 }
 
 /// The main thread's side of a worker.
@@ -97,10 +102,12 @@ impl WorkerHandle {
 /// One bot to run: its number in the run, its behaviour, its room and when it first connects.
 pub type BotSpec = (usize, Behaviour, u32, Instant);
 
-/// Starts worker `id` with its bots.
+/// Starts worker `id` with its bots; `placed_rooms` numbers the rooms the matchmaker chooses, for every
+/// worker of the run.
 pub fn spawn(
     id: usize,
     plan: Arc<Plan>,
+    placed_rooms: Arc<PlacedRooms>,
     bots: Vec<BotSpec>,
     events: Sender<Event>,
 ) -> io::Result<WorkerHandle> {
@@ -120,6 +127,8 @@ pub fn spawn(
                     .map(|(n, behaviour, room, at)| Bot::new(n, behaviour, room, at, seed))
                     .collect(),
                 rooms: BTreeMap::new(),
+                processes: Processes::default(),
+                placed_rooms,
                 timers: BinaryHeap::new(),
                 rereads: Vec::new(),
                 stats: Stats::default(),
@@ -155,6 +164,10 @@ struct Worker {
     /// Per room its bots are in, counted over the whole run (one entry per room, at most one per bot:
     /// about 2.4 KiB each), sent with `Done`.
     rooms: BTreeMap<u32, RoomStats>,
+    /// The processes the bots were placed on, counted over the whole run, sent with `Done` (a few
+    /// entries: one per process of the cluster).
+    processes: Processes,
+    placed_rooms: Arc<PlacedRooms>,
     open: OpenGauge,
     errors: Vec<BotError>,
     events: Sender<Event>,
@@ -278,6 +291,8 @@ impl Worker {
             room: self.rooms.entry(bot.room).or_default(),
             open: &mut self.open,
             errors: &mut self.errors,
+            processes: &mut self.processes,
+            placed_rooms: &self.placed_rooms,
         };
         f(bot, &mut ctx);
         self.errors.truncate(ERRORS_PER_REPORT_MAX);
@@ -314,6 +329,7 @@ impl Worker {
             connected: self.open.total(),
             active: self.bots.iter().filter(|b| !b.is_done()).count(),
             rooms: BTreeMap::new(),
+            processes: BTreeMap::new(),
         }
     }
 
@@ -349,6 +365,7 @@ impl Worker {
         }
         let mut report = self.snapshot(now);
         report.rooms = std::mem::take(&mut self.rooms);
+        report.processes = std::mem::take(&mut self.processes).into_map();
         // The main thread waits for this one; if it is gone there is no one to tell.
         let _ = self.events.send(Event::Done(report));
     }

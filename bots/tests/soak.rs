@@ -18,7 +18,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use bots::mix::Behaviour;
 use bots::report::{BehaviourRow, EndedBy};
 use bots::{Plan, Report};
+use common::cluster::server_binary;
 use common::{args, WAIT_MAX};
 
 /// Length of the run in seconds, ramp-up included, when `TICKCAST_SOAK_SECS` is not set.
@@ -36,8 +37,6 @@ const SOAK_SECS_ENV: &str = "TICKCAST_SOAK_SECS";
 const SOAK_SECS_MIN: u64 = 20;
 /// Longest run (a day), like every time setting of the bots.
 const SOAK_SECS_MAX: u64 = 24 * 60 * 60;
-/// Environment variable naming a `tickcast` binary to soak instead of building this profile's.
-const SERVER_BIN_ENV: &str = "TICKCAST_BIN";
 
 /// How often the server's RSS and connection counters are sampled.
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -247,55 +246,6 @@ fn row(report: &Report, b: Behaviour) -> &BehaviourRow {
         .iter()
         .find(|r| r.behaviour == b.name())
         .unwrap_or_else(|| panic!("no {} row", b.name()))
-}
-
-/// The `tickcast` binary to soak: `TICKCAST_BIN`, or the one of this test's own profile, brought up to date
-/// with `cargo build` first (tests of the `bots` package do not get `CARGO_BIN_EXE_tickcast`, and
-/// `cargo test -p bots` would not build it).
-fn server_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os(SERVER_BIN_ENV) {
-        return bin.into();
-    }
-    // This test runs as target/<profile>/deps/soak-<hash>; the server is target/<profile>/tickcast.
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable in target/<profile>/deps");
-    let target_dir = profile_dir.parent().expect("target/<profile>");
-    let profile = profile_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("profile directory name");
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("bots/ sits in the workspace");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .arg("build")
-        .arg("--manifest-path")
-        .arg(workspace.join("Cargo.toml"))
-        .args(["-p", "tickcast", "--bin", "tickcast", "--target-dir"])
-        .arg(target_dir);
-    match profile {
-        "debug" => {}
-        "release" => {
-            build.arg("--release");
-        }
-        other => {
-            build.args(["--profile", other]);
-        }
-    }
-    let status = build.status().expect("run cargo build");
-    assert!(status.success(), "cargo build --bin tickcast: {status:?}");
-    let bin = profile_dir.join(format!("tickcast{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.is_file(),
-        "{} not built (cross-compiling? set {SERVER_BIN_ENV})",
-        bin.display()
-    );
-    bin
 }
 
 /// The server as a child process; dropping it kills the process.

@@ -19,6 +19,15 @@ Scenarios, each printing a JSON summary on stdout and exiting non-zero on any mi
                                        players' inputs) and matches its room's checksums; GET /rooms lists the
                                        players per room; WS_URL itself is the default room; a bad room name
                                        is refused at the upgrade
+  client.py chat WS_URL CHECKSUMS ROOM_A ROOM_B [WS_URL_B]
+                                       the arena's chat: two players in room A and a spectator in room B
+                                       (on the process of WS_URL_B if given: another one of the cluster);
+                                       a Send from one player comes back as the Message "<name>: <text>"
+                                       to all three (every arena room hears it), the trimmed text; a
+                                       second line in the same second is dropped; a long line is cut to
+                                       200 bytes at a character boundary; the mirrors still match every
+                                       checksum; a spectator's Send is closed 1008, a body over 1024 bytes
+                                       1007
   client.py vectors PROTOCOL_MD        decode and encode every test vector of the document
 
 WS_URL is the server's `/ws`: the default room, or the base of a room's URL (`/ws/ROOM`).
@@ -30,18 +39,24 @@ import json
 import re
 import socket
 import sys
+import time
 import urllib.parse
 import urllib.request
 
 import websockets
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
+# Longest body of a Send (client to game) and of a Message (game to client), in bytes.
+MESSAGE_BODY_MAX = 1024
 TOKEN_LEN = 16
 FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
 MASK64 = (1 << 64) - 1
 # Generous bound on any single wait: a safety net against hangs, not a measurement.
 WAIT_S = 30
+# Bound on a whole scenario: every loop reads through `recv`, which gives up past it.
+SCENARIO_S = 120
+SCENARIO_DEADLINE = time.monotonic() + SCENARIO_S
 
 
 class Reader:
@@ -149,6 +164,11 @@ def decode(data: bytes):
         msg = ("Checksum", dict(tick=r.varint(), hash=r.varint()))
     elif tag == 5:
         msg = ("Pong", dict(nonce=r.varint(), tick=r.varint()))
+    elif tag == 6:
+        body = r.raw(r.varint())
+        if len(body) > MESSAGE_BODY_MAX:
+            raise ValueError(f"Message of {len(body)} bytes, over {MESSAGE_BODY_MAX}")
+        msg = ("Message", dict(body=body))
     else:
         raise ValueError(f"unknown tag {tag}")
     r.done()
@@ -179,6 +199,11 @@ def input_msg(seq: int, dx: int, dy: int) -> bytes:
 
 def ping(nonce: int) -> bytes:
     return varint(2) + varint(nonce)
+
+
+def send_msg(body: bytes) -> bytes:
+    """Send: bytes for the room's game (the arena's chat: a UTF-8 line), after Joined only."""
+    return varint(4) + varint(len(body)) + bytes(body)
 
 
 # ---- the mirror ---------------------------------------------------------------------------------------
@@ -223,7 +248,10 @@ class Mirror:
 
 
 async def recv(ws):
-    return decode(await asyncio.wait_for(ws.recv(), WAIT_S))
+    left = SCENARIO_DEADLINE - time.monotonic()
+    if left <= 0:
+        raise AssertionError(f"the scenario ran past its {SCENARIO_S} s bound")
+    return decode(await asyncio.wait_for(ws.recv(), min(WAIT_S, left)))
 
 
 async def welcome(ws):
@@ -531,10 +559,13 @@ async def rooms(url: str, checksums: int, room_a: str, room_b: str):
             break
         await asyncio.sleep(0.1)
     done = {who: await asyncio.wait_for(t, WAIT_S * 2) for who, t in tasks.items()}
+    (e_a1, m_a1), (e_a2, m_a2), (e_b, m_b) = done["a1"], done["a2"], done["b"]
+    # A player's task ends once its own inputs are applied and its checksums matched, which may be
+    # before the other player's last input reached its world: follow on until it shows there.
+    await follow(socks["a2"], m_a2, e_a2, lambda m: e_a1 in m.entities and m.entities[e_a1][2] >= 3)
     for ws in socks.values():
         await ws.close()
 
-    (e_a1, m_a1), (e_a2, m_a2), (e_b, m_b) = done["a1"], done["a2"], done["b"]
     # Room A's players see each other; neither sees room B's player, whose inputs moved seq to 5.
     for m in (m_a1, m_a2):
         assert e_a1 in m.entities and e_a2 in m.entities, (e_a1, e_a2, sorted(m.entities))
@@ -569,6 +600,127 @@ async def rooms(url: str, checksums: int, room_a: str, room_b: str):
     )
 
 
+async def chat_reader(ws, mirror, until_line: str, lines):
+    """Reads `ws` (updates into `mirror`, checksums checked) until the Message `until_line` arrives;
+    returns `lines` with every Message line seen on the way appended, in order."""
+    if until_line in lines:
+        return lines
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {until_line!r} within {WAIT_S} s; heard {lines}")
+        kind, m = await recv(ws)
+        assert kind in ("Delta", "Full", "Checksum", "Pong", "Message"), (kind, m)
+        if kind == "Message":
+            lines.append(m["body"].decode("utf-8"))
+            if lines[-1] == until_line:
+                return lines
+        else:
+            mirror.apply(kind, m)
+
+
+async def close_code_after(url: str, first: bytes, then: bytes):
+    """A new connection sends `first` (Hello or Watch) and, once answered, `then`; returns the close
+    code and reason the server ends it with."""
+    async with await connect(url) as ws:
+        await welcome(ws)
+        await ws.send(first)
+        kind, m = await recv(ws)
+        assert kind in ("Joined", "Full"), (kind, m)
+        await ws.send(then)
+        try:
+            for _ in range(10_000):
+                await recv(ws)
+            raise AssertionError("never closed")
+        except websockets.ConnectionClosed as e:
+            return (e.rcvd.code, e.rcvd.reason) if e.rcvd else (None, None)
+
+
+def chat_cut(text: str) -> str:
+    """What the arena keeps of a chat text: trimmed, at most 200 bytes, cut at a character boundary."""
+    return text.strip().encode()[:200].decode("utf-8", errors="ignore")
+
+
+async def chat(url: str, checksums: int, room_a: str, room_b: str, url_b: str = ""):
+    """The arena's chat (docs: every arena room of the cluster hears `<name>: <text>`), from three
+    connections; the spectator's on `url_b` (another process) when given."""
+    url_b = url_b or url
+    ann, bob = [await connect(room_url(url, room_a)) for _ in range(2)]
+    eve = await connect(room_url(url_b, room_b))
+    mirrors = {who: Mirror() for who in ("ann", "bob", "eve")}
+    socks = dict(ann=ann, bob=bob, eve=eve)
+    for ws in socks.values():
+        await welcome(ws)
+    for who, name in (("ann", "py-ann"), ("bob", "py-bob")):
+        await socks[who].send(hello(name))
+        kind, joined = await recv(socks[who])
+        assert kind == "Joined", (kind, joined)
+    await eve.send(watch())
+    # Everyone holds the world before anything is said (a Message may come between any two updates).
+    for who, ws in socks.items():
+        while mirrors[who].tick is None:
+            kind, m = await recv(ws)
+            assert kind in ("Full", "Delta", "Checksum"), (who, kind, m)
+            mirrors[who].apply(kind, m)
+
+    # Two lines back to back: the second comes within the same second of game time and is dropped.
+    first = "  hello from python  "
+    await ann.send(send_msg(first.encode()))
+    await ann.send(send_msg(b"too fast"))
+    # A Pong after both: the server has read (and the game has heard) both lines. Ann's own line may
+    # come before the Pong or after it (lines go out with the next tick).
+    await ann.send(ping(77))
+    early = dict(ann=[], bob=[], eve=[])
+    while True:
+        kind, m = await recv(ann)
+        if kind == "Pong":
+            break
+        if kind == "Message":
+            early["ann"].append(m["body"].decode("utf-8"))
+        else:
+            mirrors["ann"].apply(kind, m)
+    # Bob's own line, long: cut to 200 bytes at a character boundary. It is said after Ann's two, so
+    # each connection hears it after whatever Ann's lines became.
+    long_text = "from bob " + "é" * 150
+    await bob.send(send_msg(long_text.encode()))
+    bob_line = "py-bob: " + chat_cut(long_text)
+    heard = {who: await chat_reader(ws, mirrors[who], bob_line, early[who]) for who, ws in socks.items()}
+    ann_line = "py-ann: " + chat_cut(first)
+    for who, lines in heard.items():
+        assert lines == [ann_line, bob_line], (who, lines)
+    # The mirrors were not disturbed: each matches its room's next checksums.
+    for who, ws in socks.items():
+        target = mirrors[who].verified + checksums
+        while mirrors[who].verified < target:
+            kind, m = await recv(ws)
+            assert kind in ("Delta", "Full", "Checksum", "Message"), (who, kind, m)
+            if kind != "Message":
+                mirrors[who].apply(kind, m)
+    for ws in socks.values():
+        await ws.close()
+
+    # A spectator may not speak; a body over the protocol's limit is refused.
+    spectator_send = await close_code_after(room_url(url_b, room_b), watch(), send_msg(b"hi"))
+    too_long = await close_code_after(
+        room_url(url, room_a), hello("py-long"), send_msg(b"x" * (MESSAGE_BODY_MAX + 1))
+    )
+    return dict(
+        ann_heard=heard["ann"],
+        bob_heard=heard["bob"],
+        eve_heard=heard["eve"],
+        ann_line=ann_line,
+        bob_line_bytes=len(bob_line.encode()),
+        lines_heard_by_each=min(len(lines) for lines in heard.values()),
+        checksums_ann=mirrors["ann"].verified,
+        checksums_bob=mirrors["bob"].verified,
+        checksums_eve=mirrors["eve"].verified,
+        spectator_send_close=spectator_send[0],
+        spectator_send_reason=spectator_send[1],
+        too_long_close=too_long[0],
+        too_long_reason=too_long[1],
+    )
+
+
 # ---- the document's test vectors ----------------------------------------------------------------------
 
 TOKEN = bytes(range(16))
@@ -578,7 +730,7 @@ FULL_ENTITIES = [(0, (4000, 100, 0)), (2, (8000, 0, 5))]
 def server_expectations():
     """What each server vector must decode to, from the prose above it in the document."""
     return {
-        "welcome": ("Welcome", dict(protocol=3, tick_hz=20, tick=300, connection_id=7, room="arena-1")),
+        "welcome": ("Welcome", dict(protocol=4, tick_hz=20, tick=300, connection_id=7, room="arena-1")),
         "joined": ("Joined", dict(entity=3, resume_token=TOKEN, resumed=False)),
         "joined-resumed": ("Joined", dict(entity=3, resume_token=TOKEN, resumed=True)),
         "full": ("Full", dict(tick=300, entities=FULL_ENTITIES)),
@@ -594,6 +746,7 @@ def server_expectations():
         ),
         "checksum": ("Checksum", dict(tick=300, hash=0x8351FEBDC124346C)),
         "pong": ("Pong", dict(nonce=99, tick=301)),
+        "message": ("Message", dict(body=b"ann: hi")),
     }
 
 
@@ -605,6 +758,7 @@ def client_encodings():
         "watch": watch("t.k"),
         "input": input_msg(1, 1, -1),
         "ping": ping(1000),
+        "send": send_msg(b"hi"),
     }
 
 
@@ -635,7 +789,14 @@ def vectors(doc_path: str):
     return dict(vectors_checked=len(checked), names=sorted(checked))
 
 
-SCENARIOS = {"play": play, "watch": spectate, "resume": resume, "takeover": takeover, "rooms": rooms}
+SCENARIOS = {
+    "play": play,
+    "watch": spectate,
+    "resume": resume,
+    "takeover": takeover,
+    "rooms": rooms,
+    "chat": chat,
+}
 
 if __name__ == "__main__":
     args = sys.argv[1:]

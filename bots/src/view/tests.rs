@@ -672,3 +672,49 @@ fn a_kept_view_checks_the_room_again_on_its_next_connection() {
     view.reconnect();
     view.receive(&welcome_in("r")).unwrap();
 }
+
+fn message(body: &[u8]) -> Vec<u8> {
+    proto::encode(&ServerMsg::<(), ()>::Message {
+        body: body.to_vec(),
+    })
+}
+
+#[test]
+fn game_messages_are_seen_with_their_size_and_never_touch_the_mirror() {
+    let server = start();
+    let mut view = View::new();
+    // Like every message, not before Welcome.
+    assert!(matches!(
+        view.receive(&message(b"ann: hi")),
+        Err(ViewError::OutOfOrder(_))
+    ));
+    view.receive(&Reference::welcome(10)).unwrap();
+    assert_eq!(
+        view.receive(&message(b"ann: hi")),
+        Ok(Seen::Message { len: 7 })
+    );
+    view.receive(&server.full(10)).unwrap();
+    let before = mirrored(&view);
+    let longest = vec![b'x'; proto::MESSAGE_BODY_MAX];
+    assert_eq!(
+        view.receive(&message(&longest)),
+        Ok(Seen::Message {
+            len: proto::MESSAGE_BODY_MAX
+        })
+    );
+    assert_eq!(mirrored(&view), before, "a message is outside the world");
+    assert_eq!(view.tick(), Some(10));
+    // Over the protocol's limit: the server broke the protocol.
+    let err = view
+        .receive(&message(&vec![b'x'; proto::MESSAGE_BODY_MAX + 1]))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ViewError::MessageTooLong {
+            len: proto::MESSAGE_BODY_MAX + 1
+        }
+    );
+    assert!(err.to_string().contains("1025 bytes"), "{err}");
+    // The world goes on after it.
+    view.receive(&server.checksum(10)).unwrap();
+}

@@ -2,6 +2,8 @@
 //! one never makes, and helpers to run the swarm in-process or as the `bots` binary.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -119,13 +121,18 @@ impl Drop for TestServer {
 /// A plain HTTP/1.1 `GET path`: the status and the body (read to its `Content-Length`, or to the
 /// server's close).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    try_http_get(addr, path).unwrap_or_else(|| panic!("GET {path} from {addr}: no answer"))
+}
+
+/// [`http_get`], `None` when nothing listens or no status came back.
+pub fn try_http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     /// Most bytes of an answer read.
     const RESPONSE_BYTES_MAX: usize = 1 << 20;
-    let mut sock = std::net::TcpStream::connect(addr).expect("connect");
-    sock.set_read_timeout(Some(WAIT_MAX)).unwrap();
+    let mut sock = std::net::TcpStream::connect(addr).ok()?;
+    sock.set_read_timeout(Some(WAIT_MAX)).ok()?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    sock.write_all(request.as_bytes()).unwrap();
+    sock.write_all(request.as_bytes()).ok()?;
     let mut response = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -147,15 +154,11 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         }
     }
     let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {response:?}"));
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok())?;
     let body = response
         .split_once("\r\n\r\n")
         .map_or(String::new(), |(_, b)| b.to_string());
-    (status, body)
+    Some((status, body))
 }
 
 /// Bots flags for `url` plus `extra`.
