@@ -125,24 +125,28 @@ def matchmake(base, requests, threads):
     )
 
 
-async def chat(ws_a, ws_b, speakers, seconds):
+async def listen(ws_b, seconds, ready, results):
+    """One player on process B: the latency of every timestamped chat line it hears."""
     heard = []
     deadline = time.monotonic() + seconds
+    async with websockets.connect(f"{ws_b}/ws/listen-b", max_size=None) as ws:
+        await ws.recv()  # Welcome
+        await ws.send(hello("listener"))
+        ready.set()
+        while time.monotonic() < deadline:
+            try:
+                frame = await asyncio.wait_for(ws.recv(), timeout=1)
+            except asyncio.TimeoutError:
+                continue
+            body = message_body(frame)
+            if body and b": t" in body:
+                sent_ns = int(body.split(b": t", 1)[1])
+                heard.append((time.time_ns() - sent_ns) / 1e6)
+    results.put(heard)
 
-    async def listener(ready):
-        async with websockets.connect(f"{ws_b}/ws/listen-b", max_size=None) as ws:
-            await ws.recv()  # Welcome
-            await ws.send(hello("listener"))
-            ready.set()
-            while time.monotonic() < deadline + 2:
-                try:
-                    frame = await asyncio.wait_for(ws.recv(), timeout=1)
-                except asyncio.TimeoutError:
-                    continue
-                body = message_body(frame)
-                if body and b": t" in body:
-                    sent_ns = int(body.split(b": t", 1)[1])
-                    heard.append((time.time_ns() - sent_ns) / 1e6)
+
+async def speak(ws_a, speakers, seconds):
+    deadline = time.monotonic() + seconds
 
     async def speaker(i):
         async with websockets.connect(f"{ws_a}/ws/speak-{i}", max_size=None) as ws:
@@ -162,12 +166,23 @@ async def chat(ws_a, ws_b, speakers, seconds):
                         break
             return said
 
-    ready = asyncio.Event()
-    listen = asyncio.create_task(listener(ready))
-    await ready.wait()
-    await asyncio.sleep(1)  # the subscriber of B is up long before; this is for the listener's room
-    said = sum(await asyncio.gather(*(speaker(i) for i in range(speakers))))
-    await listen
+    return sum(await asyncio.gather(*(speaker(i) for i in range(speakers))))
+
+
+def chat(ws_a, ws_b, speakers, seconds):
+    """The listener runs in a process of its own, so the speakers' work never delays what it measures."""
+    import multiprocessing
+
+    ready, results = multiprocessing.Event(), multiprocessing.Queue()
+    listener = multiprocessing.Process(
+        target=lambda: asyncio.run(listen(ws_b, seconds + 3, ready, results))
+    )
+    listener.start()
+    if not ready.wait(30):
+        sys.exit("the listener did not start")
+    said = asyncio.run(speak(ws_a, speakers, seconds))
+    heard = results.get(timeout=60)
+    listener.join(30)
     print(
         json.dumps(
             {
@@ -228,7 +243,7 @@ def main():
     if cmd == "matchmake":
         matchmake(args[0], int(args[1]), int(args[2]))
     elif cmd == "chat":
-        asyncio.run(chat(args[0], args[1], int(args[2]), float(args[3])))
+        chat(args[0], args[1], int(args[2]), float(args[3]))
     elif cmd == "rooms":
         asyncio.run(rooms(args[0], int(args[1]), float(args[2]), int(args[3])))
     else:
