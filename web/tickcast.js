@@ -1176,7 +1176,11 @@ const DEFAULTS = Object.freeze({
    * `{room, type}` as for matchmake(). joinOrCreate() sets it; see Client for what it changes.
    */
   matchmake: undefined,
-  /** The player id sent to the matchmaker on a server without tickets (1 to 64 of A-Z a-z 0-9 _ -). */
+  /**
+   * The player id sent to the matchmaker (1 to 64 of A-Z a-z 0-9 _ -; a server that requires tickets takes
+   * the ticket's player instead). Default: a `guest-` id of this tab, kept in `storage`, so a reload, and a
+   * seat asked for again later, are the same player (the account a resume is checked against).
+   */
   player: undefined,
   /** A matchmaking request without an answer after this long is given up (a failed attempt, retried). */
   matchmakeTimeoutMs: 10_000,
@@ -1245,6 +1249,29 @@ export function sessionKey(url) {
 }
 
 const toHex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+
+/** Where this tab's guest player id is kept (one for every server and room: it names the player). */
+const PLAYER_KEY = 'tickcast.player';
+
+/**
+ * This tab's guest player id for the matchmaker, `guest-` and 16 random hex digits (the server's own
+ * format for guests): the one in `storage`, else a new one, stored. Without storage, new every time.
+ */
+function guestPlayer(storage) {
+  try {
+    const stored = storage?.getItem(PLAYER_KEY);
+    if (stored && PLAYER_ID.test(stored)) return stored;
+  } catch {
+    // unreadable: a new one
+  }
+  const player = `guest-${toHex(globalThis.crypto.getRandomValues(new Uint8Array(8)))}`;
+  try {
+    storage?.setItem(PLAYER_KEY, player);
+  } catch {
+    // full or forbidden: this client keeps it in memory
+  }
+  return player;
+}
 
 /** A stored session {token, entity, seq}, or null when there is none or it does not parse. */
 function loadSession(storage, key) {
@@ -1332,7 +1359,9 @@ export function joinOrCreate(base, target, options = {}) {
  * (`lastFailedAttempt`), retried like a lost connection; `getRoom()` can tell the page more.
  *
  * Matchmaking (the `matchmake` option, which joinOrCreate sets): the first attempt asks the matchmaker
- * (POST /matchmake on the URL given, with `player` and the `ticket` option's ticket) and connects to the
+ * (POST /matchmake on the URL given, with `player` and the `ticket` option's ticket; `player` is the tab's
+ * guest id unless the option names one, so the seat tickets of a reload and of every later seat name the
+ * same player, the account its session belongs to) and connects to the
  * URL it answers (`url`; `matchmade` holds the whole answer, a 'matchmade' event tells it). Hello then
  * carries no ticket when the answer's URL holds a seat ticket, else the `ticket` option's. A reconnect after
  * a lost connection goes straight back to the same URL, so the same process, and resumes the player;
@@ -1374,6 +1403,8 @@ export class Client {
     }
     this.matchmade = null;
     if (this.options.storage === undefined) this.options.storage = defaultStorage();
+    /** Who this client says it is to the matchmaker (see the `player` option); null without matchmaking. */
+    this.player = this.matchmaker ? (this.options.player ?? guestPlayer(this.options.storage)) : null;
     this.codec = this.options.codec;
     this.world = new Mirror(this.codec);
     this.state = 'idle';
@@ -1628,7 +1659,7 @@ export class Client {
       try {
         const asked = matchmake(this.matchmaker.url, {
           ...this.matchmaker.wanted,
-          player: this.options.player,
+          player: this.player,
           ticket,
           signal: abort.signal,
           fetch: this.options.fetch ?? globalThis.fetch,

@@ -934,7 +934,8 @@ test('joinOrCreate on a standalone server: the path it answers, resolved against
   const h = matchmade({ type: 'arena' }, [[200, STANDALONE]], { ticket: () => Promise.resolve('v1.ann.9.sig') });
   const ws = await nthSocket(1);
   assert.equal(ws.url, 'ws://front:7000/ws/duel-1?type=arena');
-  assert.deepEqual(h.mm.asked[0].body, { type: 'arena', ticket: 'v1.ann.9.sig' });
+  assert.deepEqual(h.mm.asked[0].body, { type: 'arena', player: h.client.player, ticket: 'v1.ann.9.sig' });
+  assert.match(h.client.player, /^guest-[0-9a-f]{16}$/, 'no player option: a guest id');
   ws.open();
   assert.equal(ws.sent[0].ticket, 'v1.ann.9.sig', 'no seat ticket in the URL: the ticket goes in Hello');
   h.client.close();
@@ -976,11 +977,12 @@ test('joinOrCreate: 4009 (hosted elsewhere) asks the matchmaker again once; a se
   const storage = new MemoryStorage();
   const h = matchmade('duel-1', [[200, seat()], [200, B_SEAT]], { storage });
   live(h, await nthSocket(1));
-  assert.equal(storage.map.size, 1);
+  const sessions = () => [...storage.map.keys()].filter((k) => k.startsWith('tickcast.session '));
+  assert.equal(sessions().length, 1);
   h.socket().drop(4009, 'room duel-1 is hosted by another process: ask the matchmaker again', true);
   assert.equal(h.client.state, 'reconnecting');
   assert.equal(h.client.lastClose.meaning, 'the room is hosted by another process');
-  assert.equal(storage.map.size, 0, 'that copy of the room is gone, and the player in it');
+  assert.deepEqual(sessions(), [], 'that copy of the room is gone, and the player in it');
   const ws = await nthSocket(2);
   assert.equal(ws.url, 'ws://10.0.0.2:9102/ws/duel-1?type=arena&ticket=s1.b');
   assert.equal(h.client.stats.relocations, 1);
@@ -990,6 +992,7 @@ test('joinOrCreate: 4009 (hosted elsewhere) asks the matchmaker again once; a se
   assert.equal(h.client.state, 'closed', 'asked once already');
   assert.equal(h.closes.at(-1).reconnectInMs, null);
   assert.equal(h.client.stats.matchmakes, 2);
+  assert.equal(h.mm.asked[1].body.player, h.mm.asked[0].body.player, 'asked again as the same player');
 
   // After a stable connection a later 4009 gets its one retry again.
   const again = matchmade('duel-1', [[200, seat()]]);
@@ -1017,7 +1020,7 @@ test('joinOrCreate: a matchmaker that refuses (4xx) ends the client; 503 and no 
     { code: refused.client.lastClose.code, reason: refused.client.lastClose.reason, meaning: refused.client.lastClose.meaning },
     { code: 0, reason: 'HTTP 409: room duel-1 is of type arena, not duel', meaning: 'the matchmaker refused' },
   );
-  assert.deepEqual(refused.mm.asked[0].body, { room: 'duel-1', type: 'duel' });
+  assert.deepEqual(refused.mm.asked[0].body, { room: 'duel-1', type: 'duel', player: refused.client.player });
 
   const errors = [];
   const busy = matchmade('duel-1', [
@@ -1040,15 +1043,23 @@ test('joinOrCreate: a matchmaker that refuses (4xx) ends the client; 503 and no 
   busy.client.close();
 });
 
-test('joinOrCreate: a reload that the matchmaker sends to the same process resumes the stored session', async () => {
+test('joinOrCreate: a reload is the same guest player, and where the matchmaker sends it to the same process it resumes', async () => {
   const storage = new MemoryStorage();
   const first = matchmade('duel-1', [[200, seat()]], { storage });
   live(first, await nthSocket(1));
+  const guest = first.mm.asked[0].body.player;
+  assert.match(guest, /^guest-[0-9a-f]{16}$/);
+  assert.equal(storage.getItem('tickcast.player'), guest, "kept in the tab's storage");
   first.client.close(4999, 'page gone');
   const reloaded = matchmade('duel-1', [[200, seat({ connect: 'ws://10.0.0.1:9101/ws/duel-1?type=arena&ticket=s1.new', ticket: 's1.new' })]], { storage });
   const ws = await nthSocket(1);
+  assert.equal(reloaded.mm.asked[0].body.player, guest, 'the seat ticket will name the same player, so the resume is allowed');
   ws.open();
   assert.deepEqual(ws.sent[0].resume, { token: TOKEN, tick: 0 });
   reloaded.client.close();
-  assert.equal(storage.map.size, 0, 'close() says goodbye: the session goes');
+  assert.deepEqual([...storage.map.keys()], ['tickcast.player'], 'close() says goodbye: the session goes, the guest id stays');
+  const named = matchmade('duel-1', [[200, seat()]], { storage, player: 'ann' });
+  await nthSocket(1);
+  assert.equal(named.mm.asked[0].body.player, 'ann', 'the player option wins');
+  named.client.close();
 });

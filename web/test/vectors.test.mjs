@@ -267,10 +267,8 @@ const PROTOCOL_EXPECTED = {
   watch: { kind: 'client', msg: { type: 'Watch', protocol: DOC_VERSION, ticket: 't.k' } },
   input: { kind: 'client', msg: { type: 'Input', seq: 1, input: { dx: 1, dy: -1 } } },
   ping: { kind: 'client', msg: { type: 'Ping', nonce: 1000 } },
-  // Protocol 4: `Send { body: "hello" }` is `04 05 68 65 6c 6c 6f`, `Message { body: "ann: hello" }` is
-  // `06 0a 61 6e 6e 3a 20 68 65 6c 6c 6f`.
-  send: { kind: 'client', since: 4, msg: { type: 'Send', body: utf8('hello') } },
-  message: { kind: 'server', since: 4, msg: { type: 'Message', body: utf8('ann: hello') } },
+  send: { kind: 'client', since: 4, msg: { type: 'Send', body: utf8('hi') } },
+  message: { kind: 'server', since: 4, msg: { type: 'Message', body: utf8('ann: hi') } },
   'world-hash': { kind: 'hash' },
 };
 
