@@ -12,12 +12,16 @@ command -v redis-server >/dev/null || { echo "$0: redis-server not found (apt-ge
 cargo build --release --bin tickcast
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
+# The cluster's shared secret (seat tickets): one random file for every process, gone with the cluster.
+secret=$(mktemp)
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$secret"
 pids=()
 stop() {
     trap - INT TERM EXIT
     echo "stopping ${#pids[@]} processes"
     kill -TERM "${pids[@]}" 2>/dev/null || true
     wait "${pids[@]}" 2>/dev/null || true
+    rm -f "$secret"
 }
 trap stop INT TERM EXIT
 
@@ -32,9 +36,11 @@ echo "redis:     redis://127.0.0.1:$redis_port/"
 for i in $(seq 1 "$K"); do
     port=$(free_port)
     ./target/release/tickcast --listen "127.0.0.1:$port" --redis "redis://127.0.0.1:$redis_port/" \
-        --public-url "ws://127.0.0.1:$port" --process-id "local-$i" "$@" 2>"target/cluster-$i.log" &
+        --public-url "ws://127.0.0.1:$port" --process-id "local-$i" --cluster-secret-file "$secret" \
+        "$@" 2>"target/cluster-$i.log" &
     pids+=($!)
     echo "process $i: http://127.0.0.1:$port (ws://127.0.0.1:$port/ws/ROOM), log target/cluster-$i.log"
 done
+echo "matchmake:  curl -s -d '{\"type\":\"arena\"}' http://127.0.0.1:$port/matchmake"
 echo "the directory: redis-cli -p $redis_port --scan --pattern 'tickcast:*'; Ctrl-C stops everything"
 wait

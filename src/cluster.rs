@@ -10,8 +10,13 @@
 //! |---|---|---|
 //! | `<cluster>:process:<id>` | JSON: public URL, rooms, players, capacity, draining, version | `PX --cluster-ttl-ms`, rewritten every heartbeat |
 //! | `<cluster>:processes` | sorted set: process id -> the Unix ms its entry expires | members past their score are dead; pruned by every heartbeat |
-//! | `<cluster>:room:<name>` | the id of the process that owns room `<name>` | `PX --cluster-ttl-ms`, claimed with a script that sets it only if absent and refreshes it only if ours |
+//! | `<cluster>:room:<name>` | the id of the process that owns room `<name>` | `PX --cluster-ttl-ms`, claimed with a script that sets it only if absent and refreshes it only if ours; set for the chosen process by the matchmaker (`PX` [`SEAT_TICKET_LIFETIME`]) when it places a new room |
+//! | `<cluster>:free:<type>` | sorted set: room name -> its free player seats, for rooms of type `<type>` with a player cap | rewritten by every heartbeat; a seat given by the matchmaker takes one; a room's release removes it |
+//!
+//! Matchmaking (`POST /matchmake`) runs here too, off the loop: the loop hands over an [`Ask`] and gets a
+//! [`Placement`] (or why not) back, then signs the seat ticket itself.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -39,6 +44,21 @@ const CLAIM: &str = r#"local owner = redis.call('GET', KEYS[1])
 if owner == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
 if owner == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
 return owner"#;
+/// The matchmaker's placement of a room nobody holds: sets the room key to `ARGV[1]` (the chosen process)
+/// for `ARGV[2]` ms if it is absent or still names `ARGV[3]` (a process that is gone); returns the owner,
+/// so that of two matchmakers racing for one name both answer the same process.
+const SEAT: &str = r#"local owner = redis.call('GET', KEYS[1])
+if owner == false or owner == ARGV[3] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return ARGV[1] end
+return owner"#;
+/// How long a seat ticket is good for, and how long the matchmaker reserves a new room's name for the
+/// process it chose, so the player it sent there finds it still theirs.
+pub const SEAT_TICKET_LIFETIME: Duration = Duration::from_secs(30);
+/// A matchmaking request older than this when the helper gets to it is answered busy (503): its client
+/// is about to give up, and the helper is behind.
+pub const MATCHMAKE_DEADLINE: Duration = Duration::from_secs(2);
+/// Rooms with a free seat the matchmaker considers per request for "any room of this type".
+const FREE_CANDIDATES: usize = 8;
+
 /// Deletes the room key if we hold it.
 const RELEASE: &str = r#"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0"#;
@@ -53,6 +73,66 @@ pub struct Settings {
     pub public_url: String,
     /// Life of every key this process writes; heartbeats come every third of it.
     pub ttl: Duration,
+    /// Every room type this process hosts, with its player cap (`None`: uncapped), the default type
+    /// first: what the matchmaker needs to fill rooms of a type. Every process of a cluster hosts the same
+    /// game.
+    pub seats: Vec<(String, Option<usize>)>,
+}
+
+/// A room as the directory sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomBeat {
+    pub name: Box<str>,
+    pub kind: Box<str>,
+    /// Player seats still free, for a type with a player cap.
+    pub free: Option<usize>,
+}
+
+/// A `POST /matchmake` the loop hands over, for the connection `conn` (slab key, connection id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    pub conn: (usize, u64),
+    /// The room asked for; `None`: any room of `kind` with a free seat.
+    pub room: Option<String>,
+    /// The room type (the default type when the request named none).
+    pub kind: String,
+    pub asked_at: Instant,
+}
+
+/// Where the matchmaker sends a player.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub room: String,
+    pub kind: String,
+    /// The owning process's id and public URL.
+    pub process: String,
+    pub url: String,
+}
+
+/// Why the matchmaker placed nobody.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchError {
+    /// Redis is unreachable or refused; the helper's words go to stderr, not to the client.
+    Unavailable,
+    /// No live process that is not draining has room for a new room.
+    NoCapacity,
+    /// The room's owner is draining.
+    Draining(String),
+    /// The room's owner said, at its last heartbeat, that it has no free seat (less those given since).
+    Full(String),
+    /// The helper is behind (the request waited past [`MATCHMAKE_DEADLINE`]).
+    Busy,
+}
+
+/// One process as the directory describes it (its entry's JSON).
+#[derive(Debug, Clone, serde::Deserialize)]
+struct ProcessEntry {
+    id: String,
+    url: String,
+    rooms: usize,
+    players: usize,
+    room_capacity: usize,
+    draining: bool,
 }
 
 /// What this process says of itself in every heartbeat.
@@ -71,14 +151,16 @@ pub enum ToRedis {
     /// Rewrite the process entry and claim or refresh every room listed (all the rooms it holds).
     Heartbeat {
         info: ProcessInfo,
-        rooms: Vec<Box<str>>,
+        rooms: Vec<RoomBeat>,
     },
     /// A room was just created here: claim it now rather than at the next heartbeat.
     Claim(Box<str>),
     /// A room here is gone.
-    Release(Box<str>),
+    Release(RoomBeat),
     /// Release these rooms and remove this process from the directory (the end of a drain), then stop.
-    Leave { rooms: Vec<Box<str>> },
+    Leave { rooms: Vec<RoomBeat> },
+    /// Place a player (`POST /matchmake`).
+    Matchmake(Ask),
 }
 
 /// From the helper to the loop.
@@ -90,6 +172,11 @@ pub enum FromRedis {
     Down(String),
     /// Another process holds room `room`: this copy must go.
     Lost { room: Box<str>, owner: String },
+    /// The answer to an [`Ask`].
+    Placed {
+        conn: (usize, u64),
+        result: Result<Placement, MatchError>,
+    },
 }
 
 /// The loop's end of the helper.
@@ -105,12 +192,18 @@ pub struct Cluster {
     pub claims_lost: u64,
     /// When the last heartbeat was handed over.
     pub beat_at: Option<Instant>,
+    /// The cluster's shared secret (`--cluster-secret-file`): signs and checks seat tickets.
+    pub secret: Vec<u8>,
     helper: Option<JoinHandle<()>>,
 }
 
 impl Cluster {
     /// Starts the helper thread, which wakes the loop through `waker` whenever it has an answer.
-    pub fn start(settings: Settings, waker: Arc<Waker>) -> std::io::Result<Cluster> {
+    pub fn start(
+        settings: Settings,
+        secret: Vec<u8>,
+        waker: Arc<Waker>,
+    ) -> std::io::Result<Cluster> {
         let client = redis::Client::open(settings.redis_url.as_str()).map_err(|e| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--redis: {e}"))
         })?;
@@ -126,7 +219,10 @@ impl Cluster {
             up: None,
             backoff: BACKOFF_MIN,
             retry_at: None,
-            pending_releases: std::collections::HashSet::new(),
+            pending_releases: HashMap::new(),
+            processes: Vec::new(),
+            table_at: None,
+            placed: HashMap::new(),
         };
         let thread = std::thread::Builder::new()
             .name("redis".into())
@@ -139,8 +235,19 @@ impl Cluster {
             dropped: 0,
             claims_lost: 0,
             beat_at: None,
+            secret,
             helper: Some(thread),
         })
+    }
+
+    /// Hands a matchmaking request to the helper; false (the caller answers 503) when the helper's queue
+    /// is half full: the other half is kept for heartbeats and releases, which a flood of requests must
+    /// not crowd out.
+    pub fn ask(&mut self, ask: Ask) -> bool {
+        if self.tx.len() >= TO_REDIS_MAX / 2 {
+            return false;
+        }
+        self.tx.try_send(ToRedis::Matchmake(ask)).is_ok()
     }
 
     /// Hands `msg` to the helper, or drops it (counted) if the helper is that far behind.
@@ -160,7 +267,7 @@ impl Cluster {
 
     /// At the end of a drain: asks the helper to release `rooms` and remove this process from the
     /// directory, and waits for it at most `wait` (the entries would expire within the TTL anyway).
-    pub fn leave(&mut self, rooms: Vec<Box<str>>, wait: Duration) {
+    pub fn leave(&mut self, rooms: Vec<RoomBeat>, wait: Duration) {
         let deadline = Instant::now() + wait;
         if self
             .tx
@@ -192,8 +299,15 @@ struct Helper {
     backoff: Duration,
     /// While unreachable, when to try connecting again.
     retry_at: Option<Instant>,
-    /// Releases that could not be sent, for when Redis is back (at most `PENDING_RELEASES_MAX`).
-    pending_releases: std::collections::HashSet<Box<str>>,
+    /// Releases that could not be sent, for when Redis is back (at most `PENDING_RELEASES_MAX`): room
+    /// name -> its type.
+    pending_releases: HashMap<Box<str>, Box<str>>,
+    /// The live processes as last read from the directory (for matchmaking), and when.
+    processes: Vec<ProcessEntry>,
+    table_at: Option<Instant>,
+    /// New rooms this helper placed on each process since it last read the table, so a burst of
+    /// requests spreads instead of piling onto the process that looked least loaded.
+    placed: HashMap<String, usize>,
 }
 
 impl Helper {
@@ -207,6 +321,23 @@ impl Helper {
             };
             let leave = matches!(msg, Some(ToRedis::Leave { .. }));
             match msg {
+                Some(ToRedis::Matchmake(ask)) => {
+                    let conn = ask.conn;
+                    let result = match self.connected() {
+                        false => Err(MatchError::Unavailable),
+                        true => match self.flush_releases().and_then(|()| self.matchmake(&ask)) {
+                            Ok(result) => {
+                                self.say_up();
+                                result
+                            }
+                            Err(e) => {
+                                self.judge(Err(e));
+                                Err(MatchError::Unavailable)
+                            }
+                        },
+                    };
+                    self.tell(FromRedis::Placed { conn, result });
+                }
                 // Unreachable: a release waits for Redis (a claim or heartbeat is repeated anyway).
                 Some(ToRedis::Release(room)) if !self.connected() => self.keep_release(room),
                 Some(ToRedis::Claim(room)) if !self.connected() => {
@@ -262,9 +393,9 @@ impl Helper {
         }
     }
 
-    fn keep_release(&mut self, room: Box<str>) {
+    fn keep_release(&mut self, room: RoomBeat) {
         if self.pending_releases.len() < PENDING_RELEASES_MAX {
-            self.pending_releases.insert(room);
+            self.pending_releases.insert(room.name, room.kind);
         }
     }
 
@@ -274,13 +405,8 @@ impl Helper {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        for room in &self.pending_releases {
-            pipe.cmd("EVAL")
-                .arg(RELEASE)
-                .arg(1)
-                .arg(self.key("room", room))
-                .arg(&self.settings.process_id)
-                .ignore();
+        for (room, kind) in &self.pending_releases {
+            self.release_into(&mut pipe, room, kind);
         }
         let con = self.con.as_mut().expect("connected");
         pipe.query::<()>(con)?;
@@ -343,6 +469,20 @@ impl Helper {
         format!("{}:{kind}:{name}", self.settings.cluster)
     }
 
+    /// Adds to `pipe` the release of room `room` of type `kind`: its name, if ours, and its free seats.
+    fn release_into(&self, pipe: &mut redis::Pipeline, room: &str, kind: &str) {
+        pipe.cmd("EVAL")
+            .arg(RELEASE)
+            .arg(1)
+            .arg(self.key("room", room))
+            .arg(&self.settings.process_id)
+            .ignore()
+            .cmd("ZREM")
+            .arg(self.key("free", kind))
+            .arg(room)
+            .ignore();
+    }
+
     fn handle(&mut self, msg: ToRedis) -> redis::RedisResult<()> {
         let s = &self.settings;
         let ttl_ms = s.ttl.as_millis() as u64;
@@ -382,12 +522,22 @@ impl Helper {
                     pipe.cmd("EVAL")
                         .arg(CLAIM)
                         .arg(1)
-                        .arg(format!("{}:room:{room}", s.cluster))
+                        .arg(format!("{}:room:{}", s.cluster, room.name))
                         .arg(&s.process_id)
                         .arg(ttl_ms);
                 }
+                // Free seats after the claims, so each claim's answer is the (3 + i)th.
+                for room in &rooms {
+                    if let Some(free) = room.free {
+                        pipe.cmd("ZADD")
+                            .arg(format!("{}:free:{}", s.cluster, room.kind))
+                            .arg(free)
+                            .arg(&*room.name)
+                            .ignore();
+                    }
+                }
                 // Each command's answer on its own, so one refused claim does not hide the others'.
-                let count = 3 + rooms.len();
+                let count = 3 + rooms.len() + rooms.iter().filter(|r| r.free.is_some()).count();
                 let answers = redis::ConnectionLike::req_packed_commands(
                     con,
                     &pipe.get_packed_pipeline(),
@@ -400,7 +550,14 @@ impl Helper {
                         refused.get_or_insert_with(|| format!("{e:?}"));
                     }
                 }
-                for (room, answer) in rooms.into_iter().zip(answers.into_iter().skip(3)) {
+                let claims = answers.iter().skip(3).take(rooms.len()).cloned();
+                for answer in answers.iter().skip(3 + rooms.len()) {
+                    if let redis::Value::ServerError(e) = answer {
+                        refused.get_or_insert_with(|| format!("{e:?}"));
+                    }
+                }
+                for (room, answer) in rooms.into_iter().zip(claims) {
+                    let room = room.name;
                     match answer {
                         redis::Value::ServerError(e) => {
                             refused.get_or_insert_with(|| format!("{e:?}"));
@@ -427,14 +584,10 @@ impl Helper {
                 self.claimed(room, answer);
             }
             ToRedis::Release(room) => {
-                let key = self.key("room", &room);
+                let mut pipe = redis::pipe();
+                self.release_into(&mut pipe, &room.name, &room.kind);
                 let con = self.con.as_mut().expect("connected");
-                let released = redis::cmd("EVAL")
-                    .arg(RELEASE)
-                    .arg(1)
-                    .arg(key)
-                    .arg(&self.settings.process_id)
-                    .query::<()>(con);
+                let released = pipe.query::<()>(con);
                 if released.is_err() {
                     self.keep_release(room);
                 }
@@ -443,22 +596,19 @@ impl Helper {
             ToRedis::Leave { rooms } => {
                 let mut pipe = redis::pipe();
                 for room in &rooms {
-                    pipe.cmd("EVAL")
-                        .arg(RELEASE)
-                        .arg(1)
-                        .arg(format!("{}:room:{room}", s.cluster))
-                        .arg(&s.process_id)
-                        .ignore();
+                    self.release_into(&mut pipe, &room.name, &room.kind);
                 }
                 pipe.cmd("DEL")
-                    .arg(format!("{}:process:{}", s.cluster, s.process_id))
+                    .arg(self.key("process", &self.settings.process_id))
                     .ignore()
                     .cmd("ZREM")
-                    .arg(format!("{}:processes", s.cluster))
-                    .arg(&s.process_id)
-                    .ignore()
-                    .query::<()>(con)?;
+                    .arg(format!("{}:processes", self.settings.cluster))
+                    .arg(&self.settings.process_id)
+                    .ignore();
+                let con = self.con.as_mut().expect("connected");
+                pipe.query::<()>(con)?;
             }
+            ToRedis::Matchmake(_) => unreachable!("answered in run"),
         }
         Ok(())
     }
@@ -477,6 +627,209 @@ impl Helper {
             }),
         }
     }
+}
+
+/// The matchmaker: where a player asking for a room (or for any room of a type) goes.
+impl Helper {
+    fn matchmake(&mut self, ask: &Ask) -> redis::RedisResult<Result<Placement, MatchError>> {
+        if ask.asked_at.elapsed() > MATCHMAKE_DEADLINE {
+            return Ok(Err(MatchError::Busy));
+        }
+        self.read_processes(false)?;
+        if let Some(room) = &ask.room {
+            return self.place_named(room, &ask.kind);
+        }
+        // Any room of this type with a free seat: the fullest first, so rooms fill before new ones open.
+        let free_key = self.key("free", &ask.kind);
+        let con = self.con.as_mut().expect("connected");
+        let names: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&free_key)
+            .arg(1)
+            .arg("+inf")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(FREE_CANDIDATES)
+            .query(con)?;
+        if !names.is_empty() {
+            let keys: Vec<String> = names.iter().map(|n| self.key("room", n)).collect();
+            let con = self.con.as_mut().expect("connected");
+            let owners: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query(con)?;
+            let mut stale = Vec::new();
+            let mut chosen = None;
+            for (name, owner) in names.iter().zip(owners) {
+                match owner.as_deref().and_then(|o| self.live(o)) {
+                    Some(p) if p.draining => {}
+                    Some(p) => {
+                        chosen = Some((name.clone(), p.id.clone(), p.url.clone()));
+                        break;
+                    }
+                    None => stale.push(name.clone()),
+                }
+            }
+            let con = self.con.as_mut().expect("connected");
+            if !stale.is_empty() {
+                redis::cmd("ZREM")
+                    .arg(&free_key)
+                    .arg(&stale)
+                    .query::<()>(con)?;
+            }
+            if let Some((room, process, url)) = chosen {
+                // The seat is taken now; the owner's next heartbeat says how many are really free.
+                redis::cmd("ZINCRBY")
+                    .arg(&free_key)
+                    .arg(-1)
+                    .arg(&room)
+                    .query::<()>(con)?;
+                return Ok(Ok(Placement {
+                    room,
+                    kind: ask.kind.clone(),
+                    process,
+                    url,
+                }));
+            }
+        }
+        let room = new_room_name(&ask.kind);
+        self.place_named(&room, &ask.kind)
+    }
+
+    /// Room `room`: its owner if a live process holds it, else the least loaded process, which the room's
+    /// name is reserved for (atomically: of two matchmakers racing for one name, both answer the same).
+    fn place_named(
+        &mut self,
+        room: &str,
+        kind: &str,
+    ) -> redis::RedisResult<Result<Placement, MatchError>> {
+        let key = self.key("room", room);
+        let con = self.con.as_mut().expect("connected");
+        let owner: Option<String> = redis::cmd("GET").arg(&key).query(con)?;
+        let owned = owner
+            .as_deref()
+            .and_then(|o| self.live(o))
+            .map(|p| self.placement(room, kind, p));
+        if let Some(placed) = owned {
+            if placed.is_err() {
+                return Ok(placed);
+            }
+            // A capped room's seats: none left is full; else this player takes one (the owner's next
+            // heartbeat says how many are really free).
+            let free_key = self.key("free", kind);
+            let con = self.con.as_mut().expect("connected");
+            let free: Option<f64> = redis::cmd("ZSCORE").arg(&free_key).arg(room).query(con)?;
+            match free {
+                Some(f) if f < 1.0 => return Ok(Err(MatchError::Full(room.to_string()))),
+                Some(_) => redis::cmd("ZINCRBY")
+                    .arg(&free_key)
+                    .arg(-1)
+                    .arg(room)
+                    .query::<()>(con)?,
+                None => {}
+            }
+            return Ok(placed);
+        }
+        let Some(candidate) = self.least_loaded() else {
+            return Ok(Err(MatchError::NoCapacity));
+        };
+        let lifetime_ms = SEAT_TICKET_LIFETIME.as_millis() as u64;
+        let con = self.con.as_mut().expect("connected");
+        let winner: String = redis::cmd("EVAL")
+            .arg(SEAT)
+            .arg(1)
+            .arg(&key)
+            .arg(&candidate)
+            .arg(lifetime_ms)
+            .arg(owner.as_deref().unwrap_or(""))
+            .query(con)?;
+        if winner == candidate {
+            *self.placed.entry(candidate).or_default() += 1;
+            // Advertise the new room's seats at once, so the next "any room of this type" fills it.
+            let cap = self.settings.seats.iter().find(|(t, _)| t == kind);
+            if let Some(&(_, Some(max))) = cap {
+                let free_key = self.key("free", kind);
+                let con = self.con.as_mut().expect("connected");
+                redis::cmd("ZADD")
+                    .arg(free_key)
+                    .arg(max.saturating_sub(1))
+                    .arg(room)
+                    .query::<()>(con)?;
+            }
+        }
+        if self.live(&winner).is_none() {
+            // Another matchmaker chose a process this one has not read yet.
+            self.read_processes(true)?;
+        }
+        Ok(match self.live(&winner) {
+            Some(p) => self.placement(room, kind, p),
+            None => Err(MatchError::NoCapacity),
+        })
+    }
+
+    fn placement(&self, room: &str, kind: &str, p: &ProcessEntry) -> Result<Placement, MatchError> {
+        if p.draining {
+            return Err(MatchError::Draining(room.to_string()));
+        }
+        Ok(Placement {
+            room: room.to_string(),
+            kind: kind.to_string(),
+            process: p.id.clone(),
+            url: p.url.clone(),
+        })
+    }
+
+    fn live(&self, id: &str) -> Option<&ProcessEntry> {
+        self.processes.iter().find(|p| p.id == id)
+    }
+
+    /// The live process that is not draining and has the fewest rooms (counting those placed on it since
+    /// the table was read), then the fewest players; `None` if none can open a room.
+    fn least_loaded(&self) -> Option<String> {
+        let placed = |p: &ProcessEntry| self.placed.get(&p.id).copied().unwrap_or(0);
+        self.processes
+            .iter()
+            .filter(|p| !p.draining && p.room_capacity > placed(p))
+            .min_by_key(|p| (p.rooms + placed(p), p.players))
+            .map(|p| p.id.clone())
+    }
+
+    /// Reads the live processes' entries, unless they were read less than a heartbeat ago (`force`:
+    /// read anyway). Bounded: one `ZRANGEBYSCORE` and one `MGET`.
+    fn read_processes(&mut self, force: bool) -> redis::RedisResult<()> {
+        let fresh = self
+            .table_at
+            .is_some_and(|at| at.elapsed() < self.settings.ttl / 3);
+        if fresh && !force {
+            return Ok(());
+        }
+        let con = self.con.as_mut().expect("connected");
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(format!("{}:processes", self.settings.cluster))
+            .arg(unix_ms())
+            .arg("+inf")
+            .query(con)?;
+        self.processes.clear();
+        if !ids.is_empty() {
+            let keys: Vec<String> = ids.iter().map(|id| self.key("process", id)).collect();
+            let con = self.con.as_mut().expect("connected");
+            let entries: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query(con)?;
+            // An entry gone (expired between the two reads) or unreadable is a process not to route to.
+            self.processes = entries
+                .iter()
+                .flatten()
+                .filter_map(|json| serde_json::from_str(json).ok())
+                .collect();
+        }
+        self.placed.clear();
+        self.table_at = Some(Instant::now());
+        Ok(())
+    }
+}
+
+/// A fresh name for a room of type `kind`: the type (cut to leave room) and 8 random hex digits.
+fn new_room_name(kind: &str) -> String {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).expect("the operating system's random source");
+    let cut = &kind[..kind.len().min(crate::sim::room::ROOM_NAME_LEN_MAX - 9)];
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{cut}-{hex}")
 }
 
 fn unix_ms() -> u64 {

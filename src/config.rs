@@ -246,6 +246,17 @@ pub struct Config {
     /// of it: a process that dies stops being routed to within this long.
     #[arg(long, default_value_t = 3_000)]
     pub cluster_ttl_ms: u64,
+
+    /// The cluster's shared secret (a file; every process of the cluster reads the same one): it signs
+    /// the seat tickets `POST /matchmake` answers, which the process they name checks. Required with
+    /// --redis. May be the --ticket-secret-file, but need not.
+    #[arg(long, value_name = "PATH")]
+    pub cluster_secret_file: Option<std::path::PathBuf>,
+
+    /// Messages this process may publish on the backplane per second (topics and players elsewhere in
+    /// the cluster), with a burst as large; beyond, they are dropped and counted.
+    #[arg(long, default_value_t = 1_000)]
+    pub backplane_messages_per_s: u32,
 }
 
 /// Who may create rooms (`--room-creation`).
@@ -333,6 +344,15 @@ impl Config {
                     .to_string(),
             );
         }
+        if self.redis.is_some() && self.cluster_secret_file.is_none() {
+            return Err(
+                "--redis needs --cluster-secret-file: the secret every process of the cluster signs and checks seat tickets with"
+                    .to_string(),
+            );
+        }
+        if self.backplane_messages_per_s == 0 {
+            return Err("--backplane-messages-per-s must be at least 1".to_string());
+        }
         if let Some(url) = &self.public_url {
             let ok = (url.starts_with("ws://") || url.starts_with("wss://"))
                 && url.len() <= 200
@@ -413,6 +433,7 @@ impl Config {
                 .unwrap_or_else(crate::cluster::random_process_id),
             public_url: self.public_url.clone()?,
             ttl: std::time::Duration::from_millis(self.cluster_ttl_ms),
+            seats: Vec::new(),
         })
     }
 }

@@ -18,6 +18,7 @@
 //! `docs/ARCHITECTURE.md` has the bird's-eye view and the invariants; `docs/PROTOCOL.md` the bytes.
 
 pub mod assets;
+pub mod backplane;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -207,6 +207,13 @@ pub struct Metrics {
     pub rooms_ended: u64,
     /// Creates refused for `--max-rooms`.
     pub rooms_refused_limit: u64,
+    /// `POST /matchmake` answered with where to connect, and refused (any error status).
+    pub matchmake_placed: u64,
+    pub matchmake_refused: u64,
+    /// Game `Message`s queued to a client, and those dropped: the client was behind (past
+    /// `--send-hwm-bytes`), or the game passed a bound of its outbox.
+    pub game_messages: u64,
+    pub game_messages_dropped: u64,
     /// Ticks of one room: a room's tick runs its game's steps and queues its updates.
     pub tick_duration: Histogram,
     pub tick_lateness: Histogram,
@@ -241,6 +248,10 @@ impl Default for Metrics {
             rooms_disposed_idle: 0,
             rooms_ended: 0,
             rooms_refused_limit: 0,
+            matchmake_placed: 0,
+            matchmake_refused: 0,
+            game_messages: 0,
+            game_messages_dropped: 0,
             tick_duration: Histogram::new(TICK_BUCKETS_US),
             tick_lateness: Histogram::new(TICK_BUCKETS_US),
         }
@@ -472,6 +483,30 @@ impl Metrics {
             "counter",
             "Room creates refused because --max-rooms rooms were open (also in rooms_refused_total).",
             self.rooms_refused_limit,
+        );
+        one(
+            "matchmake_placed_total",
+            "counter",
+            "POST /matchmake answered with where to connect.",
+            self.matchmake_placed,
+        );
+        one(
+            "matchmake_refused_total",
+            "counter",
+            "POST /matchmake answered with an error status (bad request, redis unreachable, no capacity, ...).",
+            self.matchmake_refused,
+        );
+        one(
+            "game_messages_total",
+            "counter",
+            "Game Messages (chat lines, notices) queued to clients.",
+            self.game_messages,
+        );
+        one(
+            "game_messages_dropped_total",
+            "counter",
+            "Game Messages dropped: the client was past --send-hwm-bytes, or the game passed its outbox bounds.",
+            self.game_messages_dropped,
         );
         one(
             "peer_addresses",

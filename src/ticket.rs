@@ -8,6 +8,11 @@
 //! `v2.<player>.<room>.<expires>` (a room name has the same alphabet as a player id): it admits only to that
 //! room. `docs/OPERATIONS.md` has an issuing example. A ticket is never logged or counted by value.
 //!
+//! A **seat ticket** is what `POST /matchmake` answers in a cluster (docs/CLUSTER.md):
+//! `s1.<player>.<room>.<process>.<expires>.<signature>`, signed over `s1.<player>.<room>.<process>.<expires>`
+//! with the cluster's shared secret (`--cluster-secret-file`), not the game backend's. It admits `player` to
+//! `room` on process `process` only (a process id has the alphabet of a player id), until `expires`.
+//!
 //! A ticket whose `expires` is further ahead than `--ticket-lifetime-max-s` is refused too: the server does
 //! not remember used tickets, so a ticket can be replayed until it expires, and that bound caps how long a
 //! leaked one is worth anything, whatever the issuer wrote into it.
@@ -40,6 +45,12 @@ pub enum TicketError {
     OtherRoom {
         room: Box<str>,
     },
+    /// A valid seat ticket for another process of the cluster.
+    OtherProcess {
+        process: Box<str>,
+    },
+    /// A seat ticket presented to a process that is in no cluster (no `--cluster-secret-file`).
+    NoSeats,
 }
 
 /// What a valid ticket says.
@@ -47,8 +58,10 @@ pub enum TicketError {
 pub struct Claims<'t> {
     /// The game backend's player id: the connection's account.
     pub player: &'t str,
-    /// The room it admits to (a `v2` ticket); `None`: any room.
+    /// The room it admits to (a `v2` or seat ticket); `None`: any room.
     pub room: Option<&'t str>,
+    /// The process it admits to (a seat ticket); `None`: any process.
+    pub process: Option<&'t str>,
 }
 
 impl TicketError {
@@ -65,6 +78,10 @@ impl TicketError {
             }
             TicketError::OtherAccount => "ticket is for another account than this session".into(),
             TicketError::OtherRoom { room } => format!("ticket is for room {room}").into(),
+            TicketError::OtherProcess { process } => {
+                format!("seat ticket is for process {process}: ask the matchmaker again").into()
+            }
+            TicketError::NoSeats => "seat tickets are taken only in a cluster".into(),
         }
     }
 }
@@ -81,6 +98,35 @@ pub fn issue_for_room(secret: &[u8], player: &str, room: &str, expires_unix_s: u
     let payload = format!("v2.{player}.{room}.{expires_unix_s}");
     let signature = data_encoding::BASE64URL_NOPAD.encode(&sign(secret, payload.as_bytes()));
     format!("{payload}.{signature}")
+}
+
+/// Signs a seat ticket (what the matchmaker answers): `player` in `room` on process `process` until
+/// `expires_unix_s`, with the cluster's secret.
+pub fn issue_seat(
+    cluster_secret: &[u8],
+    player: &str,
+    room: &str,
+    process: &str,
+    expires_unix_s: u64,
+) -> String {
+    let payload = format!("s1.{player}.{room}.{process}.{expires_unix_s}");
+    let signature =
+        data_encoding::BASE64URL_NOPAD.encode(&sign(cluster_secret, payload.as_bytes()));
+    format!("{payload}.{signature}")
+}
+
+/// Whether `ticket` says it is a seat ticket (checked with the cluster's secret, not the backend's).
+pub fn is_seat(ticket: &str) -> bool {
+    ticket.starts_with("s1.")
+}
+
+/// Whether `id` has the alphabet and length of a player id (also of a room name and a process id).
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= PLAYER_LEN_MAX
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn sign(secret: &[u8], payload: &[u8]) -> Vec<u8> {
@@ -102,20 +148,15 @@ pub fn verify<'t>(
         return Err(TicketError::Malformed);
     }
     let (payload, signature) = ticket.rsplit_once('.').ok_or(TicketError::Malformed)?;
-    let parts: Vec<&str> = payload.splitn(5, '.').collect();
-    let (player, room, expires) = match parts[..] {
-        ["v1", player, expires] => (player, None, expires),
-        ["v2", player, room, expires] => (player, Some(room), expires),
+    let parts: Vec<&str> = payload.splitn(6, '.').collect();
+    let (player, room, process, expires) = match parts[..] {
+        ["v1", player, expires] => (player, None, None, expires),
+        ["v2", player, room, expires] => (player, Some(room), None, expires),
+        ["s1", player, room, process, expires] => (player, Some(room), Some(process), expires),
         _ => return Err(TicketError::Malformed),
     };
-    let id_ok = |id: &str| {
-        !id.is_empty()
-            && id.len() <= PLAYER_LEN_MAX
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    };
-    let player_ok = id_ok(player) && room.map_or(true, id_ok);
+    let player_ok =
+        valid_id(player) && room.map_or(true, valid_id) && process.map_or(true, valid_id);
     let expires: u64 = expires.parse().map_err(|_| TicketError::Malformed)?;
     let signature = data_encoding::BASE64URL_NOPAD
         .decode(signature.as_bytes())
@@ -136,7 +177,11 @@ pub fn verify<'t>(
             max_s: lifetime_max_s,
         });
     }
-    Ok(Claims { player, room })
+    Ok(Claims {
+        player,
+        room,
+        process,
+    })
 }
 
 /// The value of `ticket` in a request target's query string, percent-decoding not needed (the format is
@@ -155,7 +200,43 @@ mod tests {
     const LONG: u64 = u64::MAX;
 
     fn any_room(player: &str) -> Claims<'_> {
-        Claims { player, room: None }
+        Claims {
+            player,
+            room: None,
+            process: None,
+        }
+    }
+
+    #[test]
+    fn a_seat_ticket_names_room_and_process_and_its_signature_covers_both() {
+        let t = issue_seat(SECRET, "ann", "arena-1", "p-7", 1_000);
+        assert!(
+            is_seat(&t) && t.starts_with("s1.ann.arena-1.p-7.1000."),
+            "{t}"
+        );
+        assert_eq!(
+            verify(SECRET, &t, 0, LONG),
+            Ok(Claims {
+                player: "ann",
+                room: Some("arena-1"),
+                process: Some("p-7")
+            })
+        );
+        for forged in [
+            t.replace(".p-7.", ".p-8."),
+            t.replace(".arena-1.", ".arena-2."),
+        ] {
+            assert_eq!(
+                verify(SECRET, &forged, 0, LONG),
+                Err(TicketError::BadSignature)
+            );
+        }
+        assert_eq!(verify(SECRET, &t, 1_001, LONG), Err(TicketError::Expired));
+        // The longest ids still fit the length bound.
+        let long = "x".repeat(64);
+        let t = issue_seat(SECRET, &long, &long, &long, 9_999_999_999);
+        assert!(t.len() <= TICKET_LEN_MAX, "{}", t.len());
+        assert!(verify(SECRET, &t, 0, LONG).is_ok());
     }
 
     #[test]
@@ -167,7 +248,8 @@ mod tests {
             claims,
             Ok(Claims {
                 player: "ann",
-                room: Some("arena-1")
+                room: Some("arena-1"),
+                process: None
             })
         );
         let moved = t.replace(".arena-1.", ".arena-2.");

@@ -4,107 +4,10 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::redis::{cluster_secret, free_port, spawn_binary, url, Redis};
 use common::{Client, Msg, TestServer, WAIT_MAX};
-
-/// A `redis-server` of our own on 127.0.0.1:`port`, without persistence; killed when dropped.
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        Redis::start_on(free_port())
-    }
-
-    fn start_on(port: u16) -> Redis {
-        let redis = Redis::spawn(port, &[]);
-        let t0 = Instant::now();
-        while redis.con().is_none() {
-            assert!(
-                t0.elapsed() < WAIT_MAX,
-                "redis-server did not answer on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
-    }
-
-    /// Starts `redis-server` on `port` with `extra` flags, without waiting for it to answer.
-    fn spawn(port: u16, extra: &[&str]) -> Redis {
-        let port_text = port.to_string();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port_text,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server; scripts/test.sh installs it)");
-        Redis { port, child }
-    }
-
-    fn url(&self) -> String {
-        url(self.port)
-    }
-
-    fn con(&self) -> Option<redis::Connection> {
-        let client = redis::Client::open(self.url()).ok()?;
-        let mut con = client
-            .get_connection_with_timeout(Duration::from_secs(1))
-            .ok()?;
-        redis::cmd("PING").query::<String>(&mut con).ok()?;
-        Some(con)
-    }
-
-    fn get(&self, key: &str) -> Option<String> {
-        redis::cmd("GET").arg(key).query(&mut self.con()?).ok()?
-    }
-
-    /// Waits (bounded) until `key`'s value satisfies `done`.
-    fn wait_for(&self, key: &str, done: impl Fn(Option<&str>) -> bool) {
-        let t0 = Instant::now();
-        loop {
-            let value = self.get(key);
-            if done(value.as_deref()) {
-                return;
-            }
-            assert!(t0.elapsed() < WAIT_MAX, "{key} is {value:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn url(port: u16) -> String {
-    format!("redis://127.0.0.1:{port}/")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A server in cluster `tickcast` as process `p1`, its directory at `redis_url`.
 fn clustered(redis_url: String, adjust: impl FnOnce(&mut common::TestConfig)) -> TestServer {
@@ -113,6 +16,7 @@ fn clustered(redis_url: String, adjust: impl FnOnce(&mut common::TestConfig)) ->
         c.redis = Some(redis_url);
         c.public_url = Some("ws://game-1.example:7000".into());
         c.process_id = Some("p1".into());
+        c.cluster_secret_file = Some(cluster_secret());
         c.cluster_ttl_ms = 1_000;
         adjust(c);
     })
@@ -265,38 +169,8 @@ fn cluster_mode_needs_a_public_url() {
 
 #[test]
 fn a_process_killed_with_sigkill_leaves_the_directory_within_the_ttl() {
-    use std::io::BufRead;
     let redis = Redis::start();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--npcs",
-            "0",
-            "--redis",
-            &redis.url(),
-        ])
-        .args([
-            "--public-url",
-            "ws://game-2.example:7000",
-            "--process-id",
-            "p2",
-        ])
-        .args(["--cluster-ttl-ms", "1000"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .parse()
-        .unwrap();
+    let (mut child, addr) = spawn_binary(&redis.url(), "p2", &["--cluster-ttl-ms", "1000"]);
     let server = TestServer::external(addr);
     let mut c = Client::connect_at(&server, "/ws/doomed");
     c.hello("a");

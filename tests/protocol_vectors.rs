@@ -23,7 +23,7 @@ fn example_world() -> Vec<(u32, ArenaEntity)> {
 }
 
 /// Every vector PROTOCOL.md must carry.
-const VECTOR_NAMES: [&str; 13] = [
+const VECTOR_NAMES: [&str; 15] = [
     "welcome",
     "joined",
     "joined-resumed",
@@ -36,6 +36,8 @@ const VECTOR_NAMES: [&str; 13] = [
     "watch",
     "input",
     "ping",
+    "send",
+    "message",
     "world-hash",
 ];
 
@@ -43,7 +45,7 @@ fn expected(name: &str) -> Expected {
     use Expected::*;
     match name {
         "welcome" => Server(ServerMsg::Welcome {
-            protocol: 3,
+            protocol: 4,
             tick_hz: 20,
             tick: 300,
             connection_id: 7,
@@ -98,13 +100,13 @@ fn expected(name: &str) -> Expected {
             tick: 301,
         }),
         "hello" => Client(ClientMsg::Hello {
-            protocol: 3,
+            protocol: 4,
             name: "ann".into(),
             ticket: String::new(),
             resume: None,
         }),
         "hello-resume" => Client(ClientMsg::Hello {
-            protocol: 3,
+            protocol: 4,
             name: "ann".into(),
             ticket: String::new(),
             resume: Some(proto::Resume {
@@ -113,7 +115,7 @@ fn expected(name: &str) -> Expected {
             }),
         }),
         "watch" => Client(ClientMsg::Watch {
-            protocol: 3,
+            protocol: 4,
             ticket: "t.k".into(),
         }),
         "input" => Client(ClientMsg::Input {
@@ -121,6 +123,12 @@ fn expected(name: &str) -> Expected {
             input: ArenaInput { dx: 1, dy: -1 },
         }),
         "ping" => Client(ClientMsg::Ping { nonce: 1000 }),
+        "send" => Client(ClientMsg::Send {
+            body: b"hi".to_vec(),
+        }),
+        "message" => Server(ServerMsg::Message {
+            body: b"ann: hi".to_vec(),
+        }),
         "world-hash" => Hash(world_hash()),
         other => panic!("PROTOCOL.md has a vector named {other:?} that this test does not know"),
     }

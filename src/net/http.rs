@@ -18,6 +18,9 @@ pub struct Request {
     pub origin: Option<String>,
     /// The WebSocket upgrade headers, checked; or why this request is no valid upgrade.
     pub upgrade: Result<Upgrade, Refusal<'static>>,
+    /// The body's length (`Content-Length`); `Err` for a length that is no number, or a body in
+    /// chunks (`Transfer-Encoding`), which the server does not read.
+    pub body_len: Result<Option<usize>, Refusal<'static>>,
 }
 
 /// What a valid upgrade request carries that the answer needs.
@@ -87,6 +90,7 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<Request>, Ref
         target: req.path.unwrap_or("/").to_string(),
         head_len,
         origin,
+        body_len: body_len(req.headers),
         upgrade: upgrade(req.headers),
     }))
 }
@@ -105,6 +109,8 @@ pub struct HeadBuf {
     start: Option<usize>,
     /// Times httparse ran on this head (for tests: a trickled head is parsed once).
     parses: u32,
+    /// The head is complete (a body may still be arriving behind it): parse again without scanning.
+    complete: bool,
 }
 
 impl HeadBuf {
@@ -137,12 +143,14 @@ impl HeadBuf {
     /// Only the first `max_header_bytes` are parsed, so the answer does not depend on how the bytes were
     /// cut into reads (the `http_request` fuzz target checks it).
     pub fn parse(&mut self, max_header_bytes: usize) -> Result<Option<Request>, Refusal<'static>> {
-        if !self.may_be_complete() && self.bytes.len() < max_header_bytes {
+        if !self.complete && !self.may_be_complete() && self.bytes.len() < max_header_bytes {
             return Ok(None);
         }
         self.parses += 1;
         let head = &self.bytes[..self.bytes.len().min(max_header_bytes)];
-        parse(head, max_header_bytes)
+        let parsed = parse(head, max_header_bytes);
+        self.complete = matches!(parsed, Ok(Some(_)));
+        parsed
     }
 
     /// Scans the bytes not scanned yet (and the two before them, so a blank line split across reads is
@@ -163,6 +171,34 @@ impl HeadBuf {
         let window = &self.bytes[from.saturating_sub(2).max(start)..];
         window.windows(2).any(|w| w == b"\n\n") || window.windows(3).any(|w| w == b"\n\r\n")
     }
+}
+
+/// The length of a request's body, if it has one; chunked bodies are refused (411), and so are two
+/// lengths that disagree or one that is no number (400): a body's end must be unambiguous.
+fn body_len(headers: &[httparse::Header<'_>]) -> Result<Option<usize>, Refusal<'static>> {
+    if headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+    {
+        return Err(Refusal::new(411, "send the body with a Content-Length"));
+    }
+    let mut len = None;
+    for h in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
+        let n = std::str::from_utf8(h.value)
+            .ok()
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<usize>().ok())
+            .ok_or(Refusal::new(400, "malformed Content-Length"))?;
+        if len.is_some_and(|l| l != n) {
+            return Err(Refusal::new(400, "malformed Content-Length"));
+        }
+        len = Some(n);
+    }
+    Ok(len)
 }
 
 /// The upgrade headers of a request, or why they are no valid WebSocket upgrade.
@@ -198,6 +234,7 @@ fn reason_phrase(status: u16) -> &'static str {
     match status {
         101 => "Switching Protocols",
         200 => "OK",
+        204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
@@ -206,6 +243,8 @@ fn reason_phrase(status: u16) -> &'static str {
         408 => "Request Timeout",
         409 => "Conflict",
         410 => "Gone",
+        411 => "Length Required",
+        413 => "Content Too Large",
         426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
@@ -254,6 +293,7 @@ pub fn write_refusal_with(
     more_headers: &str,
 ) {
     let mut extra = match refusal.status {
+        405 if refusal.why.ends_with("POST") => "Allow: POST, OPTIONS\r\n".to_string(),
         405 => "Allow: GET\r\n".to_string(),
         426 => "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n".to_string(),
         429 | 503 => format!("Retry-After: {retry_after_s}\r\n"),

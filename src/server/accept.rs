@@ -194,13 +194,20 @@ impl<G: Game, C: Clock> Server<G, C> {
     pub(super) fn read_http(&mut self, k: usize) {
         let max = self.cfg.max_header_bytes;
         let conn = &mut self.net.conns[k];
+        if self.matchmaking.contains_key(&conn.id) {
+            // Its request is with the matchmaker; the answer closes it.
+            return;
+        }
         let Phase::Http { buf } = &mut conn.phase else {
             unreachable!("read_http on a WebSocket")
         };
-        // Read at most one byte past the limit: enough to know the head is too large.
+        // Read at most one byte past the head's limit (enough to know it is too large), plus the largest
+        // body a route takes.
         let mut chunk = [0u8; 2048];
         let failed = loop {
-            let room = (max + 1).saturating_sub(buf.len()).min(chunk.len());
+            let room = (max + 1 + routes::MATCHMAKE_BODY_MAX)
+                .saturating_sub(buf.len())
+                .min(chunk.len());
             if room == 0 {
                 break None;
             }
@@ -226,7 +233,10 @@ impl<G: Game, C: Clock> Server<G, C> {
             Ok(Some(request)) => request,
             Err(refusal) => return self.refuse_http(k, &refusal, CloseReason::HttpError),
         };
+        let arrived = buf.len();
         match routes::route(&request, self.cfg.echo_path.as_deref()) {
+            // The body is still arriving (the handshake timeout bounds how long it may take).
+            Ok(Route::Matchmake(len)) if arrived < request.head_len + len => {}
             // In a health slot only the health check and the metrics are served.
             Ok(route @ (Route::Health | Route::Metrics)) => self.answer_http(k, route, &request),
             Ok(_) if spare => {
@@ -314,6 +324,16 @@ impl<G: Game, C: Clock> Server<G, C> {
                         })
                     }
                 }
+            }
+            Route::Matchmake(len) => self.matchmake(k, request, len),
+            Route::MatchmakePreflight => {
+                let cors = self.cors(request.origin.as_deref());
+                let headers = format!(
+                    "{cors}Access-Control-Allow-Methods: POST\r\nAccess-Control-Allow-Headers: content-type\r\nAccess-Control-Max-Age: 600\r\n"
+                );
+                self.reply_http(k, done, |out| {
+                    http::write_response(out, 204, "text/plain", b"", &headers)
+                })
             }
             Route::Asset(asset) => self.reply_http(k, done, |out| {
                 http::write_response(out, 200, asset.content_type, asset.body, "")
@@ -464,7 +484,7 @@ impl<G: Game, C: Clock> Server<G, C> {
 
     /// The CORS header of the room list, so a page served elsewhere (a game's own site) can read it: any
     /// origin without `--allow-origin`, else only those listed.
-    fn cors(&self, origin: Option<&str>) -> String {
+    pub(super) fn cors(&self, origin: Option<&str>) -> String {
         match origin {
             _ if self.cfg.allowed_origins.is_empty() => "Access-Control-Allow-Origin: *\r\n".into(),
             Some(origin) if self.origin_allowed(Some(origin)) => {
@@ -524,7 +544,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             baseline: None,
             last_update_at: self.now,
             role: Role::Pending,
-            account,
+            account: None,
             echo,
             pinged: false,
             bucket: Bucket::new(&self.cfg.rate_limit(), self.now),
@@ -534,6 +554,9 @@ impl<G: Game, C: Clock> Server<G, C> {
         http::write_upgrade(&mut self.net.scratch, key);
         self.send_scratch(k);
         self.net.conns[k].out.frames_begin_here();
+        if let Some(account) = account {
+            self.set_account(k, account);
+        }
         let Some(r) = room else {
             return self.read_ws(k);
         };

@@ -129,6 +129,13 @@ impl<G: Game, C: Clock> Server<G, C> {
             }
             if let Phase::Ws(ws) = &conn.phase {
                 self.net.ws_open -= 1;
+                if let Some(account) = &ws.account {
+                    let me = super::sessions::ConnRef {
+                        key: k,
+                        id: conn.id,
+                    };
+                    self.forget_account(account, me);
+                }
                 match (room, ws.role) {
                     (Some(r), Role::Player(player)) => self.player_gone(r, player),
                     (Some(r), Role::Spectator) => self.rooms.get_mut(r).spectators -= 1,

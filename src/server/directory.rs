@@ -4,7 +4,7 @@
 //! `crate::cluster` carries every message through bounded channels.
 
 use super::*;
-use crate::cluster::{FromRedis, ProcessInfo, ToRedis, FROM_REDIS_MAX};
+use crate::cluster::{FromRedis, ProcessInfo, RoomBeat, ToRedis, FROM_REDIS_MAX};
 
 impl<G: Game, C: Clock> Server<G, C> {
     /// Takes what the Redis helper reported since the last turn (at most `FROM_REDIS_MAX`); a room another
@@ -14,6 +14,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             return;
         };
         let mut lost = Vec::new();
+        let mut placed = Vec::new();
         for _ in 0..FROM_REDIS_MAX {
             match cluster.rx.try_recv() {
                 Ok(FromRedis::Up) => {
@@ -26,12 +27,16 @@ impl<G: Game, C: Clock> Server<G, C> {
                     cluster.down = Some(why);
                 }
                 Ok(FromRedis::Lost { room, owner: _ }) => lost.push(room),
+                Ok(FromRedis::Placed { conn, result }) => placed.push((conn, result)),
                 Err(crossbeam_channel::TryRecvError::Empty) => break,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => {
                     cluster.down = Some("the redis helper thread stopped".into());
                     break;
                 }
             }
+        }
+        for (conn, result) in placed {
+            self.answer_placement(conn, result);
         }
         for room in lost {
             // The default room is this process's own and never claimed; any other may have gone since.
@@ -64,9 +69,9 @@ impl<G: Game, C: Clock> Server<G, C> {
             room_capacity: self.cfg.max_rooms.saturating_sub(self.rooms.len()),
             draining: self.drain_deadline.is_some(),
         };
-        let names = self.rooms.claimed_names();
+        let rooms = self.rooms.beats();
         let cluster = self.cluster.as_mut().expect("checked above");
-        cluster.send(ToRedis::Heartbeat { info, rooms: names });
+        cluster.send(ToRedis::Heartbeat { info, rooms });
         cluster.beat_at = Some(self.now);
     }
 
@@ -77,10 +82,10 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
     }
 
-    /// Room `name` is gone from here: give its name back.
-    pub(super) fn cluster_release(&mut self, name: &str) {
+    /// A room is gone from here: give its name (and its free seats) back.
+    pub(super) fn cluster_release(&mut self, room: RoomBeat) {
         if let Some(cluster) = &mut self.cluster {
-            cluster.send(ToRedis::Release(name.into()));
+            cluster.send(ToRedis::Release(room));
         }
     }
 

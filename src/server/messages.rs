@@ -2,9 +2,38 @@
 //! "Backplane"): a player's `Send` handed to its room's game, and what a game sends through its
 //! [`RoomControl`](crate::sim::RoomControl) delivered to its room, to one player, to an account wherever it
 //! is connected, or to a topic's rooms on every process.
+//!
+//! Delivery is at most once: a client past `--send-hwm-bytes` is skipped (counted), never queued without
+//! bound, since unlike state a message cannot be coalesced. Topic messages wait in a bounded queue and go
+//! to the subscribed rooms at the start of the next turn's tick step, a bounded number of room visits per
+//! turn, so a game that publishes from `topic_message` cannot keep the loop in a cycle.
 
+use std::collections::VecDeque;
+
+use super::sessions::{ConnRef, Link};
 use super::*;
+use crate::sim::room::Outgoing;
 use crate::sim::PlayerId;
+
+/// Topic messages waiting for local delivery; beyond, new ones are dropped (counted).
+pub const TOPIC_QUEUE_MAX: usize = 4096;
+/// Rooms visited per turn for topic messages (a message goes to all its rooms in the turn it starts).
+const TOPIC_VISITS_PER_TURN: usize = 16_384;
+
+/// What the game-message stage keeps between turns.
+#[derive(Default)]
+pub(super) struct Mail {
+    /// Topic messages for this process's subscribed rooms: published here or received from the backplane.
+    topics: VecDeque<(Box<str>, Vec<u8>)>,
+    /// Connections by the account their ticket named (for `RoomControl::tell`).
+    accounts: std::collections::HashMap<Box<str>, Vec<ConnRef>>,
+}
+
+impl Mail {
+    pub(super) fn has_topics(&self) -> bool {
+        !self.topics.is_empty()
+    }
+}
 
 impl<G: Game, C: Clock> Server<G, C> {
     /// Player `player` on connection `k` sent `body`: its game hears it, and what it sends in answer goes.
@@ -13,6 +42,174 @@ impl<G: Game, C: Clock> Server<G, C> {
         let room = self.rooms.get_mut(r);
         room.game
             .message(&mut room.world, player, body, &mut room.control);
-        Flow::Go
+        self.deliver_outbox(r);
+        let conn = &self.net.conns[k];
+        match conn.dead.is_none() && conn.closing.is_none() {
+            true => Flow::Go,
+            false => Flow::Stop,
+        }
     }
+
+    /// Sends what room `r`'s game put in its outbox during its last callback.
+    pub(super) fn deliver_outbox(&mut self, r: usize) {
+        let room = self.rooms.get_mut(r);
+        self.metrics.game_messages_dropped += std::mem::take(&mut room.control.refused);
+        if room.control.outbox.is_empty() {
+            return;
+        }
+        let outbox = std::mem::take(&mut room.control.outbox);
+        for msg in outbox {
+            match msg {
+                Outgoing::Room(body) => {
+                    let frame = message_frame(&body);
+                    for i in 0..self.rooms.get(r).members.len() {
+                        let k = self.rooms.get(r).members[i].key;
+                        if self.net.conns[k].role().is_some() {
+                            self.queue_message(k, &frame);
+                        }
+                    }
+                }
+                Outgoing::Player(player, body) => {
+                    let room = self.rooms.get(r);
+                    if let Some(Link::Attached(conn)) = room.sessions.get(player).map(|s| s.link) {
+                        self.queue_message(conn.key, &message_frame(&body));
+                    }
+                }
+                Outgoing::Account(account, body) => {
+                    self.message_account(&account, &body);
+                    self.backplane_tell(&account, &body);
+                }
+                Outgoing::Topic(topic, body) => {
+                    self.backplane_publish(&topic, &body);
+                    self.queue_topic(topic.into(), body);
+                }
+            }
+        }
+    }
+
+    /// A topic message for this process's rooms (published here, or from the backplane).
+    pub(super) fn queue_topic(&mut self, topic: Box<str>, body: Vec<u8>) {
+        if self.mail.topics.len() >= TOPIC_QUEUE_MAX {
+            self.metrics.game_messages_dropped += 1;
+            return;
+        }
+        self.mail.topics.push_back((topic, body));
+    }
+
+    /// Hands waiting topic messages to every room whose type subscribes to them, while this turn's room
+    /// visits last.
+    pub(super) fn deliver_topics(&mut self) {
+        let mut visits = 0;
+        while visits < TOPIC_VISITS_PER_TURN {
+            let Some((topic, body)) = self.mail.topics.pop_front() else {
+                return;
+            };
+            let types = &self.rooms.types.types;
+            let subscribed: Vec<bool> = types
+                .iter()
+                .map(|t| t.topics.iter().any(|s| **s == *topic))
+                .collect();
+            let rooms: Vec<usize> = self
+                .rooms
+                .iter()
+                .filter(|(_, room)| subscribed[room.kind])
+                .map(|(r, _)| r)
+                .collect();
+            visits += rooms.len().max(1);
+            for r in rooms {
+                let room = self.rooms.get_mut(r);
+                room.game
+                    .topic_message(&mut room.world, &topic, &body, &mut room.control);
+                self.deliver_outbox(r);
+            }
+        }
+    }
+
+    /// Sends `body` to every connection here whose ticket named `account`.
+    pub(super) fn message_account(&mut self, account: &str, body: &[u8]) {
+        let Some(conns) = self.mail.accounts.get(account) else {
+            return;
+        };
+        let conns = conns.clone();
+        let frame = message_frame(body);
+        for conn in conns {
+            if self
+                .net
+                .conns
+                .get(conn.key)
+                .is_some_and(|c| c.id == conn.id)
+            {
+                self.queue_message(conn.key, &frame);
+            }
+        }
+    }
+
+    /// Connection `k`'s ticket names `account`: it is found by it from now on.
+    pub(super) fn set_account(&mut self, k: usize, account: Box<str>) {
+        let conn = self.conn_ref(k);
+        let ws = self.net.conns[k].ws_mut().expect("an upgraded connection");
+        if let Some(old) = ws.account.replace(account.clone()) {
+            forget_account(&mut self.mail.accounts, &old, conn);
+        }
+        self.mail.accounts.entry(account).or_default().push(conn);
+    }
+
+    /// Connection `conn` is being reaped: it is found by its account no more.
+    pub(super) fn forget_account(&mut self, account: &str, conn: ConnRef) {
+        forget_account(&mut self.mail.accounts, account, conn);
+    }
+
+    /// Queues one `Message` frame to connection `k`, unless it is closing or behind (then dropped and
+    /// counted: at most once).
+    fn queue_message(&mut self, k: usize, frame: &[u8]) {
+        let conn = &mut self.net.conns[k];
+        if conn.closing.is_some()
+            || conn.dead.is_some()
+            || conn.out.pending() > self.cfg.send_hwm_bytes
+        {
+            self.metrics.game_messages_dropped += 1;
+            return;
+        }
+        match conn.queue(frame) {
+            Ok(n) => self.metrics.bytes_out += n as u64,
+            Err(_) => {
+                self.kill(k, CloseReason::IoError);
+                return;
+            }
+        }
+        self.metrics.game_messages += 1;
+        self.metrics.frames_out += 1;
+        if !self.net.conns[k].out.is_empty() {
+            self.want_write(k);
+        }
+    }
+
+    fn backplane_publish(&mut self, _topic: &str, _body: &[u8]) {}
+
+    fn backplane_tell(&mut self, _account: &str, _body: &[u8]) {}
+}
+
+fn forget_account(
+    accounts: &mut std::collections::HashMap<Box<str>, Vec<ConnRef>>,
+    account: &str,
+    conn: ConnRef,
+) {
+    if let Some(conns) = accounts.get_mut(account) {
+        conns.retain(|c| *c != conn);
+        if conns.is_empty() {
+            accounts.remove(account);
+        }
+    }
+}
+
+/// The WebSocket frame of `Message { body }`.
+fn message_frame(body: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(body.len() + 8);
+    append_message(
+        &mut frame,
+        &ServerMsg::<(), ()>::Message {
+            body: body.to_vec(),
+        },
+    );
+    frame
 }

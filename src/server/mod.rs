@@ -38,6 +38,7 @@ mod accept;
 mod closes;
 mod closing;
 mod directory;
+mod matchmake;
 mod messages;
 mod players;
 mod read;
@@ -136,6 +137,11 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     ticket_secret: Option<Vec<u8>>,
     /// This process's end of the cluster directory (`--redis`); `None`: standalone.
     cluster: Option<crate::cluster::Cluster>,
+    /// `POST /matchmake` requests with the cluster's matchmaker, by connection id (at most
+    /// `cluster::TO_REDIS_MAX / 2` plus the answers not yet taken: `Cluster::ask` refuses beyond).
+    matchmaking: std::collections::HashMap<u64, matchmake::Waiting>,
+    /// Game messages waiting for their rooms, and connections by account (`messages.rs`).
+    mail: messages::Mail,
 }
 
 /// The transport half of the server: the poll, the listener, every connection (in any phase: HTTP, or a
@@ -191,7 +197,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         cfg.validate().map_err(invalid)?;
         let ticket_secret = match &cfg.ticket_secret_file {
             None => None,
-            Some(path) => Some(read_secret(path)?),
+            Some(path) => Some(read_secret("--ticket-secret-file", path)?),
         };
         socket::raise_descriptor_limit(cfg.descriptors_needed())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -201,9 +207,17 @@ impl<G: Game, C: Clock> Server<G, C> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let cluster = match cfg.cluster_settings() {
-            Some(settings) => Some(crate::cluster::Cluster::start(settings, waker.clone())?),
-            None => None,
+        let cluster = match (cfg.cluster_settings(), &cfg.cluster_secret_file) {
+            (Some(mut settings), Some(secret)) => {
+                settings.seats = types.seats();
+                let secret = read_secret("--cluster-secret-file", secret)?;
+                Some(crate::cluster::Cluster::start(
+                    settings,
+                    secret,
+                    waker.clone(),
+                )?)
+            }
+            _ => None,
         };
         let (tx, commands) = crossbeam_channel::bounded(16);
         let now = clock.now();
@@ -245,6 +259,8 @@ impl<G: Game, C: Clock> Server<G, C> {
             drain_deadline: None,
             ticket_secret,
             cluster,
+            matchmaking: Default::default(),
+            mail: Default::default(),
             cfg,
         })
     }
@@ -268,7 +284,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         while !self.turn(None)? {}
         if let Some(cluster) = &mut self.cluster {
             // Its rooms' names go back too, so another process may create them at once.
-            cluster.leave(self.rooms.claimed_names(), CLUSTER_LEAVE_WAIT);
+            cluster.leave(self.rooms.beats(), CLUSTER_LEAVE_WAIT);
         }
         Ok(())
     }
@@ -331,6 +347,11 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
         self.net.reread_list = keep_capacity(reread, std::mem::take(&mut self.net.reread_list));
 
+        // Topic messages (published here last turn, or from the backplane) reach their rooms.
+        if self.mail.has_topics() {
+            self.deliver_topics();
+        }
+
         // 3. run due ticks, 4. build and queue updates: every room that is due, then the timers
         while let Some(key) = self.rooms.take_due(self.now) {
             self.run_room(key);
@@ -348,7 +369,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     fn poll_timeout(&self) -> Duration {
-        if !self.net.reread_list.is_empty() || self.net.accept_pending {
+        if !self.net.reread_list.is_empty() || self.net.accept_pending || self.mail.has_topics() {
             return Duration::ZERO;
         }
         let now = self.clock.now();
@@ -394,20 +415,16 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 }
 
-/// Reads a ticket secret file: its bytes, without a trailing newline; an empty secret is refused.
-fn read_secret(path: &std::path::Path) -> io::Result<Vec<u8>> {
-    let mut secret = std::fs::read(path).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("--ticket-secret-file {}: {e}", path.display()),
-        )
-    })?;
+/// Reads the secret file `flag` names: its bytes, without a trailing newline; one under 16 bytes is refused.
+fn read_secret(flag: &str, path: &std::path::Path) -> io::Result<Vec<u8>> {
+    let mut secret = std::fs::read(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{flag} {}: {e}", path.display())))?;
     while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         secret.pop();
     }
     if secret.len() < 16 {
         let why = format!(
-            "--ticket-secret-file {}: the secret must be at least 16 bytes",
+            "{flag} {}: the secret must be at least 16 bytes",
             path.display()
         );
         return Err(io::Error::new(io::ErrorKind::InvalidInput, why));

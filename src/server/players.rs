@@ -88,7 +88,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             if let Some(bound) = admit.room.filter(|bound| bound != room) {
                 return Err(TicketError::OtherRoom { room: bound });
             }
-            self.ws_mut(k).account = Some(admit.account);
+            self.set_account(k, admit.account);
         }
         Ok(())
     }

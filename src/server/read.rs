@@ -92,12 +92,30 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     /// What `ticket` admits, checked against `--ticket-secret-file` now; `None` when tickets are not in use
-    /// (then they are ignored).
+    /// (then they are ignored). A seat ticket (the matchmaker's) is checked against the cluster's secret
+    /// whether or not the backend's tickets are in use, and admits only to this process.
     pub(super) fn check_ticket(&self, ticket: &str) -> Result<Option<Admit>, TicketError> {
+        let now = self.clock.unix_time_s();
+        if ticket::is_seat(ticket) {
+            let Some(cluster) = &self.cluster else {
+                return Err(TicketError::NoSeats);
+            };
+            let lifetime_max_s = crate::cluster::SEAT_TICKET_LIFETIME.as_secs();
+            let claims = ticket::verify(&cluster.secret, ticket, now, lifetime_max_s)?;
+            let process = claims.process.unwrap_or("");
+            if process != cluster.settings.process_id {
+                return Err(TicketError::OtherProcess {
+                    process: process.into(),
+                });
+            }
+            return Ok(Some(Admit {
+                account: claims.player.into(),
+                room: claims.room.map(Into::into),
+            }));
+        }
         let Some(secret) = &self.ticket_secret else {
             return Ok(None);
         };
-        let now = self.clock.unix_time_s();
         let claims = ticket::verify(secret, ticket, now, self.cfg.ticket_lifetime_max_s)?;
         Ok(Some(Admit {
             account: claims.player.into(),

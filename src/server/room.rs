@@ -191,14 +191,25 @@ impl<G: Game> Rooms<G> {
         self.slab.iter()
     }
 
-    /// The names a cluster directory holds for this process: every room but the default one, which is
-    /// each process's own.
-    pub fn claimed_names(&self) -> Vec<Box<str>> {
+    /// The rooms a cluster directory holds for this process, with their free seats: every room but the
+    /// default one, which is each process's own.
+    pub fn beats(&self) -> Vec<crate::cluster::RoomBeat> {
         let rooms = self.slab.iter().map(|(_, room)| room);
         rooms
             .filter(|r| !r.permanent)
-            .map(|r| r.name.clone())
+            .map(|r| self.beat(r))
             .collect()
+    }
+
+    /// Room `room` as the directory sees it.
+    pub fn beat(&self, room: &Room<G>) -> crate::cluster::RoomBeat {
+        crate::cluster::RoomBeat {
+            name: room.name.clone(),
+            kind: self.types.types[room.kind].name.as_str().into(),
+            free: room
+                .max_players
+                .map(|max| max.saturating_sub(room.players())),
+        }
     }
 
     /// Up to `limit` rooms named after `after`, in name order.

@@ -8,6 +8,7 @@
 //! | `--echo-path` | the conformance echo WebSocket |
 //! | `/healthz`, `/metrics` | health check, Prometheus text |
 //! | `/rooms`, `/rooms/ROOM` | the room list (paginated JSON), one room |
+//! | `POST /matchmake` | where to connect for a room or a room type ([`super::matchmake`]) |
 //! | `/`, `/game.js`, ... | the embedded web page ([`crate::assets`]) |
 
 use crate::assets::{self, Asset};
@@ -18,6 +19,8 @@ use crate::sim::room::{
 
 /// Rooms in one page of `GET /rooms`, at most and by default.
 pub const ROOMS_PAGE_MAX: usize = 100;
+/// Longest body of a `POST /matchmake`, in bytes (413 beyond).
+pub const MATCHMAKE_BODY_MAX: usize = 1024;
 
 const BAD_ROOM_NAME: Refusal<'static> =
     Refusal::new(400, "bad room name: 1 to 64 of A-Z a-z 0-9 _ -");
@@ -38,6 +41,10 @@ pub enum Route {
     },
     /// `GET /rooms/NAME`.
     Room(String),
+    /// `POST /matchmake` with a body of this many bytes.
+    Matchmake(usize),
+    /// `OPTIONS /matchmake`: a browser's CORS preflight.
+    MatchmakePreflight,
     Asset(&'static Asset),
 }
 
@@ -63,12 +70,27 @@ pub fn route(req: &Request, echo_path: Option<&str>) -> Result<Route, Refusal<'s
         || path == "/healthz"
         || path == "/metrics"
         || path == "/rooms"
+        || path == "/matchmake"
         || room_path("/ws/").is_some()
         || room_path("/rooms/").is_some()
         || echo_path == Some(path)
         || assets::find(path).is_some();
     if !known {
         return Err(Refusal::new(404, "not found"));
+    }
+    if path == "/matchmake" {
+        return match req.method.as_str() {
+            "POST" => match req.body_len.clone()? {
+                None => Err(Refusal::new(411, "send the body with a Content-Length")),
+                Some(n) if n > MATCHMAKE_BODY_MAX => Err(Refusal::new(
+                    413,
+                    "matchmaking request too large: at most 1024 bytes",
+                )),
+                Some(n) => Ok(Route::Matchmake(n)),
+            },
+            "OPTIONS" => Ok(Route::MatchmakePreflight),
+            _ => Err(Refusal::new(405, "method not allowed: use POST")),
+        };
     }
     if req.method != "GET" {
         return Err(Refusal::new(405, "method not allowed: use GET"));
@@ -225,6 +247,41 @@ mod tests {
         }
         assert!(r(&format!("/ws/{}", "r".repeat(64)), true).is_ok());
         assert_eq!(r("/ws/", true).unwrap_err().status, 404);
+    }
+
+    #[test]
+    fn matchmaking_is_a_post_with_a_bounded_body() {
+        let post = |head: &str| {
+            let req = http::parse(head.as_bytes(), 8192).unwrap().unwrap();
+            route(&req, None)
+        };
+        let ok = post("POST /matchmake HTTP/1.1\r\nContent-Length: 12\r\n\r\n");
+        assert_eq!(ok, Ok(Route::Matchmake(12)));
+        let refused = [
+            ("POST /matchmake HTTP/1.1\r\n\r\n", 411),
+            (
+                "POST /matchmake HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                411,
+            ),
+            (
+                "POST /matchmake HTTP/1.1\r\nContent-Length: 1025\r\n\r\n",
+                413,
+            ),
+            (
+                "POST /matchmake HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+                400,
+            ),
+            (
+                "POST /matchmake HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                400,
+            ),
+            ("GET /matchmake HTTP/1.1\r\n\r\n", 405),
+        ];
+        for (head, status) in refused {
+            assert_eq!(post(head).unwrap_err().status, status, "{head:?}");
+        }
+        let preflight = post("OPTIONS /matchmake HTTP/1.1\r\n\r\n");
+        assert_eq!(preflight, Ok(Route::MatchmakePreflight));
     }
 
     #[test]

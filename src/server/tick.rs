@@ -41,6 +41,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let draining = self.drain_deadline.is_some();
         let last = draining || room.control.ended.is_some();
         self.send_updates(key, checksum, last);
+        self.deliver_outbox(key);
         if self.obey_game(key) {
             if draining {
                 self.close_members(key, Close::Shutdown);
@@ -118,7 +119,8 @@ impl<G: Game, C: Clock> Server<G, C> {
             self.net.peers.room_gone(creator, self.now);
         }
         if !room.permanent {
-            self.cluster_release(&room.name);
+            let beat = self.rooms.beat(&room);
+            self.cluster_release(beat);
         }
         room
     }

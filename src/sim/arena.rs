@@ -39,6 +39,14 @@ impl Default for ArenaSettings {
 /// Most wanderers the creator of a room may ask for with `?npcs=N`.
 pub const NPCS_OPTION_MAX: usize = 64;
 
+/// The backplane topic of the arena's chat: a line said in any arena room, on any process, is shown in
+/// all of them.
+pub const CHAT_TOPIC: &str = "chat";
+/// Longest chat text kept, in bytes (longer is cut at a character boundary).
+pub const CHAT_TEXT_MAX: usize = 200;
+/// Seconds of game time a player waits between two chat lines; lines said faster are dropped.
+pub const CHAT_INTERVAL_S: f64 = 1.0;
+
 impl ArenaSettings {
     /// The arena as the binary serves it: one room type, `arena`, capped as the flags say. The client that
     /// creates a room may ask for `?npcs=N` wanderers (0 to 64) instead of `--npcs`.
@@ -59,7 +67,8 @@ impl ArenaSettings {
         RoomTypes::new(
             RoomType::new("arena", make)
                 .max_players(self.room_max_players)
-                .max_spectators(self.room_max_spectators),
+                .max_spectators(self.room_max_spectators)
+                .subscribe(CHAT_TOPIC),
         )
     }
 }
@@ -161,6 +170,22 @@ impl Body {
     }
 }
 
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// `text` with control characters (newlines, escapes) made spaces: a chat line is one line.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 fn quantise(v: f32) -> u16 {
     (v * QUANTA_PER_UNIT).round() as u16
 }
@@ -171,6 +196,16 @@ pub struct Arena {
     players: HashMap<PlayerId, Body>,
     wanderers: Vec<Body>,
     rng: Rng,
+    /// Who may chat: each player's name and when it last said something.
+    speakers: HashMap<PlayerId, Speaker>,
+    /// Game time, in seconds: the sum of the steps' `dt`.
+    clock_s: f64,
+}
+
+#[derive(Debug)]
+struct Speaker {
+    name: String,
+    last_line_s: Option<f64>,
 }
 
 impl Arena {
@@ -180,6 +215,8 @@ impl Arena {
             players: HashMap::new(),
             wanderers: Vec::with_capacity(wanderers),
             rng: Rng::new(seed),
+            speakers: HashMap::new(),
+            clock_s: 0.0,
         };
         for _ in 0..wanderers {
             let Some(mut body) = arena.spawn(world) else {
@@ -224,13 +261,22 @@ impl Game for Arena {
         &mut self,
         world: &mut World<ArenaEntity>,
         player: PlayerId,
-        _joining: Joining<'_>,
+        joining: Joining<'_>,
     ) -> Option<EntityId> {
         let body = self.spawn(world)?;
         let entity = body.entity;
         if let Some(old) = self.players.insert(player, body) {
             world.despawn(old.entity);
         }
+        let name = match printable(joining.name.trim()) {
+            name if name.is_empty() => format!("player-{player}"),
+            name => name,
+        };
+        let speaker = Speaker {
+            name,
+            last_line_s: None,
+        };
+        self.speakers.insert(player, speaker);
         Some(entity)
     }
 
@@ -238,6 +284,59 @@ impl Game for Arena {
         if let Some(body) = self.players.remove(&player) {
             world.despawn(body.entity);
         }
+        self.speakers.remove(&player);
+    }
+
+    /// A chat line: `<name>: <text>` to every arena room of the cluster (topic [`CHAT_TOPIC`]), or, for
+    /// `@<account> <text>`, a whisper to that account wherever it plays, echoed to the speaker. At most one
+    /// line per [`CHAT_INTERVAL_S`] per player; text that is not UTF-8 or is blank is dropped.
+    fn message(
+        &mut self,
+        _world: &mut World<ArenaEntity>,
+        player: PlayerId,
+        body: &[u8],
+        room: &mut RoomControl,
+    ) {
+        let Some(speaker) = self.speakers.get_mut(&player) else {
+            return;
+        };
+        let Ok(text) = std::str::from_utf8(body) else {
+            return;
+        };
+        let text = printable(cut(text.trim(), CHAT_TEXT_MAX));
+        let quiet = speaker
+            .last_line_s
+            .is_some_and(|at| self.clock_s - at < CHAT_INTERVAL_S);
+        if text.is_empty() || quiet {
+            return;
+        }
+        speaker.last_line_s = Some(self.clock_s);
+        let whisper = text
+            .strip_prefix('@')
+            .and_then(|rest| rest.split_once(' '))
+            .filter(|(account, rest)| !account.is_empty() && !rest.trim().is_empty());
+        match whisper {
+            Some((account, rest)) => {
+                let line = format!("{} (whisper): {}", speaker.name, rest.trim());
+                room.tell(account, line.as_bytes());
+                room.send(player, line.as_bytes());
+            }
+            None => {
+                let line = format!("{}: {text}", speaker.name);
+                room.publish(CHAT_TOPIC, line.as_bytes());
+            }
+        }
+    }
+
+    /// A chat line from any arena room: shown to everyone in this one.
+    fn topic_message(
+        &mut self,
+        _world: &mut World<ArenaEntity>,
+        _topic: &str,
+        body: &[u8],
+        room: &mut RoomControl,
+    ) {
+        room.broadcast(body);
     }
 
     /// A player whose connection dropped stands still until it comes back and steers again.
@@ -259,6 +358,7 @@ impl Game for Arena {
     }
 
     fn step(&mut self, world: &mut World<ArenaEntity>, _tick: u64, dt_s: f32, _: &mut RoomControl) {
+        self.clock_s += f64::from(dt_s);
         for body in self.players.values_mut() {
             body.advance(dt_s);
             world.set(body.entity, body.replicated());

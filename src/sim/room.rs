@@ -166,6 +166,14 @@ impl<G: Game> RoomTypes<G> {
         Ok(())
     }
 
+    /// Every type's name and player cap, the default first (what a cluster's matchmaker fills rooms by).
+    pub(crate) fn seats(&self) -> Vec<(String, Option<usize>)> {
+        self.types
+            .iter()
+            .map(|t| (t.name.clone(), t.max_players))
+            .collect()
+    }
+
     pub(crate) fn find(&self, name: &str) -> Option<usize> {
         self.types.iter().position(|t| t.name == name)
     }

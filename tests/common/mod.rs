@@ -1,6 +1,8 @@
 //! Test harness: a real server on 127.0.0.1:0 in a thread, and a real WebSocket client with a mirror.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread::JoinHandle;
@@ -136,6 +138,15 @@ impl TestServer {
     pub fn stop(mut self) -> Metrics {
         self.handle.as_ref().expect("in-process server").shutdown();
         self.thread.take().unwrap().join().expect("server thread")
+    }
+
+    /// POST `path` with `body`, returning (status, body).
+    pub fn post(&self, path: &str, body: &str) -> (u16, String) {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        http_exchange(self.addr, request.as_bytes())
     }
 
     /// GET `path`, returning (status, body).
@@ -277,6 +288,33 @@ impl Client {
         let url = format!("ws://{}{path}", server.addr);
         let (ws, _) = tungstenite::client(url, stream).expect("handshake");
         Self::from_upgraded(ws)
+    }
+
+    /// Upgrades at an absolute `ws://HOST:PORT/PATH` URL (a matchmaker's `connect`) and reads `Welcome`.
+    pub fn connect_url(url: &str) -> Client {
+        let host = url
+            .strip_prefix("ws://")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("not a ws:// URL: {url}"));
+        let stream = TcpStream::connect(host).unwrap();
+        stream.set_read_timeout(Some(WAIT_MAX)).unwrap();
+        let (ws, _) = tungstenite::client(url, stream).expect("handshake");
+        Self::from_upgraded(ws)
+    }
+
+    /// Reads until a game `Message` arrives, and returns its body as text.
+    pub fn recv_message(&mut self) -> String {
+        match self.recv_until(|m| matches!(m, Msg::Message { .. })) {
+            Msg::Message { body } => String::from_utf8(body).expect("a UTF-8 message"),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Sends a `Send` with `text`.
+    pub fn say(&mut self, text: &str) {
+        self.send(&ClientMsg::Send {
+            body: text.as_bytes().to_vec(),
+        });
     }
 
     /// Connects and sends `Watch`: a spectator.
