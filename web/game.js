@@ -692,6 +692,15 @@ if (room !== null && !isRoomName(room)) {
     join: !params.has('watch'),
   };
   client = room === null ? connect(url, options) : joinOrCreate(url, room, options);
+  // The default room is each process's own (plain /ws), so the matchmaker refuses to place it (400). A
+  // `?room=` naming it (a link from the room list, say) plays there instead: the page without `?room=`.
+  client.on('close', (e) => {
+    if (e.code === 0 && e.reconnectInMs === null && /^HTTP 400: the default room /.test(e.reason)) {
+      const plain = new URLSearchParams(location.search);
+      plain.delete('room');
+      location.replace(`?${plain}`);
+    }
+  });
   // Until Welcome names it, the room asked for (plain /ws: the default room, whatever its name).
   roomName.textContent = room ?? 'default room';
   client.on('welcome', (msg) => {

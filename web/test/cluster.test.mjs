@@ -139,8 +139,8 @@ test('a chat line typed on a page on one process appears on a page in another ar
 
   // ann on chat-1 says something: bo, in another room on another process, reads it, and so does ann.
   await say(here.page, 'hello from chat-1');
-  assert.equal(await shows(there.page, 'ann: hello from chat-1'), 'ann: hello from chat-1');
   assert.equal(await shows(here.page, 'ann: hello from chat-1'), 'ann: hello from chat-1');
+  assert.equal(await shows(there.page, 'ann: hello from chat-1'), 'ann: hello from chat-1');
   // bo answers with markup: it arrives as text, never as HTML.
   await say(there.page, '<b>hi</b> & welcome');
   assert.equal(await shows(here.page, 'bo: <b>hi</b> & welcome'), 'bo: <b>hi</b> & welcome');

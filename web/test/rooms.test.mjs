@@ -1,4 +1,4 @@
-// Rooms (protocol v3) through the arena page, in headless Chromium against the real server binary: pages
+// Rooms through the arena page, in headless Chromium against the real server binary: pages
 // in different rooms see their own room's name and players only, the room list (GET /rooms) joins a room
 // by a click, "new room" makes one, and the resume session is per room. Assertions are on what the page
 // shows (the room name, the room list), on its SDK state (window.tickcast), and on GET /rooms.
@@ -133,8 +133,11 @@ test('two rooms: each page sees its own room and its players only; a third page 
   }
   // The session is kept per room: the third page left the default room on purpose (its session there is
   // gone) and holds red's.
-  const keys = await third.page.evaluate(() => Object.keys(sessionStorage).filter((k) => k.startsWith('tickcast.')));
+  const keys = await third.page.evaluate(() => Object.keys(sessionStorage).filter((k) => k.startsWith('tickcast.session ')));
   assert.deepEqual(keys, [`tickcast.session ws://127.0.0.1:${server.port}/ws/red`]);
+  // It joined red through the matchmaker (a standalone one: its own process, a path, no seat ticket).
+  const seat = await third.page.evaluate(() => window.tickcast.client.matchmade);
+  assert.deepEqual({ ...seat, url: undefined }, { room: 'red', type: 'arena', process: null, connect: '/ws/red', ticket: null, expiresUnixS: null, url: undefined });
   await third.page.screenshot({ path: artifactPath('rooms-joined.png') });
 
   for (const p of [red, blue, third]) {
@@ -194,6 +197,25 @@ test('a bad ?room= name is refused by the page, which connects nowhere and still
   assert.ok((await page.locator('#rooms li[data-room]').count()) >= 1, 'the default room at least');
   assert.equal(await page.evaluate(() => window.tickcast.client), null);
   assert.deepEqual(sockets, []);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('?room= naming the default room (which the matchmaker never places: each process has its own) plays in it, as the plain page', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${server.url}?room=default&name=dee`);
+  await page.waitForURL((u) => !u.searchParams.has('room'));
+  assert.equal(new URL(page.url()).searchParams.get('name'), 'dee', 'the other parameters are kept');
+  await waitFor(page, 'the page to join the default room', () => {
+    const c = window.tickcast?.client;
+    return c && c.state === 'open' && c.room === 'default' && c.own !== undefined;
+  });
+  const s = await snapshot(page);
+  assert.match(s.url, /\/ws$/, 'plain /ws, no matchmaking');
+  assert.equal(await page.evaluate(() => window.tickcast.client.matchmaker), null);
   assert.deepEqual(errors, []);
   await context.close();
 });
