@@ -430,7 +430,9 @@ class Game {
 
   statusText(now = performance.now()) {
     const c = this.client;
-    const why = c.lastClose ? ` (${c.lastClose.code}: ${c.lastClose.meaning})` : '';
+    const last = c.lastClose;
+    // Code 0: no socket closed (the matchmaker refused, or no ticket): the reason says what happened.
+    const why = !last ? '' : last.code === 0 ? ` (${last.meaning}: ${last.reason})` : ` (${last.code}: ${last.meaning})`;
     switch (c.state) {
       case 'open':
         if (c.entity === null) return c.options.join ? 'connected, joining...' : 'watching';

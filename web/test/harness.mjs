@@ -337,7 +337,8 @@ export async function openArena(browser, server, { hasTouch = false, query = '',
     // A refused connection while the server restarts is the browser's own log line, not the page's error;
     // so is a room listing that failed (the page says so in its room list, and lists again later).
     if (m.type() !== 'error' || /WebSocket connection to .* failed/.test(m.text())) return;
-    if (/^Failed to load resource/.test(m.text()) && /\/rooms(\?|$)/.test(m.location().url)) return;
+    // The same for a matchmaking request that failed (a 503 while the cluster is busy: the SDK retries).
+    if (/^Failed to load resource/.test(m.text()) && /\/(rooms(\?|$)|matchmake$)/.test(m.location().url)) return;
     errors.push(m.text());
   });
   await page.goto(server.url + query);

@@ -219,3 +219,39 @@ test('?room= naming the default room (which the matchmaker never places: each pr
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+test('chat on one process: a line typed in one room shows in every arena room, spectators included, as text', async () => {
+  const red = await openArena(browser, server, { query: '?room=red&name=rae' });
+  const plain = await openArena(browser, server, { query: '?name=pat' });
+  // A spectator of red: it reads the chat, and cannot send (it has no player).
+  const context = await browser.newContext();
+  const watcher = await context.newPage();
+  const watchErrors = [];
+  watcher.on('pageerror', (e) => watchErrors.push(e.message));
+  await watcher.goto(`${server.url}?room=red&watch`);
+  await waitFor(watcher, 'the spectator to mirror red', () => {
+    const c = window.tickcast?.client;
+    return c && c.state === 'open' && c.room === 'red' && c.world.tick !== null;
+  });
+  assert.equal(await watcher.locator('#chat button').isDisabled(), true);
+  assert.equal(await watcher.locator('#chat input').getAttribute('placeholder'), 'watching: chat is read-only');
+
+  await waitFor(red.page, 'the chat to accept a line', () => !document.querySelector('#chat button').disabled);
+  // Typing in the box does not steer: WASD are letters there.
+  const seqBefore = (await snapshot(red.page)).lastInputSeq;
+  await red.page.locator('#chat input').fill('');
+  await red.page.locator('#chat input').pressSequentially('wasd <i>x</i>');
+  await red.page.locator('#chat input').press('Enter');
+  const line = 'rae: wasd <i>x</i>';
+  for (const page of [red.page, plain.page, watcher]) {
+    await waitFor(page, `the chat to show ${line}`, (l) => window.tickcast.chat.lines.includes(l), line);
+    assert.equal(await page.locator('#chat li').last().textContent(), line);
+    assert.equal(await page.locator('#chat li i').count(), 0, 'server text is never HTML');
+  }
+  assert.equal((await snapshot(red.page)).lastInputSeq, seqBefore, 'no input was sent while typing');
+  assert.equal(await red.page.locator('#chat input').inputValue(), '', 'the box is cleared once sent');
+  assert.equal((await snapshot(plain.page)).room, 'default', 'the line crossed rooms');
+  for (const p of [red, plain]) assert.deepEqual(p.errors, []);
+  assert.deepEqual(watchErrors, []);
+  await Promise.all([red.context.close(), plain.context.close(), context.close()]);
+});
