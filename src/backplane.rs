@@ -287,6 +287,11 @@ impl Backplane {
         self.rx.try_recv().ok()
     }
 
+    /// Whether deliveries are waiting for the loop.
+    pub fn has_deliveries(&self) -> bool {
+        !self.rx.is_empty()
+    }
+
     /// Every counter, read now.
     pub fn stats(&self) -> BackplaneStats {
         let s = &self.shared;

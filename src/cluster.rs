@@ -702,6 +702,11 @@ impl Helper {
         let key = self.key("room", room);
         let con = self.con.as_mut().expect("connected");
         let owner: Option<String> = redis::cmd("GET").arg(&key).query(con)?;
+        if owner.as_deref().is_some_and(|o| self.live(o).is_none()) {
+            // An owner this table does not know may have registered since it was read: read it again
+            // before taking the room from it, or a live room would be placed twice.
+            self.read_processes(true)?;
+        }
         let owned = owner
             .as_deref()
             .and_then(|o| self.live(o))

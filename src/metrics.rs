@@ -281,6 +281,8 @@ pub struct ClusterGauges {
     pub redis_up: bool,
     pub dropped: u64,
     pub claims_lost: u64,
+    /// The backplane's counters (docs/CLUSTER.md, "Backplane").
+    pub backplane: crate::backplane::BackplaneStats,
 }
 
 impl Metrics {
@@ -555,6 +557,32 @@ impl Metrics {
                 u8::from(c.redis_up),
                 c.dropped,
                 c.claims_lost
+            );
+            let b = c.backplane;
+            let _ = writeln!(
+                out,
+                "# HELP tickcast_backplane_published_total Backplane messages handed to Redis.
+                 # TYPE tickcast_backplane_published_total counter
+tickcast_backplane_published_total {}
+                 # HELP tickcast_backplane_received_total Backplane messages from other processes handed to the loop.
+                 # TYPE tickcast_backplane_received_total counter
+tickcast_backplane_received_total {}
+                 # HELP tickcast_backplane_dropped_total Backplane messages dropped, by why: queue (the publisher was behind), rate (--backplane-messages-per-s), down (Redis unreachable), incoming (the loop was behind), refused (too large), malformed (received, unreadable).
+                 # TYPE tickcast_backplane_dropped_total counter
+                 tickcast_backplane_dropped_total{{reason=\"queue\"}} {}
+                 tickcast_backplane_dropped_total{{reason=\"rate\"}} {}
+                 tickcast_backplane_dropped_total{{reason=\"down\"}} {}
+                 tickcast_backplane_dropped_total{{reason=\"incoming\"}} {}
+                 tickcast_backplane_dropped_total{{reason=\"refused\"}} {}
+                 tickcast_backplane_dropped_total{{reason=\"malformed\"}} {}",
+                b.published,
+                b.received,
+                b.dropped_queue,
+                b.dropped_rate,
+                b.dropped_down,
+                b.dropped_incoming,
+                b.refused,
+                b.malformed
             );
         }
         let _ = writeln!(

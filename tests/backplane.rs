@@ -4,8 +4,8 @@
 //! come back when it does; a loop that does not read keeps at most `INCOMING_MAX` deliveries.
 //! Every wait is capped at `WAIT_MAX`; nothing asserts a speed.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,75 +14,10 @@ use tickcast::backplane::{Backplane, BackplaneStats, Delivery, INCOMING_MAX, OUT
 use tickcast::cluster::Settings;
 use tickcast::proto::MESSAGE_BODY_MAX;
 
-const WAIT_MAX: Duration = Duration::from_secs(30);
+use common::redis::{free_port, url, Redis};
+use common::WAIT_MAX;
+
 const CLUSTER: &str = "bp";
-
-/// A `redis-server` of our own on 127.0.0.1:`port`, without persistence; killed when dropped.
-/// (As tests/cluster.rs's.)
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        Redis::start_on(free_port())
-    }
-
-    fn start_on(port: u16) -> Redis {
-        let port_text = port.to_string();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port_text,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server; scripts/test.sh installs it)");
-        let redis = Redis { port, child };
-        wait_until("redis-server answers", || redis.con().is_some());
-        redis
-    }
-
-    fn url(&self) -> String {
-        url(self.port)
-    }
-
-    fn con(&self) -> Option<redis::Connection> {
-        let client = redis::Client::open(self.url()).ok()?;
-        let mut con = client
-            .get_connection_with_timeout(Duration::from_secs(1))
-            .ok()?;
-        redis::cmd("PING").query::<String>(&mut con).ok()?;
-        Some(con)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn url(port: u16) -> String {
-    format!("redis://127.0.0.1:{port}/")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Waits (bounded) until `done` holds.
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -109,6 +44,7 @@ impl Process {
             process_id: id.into(),
             public_url: format!("ws://{id}.example:7000"),
             ttl: Duration::from_secs(3),
+            seats: Vec::new(),
         };
         let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
         let bp = Backplane::start(&settings, &topics, rate_per_s, waker).unwrap();

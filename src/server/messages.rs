@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 
 use super::sessions::{ConnRef, Link};
 use super::*;
+use crate::backplane::Delivery;
 use crate::sim::room::Outgoing;
 use crate::sim::PlayerId;
 
@@ -20,9 +21,14 @@ pub const TOPIC_QUEUE_MAX: usize = 4096;
 /// Rooms visited per turn for topic messages (a message goes to all its rooms in the turn it starts).
 const TOPIC_VISITS_PER_TURN: usize = 16_384;
 
+/// Backplane deliveries taken per turn; more wait for the next.
+const DELIVERIES_PER_TURN: usize = 1024;
+
 /// What the game-message stage keeps between turns.
 #[derive(Default)]
 pub(super) struct Mail {
+    /// Messages to and from the other processes of the cluster (`--redis`).
+    pub(super) backplane: Option<crate::backplane::Backplane>,
     /// Topic messages for this process's subscribed rooms: published here or received from the backplane.
     topics: VecDeque<(Box<str>, Vec<u8>)>,
     /// Connections by the account their ticket named (for `RoomControl::tell`).
@@ -32,6 +38,11 @@ pub(super) struct Mail {
 impl Mail {
     pub(super) fn has_topics(&self) -> bool {
         !self.topics.is_empty()
+    }
+
+    /// Whether the loop should come back at once: topic messages or backplane deliveries wait.
+    pub(super) fn has_work(&self) -> bool {
+        self.has_topics() || self.backplane.as_ref().is_some_and(|b| b.has_deliveries())
     }
 }
 
@@ -184,9 +195,31 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
     }
 
-    fn backplane_publish(&mut self, _topic: &str, _body: &[u8]) {}
+    /// Takes what other processes sent (at most `DELIVERIES_PER_TURN`): topic messages join the local
+    /// queue, account messages go to this process's connections of that account.
+    pub(super) fn take_backplane(&mut self) {
+        for _ in 0..DELIVERIES_PER_TURN {
+            let Some(delivery) = self.mail.backplane.as_ref().and_then(|b| b.try_recv()) else {
+                return;
+            };
+            match delivery {
+                Delivery::Topic { topic, body } => self.queue_topic(topic.into(), body),
+                Delivery::Account { account, body } => self.message_account(&account, &body),
+            }
+        }
+    }
 
-    fn backplane_tell(&mut self, _account: &str, _body: &[u8]) {}
+    fn backplane_publish(&mut self, topic: &str, body: &[u8]) {
+        if let Some(backplane) = &mut self.mail.backplane {
+            backplane.publish(self.now, topic, body);
+        }
+    }
+
+    fn backplane_tell(&mut self, account: &str, body: &[u8]) {
+        if let Some(backplane) = &mut self.mail.backplane {
+            backplane.tell(self.now, account, body);
+        }
+    }
 }
 
 fn forget_account(

@@ -207,9 +207,15 @@ impl<G: Game, C: Clock> Server<G, C> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut mail = messages::Mail::default();
         let cluster = match (cfg.cluster_settings(), &cfg.cluster_secret_file) {
             (Some(mut settings), Some(secret)) => {
                 settings.seats = types.seats();
+                let rate = cfg.backplane_messages_per_s;
+                let topics = types.topics();
+                let backplane =
+                    crate::backplane::Backplane::start(&settings, &topics, rate, waker.clone())?;
+                mail.backplane = Some(backplane);
                 let secret = read_secret("--cluster-secret-file", secret)?;
                 Some(crate::cluster::Cluster::start(
                     settings,
@@ -224,7 +230,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let rooms = room::Rooms::new(&cfg, types, now, clock.unix_time_s()).map_err(invalid)?;
         let mut metrics = Metrics::default();
         metrics.rooms_created += 1;
-        Ok(Server {
+        let mut server = Server {
             net: Transport {
                 local_addr: listener.local_addr()?,
                 events: Events::with_capacity(EVENTS_MAX),
@@ -260,9 +266,12 @@ impl<G: Game, C: Clock> Server<G, C> {
             ticket_secret,
             cluster,
             matchmaking: Default::default(),
-            mail: Default::default(),
+            mail,
             cfg,
-        })
+        };
+        // In a cluster, the process's entry goes first: no claim of its rooms reaches Redis before it.
+        server.cluster_beat(true);
+        Ok(server)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -318,6 +327,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let mut reread = std::mem::take(&mut self.net.reread_list);
         self.take_commands();
         self.take_cluster_news();
+        self.take_backplane();
         for event in events.iter() {
             match event.token() {
                 LISTENER => self.net.accept_pending = true,
@@ -369,7 +379,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     fn poll_timeout(&self) -> Duration {
-        if !self.net.reread_list.is_empty() || self.net.accept_pending || self.mail.has_topics() {
+        if !self.net.reread_list.is_empty() || self.net.accept_pending || self.mail.has_work() {
             return Duration::ZERO;
         }
         let now = self.clock.now();
@@ -410,6 +420,12 @@ impl<G: Game, C: Clock> Server<G, C> {
                     redis_up: c.down.is_none(),
                     dropped: c.dropped,
                     claims_lost: c.claims_lost,
+                    backplane: self
+                        .mail
+                        .backplane
+                        .as_ref()
+                        .map(|b| b.stats())
+                        .unwrap_or_default(),
                 }),
         }
     }

@@ -174,6 +174,14 @@ impl<G: Game> RoomTypes<G> {
             .collect()
     }
 
+    /// Every topic some type subscribes to, once each.
+    pub(crate) fn topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self.types.iter().flat_map(|t| t.topics.clone()).collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
     pub(crate) fn find(&self, name: &str) -> Option<usize> {
         self.types.iter().position(|t| t.name == name)
     }

@@ -121,23 +121,35 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A child process killed (SIGKILL) when dropped, so a failing test leaves none behind.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The real `tickcast` binary as process `id` of the cluster whose Redis is `redis_url`, on a port of its
-/// own that is also its `--public-url`; with its address once it listens. Kill it yourself.
-pub fn spawn_binary(redis_url: &str, id: &str, extra: &[&str]) -> (Child, std::net::SocketAddr) {
+/// own that is also its `--public-url`; with its address once it listens.
+pub fn spawn_binary(redis_url: &str, id: &str, extra: &[&str]) -> (Killed, std::net::SocketAddr) {
     use std::io::BufRead;
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
+    let child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--npcs", "0"])
         .args(["--redis", redis_url, "--process-id", id])
         .args(["--public-url", &format!("ws://127.0.0.1:{port}")])
         .arg("--cluster-secret-file")
         .arg(cluster_secret())
         .args(extra)
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut child = Killed(child);
     let mut line = String::new();
-    std::io::BufReader::new(child.stderr.take().unwrap())
+    std::io::BufReader::new(child.0.stderr.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     assert!(line.contains("listening on http://"), "{line:?}");
