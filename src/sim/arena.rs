@@ -384,3 +384,89 @@ impl Game for Arena {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::room::Outgoing;
+
+    fn joined(arena: &mut Arena, world: &mut World<ArenaEntity>, player: PlayerId, name: &str) {
+        let joining = Joining {
+            name,
+            account: None,
+        };
+        arena
+            .join(world, player, joining)
+            .expect("room for a player");
+    }
+
+    fn said(
+        arena: &mut Arena,
+        world: &mut World<ArenaEntity>,
+        player: PlayerId,
+        text: &str,
+    ) -> Vec<Outgoing> {
+        let mut room = RoomControl::default();
+        arena.message(world, player, text.as_bytes(), &mut room);
+        room.outbox
+    }
+
+    #[test]
+    fn a_chat_line_is_published_named_cut_to_one_line_and_one_a_second() {
+        let mut world = World::new(crate::sync::WorldLimits::default());
+        let mut arena = Arena::new(&mut world, 0, 1);
+        joined(&mut arena, &mut world, 7, "ann\nbob");
+        let line = |text: &str| Outgoing::Topic(CHAT_TOPIC.into(), text.as_bytes().to_vec());
+        assert_eq!(
+            said(&mut arena, &mut world, 7, "  hi\tthere "),
+            [line("ann bob: hi there")]
+        );
+        // Within the interval: dropped; a step of game time later: said.
+        assert_eq!(said(&mut arena, &mut world, 7, "again"), []);
+        arena.step(
+            &mut world,
+            1,
+            CHAT_INTERVAL_S as f32,
+            &mut RoomControl::default(),
+        );
+        let long = "é".repeat(150);
+        let cut = format!("ann bob: {}", "é".repeat(CHAT_TEXT_MAX / 2));
+        assert_eq!(said(&mut arena, &mut world, 7, &long), [line(&cut)]);
+        // Blank, not UTF-8, or from nobody: nothing.
+        arena.step(
+            &mut world,
+            2,
+            CHAT_INTERVAL_S as f32,
+            &mut RoomControl::default(),
+        );
+        assert_eq!(said(&mut arena, &mut world, 7, "   "), []);
+        assert_eq!(said(&mut arena, &mut world, 99, "who"), []);
+        let mut room = RoomControl::default();
+        arena.message(&mut world, 7, &[0xff, 0xfe], &mut room);
+        assert!(room.outbox.is_empty());
+    }
+
+    #[test]
+    fn a_whisper_goes_to_the_account_and_back_to_the_speaker() {
+        let mut world = World::new(crate::sync::WorldLimits::default());
+        let mut arena = Arena::new(&mut world, 0, 1);
+        joined(&mut arena, &mut world, 7, "");
+        let whisper = b"player-7 (whisper): psst".to_vec();
+        assert_eq!(
+            said(&mut arena, &mut world, 7, "@cid  psst"),
+            [
+                Outgoing::Account("cid".into(), whisper.clone()),
+                Outgoing::Player(7, whisper)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_chat_line_from_the_topic_goes_to_the_whole_room() {
+        let mut world = World::new(crate::sync::WorldLimits::default());
+        let mut arena = Arena::new(&mut world, 0, 1);
+        let mut room = RoomControl::default();
+        arena.topic_message(&mut world, CHAT_TOPIC, b"bob: hi", &mut room);
+        assert_eq!(room.outbox, [Outgoing::Room(b"bob: hi".to_vec())]);
+    }
+}
