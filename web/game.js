@@ -6,11 +6,15 @@
 //   TickClock    which server tick it is "now", estimated from when updates arrive
 //   Interpolator the other entities drawn a little in the past, between two ticks they really had
 //   the render loop and the net panel
-//   RoomList     the server's rooms (GET /rooms, the first page), each a link that joins it
+//   RoomList     the rooms of the process the page plays on (GET /rooms, the first page), each a link
+//                that joins it
+//   Chat         the arena's chat: a line typed is a Send, each Message a line (text only, the last 50)
 //
-// Rooms: `?room=NAME` plays in that room (created by the first to name it); without it, the server's
-// default room (plain /ws). The page shows the room's name from Welcome, and keeps its session per room
-// (the SDK stores it under the room's URL), so a token from one room is never presented in another.
+// Rooms: `?room=NAME` plays in that room, through the matchmaker (joinOrCreate: POST /matchmake, then the
+// URL it answers), so in a cluster the page lands on the process that hosts the room, whichever process
+// served the page; the first to name a room creates it. Without `?room=`, the server's default room (plain
+// /ws), as before matchmaking existed. The page shows the room's name from Welcome, and keeps its session
+// per room (the SDK stores it under the room's URL), so a token from one room is never presented in another.
 //
 // Across a lost connection the SDK resumes the same player and keeps its mirror; the prediction starts
 // over from the server's state at the first update after the resume (see Game). A page reload resumes too:
@@ -20,7 +24,7 @@
 //
 // Units: positions are in quarter units as replicated (0..8000 for a 2000-unit world).
 
-import { arena, connect, isRoomName, listRooms, roomsUrl } from './tickcast.js';
+import { arena, connect, isRoomName, joinOrCreate, listRooms } from './tickcast.js';
 
 const QUANTA = arena.quantaPerUnit;
 const WORLD_Q = arena.worldSizeUnits * QUANTA;
@@ -40,6 +44,10 @@ const ROOMS_SHOWN = 20;
 const ROOMS_REFRESH_MS = 2000;
 /** A listing that takes longer is given up (and tried again at the next refresh). */
 const ROOMS_TIMEOUT_MS = 5000;
+/** Chat lines kept on the page; older ones are removed. */
+const CHAT_LINES_MAX = 50;
+/** The arena cuts a chat line to 200 bytes (after trimming); the box takes no more characters than that. */
+const CHAT_INPUT_CHARS_MAX = 200;
 
 const clampQ = (v) => Math.min(WORLD_Q, Math.max(0, v));
 
@@ -52,13 +60,16 @@ const KEY_DIRECTIONS = {
   ArrowDown: [0, 1], KeyS: [0, 1],
 };
 
+/** Whether a key event is typing into a text field (the chat box), which is not steering. */
+const typing = (e) => e.target instanceof Element && e.target.closest('input, textarea, select, [contenteditable]') !== null;
+
 class Controls {
   constructor(surface) {
     this.keys = new Set();
     /** The drag joystick: origin and current point in CSS pixels, or null. */
     this.stick = null;
     addEventListener('keydown', (e) => {
-      if (!(e.code in KEY_DIRECTIONS) || e.altKey || e.ctrlKey || e.metaKey) return;
+      if (!(e.code in KEY_DIRECTIONS) || e.altKey || e.ctrlKey || e.metaKey || typing(e)) return;
       this.keys.add(e.code);
       e.preventDefault();
     });
@@ -419,7 +430,9 @@ class Game {
 
   statusText(now = performance.now()) {
     const c = this.client;
-    const why = c.lastClose ? ` (${c.lastClose.code}: ${c.lastClose.meaning})` : '';
+    const last = c.lastClose;
+    // Code 0: no socket closed (the matchmaker refused, or no ticket): the reason says what happened.
+    const why = !last ? '' : last.code === 0 ? ` (${last.meaning}: ${last.reason})` : ` (${last.code}: ${last.meaning})`;
     switch (c.state) {
       case 'open':
         if (c.entity === null) return c.options.join ? 'connected, joining...' : 'watching';
@@ -431,7 +444,7 @@ class Game {
       case 'closed':
         return `disconnected${why}`;
       default:
-        return 'connecting...';
+        return c.matchmaker && c.url === null ? 'asking the matchmaker...' : 'connecting...';
     }
   }
 
@@ -452,6 +465,8 @@ class Game {
     set('tick', c.world.tick === null ? '-' : String(c.world.tick));
     set('entities', String(c.world.entities.size));
     set('you', c.entity === null ? '-' : `#${c.entity}`);
+    // Which process hosts the room (the matchmaker's word; a standalone server has no process id).
+    set('process', c.matchmade?.process ?? (c.matchmade ? 'standalone' : '-'));
     set('checksums', `${st.checksumsVerified} ok / ${st.checksumFailures} bad`, st.checksumFailures > 0);
     set('connects', String(st.connects));
     set('resumes', `${st.resumes} ok / ${st.resumesRefused} refused`);
@@ -483,9 +498,11 @@ function randomRoomName() {
  * The server's rooms, the first page of GET /rooms (ROOMS_SHOWN, by name), refreshed every
  * ROOMS_REFRESH_MS: one request at a time (the next is scheduled when the last one ended), none while the
  * page is hidden or its client is trying to reach the server, each given up after ROOMS_TIMEOUT_MS.
- * Each room but the current one is a link to `?room=NAME`; following it leaves the current room (see go()).
- * A `?server=` of another origin is listed too: GET /rooms allows any origin the server's --allow-origin
- * does (CORS).
+ * The rooms listed are those of the process the page plays on (in a cluster, the one the matchmaker sent
+ * it to), else of the page's server. Each room but the current one is a link to `?room=NAME`, and a
+ * `?room=` page joins through the matchmaker; following it leaves the current room (see go()). **new
+ * room** does the same for a fresh name. A `?server=` or a process of another origin is listed too:
+ * GET /rooms allows any origin the server's --allow-origin does (CORS).
  */
 class RoomList {
   constructor(server, element, client, requestedRoom) {
@@ -538,7 +555,8 @@ class RoomList {
       const abort = new AbortController();
       const timer = setTimeout(() => abort.abort(), ROOMS_TIMEOUT_MS);
       try {
-        const { rooms, next } = await listRooms(this.server, { limit: ROOMS_SHOWN, signal: abort.signal });
+        const where = c?.url ?? this.server;
+        const { rooms, next } = await listRooms(where, { limit: ROOMS_SHOWN, signal: abort.signal });
         this.lastError = null;
         this.draw(rooms, next !== null);
       } catch (error) {
@@ -583,11 +601,83 @@ class RoomList {
   }
 }
 
+// ---- chat ---------------------------------------------------------------------------------------------
+
+/**
+ * The arena's chat: the box sends its line as a `Send` (UTF-8), and every `Message` the game sends (in the
+ * arena, `name: text` from any player of any arena room, on any process of the cluster) becomes a line.
+ * Server text goes in as text nodes only (textContent), never as HTML. The last CHAT_LINES_MAX lines are
+ * kept, in `lines` too (for tests and the console). The arena takes one line per player per second and
+ * drops faster ones silently, so a line sent is shown when it comes back, not when it is typed.
+ */
+class Chat {
+  constructor(element, client) {
+    this.client = client;
+    this.list = element.querySelector('ol');
+    this.form = element.querySelector('form');
+    this.input = this.form.querySelector('input');
+    this.button = this.form.querySelector('button');
+    this.note = element.querySelector('.note');
+    this.input.maxLength = CHAT_INPUT_CHARS_MAX;
+    /** The lines shown, oldest first. */
+    this.lines = [];
+    this.sent = 0;
+    // Not fatal: a body that is not UTF-8 shows with replacement characters.
+    this.decoder = new TextDecoder('utf-8');
+    this.form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.send();
+    });
+    if (!client) {
+      this.setEnabled(false, 'no connection');
+      return;
+    }
+    client.on('message', (body) => this.add(this.decoder.decode(body)));
+    const update = () => this.setEnabled(client.entity !== null, client.options.join ? 'not in a room yet' : 'watching: chat is read-only');
+    client.on('joined', update);
+    client.on('state', update);
+    update();
+  }
+
+  setEnabled(on, why) {
+    this.button.disabled = !on;
+    this.input.placeholder = on ? 'say something' : why;
+  }
+
+  send() {
+    const text = this.input.value.trim();
+    if (text === '') return;
+    try {
+      this.client.send(text);
+      this.sent += 1;
+      this.input.value = '';
+      this.note.textContent = '';
+    } catch (error) {
+      this.note.textContent = error.message;
+    }
+  }
+
+  add(text) {
+    const li = document.createElement('li');
+    li.textContent = text;
+    this.list.append(li);
+    this.lines.push(text);
+    while (this.lines.length > CHAT_LINES_MAX) {
+      this.lines.shift();
+      this.list.firstElementChild.remove();
+    }
+    this.list.scrollTop = this.list.scrollHeight;
+  }
+}
+
+// ---- start --------------------------------------------------------------------------------------------
+
 const params = new URLSearchParams(location.search);
 const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
 const url = params.get('server') ?? `${scheme}://${location.host}/ws`;
-// `?room=NAME` plays in that room (no `?room=`: the default room); `?watch` spectates (Watch instead of
-// Hello); `?server=ws://.../ws` connects elsewhere.
+// `?room=NAME` plays in that room, where the matchmaker says it is (no `?room=`: the default room, plain
+// /ws); `?watch` spectates (Watch instead of Hello); `?server=ws://.../ws` connects (and matchmakes)
+// elsewhere.
 const room = params.get('room');
 const roomName = document.getElementById('room-name');
 let client = null;
@@ -599,10 +689,19 @@ if (room !== null && !isRoomName(room)) {
   status.dataset.state = 'closed';
   roomName.textContent = '-';
 } else {
-  client = connect(url, {
+  const options = {
     name: params.get('name') ?? `guest-${Math.floor(Math.random() * 1000)}`,
     join: !params.has('watch'),
-    room: room ?? undefined,
+  };
+  client = room === null ? connect(url, options) : joinOrCreate(url, room, options);
+  // The default room is each process's own (plain /ws), so the matchmaker refuses to place it (400). A
+  // `?room=` naming it (a link from the room list, say) plays there instead: the page without `?room=`.
+  client.on('close', (e) => {
+    if (e.code === 0 && e.reconnectInMs === null && /^HTTP 400: the default room /.test(e.reason)) {
+      const plain = new URLSearchParams(location.search);
+      plain.delete('room');
+      location.replace(`?${plain}`);
+    }
   });
   // Until Welcome names it, the room asked for (plain /ws: the default room, whatever its name).
   roomName.textContent = room ?? 'default room';
@@ -618,4 +717,5 @@ if (room !== null && !isRoomName(room)) {
   );
 }
 const rooms = new RoomList(url, document.getElementById('rooms'), client, room);
-window.tickcast = { client, game, rooms };
+const chat = new Chat(document.getElementById('chat'), client);
+window.tickcast = { client, game, rooms, chat };

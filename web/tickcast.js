@@ -1,4 +1,4 @@
-// tickcast.js: the browser SDK for tickcast's wire protocol v3. One ES module, no dependencies; it also
+// tickcast.js: the browser SDK for tickcast's wire protocol v4. One ES module, no dependencies; it also
 // runs under Node (the decoder needs nothing from the browser, the client takes a WebSocket class).
 //
 // Layout, in the order a byte travels:
@@ -7,28 +7,36 @@
 //   decodeServerMsg ...    whole messages, one per binary WebSocket message, ids un-gapped
 //   Mirror                 the replicated world rebuilt from Full/Delta, checked against Checksum
 //   rooms                  room names, the upgrade URL of a room (/ws/ROOM), listing rooms (GET /rooms)
-//   Client / connect()     the socket: Hello or Watch, inputs, pings and RTT, reconnect with backoff and
-//                          resume (same player, same mirror), close reasons
+//   matchmaking            POST /matchmake: which process hosts a room, and a seat there
+//   Client / connect()     the socket: Hello or Watch, inputs, messages, pings and RTT, reconnect with
+//                          backoff and resume (same player, same mirror), close reasons
+//   joinOrCreate()         a Client that asks the matchmaker where its room is before it connects
 //
 //   const client = connect(`ws://${location.host}/ws`, { name: 'ann', room: 'duel-7' });
+//   // or, in a cluster (any process's URL; the matchmaker sends the client to the room's owner):
+//   const client = joinOrCreate(`ws://${location.host}/ws`, 'duel-7', { name: 'ann' });
 //   client.on('update', (change) => draw(client.world.entities));
+//   client.on('message', (body) => log(new TextDecoder().decode(body)));
 //   client.sendInput({ dx: 127, dy: 0 });
+//   client.send('hello'); // a Send to the room's game, once joined
 //
 // Numbers: every u64 field except a checksum's hash is a Number; a value past 2^53 - 1 (which a tick or a
 // connection id never reaches) comes as a BigInt rather than being rounded. Hashes are always BigInts.
 
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 /** Longest player name the server accepts in `Hello`, in bytes of UTF-8. */
 export const NAME_BYTES_MAX = 32;
 /** Longest ticket the server accepts in `Hello` or `Watch`, in bytes of UTF-8. */
 export const TICKET_BYTES_MAX = 256;
 /** Bytes in a resume token (`Joined.resume_token`, `Hello.resume.token`). */
 export const RESUME_TOKEN_BYTES = 16;
+/** Longest body of a `Send` (client to game) and of a `Message` (game to client), in bytes. */
+export const MESSAGE_BODY_BYTES_MAX = 1024;
 
 /** Variant indices of server messages on the wire. */
-export const ServerTag = Object.freeze({ WELCOME: 0, JOINED: 1, FULL: 2, DELTA: 3, CHECKSUM: 4, PONG: 5 });
+export const ServerTag = Object.freeze({ WELCOME: 0, JOINED: 1, FULL: 2, DELTA: 3, CHECKSUM: 4, PONG: 5, MESSAGE: 6 });
 /** Variant indices of client messages on the wire. */
-export const ClientTag = Object.freeze({ HELLO: 0, INPUT: 1, PING: 2, WATCH: 3 });
+export const ClientTag = Object.freeze({ HELLO: 0, INPUT: 1, PING: 2, WATCH: 3, SEND: 4 });
 
 /** WebSocket close codes: the server's (see docs/PROTOCOL.md), the browser's 1006, and this SDK's own 49xx. */
 export const CloseCode = Object.freeze({
@@ -51,6 +59,7 @@ export const CloseCode = Object.freeze({
   ROOM_FULL: 4006,
   ROOM_ENDED: 4007,
   KICKED: 4008,
+  HOSTED_ELSEWHERE: 4009,
   // Sent by this SDK when it gives up on a connection itself.
   DESYNC: 4900,
   UNDECODABLE: 4901,
@@ -78,6 +87,7 @@ const CLOSE_MEANINGS = new Map([
   [4006, 'the room is full'],
   [4007, 'the room has ended'],
   [4008, 'kicked out of the room'],
+  [4009, 'the room is hosted by another process'],
   [4900, 'the mirrored world went out of sync: resyncing'],
   [4901, 'a server message could not be decoded'],
   [4902, 'nothing heard from the server for too long'],
@@ -96,12 +106,17 @@ export function describeClose(code) {
  * this player). Every other close (1001 on a server restart, 1006 on a lost connection or a refused
  * upgrade, 1013 when the world is full, 4006 when the room is, 4001-4003 when slow or idle, the SDK's own
  * 49xx) is retried with backoff, except 4004 (see Client: retried once, and only when the `ticket` option
- * is a function that can fetch a fresh one).
+ * is a function that can fetch a fresh one) and 4009 (the room is hosted by another process: a client made
+ * by joinOrCreate asks the matchmaker again, once; any other client ends, since only the matchmaker knows
+ * where the room is).
  */
 export const FATAL_CLOSE_CODES = new Set([1002, 1003, 1007, 1008, 1009, 4000, 4005, 4007, 4008]);
 
-/** Closes after which the player is gone on the server: its resume token resumes nothing any more. */
-const PLAYER_GONE_CODES = new Set([4007, 4008]);
+/**
+ * Closes after which the player is gone on the server: its resume token resumes nothing any more (4009:
+ * the copy of the room it played in was closed).
+ */
+const PLAYER_GONE_CODES = new Set([4007, 4008, 4009]);
 
 // ---- bincode 2 standard() primitives ------------------------------------------------------------------
 
@@ -211,6 +226,11 @@ export class Reader {
     } catch {
       throw new DecodeError('string is not valid UTF-8');
     }
+  }
+
+  /** A `Vec<u8>`: a length, then that many raw bytes (a u8 is not a varint). A copy. */
+  byteVec() {
+    return this.raw(this.len());
   }
 
   /** `n` raw bytes, as they are (a fixed-size array such as a resume token: no length prefix). A copy. */
@@ -344,6 +364,12 @@ export class Writer {
     this.raw(bytes);
   }
 
+  /** A `Vec<u8>`: its length, then the bytes as they are. */
+  byteVec(bytes) {
+    this.varint(bytes.length);
+    this.raw(bytes);
+  }
+
   /** Bytes as they are, no length prefix (a fixed-size array). */
   raw(bytes) {
     this.reserve(bytes.length);
@@ -451,6 +477,29 @@ function checkStrBytes(s, max, what, Err) {
   if (n > max) throw new Err(`${what} is ${n} bytes, the limit is ${max}`);
 }
 
+/**
+ * The bytes of a `Send` or `Message` body: a string is encoded as UTF-8, a Uint8Array (or another
+ * ArrayBuffer view, or an ArrayBuffer) taken as it is (not copied). More than MESSAGE_BODY_BYTES_MAX bytes
+ * is a RangeError that says `what` was too long; anything else a TypeError.
+ */
+export function messageBody(body, what = 'body') {
+  let bytes;
+  if (typeof body === 'string') bytes = utf8Encoder.encode(body);
+  else if (body instanceof Uint8Array) bytes = body;
+  else if (ArrayBuffer.isView(body)) bytes = new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+  else if (body instanceof ArrayBuffer) bytes = new Uint8Array(body);
+  else throw new TypeError(`a ${what} is a string or bytes, got ${body === null ? 'null' : typeof body}`);
+  checkBodyBytes(bytes, what, RangeError);
+  return bytes;
+}
+
+/** The server's own limit and words (src/proto/mod.rs: `Send body is 1025 bytes, the limit is 1024`). */
+function checkBodyBytes(bytes, what, Err) {
+  if (bytes.length > MESSAGE_BODY_BYTES_MAX) {
+    throw new Err(`${what} is ${bytes.length} bytes, the limit is ${MESSAGE_BODY_BYTES_MAX}`);
+  }
+}
+
 function writeIdList(w, list, writeValue) {
   w.varint(list.length);
   let previous = 0;
@@ -469,6 +518,7 @@ function writeIdList(w, list, writeValue) {
  *   {type: 'Full', tick, entities: [[id, state], ...]}
  *   {type: 'Delta', base, tick, despawned: [id, ...], set: [[id, state], ...], changed: [[id, diff], ...]}
  *   {type: 'Checksum', tick, hash: BigInt}                     {type: 'Pong', nonce, tick}
+ *   {type: 'Message', body: Uint8Array}                       (at most MESSAGE_BODY_BYTES_MAX bytes)
  * Throws a DecodeError on anything else, trailing bytes included.
  */
 export function decodeServerMsg(bytes, codec = arena) {
@@ -508,10 +558,14 @@ export function decodeServerMsg(bytes, codec = arena) {
     case ServerTag.PONG:
       msg = { type: 'Pong', nonce: r.u64(), tick: r.u64() };
       break;
+    case ServerTag.MESSAGE:
+      msg = { type: 'Message', body: r.byteVec() };
+      break;
     default:
       throw new DecodeError(`unknown message or enum tag ${tag}`);
   }
   r.end();
+  if (msg.type === 'Message') checkBodyBytes(msg.body, 'Message body', DecodeError);
   return msg;
 }
 
@@ -573,6 +627,10 @@ export function encodeServerMsg(msg, codec = arena) {
       w.u64(msg.nonce);
       w.u64(msg.tick);
       break;
+    case 'Message':
+      w.u32(ServerTag.MESSAGE);
+      w.byteVec(messageBody(msg.body, 'Message body'));
+      break;
     default:
       throw new RangeError(`not a server message: ${msg.type}`);
   }
@@ -583,7 +641,9 @@ export function encodeServerMsg(msg, codec = arena) {
  * Encodes one client message:
  *   {type: 'Hello', protocol, name, ticket, resume: null | {token: Uint8Array(16), tick}}
  *   {type: 'Input', seq, input}   {type: 'Ping', nonce}   {type: 'Watch', protocol, ticket}
- * `ticket` may be left out (sent empty). A name over 32 or a ticket over 256 bytes is a RangeError.
+ *   {type: 'Send', body}          (body: a string, sent as UTF-8, or bytes; see messageBody)
+ * `ticket` may be left out (sent empty). A name over 32, a ticket over 256 or a body over 1024 bytes is a
+ * RangeError.
  */
 export function encodeClientMsg(msg, codec = arena, w = new Writer(16)) {
   w.clear();
@@ -612,6 +672,10 @@ export function encodeClientMsg(msg, codec = arena, w = new Writer(16)) {
       w.u16(msg.protocol);
       w.str(msg.ticket ?? '');
       break;
+    case 'Send':
+      w.u32(ClientTag.SEND);
+      w.byteVec(messageBody(msg.body, 'Send body'));
+      break;
     default:
       throw new RangeError(`not a client message: ${msg.type}`);
   }
@@ -619,8 +683,8 @@ export function encodeClientMsg(msg, codec = arena, w = new Writer(16)) {
 }
 
 /**
- * Decodes one client message (what the server reads), with the server's limits on name and ticket
- * lengths: for tools and tests.
+ * Decodes one client message (what the server reads), with the server's limits on name, ticket and body
+ * lengths: for tools and tests. A Send's body comes back as a Uint8Array.
  */
 export function decodeClientMsg(bytes, codec = arena) {
   const r = new Reader(bytes);
@@ -639,10 +703,14 @@ export function decodeClientMsg(bytes, codec = arena) {
     case ClientTag.PING:
       msg = { type: 'Ping', nonce: r.u64() };
       break;
+    case ClientTag.SEND:
+      msg = { type: 'Send', body: r.byteVec() };
+      break;
     default:
       throw new DecodeError(`unknown message or enum tag ${tag}`);
   }
   r.end();
+  if (msg.type === 'Send') checkBodyBytes(msg.body, 'Send body', DecodeError);
   if (msg.type === 'Hello') checkStrBytes(msg.name, NAME_BYTES_MAX, 'name', DecodeError);
   if (msg.ticket !== undefined) checkStrBytes(msg.ticket, TICKET_BYTES_MAX, 'ticket', DecodeError);
   return msg;
@@ -857,12 +925,17 @@ export function roomUrl(base, room) {
  * prefix before `/ws` is kept; the query is dropped (a ticket is not sent along).
  */
 export function roomsUrl(base, name) {
+  return httpUrl(base, name === undefined ? 'rooms' : `rooms/${checkRoomName(name)}`);
+}
+
+/** `path` on the server `base` is a URL of (see roomsUrl): http(s), the prefix before `/ws` kept, no query. */
+function httpUrl(base, path) {
   const u = parseUrl(base);
   if (u.protocol === 'ws:') u.protocol = 'http:';
   else if (u.protocol === 'wss:') u.protocol = 'https:';
   const m = /^(.*\/)ws(?:\/[^/]*)?\/?$/.exec(u.pathname);
   const prefix = m ? m[1] : '/';
-  u.pathname = name === undefined ? `${prefix}rooms` : `${prefix}rooms/${checkRoomName(name)}`;
+  u.pathname = `${prefix}${path}`;
   u.search = '';
   u.hash = '';
   return u.href;
@@ -940,6 +1013,137 @@ export async function getRoom(base, name, { signal, fetch: fetchFn = globalThis.
   }
 }
 
+// ---- matchmaking --------------------------------------------------------------------------------------
+
+/** Player ids the matchmaker takes (`player`, on a server without tickets): 1 to 64 of A-Z a-z 0-9 _ -. */
+const PLAYER_ID = /^[A-Za-z0-9_-]{1,64}$/;
+/** The longest request body the server's POST /matchmake reads, in bytes (413 beyond). */
+export const MATCHMAKE_BODY_BYTES_MAX = 1024;
+
+/**
+ * The `POST /matchmake` URL of a server, from any URL of it (as roomsUrl: its `/ws` URL, a room's, its
+ * page's): http(s), the prefix before `/ws` kept, no query.
+ */
+export function matchmakeUrl(base) {
+  return httpUrl(base, 'matchmake');
+}
+
+/**
+ * The WebSocket URL of a matchmaker's answer: its `connect` (absolute in a cluster, a path from a
+ * standalone server) resolved against the URL the request went to, http becoming ws and https wss.
+ */
+export function seatUrl(connect, requestUrl) {
+  const u = new URL(String(connect), requestUrl);
+  if (u.protocol === 'http:') u.protocol = 'ws:';
+  else if (u.protocol === 'https:') u.protocol = 'wss:';
+  else if (u.protocol !== 'ws:' && u.protocol !== 'wss:') {
+    throw new TypeError(`the matchmaker's connect is not a ws(s) or http(s) URL: ${String(connect).slice(0, 200)}`);
+  }
+  u.hash = '';
+  return u.href;
+}
+
+/**
+ * The matchmaker refused (an HTTP status other than 200): `status`, `error` (the server's one-line
+ * reason, from its `{"error": ...}` body), `retryAfterS` (its Retry-After header, null without one or
+ * where a cross-origin page may not read it) and `body`.
+ */
+export class MatchmakeError extends HttpError {
+  constructor(status, error, url, retryAfterS = null) {
+    super(status, error, url);
+    this.name = 'MatchmakeError';
+    this.message = `matchmaking refused: HTTP ${status}${error ? `: ${error}` : ''}`;
+    this.error = error;
+    this.retryAfterS = retryAfterS;
+  }
+}
+
+/** The JSON body of a matchmaking request, checked here so a bad one is refused before it is sent. */
+function matchmakeRequest({ room, type, player, ticket } = {}) {
+  const request = {};
+  if (room !== undefined && room !== null) request.room = checkRoomName(room);
+  if (type !== undefined && type !== null) {
+    if (typeof type !== 'string' || type === '') throw new TypeError(`a room type is a non-empty string, got ${JSON.stringify(type)}`);
+    request.type = type;
+  }
+  if (request.room === undefined && request.type === undefined) {
+    throw new TypeError('matchmaking needs a room, a type, or both');
+  }
+  if (player !== undefined && player !== null) {
+    if (!PLAYER_ID.test(player)) throw new RangeError(`bad player id ${JSON.stringify(String(player).slice(0, 80))}: 1 to 64 of A-Z a-z 0-9 _ -`);
+    request.player = player;
+  }
+  if (ticket !== undefined && ticket !== null && ticket !== '') {
+    if (typeof ticket !== 'string') throw new TypeError(`a ticket must be a string, got ${typeof ticket}`);
+    checkStrBytes(ticket, TICKET_BYTES_MAX, 'ticket', RangeError);
+    request.ticket = ticket;
+  }
+  const body = JSON.stringify(request);
+  checkStrBytes(body, MATCHMAKE_BODY_BYTES_MAX, 'matchmaking request', RangeError);
+  return body;
+}
+
+/** The server's `{"error": "..."}`, or its text as it is when it is not that. */
+function errorText(text) {
+  try {
+    const parsed = JSON.parse(text);
+    if (typeof parsed?.error === 'string') return parsed.error;
+  } catch {
+    // not JSON
+  }
+  return text.trim().slice(0, 200);
+}
+
+const nullable = (v, type) => (v === null || v === undefined ? null : typeof v === type ? v : undefined);
+
+/**
+ * Asks the server's matchmaker for a seat: `POST /matchmake` with `{room, type, player, ticket}` (a
+ * `room` to join or create, or a `type` for any room of that type with a free seat, else a new one; both:
+ * the named room, created with that type; `player` is the player id on a server without tickets, `ticket`
+ * the game backend's ticket on one with them). The body is a plain string (no Content-Type of its own),
+ * so a browser on another origin sends no CORS preflight. `base` is any URL of the server (see roomsUrl).
+ *
+ * Resolves `{room, type, process, connect, ticket, expiresUnixS, url}`: the server's answer in camelCase
+ * (`process`, `ticket` and `expiresUnixS` are null from a standalone server) and `url`, the WebSocket URL
+ * to open (see seatUrl: absolute, the seat ticket in its query where there is one). A status other than
+ * 200 rejects with a MatchmakeError (`status`, the server's `error`); a bad argument is refused before
+ * anything is sent. Options: `signal` (an AbortSignal), `fetch`.
+ */
+export async function matchmake(base, { room, type, player, ticket, signal, fetch: fetchFn = globalThis.fetch } = {}) {
+  const body = matchmakeRequest({ room, type, player, ticket });
+  const url = matchmakeUrl(base);
+  const res = await fetchFn(url, { method: 'POST', body, signal });
+  const text = await res.text();
+  if (res.status !== 200) {
+    const retryAfter = Number.parseInt(res.headers?.get?.('retry-after') ?? '', 10);
+    throw new MatchmakeError(res.status, errorText(text), url, Number.isFinite(retryAfter) ? retryAfter : null);
+  }
+  let answer;
+  try {
+    answer = JSON.parse(text);
+  } catch {
+    answer = null;
+  }
+  const seat = answer && {
+    room: answer.room,
+    type: answer.type,
+    process: nullable(answer.process, 'string'),
+    connect: answer.connect,
+    ticket: nullable(answer.ticket, 'string'),
+    expiresUnixS: nullable(answer.expires_unix_s, 'number'),
+  };
+  if (
+    !seat ||
+    !isRoomName(seat.room) ||
+    typeof seat.type !== 'string' ||
+    typeof seat.connect !== 'string' ||
+    [seat.process, seat.ticket, seat.expiresUnixS].includes(undefined)
+  ) {
+    throw new TypeError(`${url}: not a matchmaking answer: ${text.slice(0, 200)}`);
+  }
+  return { ...seat, url: seatUrl(seat.connect, url) };
+}
+
 // ---- the client ---------------------------------------------------------------------------------------
 
 const DEFAULTS = Object.freeze({
@@ -967,6 +1171,21 @@ const DEFAULTS = Object.freeze({
    */
   storage: undefined,
   codec: arena,
+  /**
+   * Ask the matchmaker (POST /matchmake on the server of the URL given) for a seat before connecting:
+   * `{room, type}` as for matchmake(). joinOrCreate() sets it; see Client for what it changes.
+   */
+  matchmake: undefined,
+  /**
+   * The player id sent to the matchmaker (1 to 64 of A-Z a-z 0-9 _ -; a server that requires tickets takes
+   * the ticket's player instead). Default: a `guest-` id of this tab, kept in `storage`, so a reload, and a
+   * seat asked for again later, are the same player (the account a resume is checked against).
+   */
+  player: undefined,
+  /** A matchmaking request without an answer after this long is given up (a failed attempt, retried). */
+  matchmakeTimeoutMs: 10_000,
+  /** The fetch used for matchmaking (default: the global one, looked up at each request). */
+  fetch: undefined,
   /** A Ping every this many ms while open; the Pong gives the round-trip time. */
   pingIntervalMs: 1000,
   /** Close and reconnect when nothing at all arrived for this long (the server sends every tick). */
@@ -977,6 +1196,8 @@ const DEFAULTS = Object.freeze({
   housekeepingMs: 250,
   WebSocket: globalThis.WebSocket,
   now: () => performance.now(),
+  /** Wall-clock time, for a seat ticket's expiry (`expires_unix_s`). */
+  unixNowMs: () => Date.now(),
   random: Math.random,
 });
 
@@ -995,6 +1216,10 @@ const DEFAULT_RECONNECT = Object.freeze({
 const PINGS_MAX = 16;
 /** Input send times remembered for input -> acknowledgement time. */
 const INPUT_TIMES_MAX = 256;
+/** 4009s (the room is hosted elsewhere) answered by asking the matchmaker again, between stable connections. */
+const RELOCATIONS_MAX = 1;
+/** A seat ticket this close to its expiry is not used for a reconnect: the matchmaker gives a fresh one. */
+const SEAT_EXPIRY_MARGIN_S = 2;
 
 /** The page's sessionStorage, or null where there is none (Node) or it may not be used (sandboxed frames). */
 function defaultStorage() {
@@ -1024,6 +1249,29 @@ export function sessionKey(url) {
 }
 
 const toHex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+
+/** Where this tab's guest player id is kept (one for every server and room: it names the player). */
+const PLAYER_KEY = 'tickcast.player';
+
+/**
+ * This tab's guest player id for the matchmaker, `guest-` and 16 random hex digits (the server's own
+ * format for guests): the one in `storage`, else a new one, stored. Without storage, new every time.
+ */
+function guestPlayer(storage) {
+  try {
+    const stored = storage?.getItem(PLAYER_KEY);
+    if (stored && PLAYER_ID.test(stored)) return stored;
+  } catch {
+    // unreadable: a new one
+  }
+  const player = `guest-${toHex(globalThis.crypto.getRandomValues(new Uint8Array(8)))}`;
+  try {
+    storage?.setItem(PLAYER_KEY, player);
+  } catch {
+    // full or forbidden: this client keeps it in memory
+  }
+  return player;
+}
 
 /** A stored session {token, entity, seq}, or null when there is none or it does not parse. */
 function loadSession(storage, key) {
@@ -1070,10 +1318,25 @@ export function connect(url, options = {}) {
 }
 
 /**
+ * Opens a client that asks the matchmaker where to play before it connects: `target` is a room name (join
+ * it, or create it) or `{room, type}` (`{type}`: any room of that type with a free seat, else a new one;
+ * both: the named room, created with that type). `base` is any URL of any process of the server (its
+ * `/ws` URL, or the page's address); the matchmaker answers with the URL of the process that hosts the
+ * room (a path on a standalone server), and the client connects there. Options as for connect() (not
+ * `room`), plus `player`. Returns the Client at once, in state 'connecting' while it matchmakes; a bad
+ * room name or type throws at once. See Client, "Matchmaking", for reconnects and 4009.
+ */
+export function joinOrCreate(base, target, options = {}) {
+  const wanted = typeof target === 'string' ? { room: target } : { room: target?.room, type: target?.type };
+  return connect(base, { ...options, room: undefined, matchmake: wanted });
+}
+
+/**
  * One player's connection to a tickcast server, reconnecting by itself and resuming the same player.
  *
  * Fields for the app (read-only): `state` ('idle', 'connecting', 'open', 'reconnecting', 'closed'),
- * `url` (the upgrade URL, the room's when the `room` option is set), `room` (the room's name from the last
+ * `url` (the upgrade URL, the room's when the `room` option is set; with matchmaking the one the matchmaker
+ * answered, null before its first answer), `matchmade` (that answer, null without one), `room` (the room's name from the last
  * Welcome, null before one; with `/ws` it names the default room), `world` (the Mirror), `entity` (own
  * entity id while joined, else null), `connectionId`, `tickHz`,
  * `serverTick`, `lastClose` (why the last open connection ended: {code, reason, meaning, wasClean,
@@ -1095,19 +1358,53 @@ export function connect(url, options = {}) {
  * status (a bad type, no such room, too many rooms) reaches a browser as a 1006 close that never opened
  * (`lastFailedAttempt`), retried like a lost connection; `getRoom()` can tell the page more.
  *
+ * Matchmaking (the `matchmake` option, which joinOrCreate sets): the first attempt asks the matchmaker
+ * (POST /matchmake on the URL given, with `player` and the `ticket` option's ticket; `player` is the tab's
+ * guest id unless the option names one, so the seat tickets of a reload and of every later seat name the
+ * same player, the account its session belongs to) and connects to the
+ * URL it answers (`url`; `matchmade` holds the whole answer, a 'matchmade' event tells it). Hello then
+ * carries no ticket when the answer's URL holds a seat ticket, else the `ticket` option's. A reconnect after
+ * a lost connection goes straight back to the same URL, so the same process, and resumes the player;
+ * the matchmaker is asked again first only when that URL cannot serve: the seat ticket is (about to be)
+ * expired, the last attempt's upgrade failed (the process is gone, or refused the seat), or the room
+ * turned out to be hosted by another process (4009: asked again once; a second 4009 before a connection
+ * lasted `reconnect.stableAfterMs` ends the client). The stored session follows the URL without its
+ * ticket, so a reload that the matchmaker sends to the same process resumes the player. A matchmaker that
+ * refuses (400, 404, 409, 413: the same request would be refused again; 401 too, except once with a
+ * `ticket` function) ends the client; any other failure (503, no answer within `matchmakeTimeoutMs`, the
+ * network) is a failed attempt, retried with backoff. Both show in `lastFailedAttempt` / `lastClose` with
+ * code 0 and the server's reason.
+ *
+ * Messages: `send(body)` sends a `Send` to the room's game (a string as UTF-8, or bytes; at most 1024
+ * bytes; only while joined); each `Message` from the game arrives as a 'message' event whose argument is
+ * its body, a Uint8Array (the arena's chat: UTF-8 text).
+ *
  * Events (`client.on(type, fn)` returns an unsubscribe function): 'state' {state, previous},
- * 'welcome' msg (with `room`), 'joined' {entity, resumed, previousEntity}, 'resumed' {entity, tick},
+ * 'matchmade' (the matchmaker's answer, see matchmake()), 'welcome' msg (with `room`),
+ * 'joined' {entity, resumed, previousEntity}, 'resumed' {entity, tick},
  * 'resumerefused' {entity, previousEntity} (a new player: drop whatever you kept of the old one),
- * 'update' change (see Mirror.apply), 'checksum' {tick, ok, error?}, 'rtt' {rttMs, srttMs},
- * 'ack' {seq, latencyMs}, 'desync' {error}, 'error' {error},
+ * 'update' change (see Mirror.apply), 'checksum' {tick, ok, error?}, 'message' body (a Uint8Array),
+ * 'rtt' {rttMs, srttMs}, 'ack' {seq, latencyMs}, 'desync' {error}, 'error' {error},
  * 'close' {code, reason, meaning, wasClean, byClient, opened, reconnectInMs (null: not reconnecting)}.
  */
 export class Client {
   constructor(url, options = {}) {
     const reconnect = options.reconnect === false ? false : { ...DEFAULT_RECONNECT, ...options.reconnect };
     this.options = { ...DEFAULTS, ...options, reconnect };
-    this.url = roomUrl(url, this.options.room);
+    /** With matchmaking: where to ask ({url, wanted}); null without. */
+    this.matchmaker = null;
+    if (this.options.matchmake) {
+      const { room, type } = this.options.matchmake;
+      matchmakeRequest({ room, type, player: this.options.player }); // a bad one throws here, at once
+      this.matchmaker = { url: matchmakeUrl(url), wanted: { room, type } };
+      this.url = null;
+    } else {
+      this.url = roomUrl(url, this.options.room);
+    }
+    this.matchmade = null;
     if (this.options.storage === undefined) this.options.storage = defaultStorage();
+    /** Who this client says it is to the matchmaker (see the `player` option); null without matchmaking. */
+    this.player = this.matchmaker ? (this.options.player ?? guestPlayer(this.options.storage)) : null;
     this.codec = this.options.codec;
     this.world = new Mirror(this.codec);
     this.state = 'idle';
@@ -1134,6 +1431,12 @@ export class Client {
       decodeErrors: 0,
       inputsSent: 0,
       inputsDropped: 0,
+      /** Send messages sent, and Message messages received. */
+      sends: 0,
+      messages: 0,
+      /** Matchmaking requests made (answered or not), and 4009s answered by asking again. */
+      matchmakes: 0,
+      relocations: 0,
       resumes: 0,
       resumesRefused: 0,
       lastResume: null,
@@ -1158,7 +1461,14 @@ export class Client {
     this._ticket = '';
     /** A 4004 was already retried with a fresh ticket; cleared once a connection is accepted. */
     this._ticketRetried = false;
-    this._storageKey = sessionKey(this.url);
+    /** Where the session is stored: per URL (without its ticket); null until matchmaking gives a URL. */
+    this._storageKey = this.url === null ? null : sessionKey(this.url);
+    /** Ask the matchmaker before the next attempt, even though a seat is known (see Client). */
+    this._relocate = false;
+    /** 4009s answered by asking the matchmaker again since the last stable connection. */
+    this._relocations = 0;
+    /** Aborts the matchmaking request in flight. */
+    this._matchmakeAbort = null;
     /** The player this client is or was: {token, entity}; null before the first Joined. */
     this._session = null;
     /** The resume the current connection's Hello asked for ({token, tick}), until Joined answers it. */
@@ -1173,12 +1483,16 @@ export class Client {
     this._inputTimes = new Map();
     this._rates = { at: 0, updates: 0, bytes: 0 };
     this._out = new Writer(64);
-    if (this.options.join && this.options.resume) {
-      const stored = loadSession(this.options.storage, this._storageKey);
-      if (stored) {
-        this._session = { token: stored.token, entity: stored.entity };
-        this._seq = stored.seq;
-      }
+    if (this._storageKey !== null) this._loadSession();
+  }
+
+  /** Takes the stored session of `_storageKey`, if any (a page reload resumes the player). */
+  _loadSession() {
+    if (!this.options.join || !this.options.resume) return;
+    const stored = loadSession(this.options.storage, this._storageKey);
+    if (stored) {
+      this._session = { token: stored.token, entity: stored.entity };
+      this._seq = stored.seq;
     }
   }
 
@@ -1237,6 +1551,7 @@ export class Client {
     this._attemptId += 1;
     clearTimeout(this._reconnectTimer);
     this._reconnectTimer = null;
+    this._matchmakeAbort?.abort();
     if (code === CloseCode.NORMAL) this._forgetSession();
     const ws = this._ws;
     if (ws) {
@@ -1253,12 +1568,16 @@ export class Client {
     return this.entity === null ? undefined : this.world.entities.get(this.entity);
   }
 
-  /** Gets this attempt's ticket (maybe asynchronously), then opens the socket. */
+  /** Gets this attempt's ticket (maybe asynchronously), then opens the socket (matchmaking first, maybe). */
   _open() {
     this._reconnectTimer = null;
     this.nextAttemptAt = null;
     this._setState('connecting');
     const attempt = ++this._attemptId;
+    if (this.matchmaker) {
+      this._openMatchmade(attempt).catch((error) => attempt === this._attemptId && this._matchmakeFailed(error));
+      return;
+    }
     const source = this.options.ticket;
     let ticket;
     try {
@@ -1303,6 +1622,116 @@ export class Client {
       (this._detach(ws), this._closed({ code: event.code, reason: event.reason, wasClean: event.wasClean, byClient: false }));
     ws.onerror = () => {}; // a close event always follows
     this._ws = ws;
+  }
+
+  /**
+   * An attempt of a client with a matchmaker: asks it for a seat when the last one cannot serve (see
+   * Client, "Matchmaking"), then opens the socket. Every await checks that the attempt is still current.
+   */
+  async _openMatchmade(attempt) {
+    const seat = this.matchmade;
+    const ask = seat === null || this._relocate || this._seatExpired();
+    // Hello carries the app's ticket only where the URL holds no seat ticket (a standalone server).
+    let ticket = '';
+    if (ask || seat.ticket === null) {
+      try {
+        ticket = await this._appTicket();
+      } catch (error) {
+        if (attempt === this._attemptId) this._ticketFailed(error);
+        return;
+      }
+      if (attempt !== this._attemptId) return;
+    }
+    if (ask) {
+      const abort = new AbortController();
+      this._matchmakeAbort = abort;
+      const waitMs = this.options.matchmakeTimeoutMs;
+      let timer;
+      // Raced as well as aborted: a fetch that ignores its signal still cannot hold the attempt.
+      const late = new Promise((_, reject) => {
+        timer = setTimeout(() => {
+          reject(new Error(`no matchmaking answer within ${waitMs} ms`));
+          abort.abort();
+        }, waitMs);
+      });
+      this.stats.matchmakes += 1;
+      let answer;
+      try {
+        const asked = matchmake(this.matchmaker.url, {
+          ...this.matchmaker.wanted,
+          player: this.player,
+          ticket,
+          signal: abort.signal,
+          fetch: this.options.fetch ?? globalThis.fetch,
+        });
+        answer = await Promise.race([asked, late]);
+      } catch (error) {
+        if (attempt === this._attemptId) this._matchmakeFailed(error);
+        return;
+      } finally {
+        clearTimeout(timer);
+        if (this._matchmakeAbort === abort) this._matchmakeAbort = null;
+      }
+      if (attempt !== this._attemptId) return;
+      this._relocate = false;
+      this._seated(answer);
+    }
+    this._connect(this.matchmade.ticket === null ? ticket : '');
+  }
+
+  /** The app's ticket for this attempt: the `ticket` option, called when it is a function. */
+  async _appTicket() {
+    const source = this.options.ticket;
+    const ticket = (typeof source === 'function' ? await source() : source) ?? '';
+    if (typeof ticket !== 'string') throw new TypeError(`a ticket must be a string, got ${typeof ticket}`);
+    return ticket;
+  }
+
+  /** The seat's ticket is expired or about to be: a reconnect asks the matchmaker for a fresh one. */
+  _seatExpired() {
+    const at = this.matchmade?.expiresUnixS;
+    return typeof at === 'number' && this.options.unixNowMs() / 1000 >= at - SEAT_EXPIRY_MARGIN_S;
+  }
+
+  /**
+   * The matchmaker answered: connect to its URL from now on. Another URL than before without the ticket
+   * (the room moved to another process, or this is the first answer) is another session: what the client
+   * held of the old one (token, mirror) means nothing there, and that URL's stored session is taken.
+   */
+  _seated(answer) {
+    this.matchmade = answer;
+    this.url = answer.url;
+    const key = sessionKey(answer.url);
+    if (key !== this._storageKey) {
+      const first = this._storageKey === null;
+      this._storageKey = key;
+      this._session = null;
+      if (!first) {
+        this.world.clear();
+        this._seq = 0;
+      }
+      this._loadSession();
+    }
+    this._emit('matchmade', answer);
+  }
+
+  /**
+   * Matchmaking failed. A refusal the same request would meet again (4xx: a bad room name or type, no such
+   * room, a room of another type, a bad ticket) ends the client, except a 401 once with a ticket function
+   * (it may fetch a good ticket); anything else (503 with Retry-After, the network, no answer) is a failed
+   * attempt, retried with backoff.
+   */
+  _matchmakeFailed(error) {
+    this._emit('error', { error });
+    const status = error instanceof HttpError ? error.status : 0;
+    let fatal = status >= 400 && status < 500 && status !== 408 && status !== 429;
+    if (status === 401 && typeof this.options.ticket === 'function' && !this._ticketRetried) {
+      fatal = false;
+      this._ticketRetried = true;
+    }
+    const said = error instanceof MatchmakeError ? `HTTP ${status}: ${error.error}` : String(error?.message ?? error);
+    const meaning = fatal ? 'the matchmaker refused' : 'matchmaking failed';
+    this._closed({ code: 0, reason: said.slice(0, 120), wasClean: false, byClient: true, meaning, fatal });
   }
 
   /** The ticket function threw, rejected or gave something unusable: a failed attempt, retried with backoff. */
@@ -1350,7 +1779,7 @@ export class Client {
     this._closed({ code, reason, wasClean: false, byClient: true });
   }
 
-  _closed({ code, reason, wasClean, byClient, meaning = describeClose(code) }) {
+  _closed({ code, reason, wasClean, byClient, meaning = describeClose(code), fatal = false }) {
     const now = this.options.now();
     const opened = this._openedAt !== null;
     const lasted = opened ? now - this._openedAt : 0;
@@ -1366,12 +1795,24 @@ export class Client {
     // The room ended or the player was kicked: the token resumes nothing, so a reload must not present it.
     if (!byClient && PLAYER_GONE_CODES.has(code)) this._forgetSession();
     const rc = this.options.reconnect;
-    let retry = !this._userClosed && rc && !FATAL_CLOSE_CODES.has(code);
+    let retry = !this._userClosed && rc && !fatal && !FATAL_CLOSE_CODES.has(code);
     if (code === CloseCode.UNAUTHORIZED) {
       // The same ticket would be refused again; a ticket function may fetch a good one, once.
       retry = retry && typeof this.options.ticket === 'function' && !this._ticketRetried;
       this._ticketRetried = true;
     }
+    if (rc && lasted >= rc.stableAfterMs) this._relocations = 0;
+    if (code === CloseCode.HOSTED_ELSEWHERE && !byClient) {
+      // Only the matchmaker knows where the room is: ask it again, once.
+      retry = retry && this.matchmaker !== null && this._relocations < RELOCATIONS_MAX;
+      if (retry) {
+        this._relocations += 1;
+        this.stats.relocations += 1;
+        this._relocate = true;
+      }
+    }
+    // An upgrade that failed (the process is gone, or refused the seat): the matchmaker knows better.
+    if (this.matchmaker && !opened && code !== 0) this._relocate = true;
     let delay = null;
     if (retry) {
       if (lasted >= rc.stableAfterMs) this._attempt = 0;
@@ -1421,7 +1862,7 @@ export class Client {
   /** Keeps {token, entity, last seq} where a reload of the page finds it. Storage errors are not fatal. */
   _storeSession() {
     const storage = this.options.storage;
-    if (!storage || !this._session || !this.options.resume) return;
+    if (!storage || !this._session || !this.options.resume || this._storageKey === null) return;
     const { token, entity } = this._session;
     try {
       storage.setItem(this._storageKey, JSON.stringify({ token: toHex(token), entity, seq: this._seq }));
@@ -1432,6 +1873,7 @@ export class Client {
 
   _forgetSession() {
     this._session = null;
+    if (this._storageKey === null) return;
     try {
       this.options.storage?.removeItem(this._storageKey);
     } catch {
@@ -1483,6 +1925,29 @@ export class Client {
     return seq;
   }
 
+  /**
+   * Sends `body` to the room's game as a `Send` (the arena: a chat line): a string is sent as UTF-8, bytes
+   * (a Uint8Array, another ArrayBuffer view, an ArrayBuffer) as they are. Only while joined (the server
+   * closes a connection that sends one before Joined, or as a spectator: 1008); at most
+   * MESSAGE_BODY_BYTES_MAX (1024) bytes (the server would close with 1007). Neither is sent: the first
+   * throws an Error, the second a RangeError, as does a socket backed up past `sendBufferMaxBytes`.
+   * Returns the number of body bytes sent.
+   */
+  send(body) {
+    const bytes = messageBody(body, 'Send body');
+    const ws = this._ws;
+    if (!ws || ws.readyState !== 1 || this.entity === null) {
+      const why = this.state === 'open' && !this.options.join ? 'a spectator has no player' : `the client is ${this.state}`;
+      throw new Error(`cannot send before Joined: ${why}`);
+    }
+    if (ws.bufferedAmount > this.options.sendBufferMaxBytes) {
+      throw new RangeError(`cannot send: ${ws.bufferedAmount} bytes are waiting in the socket already`);
+    }
+    this._send({ type: 'Send', body: bytes });
+    this.stats.sends += 1;
+    return bytes.length;
+  }
+
   /** The seq of the last input sent by this player (0: none yet). */
   get lastInputSeq() {
     return this._seq;
@@ -1525,6 +1990,9 @@ export class Client {
         return this._onChecksum(msg);
       case 'Pong':
         return this._onPong(msg, now);
+      case 'Message':
+        this.stats.messages += 1;
+        return this._emit('message', msg.body);
     }
   }
 

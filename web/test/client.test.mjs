@@ -7,20 +7,30 @@ import assert from 'node:assert/strict';
 
 import {
   Client,
+  ClientTag,
   CloseCode,
   FATAL_CLOSE_CODES,
   HttpError,
+  MESSAGE_BODY_BYTES_MAX,
+  MatchmakeError,
   PROTOCOL_VERSION,
+  ServerTag,
   checkRoomName,
   connect,
   decodeClientMsg,
+  decodeServerMsg,
   describeClose,
+  encodeClientMsg,
   encodeServerMsg,
   getRoom,
   isRoomName,
+  joinOrCreate,
   listRooms,
+  matchmake,
+  matchmakeUrl,
   roomUrl,
   roomsUrl,
+  seatUrl,
   sessionKey,
 } from '../tickcast.js';
 import { within } from './harness.mjs';
@@ -96,7 +106,7 @@ function nthSocket(n) {
   );
 }
 
-const welcome = { type: 'Welcome', protocol: 3, tickHz: 20, tick: 99, connectionId: 7, room: 'default' };
+const welcome = { type: 'Welcome', protocol: 4, tickHz: 20, tick: 99, connectionId: 7, room: 'default' };
 const TOKEN = Uint8Array.from({ length: 16 }, (_, i) => 0xa0 + i);
 const joined = (entity = 3, resumed = false, resumeToken = TOKEN) => ({ type: 'Joined', entity, resumeToken, resumed });
 
@@ -122,7 +132,7 @@ test('on open it says Hello and pings; a Pong gives the RTT', () => {
   assert.equal(h.client.state, 'connecting');
   ws.open();
   assert.equal(h.client.state, 'open');
-  assert.deepEqual(ws.sent[0], { type: 'Hello', protocol: 3, name: 'ann', ticket: '', resume: null });
+  assert.deepEqual(ws.sent[0], { type: 'Hello', protocol: 4, name: 'ann', ticket: '', resume: null });
   assert.equal(ws.sent[1].type, 'Ping');
   h.clock.ms += 12.5;
   ws.receive({ type: 'Pong', nonce: ws.sent[1].nonce, tick: 99 });
@@ -303,7 +313,7 @@ test('join: false sends Watch with the ticket; a spectator never sends Hello or 
   const h = harness({ join: false, ticket: 'v1.bob.1.sig' });
   const ws = h.socket();
   ws.open();
-  assert.deepEqual(ws.sent[0], { type: 'Watch', protocol: 3, ticket: 'v1.bob.1.sig' });
+  assert.deepEqual(ws.sent[0], { type: 'Watch', protocol: 4, ticket: 'v1.bob.1.sig' });
   assert.ok(ws.sent.every((m) => m.type !== 'Hello'));
   ws.receive(welcome);
   ws.receive({ type: 'Full', tick: 100, entities: [[1, { x: 1, y: 1, seq: 0 }]] });
@@ -311,7 +321,7 @@ test('join: false sends Watch with the ticket; a spectator never sends Hello or 
   ws.drop();
   const next = await nthSocket(2);
   next.open();
-  assert.deepEqual(next.sent[0], { type: 'Watch', protocol: 3, ticket: 'v1.bob.1.sig' });
+  assert.deepEqual(next.sent[0], { type: 'Watch', protocol: 4, ticket: 'v1.bob.1.sig' });
   h.client.close();
 });
 
@@ -393,7 +403,7 @@ test('a lost connection resumes the same player: Hello.resume, the kept mirror t
 
   const next = await nthSocket(2);
   next.open();
-  assert.deepEqual(next.sent[0], { type: 'Hello', protocol: 3, name: 'ann', ticket: '', resume: { token: TOKEN, tick: 101 } });
+  assert.deepEqual(next.sent[0], { type: 'Hello', protocol: 4, name: 'ann', ticket: '', resume: { token: TOKEN, tick: 101 } });
   next.receive(welcome);
   next.receive(joined(3, true));
   assert.equal(h.client.entity, 3);
@@ -499,13 +509,14 @@ test('resume: false never sends a resume and starts over on every connection', a
   h.client.close();
 });
 
-// ---- protocol 3: versions and rooms -------------------------------------------------------------------
+// ---- protocol 4 and rooms -----------------------------------------------------------------------------
 
-test('the client speaks protocol 3; a server of another version ends it, even when its Welcome does not decode', () => {
-  assert.equal(PROTOCOL_VERSION, 3);
+test('the client speaks protocol 4; a server of another version ends it, even when its Welcome does not decode', () => {
+  assert.equal(PROTOCOL_VERSION, 4);
   for (const bytes of [
-    encodeServerMsg({ ...welcome, protocol: 4 }), // decodes, says 4
-    Uint8Array.from([0, 2, 20, 99, 7]), // a v2 Welcome: no room, so it does not decode as v3
+    encodeServerMsg({ ...welcome, protocol: 3 }), // decodes, says 3
+    encodeServerMsg({ ...welcome, protocol: 5 }), // decodes, says 5
+    Uint8Array.from([0, 2, 20, 99, 7]), // a v2 Welcome: no room, so it does not decode as v4
   ]) {
     const h = harness();
     const ws = h.socket();
@@ -513,7 +524,7 @@ test('the client speaks protocol 3; a server of another version ends it, even wh
     ws.onmessage({ data: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) });
     assert.equal(h.client.state, 'closed', 'no reconnect: the server would say the same again');
     assert.equal(h.closes[0].reconnectInMs, null);
-    assert.match(h.client.lastClose.reason, /^server speaks protocol [24], this client 3$/);
+    assert.match(h.client.lastClose.reason, /^server speaks protocol [235], this client 4$/);
     assert.equal(h.client.lastClose.meaning, 'protocol version mismatch');
     assert.equal(h.client.stats.decodeErrors, 0);
   }
@@ -689,4 +700,366 @@ test('listRooms and getRoom: GET /rooms (a page, limit and after) and /rooms/NAM
   assert.equal(asked.length, asks, 'bad arguments are refused before anything is sent');
   const odd = fakeFetch({ 'http://h/rooms': [200, { rooms: 'none' }] });
   await assert.rejects(listRooms('ws://h/ws', { fetch: odd.fetch }), /not a room list/);
+});
+
+// ---- protocol 4: Send and Message ---------------------------------------------------------------------
+
+test('Send and Message: a varint length then the raw bytes; a string is UTF-8; more than 1024 bytes is refused', () => {
+  const send = (body) => Array.from(encodeClientMsg({ type: 'Send', body }));
+  assert.equal(ClientTag.SEND, 4);
+  assert.equal(ServerTag.MESSAGE, 6);
+  assert.equal(MESSAGE_BODY_BYTES_MAX, 1024);
+  assert.deepEqual(send('hi'), [4, 2, 0x68, 0x69]);
+  assert.deepEqual(send(''), [4, 0]);
+  assert.deepEqual(send('é'), [4, 2, 0xc3, 0xa9]);
+  assert.deepEqual(send(Uint8Array.from([0, 255])), [4, 2, 0, 255]);
+  assert.deepEqual(send(Uint16Array.from([0x0201]).buffer), [4, 2, 1, 2], 'an ArrayBuffer as it is');
+  assert.deepEqual(send(new DataView(Uint8Array.from([9, 8, 7]).buffer, 1, 2)), [4, 2, 8, 7], 'a view: its bytes only');
+  const max = send(new Uint8Array(1024).fill(0x61));
+  assert.deepEqual(max.slice(0, 4), [4, 0xfb, 0x00, 0x04], '1024 = fb 00 04');
+  assert.equal(max.length, 4 + 1024);
+  assert.throws(() => send(new Uint8Array(1025)), { name: 'RangeError', message: 'Send body is 1025 bytes, the limit is 1024' });
+  assert.throws(() => send('€'.repeat(342)), { name: 'RangeError', message: /Send body is 1026 bytes/ }, 'bytes, not characters');
+  assert.throws(() => send(42), TypeError);
+
+  assert.deepEqual(decodeClientMsg(Uint8Array.from([4, 2, 0x68, 0x69])), { type: 'Send', body: Uint8Array.from([0x68, 0x69]) });
+  assert.throws(() => decodeClientMsg(Uint8Array.from([4, 0xfb, 0x01, 0x04, ...new Uint8Array(1025)])), {
+    name: 'DecodeError',
+    message: 'Send body is 1025 bytes, the limit is 1024',
+  });
+  const message = encodeServerMsg({ type: 'Message', body: 'ann: hi' });
+  assert.deepEqual(Array.from(message), [6, 7, ...new TextEncoder().encode('ann: hi')]);
+  const decoded = decodeServerMsg(message);
+  assert.equal(decoded.type, 'Message');
+  assert.ok(decoded.body instanceof Uint8Array);
+  assert.equal(new TextDecoder().decode(decoded.body), 'ann: hi');
+  assert.throws(() => decodeServerMsg(Uint8Array.from([6, 3, 1, 2])), /a list of 3 items cannot fit in the 2 bytes left/);
+  assert.throws(() => decodeServerMsg(Uint8Array.from([6, 0xfb, 0x01, 0x04, ...new Uint8Array(1025)])), {
+    name: 'DecodeError',
+    message: 'Message body is 1025 bytes, the limit is 1024',
+  });
+});
+
+test('client.send(): only while joined, at most 1024 bytes, refused with an Error before anything is sent', () => {
+  const h = harness();
+  const ws = h.socket();
+  assert.throws(() => h.client.send('early'), { message: 'cannot send before Joined: the client is connecting' });
+  ws.open();
+  ws.receive(welcome);
+  assert.throws(() => h.client.send('early'), { message: /^cannot send before Joined/ });
+  ws.receive(joined());
+  const sentBefore = ws.sent.length;
+  assert.equal(h.client.send('hello there'), 11);
+  assert.deepEqual(ws.sent.at(-1), { type: 'Send', body: new TextEncoder().encode('hello there') });
+  assert.equal(h.client.send(Uint8Array.from([1, 2, 3])), 3);
+  assert.deepEqual(ws.sent.at(-1), { type: 'Send', body: Uint8Array.from([1, 2, 3]) });
+  assert.equal(h.client.send(new Uint8Array(1024)), 1024);
+  assert.throws(() => h.client.send(new Uint8Array(1025)), { name: 'RangeError', message: 'Send body is 1025 bytes, the limit is 1024' });
+  assert.throws(() => h.client.send('x'.repeat(1025)), RangeError);
+  ws.bufferedAmount = 1 << 20;
+  assert.throws(() => h.client.send('late'), { name: 'RangeError', message: /bytes are waiting in the socket/ });
+  ws.bufferedAmount = 0;
+  assert.equal(ws.sent.length, sentBefore + 3, 'only the three good ones went out');
+  assert.equal(h.client.stats.sends, 3);
+  ws.drop();
+  assert.throws(() => h.client.send('while away'), { message: 'cannot send before Joined: the client is reconnecting' });
+  h.client.close();
+
+  const watcher = harness({ join: false });
+  watcher.socket().open();
+  watcher.socket().receive(welcome);
+  assert.throws(() => watcher.client.send('hi'), { message: 'cannot send before Joined: a spectator has no player' });
+  assert.ok(watcher.socket().sent.every((m) => m.type !== 'Send'));
+  watcher.client.close();
+});
+
+test("each Message is a 'message' event with its body as a Uint8Array, for players and spectators alike", () => {
+  for (const join of [true, false]) {
+    const h = harness({ join });
+    const bodies = [];
+    h.client.on('message', (body) => bodies.push(body));
+    const ws = h.socket();
+    ws.open();
+    ws.receive(welcome);
+    if (join) ws.receive(joined());
+    ws.receive({ type: 'Message', body: 'ann: hi' });
+    ws.receive({ type: 'Message', body: Uint8Array.from([0xff, 0]) });
+    ws.receive({ type: 'Message', body: '' });
+    assert.equal(bodies.length, 3);
+    assert.ok(bodies.every((b) => b instanceof Uint8Array));
+    assert.equal(new TextDecoder().decode(bodies[0]), 'ann: hi');
+    assert.deepEqual(Array.from(bodies[1]), [0xff, 0]);
+    assert.equal(bodies[2].length, 0);
+    assert.equal(h.client.stats.messages, 3);
+    assert.equal(h.client.state, 'open', 'a Message is not an update: nothing else changes');
+    h.client.close();
+  }
+});
+
+// ---- matchmaking ---------------------------------------------------------------------------------------
+
+/** A matchmaker: answers POST /matchmake from `answers` in turn (the last one repeats) and records each request. */
+function fakeMatchmaker(...answers) {
+  const asked = [];
+  const fetch = async (url, init) => {
+    asked.push({ url, method: init?.method, headers: init?.headers, body: JSON.parse(init.body), rawBody: init.body, signal: init.signal });
+    const [status, body, headers = {}] = answers[Math.min(asked.length - 1, answers.length - 1)];
+    if (status === 'throw') throw new TypeError(body);
+    if (status === 'hang') return new Promise(() => {});
+    const text = typeof body === 'string' ? body : JSON.stringify(body);
+    return { status, headers: { get: (name) => headers[name.toLowerCase()] ?? null }, text: async () => text };
+  };
+  return { fetch, asked };
+}
+
+const seat = (over = {}) => ({
+  room: 'duel-1',
+  type: 'arena',
+  process: 'a',
+  connect: 'ws://10.0.0.1:9101/ws/duel-1?type=arena&ticket=s1.p.duel-1.a.1767225600.sig',
+  ticket: 's1.p.duel-1.a.1767225600.sig',
+  expires_unix_s: 1767225600,
+  ...over,
+});
+const STANDALONE = { room: 'duel-1', type: 'arena', process: null, connect: '/ws/duel-1?type=arena', ticket: null, expires_unix_s: null };
+const A_URL = 'ws://10.0.0.1:9101/ws/duel-1?type=arena&ticket=s1.p.duel-1.a.1767225600.sig';
+
+test('matchmake(): POST /matchmake with a plain string JSON body (no headers: no CORS preflight); the answer in camelCase with its ws URL', async () => {
+  const mm = fakeMatchmaker([200, seat()], [200, STANDALONE]);
+  const answer = await matchmake('http://h:7000/?room=x', { room: 'duel-1', player: 'ann', fetch: mm.fetch });
+  assert.deepEqual(mm.asked[0].body, { room: 'duel-1', player: 'ann' });
+  assert.equal(typeof mm.asked[0].rawBody, 'string');
+  assert.equal(mm.asked[0].url, 'http://h:7000/matchmake');
+  assert.equal(mm.asked[0].method, 'POST');
+  assert.equal(mm.asked[0].headers, undefined, 'no Content-Type, no Accept: a simple request');
+  assert.deepEqual(answer, {
+    room: 'duel-1',
+    type: 'arena',
+    process: 'a',
+    connect: A_URL,
+    ticket: 's1.p.duel-1.a.1767225600.sig',
+    expiresUnixS: 1767225600,
+    url: A_URL,
+  });
+  // A standalone server answers a path: resolved against the request's URL, http -> ws, https -> wss.
+  const local = await matchmake('wss://h/game/ws', { type: 'arena', ticket: 'v1.ann.1.sig', fetch: mm.fetch });
+  assert.equal(mm.asked[1].url, 'https://h/game/matchmake');
+  assert.deepEqual(mm.asked[1].body, { type: 'arena', ticket: 'v1.ann.1.sig' });
+  assert.equal(local.url, 'wss://h/ws/duel-1?type=arena');
+  assert.equal(local.process, null);
+  assert.equal(local.expiresUnixS, null);
+
+  assert.equal(matchmakeUrl('ws://h:7000/ws/red?ticket=t'), 'http://h:7000/matchmake');
+  assert.equal(seatUrl('/ws/a?type=arena', 'http://h:7000/matchmake'), 'ws://h:7000/ws/a?type=arena');
+  assert.equal(seatUrl('https://b:443/ws/a', 'http://h/matchmake'), 'wss://b/ws/a');
+  assert.equal(seatUrl('ws://b:9/ws/a', 'https://h/matchmake'), 'ws://b:9/ws/a');
+  assert.throws(() => seatUrl('ftp://b/ws/a', 'http://h/matchmake'), TypeError);
+});
+
+test('matchmake(): a refusal is a MatchmakeError with the status and the server\'s error; bad arguments are refused before sending', async () => {
+  const mm = fakeMatchmaker(
+    [409, { error: 'room duel-1 is of type arena, not duel' }],
+    [503, { error: 'matchmaking unavailable: redis unreachable' }, { 'retry-after': '1' }],
+    [404, 'not json\n'],
+    [200, { room: 'duel-1' }],
+  );
+  await assert.rejects(matchmake('http://h', { room: 'duel-1', type: 'duel', fetch: mm.fetch }), (e) => {
+    assert.ok(e instanceof MatchmakeError && e instanceof HttpError);
+    assert.equal(e.status, 409);
+    assert.equal(e.error, 'room duel-1 is of type arena, not duel');
+    assert.equal(e.message, 'matchmaking refused: HTTP 409: room duel-1 is of type arena, not duel');
+    assert.equal(e.retryAfterS, null);
+    return true;
+  });
+  await assert.rejects(matchmake('http://h', { room: 'duel-1', fetch: mm.fetch }), { status: 503, retryAfterS: 1, error: 'matchmaking unavailable: redis unreachable' });
+  await assert.rejects(matchmake('http://h', { room: 'duel-1', fetch: mm.fetch }), { status: 404, error: 'not json' });
+  await assert.rejects(matchmake('http://h', { room: 'duel-1', fetch: mm.fetch }), { name: 'TypeError', message: /not a matchmaking answer/ });
+  const asks = mm.asked.length;
+  await assert.rejects(matchmake('http://h', { fetch: mm.fetch }), { name: 'TypeError', message: /a room, a type, or both/ });
+  await assert.rejects(matchmake('http://h', { room: 'a b', fetch: mm.fetch }), RangeError);
+  await assert.rejects(matchmake('http://h', { type: '', fetch: mm.fetch }), TypeError);
+  await assert.rejects(matchmake('http://h', { room: 'a', player: 'no spaces', fetch: mm.fetch }), { name: 'RangeError', message: /bad player id/ });
+  await assert.rejects(matchmake('http://h', { room: 'a', ticket: 'x'.repeat(257), fetch: mm.fetch }), RangeError);
+  assert.equal(mm.asked.length, asks, 'nothing was sent');
+});
+
+/** A client made by joinOrCreate on fake sockets and a fake matchmaker; `unix` is its wall clock (s). */
+function matchmade(target, answers, options = {}) {
+  FakeSocket.all = [];
+  const mm = fakeMatchmaker(...answers);
+  const clock = { ms: 1000, unix: 1767225500 };
+  const client = joinOrCreate('ws://front:7000/ws', target, {
+    WebSocket: FakeSocket,
+    fetch: mm.fetch,
+    now: () => clock.ms,
+    unixNowMs: () => clock.unix * 1000,
+    random: () => 0.5,
+    name: 'ann',
+    ...options,
+    reconnect: { initialDelayMs: 10, factor: 2, maxDelayMs: 40, jitter: 0.5, stableAfterMs: 5000, ...options.reconnect },
+  });
+  const closes = [];
+  client.on('close', (e) => closes.push(e));
+  return { client, clock, closes, mm, socket: () => FakeSocket.all.at(-1) };
+}
+
+test('joinOrCreate: matchmakes, then connects to the owner\'s URL (seat ticket in it, none in Hello); a drop resumes there without asking again', async () => {
+  const storage = new MemoryStorage();
+  const h = matchmade('duel-1', [[200, seat()]], { storage, player: 'ann', ticket: 'v1.ignored-by-hello' });
+  const seats = [];
+  h.client.on('matchmade', (s) => seats.push(s.process));
+  assert.equal(h.client.state, 'connecting');
+  assert.equal(h.client.url, null, 'no URL before the matchmaker answers');
+  const ws = await nthSocket(1);
+  assert.equal(ws.url, A_URL);
+  assert.equal(h.client.url, A_URL);
+  assert.equal(h.client.matchmade.process, 'a');
+  assert.deepEqual(seats, ['a']);
+  assert.equal(h.mm.asked[0].url, 'http://front:7000/matchmake');
+  assert.deepEqual(h.mm.asked[0].body, { room: 'duel-1', player: 'ann', ticket: 'v1.ignored-by-hello' });
+  live(h, ws);
+  assert.deepEqual(ws.sent[0], { type: 'Hello', protocol: 4, name: 'ann', ticket: '', resume: null });
+  assert.deepEqual([...storage.map.keys()], ['tickcast.session ws://10.0.0.1:9101/ws/duel-1?type=arena'], 'stored without the seat ticket');
+
+  ws.drop(); // lost: straight back to the same process, the same seat
+  const next = await nthSocket(2);
+  assert.equal(next.url, A_URL);
+  next.open();
+  assert.deepEqual(next.sent[0].resume, { token: TOKEN, tick: 100 });
+  assert.equal(h.client.stats.matchmakes, 1, 'the matchmaker was not asked again');
+  h.client.close();
+});
+
+test('joinOrCreate on a standalone server: the path it answers, resolved against the base; Hello carries the ticket', async () => {
+  const h = matchmade({ type: 'arena' }, [[200, STANDALONE]], { ticket: () => Promise.resolve('v1.ann.9.sig') });
+  const ws = await nthSocket(1);
+  assert.equal(ws.url, 'ws://front:7000/ws/duel-1?type=arena');
+  assert.deepEqual(h.mm.asked[0].body, { type: 'arena', player: h.client.player, ticket: 'v1.ann.9.sig' });
+  assert.match(h.client.player, /^guest-[0-9a-f]{16}$/, 'no player option: a guest id');
+  ws.open();
+  assert.equal(ws.sent[0].ticket, 'v1.ann.9.sig', 'no seat ticket in the URL: the ticket goes in Hello');
+  h.client.close();
+  assert.throws(() => joinOrCreate('ws://h/ws', 'no spaces', { WebSocket: FakeSocket }), RangeError);
+  assert.throws(() => joinOrCreate('ws://h/ws', {}, { WebSocket: FakeSocket }), TypeError);
+});
+
+test('joinOrCreate: an expired seat, or an upgrade that failed, asks the matchmaker again before reconnecting', async () => {
+  const B_SEAT = seat({ process: 'b', connect: 'ws://10.0.0.2:9102/ws/duel-1?type=arena&ticket=s1.b2', ticket: 's1.b2', expires_unix_s: 1767225700 });
+  const A_AGAIN = seat({ connect: 'ws://10.0.0.1:9101/ws/duel-1?type=arena&ticket=s1.a2', ticket: 's1.a2', expires_unix_s: 1767225650 });
+  const storage = new MemoryStorage();
+  const h = matchmade('duel-1', [[200, seat()], [200, A_AGAIN], [200, B_SEAT]], { storage });
+  live(h, await nthSocket(1));
+  // The seat ticket expires (30 s on the server); the next reconnect gets a fresh one from the same process.
+  h.clock.unix = 1767225599;
+  h.socket().drop();
+  const second = await nthSocket(2);
+  assert.equal(h.client.stats.matchmakes, 2);
+  assert.equal(second.url, 'ws://10.0.0.1:9101/ws/duel-1?type=arena&ticket=s1.a2');
+  second.open();
+  assert.deepEqual(second.sent[0].resume, { token: TOKEN, tick: 100 }, 'the same session: the URL differs only in its ticket');
+  second.receive(welcome);
+  second.receive(joined(3, true));
+  // The process goes away: the upgrade fails (never opens), so the next attempt asks where the room is now.
+  second.drop();
+  (await nthSocket(3)).drop();
+  assert.equal(h.client.stats.matchmakes, 2, 'the first retry goes straight back');
+  const fourth = await nthSocket(4);
+  assert.equal(h.client.stats.matchmakes, 3);
+  assert.equal(fourth.url, 'ws://10.0.0.2:9102/ws/duel-1?type=arena&ticket=s1.b2');
+  fourth.open();
+  assert.equal(fourth.sent[0].resume, null, "a's token means nothing on b: b's session (none) is taken");
+  assert.equal(h.client.world.tick, null, "a's mirror is dropped");
+  h.client.close();
+});
+
+test('joinOrCreate: 4009 (hosted elsewhere) asks the matchmaker again once; a second 4009 in a row ends the client', async () => {
+  const B_SEAT = seat({ process: 'b', connect: 'ws://10.0.0.2:9102/ws/duel-1?type=arena&ticket=s1.b', ticket: 's1.b' });
+  const storage = new MemoryStorage();
+  const h = matchmade('duel-1', [[200, seat()], [200, B_SEAT]], { storage });
+  live(h, await nthSocket(1));
+  const sessions = () => [...storage.map.keys()].filter((k) => k.startsWith('tickcast.session '));
+  assert.equal(sessions().length, 1);
+  h.socket().drop(4009, 'room duel-1 is hosted by another process: ask the matchmaker again', true);
+  assert.equal(h.client.state, 'reconnecting');
+  assert.equal(h.client.lastClose.meaning, 'the room is hosted by another process');
+  assert.deepEqual(sessions(), [], 'that copy of the room is gone, and the player in it');
+  const ws = await nthSocket(2);
+  assert.equal(ws.url, 'ws://10.0.0.2:9102/ws/duel-1?type=arena&ticket=s1.b');
+  assert.equal(h.client.stats.relocations, 1);
+  ws.open();
+  assert.equal(ws.sent[0].resume, null);
+  ws.drop(4009, 'room duel-1 is hosted by another process: ask the matchmaker again', true);
+  assert.equal(h.client.state, 'closed', 'asked once already');
+  assert.equal(h.closes.at(-1).reconnectInMs, null);
+  assert.equal(h.client.stats.matchmakes, 2);
+  assert.equal(h.mm.asked[1].body.player, h.mm.asked[0].body.player, 'asked again as the same player');
+
+  // After a stable connection a later 4009 gets its one retry again.
+  const again = matchmade('duel-1', [[200, seat()]]);
+  live(again, await nthSocket(1));
+  again.socket().drop(4009, 'elsewhere', true);
+  live(again, await nthSocket(2));
+  again.clock.ms += 5000;
+  again.socket().drop(4009, 'elsewhere', true);
+  assert.equal(again.client.state, 'reconnecting');
+  await nthSocket(3);
+  again.client.close();
+
+  // A client without a matchmaker cannot ask where the room is: 4009 ends it.
+  assert.equal(CloseCode.HOSTED_ELSEWHERE, 4009);
+  const plain = harness({ room: 'duel-1' });
+  live(plain).drop(4009, 'elsewhere', true);
+  assert.equal(plain.client.state, 'closed');
+});
+
+test('joinOrCreate: a matchmaker that refuses (4xx) ends the client; 503 and no answer are retried with backoff', async () => {
+  const refused = matchmade({ room: 'duel-1', type: 'duel' }, [[409, { error: 'room duel-1 is of type arena, not duel' }]]);
+  await within(new Promise((resolve) => refused.client.on('state', (e) => e.state === 'closed' && resolve())), 'the client to end', 5000);
+  assert.equal(FakeSocket.all.length, 0, 'no socket');
+  assert.deepEqual(
+    { code: refused.client.lastClose.code, reason: refused.client.lastClose.reason, meaning: refused.client.lastClose.meaning },
+    { code: 0, reason: 'HTTP 409: room duel-1 is of type arena, not duel', meaning: 'the matchmaker refused' },
+  );
+  assert.deepEqual(refused.mm.asked[0].body, { room: 'duel-1', type: 'duel', player: refused.client.player });
+
+  const errors = [];
+  const busy = matchmade('duel-1', [
+    [503, { error: 'matchmaking unavailable: redis unreachable' }, { 'retry-after': '1' }],
+    ['throw', 'Failed to fetch'],
+    ['hang'],
+    [200, seat()],
+  ], { matchmakeTimeoutMs: 20 });
+  busy.client.on('error', (e) => errors.push(e.error.message));
+  const ws = await nthSocket(1);
+  assert.equal(ws.url, A_URL);
+  assert.equal(busy.client.stats.matchmakes, 4);
+  assert.deepEqual(busy.closes.map((c) => [c.code, c.reason, c.meaning, c.reconnectInMs]), [
+    [0, 'HTTP 503: matchmaking unavailable: redis unreachable', 'matchmaking failed', 8],
+    [0, 'Failed to fetch', 'matchmaking failed', 15],
+    [0, 'no matchmaking answer within 20 ms', 'matchmaking failed', 30],
+  ]);
+  assert.equal(errors.length, 3);
+  assert.ok(busy.mm.asked[2].signal.aborted, 'the request that hung was aborted');
+  busy.client.close();
+});
+
+test('joinOrCreate: a reload is the same guest player, and where the matchmaker sends it to the same process it resumes', async () => {
+  const storage = new MemoryStorage();
+  const first = matchmade('duel-1', [[200, seat()]], { storage });
+  live(first, await nthSocket(1));
+  const guest = first.mm.asked[0].body.player;
+  assert.match(guest, /^guest-[0-9a-f]{16}$/);
+  assert.equal(storage.getItem('tickcast.player'), guest, "kept in the tab's storage");
+  first.client.close(4999, 'page gone');
+  const reloaded = matchmade('duel-1', [[200, seat({ connect: 'ws://10.0.0.1:9101/ws/duel-1?type=arena&ticket=s1.new', ticket: 's1.new' })]], { storage });
+  const ws = await nthSocket(1);
+  assert.equal(reloaded.mm.asked[0].body.player, guest, 'the seat ticket will name the same player, so the resume is allowed');
+  ws.open();
+  assert.deepEqual(ws.sent[0].resume, { token: TOKEN, tick: 0 });
+  reloaded.client.close();
+  assert.deepEqual([...storage.map.keys()], ['tickcast.player'], 'close() says goodbye: the session goes, the guest id stays');
+  const named = matchmade('duel-1', [[200, seat()]], { storage, player: 'ann' });
+  await nthSocket(1);
+  assert.equal(named.mm.asked[0].body.player, 'ann', 'the player option wins');
+  named.client.close();
 });

@@ -1,9 +1,12 @@
-// Test harness: the real tickcast binary on 127.0.0.1, and Debian's Chromium driven by playwright-core.
+// Test harness: the real tickcast binary on 127.0.0.1, and Debian's Chromium driven by playwright-core;
+// for cluster tests, a real redis-server and several tickcast processes in its directory.
 // Every wait has a cap (WAIT_MAX_MS): a safety net against hangs, never a timing assertion.
 
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
@@ -12,6 +15,32 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const SERVER_BIN = process.env.TICKCAST_SERVER ?? path.join(ROOT, 'target/debug/tickcast');
 export const ARTIFACTS = process.env.TICKCAST_ARTIFACTS ?? path.join(ROOT, 'test-artifacts');
 const CHROMIUM = process.env.TICKCAST_CHROMIUM ?? '/usr/bin/chromium';
+const REDIS_SERVER = process.env.TICKCAST_REDIS_SERVER ?? '/usr/bin/redis-server';
+
+/** Every child process started here, so none outlives the test process, even when it fails or is killed. */
+const children = new Set();
+process.on('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
+function track(child) {
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
+/**
+ * A port on 127.0.0.1 that was free a moment ago (bound to port 0, then closed), for a process that must be
+ * told its own address before it starts (`--public-url`). Another program could take it in between; on a
+ * test machine that does not happen in practice, and the process would then fail to start, loudly.
+ */
+export async function freePort() {
+  const server = net.createServer();
+  await new Promise((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 
 /** Rejects after `ms` with `what` unless `promise` settles first. */
 export function within(promise, what, ms = WAIT_MAX_MS) {
@@ -28,7 +57,7 @@ export function within(promise, what, ms = WAIT_MAX_MS) {
  */
 export async function startServer({ port = 0, npcs = 20, args: extra = [] } = {}) {
   const args = ['--listen', `127.0.0.1:${port}`, '--npcs', String(npcs), ...extra];
-  const proc = spawn(SERVER_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = track(spawn(SERVER_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
   let log = '';
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve(code ?? signal)));
   const listening = new Promise((resolve, reject) => {
@@ -67,6 +96,164 @@ export async function startServer({ port = 0, npcs = 20, args: extra = [] } = {}
       }
     },
   };
+}
+
+/**
+ * One command to the Redis on `port` (RESP over a fresh TCP connection) and its answer: a string, a
+ * number, null, an array of those, or an Error for an error reply. Capped like every wait.
+ */
+export function redisCommand(port, ...args) {
+  const request = `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('')}`;
+  const answer = new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let data = Buffer.alloc(0);
+    socket.setTimeout(WAIT_MAX_MS, () => socket.destroy(new Error(`redis on ${port}: no answer to ${args[0]}`)));
+    socket.on('error', reject);
+    socket.on('data', (chunk) => {
+      data = Buffer.concat([data, chunk]);
+      const parsed = parseResp(data, 0);
+      if (parsed) {
+        socket.end();
+        resolve(parsed.value);
+      }
+    });
+    socket.on('close', () => reject(new Error(`redis on ${port}: closed before answering ${args[0]}`)));
+    socket.write(request);
+  });
+  return within(answer, `redis ${args[0]}`);
+}
+
+/** One RESP value from `buf` at `at`: {value, end}, or null when more bytes are needed. */
+function parseResp(buf, at) {
+  const eol = buf.indexOf('\r\n', at);
+  if (eol < 0) return null;
+  const line = buf.toString('utf8', at + 1, eol);
+  const next = eol + 2;
+  switch (String.fromCharCode(buf[at])) {
+    case '+':
+      return { value: line, end: next };
+    case '-':
+      return { value: new Error(line), end: next };
+    case ':':
+      return { value: Number(line), end: next };
+    case '$': {
+      const n = Number(line);
+      if (n < 0) return { value: null, end: next };
+      if (buf.length < next + n + 2) return null;
+      return { value: buf.toString('utf8', next, next + n), end: next + n + 2 };
+    }
+    case '*': {
+      const n = Number(line);
+      if (n < 0) return { value: null, end: next };
+      const items = [];
+      let end = next;
+      for (let i = 0; i < n; i++) {
+        const item = parseResp(buf, end);
+        if (!item) return null;
+        items.push(item.value);
+        end = item.end;
+      }
+      return { value: items, end };
+    }
+    default:
+      throw new Error(`not RESP: ${JSON.stringify(buf.toString('utf8', at, Math.min(buf.length, at + 40)))}`);
+  }
+}
+
+/**
+ * Starts Debian's redis-server on a free loopback port, nothing persisted (`--save '' --appendonly no`),
+ * and resolves once it answers PING: {port, url, stop(), log()}.
+ */
+export async function startRedis() {
+  const port = await freePort();
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+  const proc = track(spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let log = '';
+  proc.stdout.setEncoding('utf8').on('data', (chunk) => (log += chunk));
+  proc.stderr.setEncoding('utf8').on('data', (chunk) => (log += chunk));
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve(code ?? signal)));
+  const failed = new Promise((_, reject) => {
+    proc.on('error', reject);
+    exited.then((code) => reject(new Error(`redis-server exited (${code}) before answering:\n${log}`)));
+  });
+  const answers = until('redis-server to answer PING', async () => {
+    try {
+      return (await redisCommand(port, 'PING')) === 'PONG';
+    } catch {
+      return false; // not listening yet
+    }
+  });
+  await Promise.race([answers, failed]);
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}/`,
+    log: () => log,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      try {
+        return await within(exited, 'redis-server to exit');
+      } catch (e) {
+        proc.kill('SIGKILL');
+        throw e;
+      }
+    },
+  };
+}
+
+/**
+ * A cluster on loopback: redis-server, then one tickcast process per id in `ids`, each on a port chosen
+ * first so that it can be told its `--public-url`, all sharing a random `--cluster-secret-file`. With
+ * `proxied`, each process's public URL is a TCP proxy in front of it (startProxy), so a test can cut the
+ * connections the matchmaker sent there. Resolves once every process is in the directory
+ * (`<cluster>:process:<id>` is in Redis): {redis, processes: Map id -> server (as startServer's, plus
+ * `id`, `publicPort` and `proxy`, null without `proxied`), secretFile, stop()}. If any part fails to
+ * start, what did start is stopped before the error is thrown. `stop()` stops the processes (SIGTERM:
+ * each drains) and their proxies, then Redis, removes the secret, and resolves the exit codes by id.
+ */
+export async function startCluster({ ids = ['a', 'b'], npcs = 4, args = [], proxied = false } = {}) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tickcast-cluster-'));
+  const secretFile = path.join(dir, 'cluster-secret');
+  writeFileSync(secretFile, randomBytes(32).toString('hex'), { mode: 0o600 });
+  const cluster = { redis: null, processes: new Map(), secretFile };
+  const proxies = [];
+  cluster.stop = async () => {
+    const codes = {};
+    const stops = [...cluster.processes].map(async ([id, server]) => {
+      codes[id] = await server.stop().catch((e) => e.message);
+    });
+    await Promise.all(stops);
+    await Promise.all(proxies.map((proxy) => proxy.close()));
+    await cluster.redis?.stop().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+    return codes;
+  };
+  try {
+    cluster.redis = await startRedis();
+    for (const id of ids) {
+      const port = await freePort();
+      const proxy = proxied ? await startProxy(port) : null;
+      if (proxy) proxies.push(proxy);
+      const publicPort = proxy?.port ?? port;
+      const server = await startServer({
+        port,
+        npcs,
+        args: [
+          '--redis', cluster.redis.url,
+          '--public-url', `ws://127.0.0.1:${publicPort}`,
+          '--process-id', id,
+          '--cluster-secret-file', secretFile,
+          ...args,
+        ],
+      });
+      cluster.processes.set(id, Object.assign(server, { id, publicPort, proxy }));
+    }
+    const keys = ids.map((id) => `tickcast:process:${id}`);
+    await until('every process to be in the directory', async () => (await redisCommand(cluster.redis.port, 'EXISTS', ...keys)) === ids.length, { everyMs: 100 });
+  } catch (e) {
+    await cluster.stop();
+    throw e;
+  }
+  return cluster;
 }
 
 /**
@@ -150,7 +337,8 @@ export async function openArena(browser, server, { hasTouch = false, query = '',
     // A refused connection while the server restarts is the browser's own log line, not the page's error;
     // so is a room listing that failed (the page says so in its room list, and lists again later).
     if (m.type() !== 'error' || /WebSocket connection to .* failed/.test(m.text())) return;
-    if (/^Failed to load resource/.test(m.text()) && /\/rooms(\?|$)/.test(m.location().url)) return;
+    // The same for a matchmaking request that failed (a 503 while the cluster is busy: the SDK retries).
+    if (/^Failed to load resource/.test(m.text()) && /\/(rooms(\?|$)|matchmake$)/.test(m.location().url)) return;
     errors.push(m.text());
   });
   await page.goto(server.url + query);

@@ -1,4 +1,4 @@
-// Rooms (protocol v3) through the arena page, in headless Chromium against the real server binary: pages
+// Rooms through the arena page, in headless Chromium against the real server binary: pages
 // in different rooms see their own room's name and players only, the room list (GET /rooms) joins a room
 // by a click, "new room" makes one, and the resume session is per room. Assertions are on what the page
 // shows (the room name, the room list), on its SDK state (window.tickcast), and on GET /rooms.
@@ -133,8 +133,11 @@ test('two rooms: each page sees its own room and its players only; a third page 
   }
   // The session is kept per room: the third page left the default room on purpose (its session there is
   // gone) and holds red's.
-  const keys = await third.page.evaluate(() => Object.keys(sessionStorage).filter((k) => k.startsWith('tickcast.')));
+  const keys = await third.page.evaluate(() => Object.keys(sessionStorage).filter((k) => k.startsWith('tickcast.session ')));
   assert.deepEqual(keys, [`tickcast.session ws://127.0.0.1:${server.port}/ws/red`]);
+  // It joined red through the matchmaker (a standalone one: its own process, a path, no seat ticket).
+  const seat = await third.page.evaluate(() => window.tickcast.client.matchmade);
+  assert.deepEqual({ ...seat, url: undefined }, { room: 'red', type: 'arena', process: null, connect: '/ws/red', ticket: null, expiresUnixS: null, url: undefined });
   await third.page.screenshot({ path: artifactPath('rooms-joined.png') });
 
   for (const p of [red, blue, third]) {
@@ -196,4 +199,59 @@ test('a bad ?room= name is refused by the page, which connects nowhere and still
   assert.deepEqual(sockets, []);
   assert.deepEqual(errors, []);
   await context.close();
+});
+
+test('?room= naming the default room (which the matchmaker never places: each process has its own) plays in it, as the plain page', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${server.url}?room=default&name=dee`);
+  await page.waitForURL((u) => !u.searchParams.has('room'));
+  assert.equal(new URL(page.url()).searchParams.get('name'), 'dee', 'the other parameters are kept');
+  await waitFor(page, 'the page to join the default room', () => {
+    const c = window.tickcast?.client;
+    return c && c.state === 'open' && c.room === 'default' && c.own !== undefined;
+  });
+  const s = await snapshot(page);
+  assert.match(s.url, /\/ws$/, 'plain /ws, no matchmaking');
+  assert.equal(await page.evaluate(() => window.tickcast.client.matchmaker), null);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('chat on one process: a line typed in one room shows in every arena room, spectators included, as text', async () => {
+  const red = await openArena(browser, server, { query: '?room=red&name=rae' });
+  const plain = await openArena(browser, server, { query: '?name=pat' });
+  // A spectator of red: it reads the chat, and cannot send (it has no player).
+  const context = await browser.newContext();
+  const watcher = await context.newPage();
+  const watchErrors = [];
+  watcher.on('pageerror', (e) => watchErrors.push(e.message));
+  await watcher.goto(`${server.url}?room=red&watch`);
+  await waitFor(watcher, 'the spectator to mirror red', () => {
+    const c = window.tickcast?.client;
+    return c && c.state === 'open' && c.room === 'red' && c.world.tick !== null;
+  });
+  assert.equal(await watcher.locator('#chat button').isDisabled(), true);
+  assert.equal(await watcher.locator('#chat input').getAttribute('placeholder'), 'watching: chat is read-only');
+
+  await waitFor(red.page, 'the chat to accept a line', () => !document.querySelector('#chat button').disabled);
+  // Typing in the box does not steer: WASD are letters there.
+  const seqBefore = (await snapshot(red.page)).lastInputSeq;
+  await red.page.locator('#chat input').fill('');
+  await red.page.locator('#chat input').pressSequentially('wasd <i>x</i>');
+  await red.page.locator('#chat input').press('Enter');
+  const line = 'rae: wasd <i>x</i>';
+  for (const page of [red.page, plain.page, watcher]) {
+    await waitFor(page, `the chat to show ${line}`, (l) => window.tickcast.chat.lines.includes(l), line);
+    assert.equal(await page.locator('#chat li').last().textContent(), line);
+    assert.equal(await page.locator('#chat li i').count(), 0, 'server text is never HTML');
+  }
+  assert.equal((await snapshot(red.page)).lastInputSeq, seqBefore, 'no input was sent while typing');
+  assert.equal(await red.page.locator('#chat input').inputValue(), '', 'the box is cleared once sent');
+  assert.equal((await snapshot(plain.page)).room, 'default', 'the line crossed rooms');
+  for (const p of [red, plain]) assert.deepEqual(p.errors, []);
+  assert.deepEqual(watchErrors, []);
+  await Promise.all([red.context.close(), plain.context.close(), context.close()]);
 });

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The browser client's tests: the SDK against the wire vectors, then the arena page in headless Chromium
-# driven by Playwright against a real server. Installs what it needs on a clean machine (Debian's chromium,
-# playwright-core from web/package-lock.json; never Playwright's own browser download).
+# driven by Playwright against a real server (cluster.test.mjs: two in a cluster on a real redis-server).
+# Installs what it needs on a clean machine (Debian's chromium and redis-server, playwright-core from
+# web/package-lock.json; never Playwright's own browser download).
 #
 #   bash web/test/run.sh [path to the tickcast binary, default target/debug/tickcast]
 #
@@ -21,10 +22,13 @@ if [[ ! -x "$server" ]]; then
   exit 1
 fi
 
-if [[ ! -x /usr/bin/chromium ]]; then
-  echo "web/test/run.sh: installing Debian's chromium"
+missing=()
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+[[ -x /usr/bin/redis-server ]] || missing+=(redis-server) # cluster.test.mjs
+if (( ${#missing[@]} )); then
+  echo "web/test/run.sh: installing Debian's ${missing[*]}"
   apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+  DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
 fi
 
 wanted="$(node -p "require('$web/package.json').devDependencies['playwright-core']")"

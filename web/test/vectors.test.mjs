@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import {
   DecodeError,
   Mirror,
+  PROTOCOL_VERSION,
   decodeClientMsg,
   decodeServerMsg,
   encodeClientMsg,
@@ -20,8 +21,11 @@ const here = (p) => fileURLToPath(new URL(p, import.meta.url));
 const PROTOCOL_MD = here('../../docs/PROTOCOL.md');
 const EXTRA_MD = here('./vectors.md');
 
-const SERVER_VARIANTS = new Set(['Welcome', 'Joined', 'Full', 'Delta', 'Checksum', 'Pong']);
-const CLIENT_VARIANTS = new Set(['Hello', 'Input', 'Ping', 'Watch']);
+const SERVER_VARIANTS = new Set(['Welcome', 'Joined', 'Full', 'Delta', 'Checksum', 'Pong', 'Message']);
+const CLIENT_VARIANTS = new Set(['Hello', 'Input', 'Ping', 'Watch', 'Send']);
+
+/** The protocol version docs/PROTOCOL.md describes (its title); its vectors carry that number. */
+const DOC_VERSION = Number(/^# tickcast wire protocol, version (\d+)$/m.exec(readFileSync(PROTOCOL_MD, 'utf8'))?.[1]);
 
 /** The ```vector blocks of a markdown file: {name, message (or undefined), bytes, line}. */
 function parseVectors(markdown) {
@@ -218,11 +222,13 @@ function checkBytes(vector) {
 }
 
 // What docs/PROTOCOL.md's vectors mean, from the text beside each block (its blocks carry name and hex).
+// `since`: the version that added the vector (older documents need not carry it).
 const TOKEN = Uint8Array.from({ length: 16 }, (_, i) => i);
+const utf8 = (text) => new TextEncoder().encode(text);
 const PROTOCOL_EXPECTED = {
   welcome: {
     kind: 'server',
-    msg: { type: 'Welcome', protocol: 3, tickHz: 20, tick: 300, connectionId: 7, room: 'arena-1' },
+    msg: { type: 'Welcome', protocol: DOC_VERSION, tickHz: 20, tick: 300, connectionId: 7, room: 'arena-1' },
   },
   joined: { kind: 'server', msg: { type: 'Joined', entity: 3, resumeToken: TOKEN, resumed: false } },
   'joined-resumed': { kind: 'server', msg: { type: 'Joined', entity: 3, resumeToken: TOKEN, resumed: true } },
@@ -253,14 +259,16 @@ const PROTOCOL_EXPECTED = {
   },
   checksum: { kind: 'server', msg: { type: 'Checksum', tick: 300, hash: 0x8351febdc124346cn } },
   pong: { kind: 'server', msg: { type: 'Pong', nonce: 99, tick: 301 } },
-  hello: { kind: 'client', msg: { type: 'Hello', protocol: 3, name: 'ann', ticket: '', resume: null } },
+  hello: { kind: 'client', msg: { type: 'Hello', protocol: DOC_VERSION, name: 'ann', ticket: '', resume: null } },
   'hello-resume': {
     kind: 'client',
-    msg: { type: 'Hello', protocol: 3, name: 'ann', ticket: '', resume: { token: TOKEN, tick: 300 } },
+    msg: { type: 'Hello', protocol: DOC_VERSION, name: 'ann', ticket: '', resume: { token: TOKEN, tick: 300 } },
   },
-  watch: { kind: 'client', msg: { type: 'Watch', protocol: 3, ticket: 't.k' } },
+  watch: { kind: 'client', msg: { type: 'Watch', protocol: DOC_VERSION, ticket: 't.k' } },
   input: { kind: 'client', msg: { type: 'Input', seq: 1, input: { dx: 1, dy: -1 } } },
   ping: { kind: 'client', msg: { type: 'Ping', nonce: 1000 } },
+  send: { kind: 'client', since: 4, msg: { type: 'Send', body: utf8('hi') } },
+  message: { kind: 'server', since: 4, msg: { type: 'Message', body: utf8('ann: hi') } },
   'world-hash': { kind: 'hash' },
 };
 
@@ -276,9 +284,14 @@ test('docs/PROTOCOL.md vectors decode to what the document says and re-encode to
     if (known) assert.deepEqual(msg, known.msg, `docs/PROTOCOL.md:${vector.line} ${vector.name}`);
     if (vector.message) assertMeans(msg, vector.message, 'either');
   }
-  for (const name of Object.keys(PROTOCOL_EXPECTED)) {
+  for (const [name, known] of Object.entries(PROTOCOL_EXPECTED)) {
+    if ((known.since ?? 0) > DOC_VERSION) continue;
     assert.ok(vectors.some((v) => v.name === name), `docs/PROTOCOL.md lost its '${name}' vector`);
   }
+});
+
+test('docs/PROTOCOL.md describes the version this SDK speaks', () => {
+  assert.equal(DOC_VERSION, PROTOCOL_VERSION);
 });
 
 test('docs/PROTOCOL.md: the full world hashes to its checksum and world-hash vectors, and the delta applies', () => {
@@ -332,8 +345,10 @@ test('web/test/vectors.md: checksum-of-full is the hash of the full vector, empt
 
 test('malformed server messages are refused with the reason', () => {
   const bad = (bytes, pattern) => assert.throws(() => decodeServerMsg(Uint8Array.from(bytes)), pattern);
-  bad([6], /unknown message or enum tag 6/);
-  bad([0xfb, 6, 0], /unknown message or enum tag 6/);
+  bad([7], /unknown message or enum tag 7/);
+  bad([0xfb, 7, 0], /unknown message or enum tag 7/);
+  bad([6], /1 byte\(s\) too early/); // a Message without its length
+  bad([6, 2, 0x61], /a list of 2 items cannot fit in the 1 bytes left/);
   bad([1, 0xfd, 1, 0, 0, 0, 0, 0, 0, 0], /malformed varint/); // a u32 with a u64 marker
   bad([0, 0xfc, 1, 0, 0, 0, 20, 0, 0], /malformed varint/); // a u16 with a u32 marker
   bad([0, 1, 20, 0xff], /malformed varint/);
@@ -356,7 +371,9 @@ test('malformed client messages are refused with the reason: Option bytes, lengt
   bad([...ann, 1, 0, 1, 2], /too early/); // Some, then a token cut short
   bad([0, 3, 3, 0x61, 0x6e, 0x6e], /too early/); // a v1-shaped Hello: no ticket, no resume
   bad([3, 3], /too early/); // Watch without its ticket
-  bad([4, 2, 0], /unknown message or enum tag 4/);
+  bad([5, 2, 0], /unknown message or enum tag 5/);
+  bad([4], /1 byte\(s\) too early/); // a Send without its length
+  bad([4, 0xfb, 0x01, 0x04, ...new Array(1025).fill(0x61)], /Send body is 1025 bytes, the limit is 1024/);
   bad([0, 3, 33, ...new Array(33).fill(0x61), 0, 0], /name is 33 bytes, the limit is 32/);
   bad([3, 3, 0xfb, 1, 1, ...new Array(257).fill(0x78)], /ticket is 257 bytes, the limit is 256/);
 
