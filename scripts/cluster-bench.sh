@@ -48,4 +48,4 @@ echo "-- matchmaking: POST /matchmake {\"type\":\"arena\"} on process 1, 4 clien
 echo "-- chat: $SPEAKERS players on process 1 say a line a second, one player on process 2 hears them"
 .venv/bin/python scripts/cluster_bench.py chat "ws://127.0.0.1:${ports[0]}" "ws://127.0.0.1:${ports[1]}" "$SPEAKERS" 20
 echo "-- cluster threads' CPU with $ROOMS rooms on process 2 (a spectator each)"
-.venv/bin/python scripts/cluster_bench.py rooms "ws://127.0.0.1:${ports[1]}" "$ROOMS" 20 "${pids[2]}"
+.venv/bin/python scripts/cluster_bench.py rooms "ws://127.0.0.1:${ports[1]}" "$ROOMS" 20 "${pids[2]}" "${pids[0]}"

@@ -9,9 +9,10 @@
       SPEAKERS players on process A (one room each) say a timestamped chat line every 1.1 s; one player on
       process B, in another room, hears them through the backplane: latency p50/p99 from the line's
       timestamp to its arrival (one machine, one clock), and how many were heard.
-  cluster_bench.py rooms WS_BASE ROOMS SECONDS PID
+  cluster_bench.py rooms WS_BASE ROOMS SECONDS PID REDIS_PID
       opens ROOMS rooms on one process (a spectator in each), then samples the CPU of each of PID's
-      threads over SECONDS: the share of one core the cluster's threads (redis, backplane-*) use.
+      threads over SECONDS: the share of one core the cluster's threads (redis, backplane-*) use, and
+      redis-server's (the heartbeats of every process, here two, one of them with the rooms).
 
 The client speaks the wire format of docs/PROTOCOL.md directly (Hello, Watch, Send, Message), nothing more.
 """
@@ -209,7 +210,7 @@ def thread_ticks(pid):
     return ticks
 
 
-async def rooms(ws_base, count, seconds, pid):
+async def rooms(ws_base, count, seconds, pid, redis_pid):
     conns = []
     for i in range(count):
         ws = await websockets.connect(f"{ws_base}/ws/cost-{i}", max_size=None)
@@ -226,11 +227,13 @@ async def rooms(ws_base, count, seconds, pid):
 
     readers = [asyncio.create_task(drain(ws)) for ws in conns]
     await asyncio.sleep(3)  # every room claimed, heartbeats carrying all of them
-    before, t0 = thread_ticks(pid), time.monotonic()
+    before, redis_before, t0 = thread_ticks(pid), thread_ticks(redis_pid), time.monotonic()
     await asyncio.sleep(seconds)
-    after, wall = thread_ticks(pid), time.monotonic() - t0
+    after, redis_after, wall = thread_ticks(pid), thread_ticks(redis_pid), time.monotonic() - t0
     hz = os.sysconf("SC_CLK_TCK")
     share = {name: round((after[name] - before.get(name, 0)) / hz / wall, 4) for name in after}
+    redis_share = sum(redis_after.values()) - sum(redis_before.values())
+    share["redis-server (all its threads)"] = round(redis_share / hz / wall, 4)
     print(json.dumps({"rooms": count, "seconds": round(wall, 1), "cpu_share_of_one_core": share}))
     for ws in conns:
         await ws.close()
@@ -245,7 +248,7 @@ def main():
     elif cmd == "chat":
         chat(args[0], args[1], int(args[2]), float(args[3]))
     elif cmd == "rooms":
-        asyncio.run(rooms(args[0], int(args[1]), float(args[2]), int(args[3])))
+        asyncio.run(rooms(args[0], int(args[1]), float(args[2]), int(args[3]), int(args[4])))
     else:
         sys.exit(__doc__)
 

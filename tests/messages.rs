@@ -39,5 +39,8 @@ fn send_is_for_players_and_bounded() {
     });
     let (code, reason) = big.expect_close();
     assert_eq!(code, 1007, "{reason}");
-    assert!(reason.contains("Send body is 1025 bytes, the limit is 1024"), "{reason}");
+    assert!(
+        reason.contains("Send body is 1025 bytes, the limit is 1024"),
+        "{reason}"
+    );
 }
