@@ -59,9 +59,29 @@ pub const MATCHMAKE_DEADLINE: Duration = Duration::from_secs(2);
 /// Rooms with a free seat the matchmaker considers per request for "any room of this type".
 const FREE_CANDIDATES: usize = 8;
 
-/// Deletes the room key if we hold it.
-const RELEASE: &str = r#"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+/// Deletes the room key (`KEYS[1]`) and the room's free seats (`KEYS[2]`, `KEYS[3]`: the seats and their
+/// expiry; member `ARGV[2]`) if we (`ARGV[1]`) hold it: a process that lost the room leaves the
+/// owner's seats alone.
+const RELEASE: &str = r#"if redis.call('GET', KEYS[1]) == ARGV[1] then
+redis.call('DEL', KEYS[1]) redis.call('ZREM', KEYS[2], ARGV[2]) redis.call('ZREM', KEYS[3], ARGV[2]) return 1 end
 return 0"#;
+/// A seat for one player in room `ARGV[1]`: 1 if it has one (its hold `KEYS[2]` exists, or the room's
+/// free seats `KEYS[1]` are unknown), or takes one (a free seat less, the hold set for `ARGV[2]` ms);
+/// 0 if the room has no free seat. Asking again for the same room takes no second seat.
+const TAKE: &str = r#"local free = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if free == false or redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
+if tonumber(free) < 1 then return 0 end
+redis.call('ZINCRBY', KEYS[1], -1, ARGV[1]) redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) return 1"#;
+/// Removes the rooms whose free seats expired (`KEYS[2]`, scored by the Unix ms they expire, up to
+/// `ARGV[1]`) from both sets, at most `ARGV[2]` of them: a room placed but never created, or one of a
+/// process that died, leaves the sets within its expiry.
+const SWEEP: &str = r#"local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+if #gone > 0 then redis.call('ZREM', KEYS[1], unpack(gone)) redis.call('ZREM', KEYS[2], unpack(gone)) end
+return #gone"#;
+/// Expired free-seat entries one heartbeat removes per room type, at most.
+const SWEEP_MAX: usize = 256;
+/// Seconds a seat ticket is still taken past its lifetime, for clocks of two processes that disagree.
+pub const SEAT_CLOCK_SLACK_S: u64 = 10;
 
 /// Who this process is in which cluster, and where Redis is.
 #[derive(Debug, Clone)]
@@ -96,6 +116,10 @@ pub struct Ask {
     pub room: Option<String>,
     /// The room type (the default type when the request named none).
     pub kind: String,
+    /// Whether a room that exists nowhere may be placed (`--room-creation` and the request's ticket).
+    pub may_create: bool,
+    /// Who asks: a seat it already holds in a room is not taken twice.
+    pub player: String,
     pub asked_at: Instant,
 }
 
@@ -120,6 +144,8 @@ pub enum MatchError {
     Draining(String),
     /// The room's owner said, at its last heartbeat, that it has no free seat (less those given since).
     Full(String),
+    /// Nothing to join and nothing may be created (`--room-creation`); the text says which.
+    NotFound(String),
     /// The helper is behind (the request waited past [`MATCHMAKE_DEADLINE`]).
     Busy,
 }
@@ -473,12 +499,11 @@ impl Helper {
     fn release_into(&self, pipe: &mut redis::Pipeline, room: &str, kind: &str) {
         pipe.cmd("EVAL")
             .arg(RELEASE)
-            .arg(1)
+            .arg(3)
             .arg(self.key("room", room))
-            .arg(&self.settings.process_id)
-            .ignore()
-            .cmd("ZREM")
             .arg(self.key("free", kind))
+            .arg(self.key("free-until", kind))
+            .arg(&self.settings.process_id)
             .arg(room)
             .ignore();
     }
@@ -526,18 +551,36 @@ impl Helper {
                         .arg(&s.process_id)
                         .arg(ttl_ms);
                 }
-                // Free seats after the claims, so each claim's answer is the (3 + i)th.
+                // Free seats after the claims, so each claim's answer is the (3 + i)th; each good for a TTL
+                // (the owner rewrites them at every heartbeat; a dead owner's are swept).
+                let mut extra = 0;
                 for room in &rooms {
                     if let Some(free) = room.free {
                         pipe.cmd("ZADD")
                             .arg(format!("{}:free:{}", s.cluster, room.kind))
                             .arg(free)
                             .arg(&*room.name)
-                            .ignore();
+                            .cmd("ZADD")
+                            .arg(format!("{}:free-until:{}", s.cluster, room.kind))
+                            .arg(now_ms + ttl_ms)
+                            .arg(&*room.name);
+                        extra += 2;
+                    }
+                }
+                for (kind, cap) in &s.seats {
+                    if cap.is_some() {
+                        pipe.cmd("EVAL")
+                            .arg(SWEEP)
+                            .arg(2)
+                            .arg(format!("{}:free:{kind}", s.cluster))
+                            .arg(format!("{}:free-until:{kind}", s.cluster))
+                            .arg(now_ms)
+                            .arg(SWEEP_MAX);
+                        extra += 1;
                     }
                 }
                 // Each command's answer on its own, so one refused claim does not hide the others'.
-                let count = 3 + rooms.len() + rooms.iter().filter(|r| r.free.is_some()).count();
+                let count = 3 + rooms.len() + extra;
                 let answers = redis::ConnectionLike::req_packed_commands(
                     con,
                     &pipe.get_packed_pipeline(),
@@ -637,7 +680,7 @@ impl Helper {
         }
         self.read_processes(false)?;
         if let Some(room) = &ask.room {
-            return self.place_named(room, &ask.kind);
+            return self.place_named(room, ask);
         }
         // Any room of this type with a free seat: the fullest first, so rooms fill before new ones open.
         let free_key = self.key("free", &ask.kind);
@@ -655,50 +698,68 @@ impl Helper {
             let con = self.con.as_mut().expect("connected");
             let owners: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query(con)?;
             let mut stale = Vec::new();
-            let mut chosen = None;
             for (name, owner) in names.iter().zip(owners) {
-                match owner.as_deref().and_then(|o| self.live(o)) {
-                    Some(p) if p.draining => {}
-                    Some(p) => {
-                        chosen = Some((name.clone(), p.id.clone(), p.url.clone()));
-                        break;
+                let live = owner
+                    .as_deref()
+                    .and_then(|o| self.live(o))
+                    .map(|p| self.placement(name, &ask.kind, p));
+                match live {
+                    Some(Ok(placement)) => {
+                        if self.take_seat(name, ask)? {
+                            return Ok(Ok(placement));
+                        }
                     }
+                    Some(Err(_)) => {} // draining
                     None => stale.push(name.clone()),
                 }
             }
-            let con = self.con.as_mut().expect("connected");
             if !stale.is_empty() {
-                redis::cmd("ZREM")
+                let until_key = self.key("free-until", &ask.kind);
+                let con = self.con.as_mut().expect("connected");
+                redis::pipe()
+                    .cmd("ZREM")
                     .arg(&free_key)
+                    .arg(&stale)
+                    .cmd("ZREM")
+                    .arg(until_key)
                     .arg(&stale)
                     .query::<()>(con)?;
             }
-            if let Some((room, process, url)) = chosen {
-                // The seat is taken now; the owner's next heartbeat says how many are really free.
-                redis::cmd("ZINCRBY")
-                    .arg(&free_key)
-                    .arg(-1)
-                    .arg(&room)
-                    .query::<()>(con)?;
-                return Ok(Ok(Placement {
-                    room,
-                    kind: ask.kind.clone(),
-                    process,
-                    url,
-                }));
-            }
+        }
+        if !ask.may_create {
+            let why = format!("no room of type {} has a free seat", ask.kind);
+            return Ok(Err(MatchError::NotFound(why)));
         }
         let room = new_room_name(&ask.kind);
-        self.place_named(&room, &ask.kind)
+        self.place_named(&room, ask)
     }
 
-    /// Room `room`: its owner if a live process holds it, else the least loaded process, which the room's
-    /// name is reserved for (atomically: of two matchmakers racing for one name, both answer the same).
+    /// A seat for `ask`'s player in `room` (one per player and room, held for a seat ticket's life);
+    /// false when the owner's last count, less the seats given since, leaves none.
+    fn take_seat(&mut self, room: &str, ask: &Ask) -> redis::RedisResult<bool> {
+        let free_key = self.key("free", &ask.kind);
+        let hold_key = format!("{}:seat:{room}:{}", self.settings.cluster, ask.player);
+        let con = self.con.as_mut().expect("connected");
+        let taken: i64 = redis::cmd("EVAL")
+            .arg(TAKE)
+            .arg(2)
+            .arg(free_key)
+            .arg(hold_key)
+            .arg(room)
+            .arg(SEAT_TICKET_LIFETIME.as_millis() as u64)
+            .query(con)?;
+        Ok(taken == 1)
+    }
+
+    /// Room `room`: its owner if a live process holds it, else (if rooms may be created) the least loaded
+    /// process, which the room's name is reserved for (atomically: of two matchmakers racing for one
+    /// name, both answer the same).
     fn place_named(
         &mut self,
         room: &str,
-        kind: &str,
+        ask: &Ask,
     ) -> redis::RedisResult<Result<Placement, MatchError>> {
+        let kind = ask.kind.as_str();
         let key = self.key("room", room);
         let con = self.con.as_mut().expect("connected");
         let owner: Option<String> = redis::cmd("GET").arg(&key).query(con)?;
@@ -712,24 +773,13 @@ impl Helper {
             .and_then(|o| self.live(o))
             .map(|p| self.placement(room, kind, p));
         if let Some(placed) = owned {
-            if placed.is_err() {
-                return Ok(placed);
-            }
-            // A capped room's seats: none left is full; else this player takes one (the owner's next
-            // heartbeat says how many are really free).
-            let free_key = self.key("free", kind);
-            let con = self.con.as_mut().expect("connected");
-            let free: Option<f64> = redis::cmd("ZSCORE").arg(&free_key).arg(room).query(con)?;
-            match free {
-                Some(f) if f < 1.0 => return Ok(Err(MatchError::Full(room.to_string()))),
-                Some(_) => redis::cmd("ZINCRBY")
-                    .arg(&free_key)
-                    .arg(-1)
-                    .arg(room)
-                    .query::<()>(con)?,
-                None => {}
+            if placed.is_ok() && !self.take_seat(room, ask)? {
+                return Ok(Err(MatchError::Full(room.to_string())));
             }
             return Ok(placed);
+        }
+        if !ask.may_create {
+            return Ok(Err(MatchError::NotFound(format!("no room named {room}"))));
         }
         let Some(candidate) = self.least_loaded() else {
             return Ok(Err(MatchError::NoCapacity));
@@ -746,15 +796,28 @@ impl Helper {
             .query(con)?;
         if winner == candidate {
             *self.placed.entry(candidate).or_default() += 1;
-            // Advertise the new room's seats at once, so the next "any room of this type" fills it.
+            // Advertise the new room's seats at once (until the seat ticket expires, unless its owner
+            // creates it and counts them), so the next "any room of this type" fills it; this player's
+            // seat is taken.
             let cap = self.settings.seats.iter().find(|(t, _)| t == kind);
             if let Some(&(_, Some(max))) = cap {
-                let free_key = self.key("free", kind);
+                let hold_key = format!("{}:seat:{room}:{}", self.settings.cluster, ask.player);
+                let (free_key, until_key) = (self.key("free", kind), self.key("free-until", kind));
                 let con = self.con.as_mut().expect("connected");
-                redis::cmd("ZADD")
+                redis::pipe()
+                    .cmd("ZADD")
                     .arg(free_key)
                     .arg(max.saturating_sub(1))
                     .arg(room)
+                    .cmd("ZADD")
+                    .arg(until_key)
+                    .arg(unix_ms() + lifetime_ms)
+                    .arg(room)
+                    .cmd("SET")
+                    .arg(hold_key)
+                    .arg(1)
+                    .arg("PX")
+                    .arg(lifetime_ms)
                     .query::<()>(con)?;
             }
         }

@@ -49,14 +49,14 @@ fn each_kind_of_bad_message_gets_its_close_code_and_nobody_else_notices() {
         ),
         (
             "length beyond the message",
-            Message::Binary(vec![0, 3, 0xfc, 0, 0, 0, 1].into()),
+            Message::Binary(vec![0, 4, 0xfc, 0, 0, 0, 1].into()),
             1007,
             "malformed",
         ),
         ("text frame", Message::Text("hello".into()), 1003, "binary"),
         (
             "invalid UTF-8 in a name",
-            Message::Binary(vec![0, 3, 2, 0xff, 0xfe].into()),
+            Message::Binary(vec![0, 4, 2, 0xff, 0xfe].into()),
             1007,
             "UTF-8",
         ),
@@ -85,7 +85,7 @@ fn each_kind_of_bad_message_gets_its_close_code_and_nobody_else_notices() {
                 vec![0, 1, 1, b'x'].into(),
             ),
             4000,
-            "client speaks 1, server speaks 3",
+            "client speaks 1, server speaks 4",
         ),
     ];
     for (what, msg, code, why) in cases {

@@ -368,8 +368,25 @@ fn after_a_process_is_killed_its_rooms_are_placed_elsewhere() {
         text(&placed(&survivor, r#"{"room":"lobby-9"}"#), "process"),
         "doomed"
     );
+    let t0 = Instant::now();
+    while redis.zscore("tickcast:free:arena", "lobby-9").is_none() {
+        assert!(
+            t0.elapsed() < WAIT_MAX,
+            "the room's free seats are never advertised"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     child.0.kill().unwrap();
     child.0.wait().unwrap();
+    // The survivor's heartbeats sweep the dead process's free seats once they expire (one TTL).
+    let t0 = Instant::now();
+    while redis.zscore("tickcast:free:arena", "lobby-9").is_some() {
+        assert!(
+            t0.elapsed() < WAIT_MAX,
+            "the dead room's seats stay advertised"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // Within the TTL the directory forgets the dead process; the room is then placed on the survivor.
     let t0 = Instant::now();
     loop {
@@ -456,4 +473,85 @@ fn a_standalone_process_without_room_creation_finds_only_what_is_open() {
         (status, text(&answer, "error")),
         (404, "no room named nowhere".into())
     );
+}
+
+#[test]
+fn a_player_asking_again_holds_one_seat_and_a_full_room_says_so() {
+    let redis = Redis::start();
+    let server = process(&redis, "a", 2);
+    redis.wait_for("tickcast:process:a", |v| v.is_some());
+    for _ in 0..3 {
+        placed(&server, r#"{"room":"pair","player":"ann"}"#);
+    }
+    placed(&server, r#"{"room":"pair","player":"bob"}"#);
+    let (status, answer) = matchmake(&server, r#"{"room":"pair","player":"cid"}"#);
+    assert_eq!(
+        (status, text(&answer, "error")),
+        (409, "room pair is full".into())
+    );
+    // Ann still has her seat.
+    placed(&server, r#"{"room":"pair","player":"ann"}"#);
+}
+
+#[test]
+fn with_room_creation_by_ticket_the_matchmaker_creates_only_what_tickets_allow() {
+    let redis = Redis::start();
+    let dir = std::env::temp_dir().join(format!("tickcast-mm-backend-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let backend = dir.join("secret");
+    const BACKEND: &str = "the game backend's own secret";
+    std::fs::write(&backend, BACKEND).unwrap();
+    let port = free_port();
+    let redis_url = redis.url();
+    let server = TestServer::start(move |c| {
+        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        c.npcs = 0;
+        c.redis = Some(redis_url);
+        c.public_url = Some(format!("ws://127.0.0.1:{port}"));
+        c.process_id = Some("a".into());
+        c.cluster_secret_file = Some(cluster_secret());
+        c.cluster_ttl_ms = 1_000;
+        c.ticket_secret_file = Some(backend);
+        c.room_creation = tickcast::config::RoomCreation::Ticket;
+    });
+    redis.wait_for("tickcast:process:a", |v| v.is_some());
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60;
+    let any = ticket::issue(BACKEND.as_bytes(), "ann", expires);
+    let bound = ticket::issue_for_room(BACKEND.as_bytes(), "ann", "match-7", expires);
+    let ask = |fields: &str| matchmake(&server, &format!("{{{fields}}}"));
+    // No ticket, or a seat instead of one: refused.
+    assert_eq!(ask(r#""room":"x""#).0, 401);
+    // A ticket for any room may not name a new one...
+    let (status, answer) = ask(&format!(r#""room":"attacker-made","ticket":"{any}""#));
+    assert_eq!(
+        (status, text(&answer, "error")),
+        (404, "no room named attacker-made".into())
+    );
+    // ...but may ask for any room of a type, which the matchmaker names.
+    let (status, answer) = ask(&format!(r#""type":"arena","ticket":"{any}""#));
+    assert_eq!(status, 200, "{answer}");
+    assert!(text(&answer, "room").starts_with("arena-"), "{answer}");
+    // A ticket bound to a room is for that room, whatever the request says.
+    let (status, answer) = ask(&format!(r#""room":"bobs-room","ticket":"{bound}""#));
+    assert_eq!(
+        (status, text(&answer, "error")),
+        (401, "ticket is for room match-7".into())
+    );
+    let answer = placed(
+        &server,
+        &format!(r#"{{"type":"arena","ticket":"{bound}"}}"#),
+    );
+    assert_eq!(text(&answer, "room"), "match-7");
+    let seat = text(&answer, "ticket");
+    let (status, _) = ask(&format!(r#""room":"match-7","ticket":"{seat}""#));
+    assert_eq!(status, 401, "a seat is no backend ticket");
+    // The seat creates the room it names, on the process it names.
+    let mut c = Client::connect_url(&text(&answer, "connect"));
+    c.hello("ann");
+    c.wait_for(|m| m.len() == 1);
+    assert_eq!(server.get("/rooms/match-7").0, 200);
 }

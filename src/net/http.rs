@@ -109,8 +109,8 @@ pub struct HeadBuf {
     start: Option<usize>,
     /// Times httparse ran on this head (for tests: a trickled head is parsed once).
     parses: u32,
-    /// The head is complete (a body may still be arriving behind it): parse again without scanning.
-    complete: bool,
+    /// The head once complete (a body may still be arriving behind it): not parsed again.
+    complete: Option<Request>,
 }
 
 impl HeadBuf {
@@ -143,13 +143,18 @@ impl HeadBuf {
     /// Only the first `max_header_bytes` are parsed, so the answer does not depend on how the bytes were
     /// cut into reads (the `http_request` fuzz target checks it).
     pub fn parse(&mut self, max_header_bytes: usize) -> Result<Option<Request>, Refusal<'static>> {
-        if !self.complete && !self.may_be_complete() && self.bytes.len() < max_header_bytes {
+        if let Some(head) = &self.complete {
+            return Ok(Some(head.clone()));
+        }
+        if !self.may_be_complete() && self.bytes.len() < max_header_bytes {
             return Ok(None);
         }
         self.parses += 1;
         let head = &self.bytes[..self.bytes.len().min(max_header_bytes)];
         let parsed = parse(head, max_header_bytes);
-        self.complete = matches!(parsed, Ok(Some(_)));
+        if let Ok(Some(head)) = &parsed {
+            self.complete = Some(head.clone());
+        }
         parsed
     }
 

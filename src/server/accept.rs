@@ -496,7 +496,7 @@ impl<G: Game, C: Clock> Server<G, C> {
 
     /// `--allow-origin`: none given allows every origin, and a request without one (not a browser) is
     /// always allowed.
-    fn origin_allowed(&self, origin: Option<&str>) -> bool {
+    pub(super) fn origin_allowed(&self, origin: Option<&str>) -> bool {
         let allowed = &self.cfg.allowed_origins;
         let Some(origin) = origin else { return true };
         allowed.is_empty() || allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))

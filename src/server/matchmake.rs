@@ -10,7 +10,7 @@
 use serde::Deserialize;
 
 use super::*;
-use crate::cluster::{Ask, MatchError, Placement, SEAT_TICKET_LIFETIME};
+use crate::cluster::{Ask, MatchError, Placement, SEAT_CLOCK_SLACK_S, SEAT_TICKET_LIFETIME};
 use crate::config::RoomCreation;
 use crate::sim::room::valid_room_name;
 use crate::ticket;
@@ -40,6 +40,17 @@ struct Request {
     kind: String,
     kind_given: bool,
     player: String,
+    /// Whether the matchmaker may place a room that exists nowhere (`--room-creation`): `open` yes,
+    /// `off` no, `ticket` only a room the request's backend ticket is bound to, or a new room of a type
+    /// the matchmaker names itself.
+    may_create: bool,
+}
+
+/// Who asks, as its ticket says.
+struct Asker {
+    player: String,
+    /// The room its ticket is bound to (a `v2` backend ticket).
+    bound: Option<String>,
 }
 
 type Refused = (u16, String);
@@ -49,6 +60,9 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// has arrived behind the head.
     pub(super) fn matchmake(&mut self, k: usize, head: &http::Request, len: usize) {
         let cors = self.cors(head.origin.as_deref());
+        if !self.origin_allowed(head.origin.as_deref()) {
+            return self.answer_error(k, 403, "origin not allowed", &cors);
+        }
         let Phase::Http { buf } = &self.net.conns[k].phase else {
             unreachable!("matchmake on a WebSocket")
         };
@@ -78,10 +92,11 @@ impl<G: Game, C: Clock> Server<G, C> {
             conn: (k, id),
             room: request.room,
             kind: request.kind,
+            may_create: request.may_create,
+            player: request.player.clone(),
             asked_at: self.now,
         };
         if !cluster.ask(ask) {
-            self.metrics.matchmake_refused += 1;
             return self.answer_error(k, 503, "matchmaker busy: try again", &cors);
         }
         let waiting = Waiting {
@@ -117,6 +132,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             Err(e) => {
                 let status = match e {
                     MatchError::Full(_) => 409,
+                    MatchError::NotFound(_) => 404,
                     _ => 503,
                 };
                 let why = match e {
@@ -124,6 +140,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                     MatchError::NoCapacity => "no process can take a new room".into(),
                     MatchError::Draining(room) => format!("room {room} is on a draining process"),
                     MatchError::Full(room) => format!("room {room} is full"),
+                    MatchError::NotFound(what) => what,
                     MatchError::Busy => "matchmaker busy: try again".into(),
                 };
                 self.answer_error(k, status, &why, &cors)
@@ -157,47 +174,80 @@ impl<G: Game, C: Clock> Server<G, C> {
                 "the default room is each process's own: connect to /ws",
             ));
         }
-        let player = self.player_of(&body)?;
+        let asker = self.player_of(&body)?;
+        // A ticket bound to a room is for that room alone, whatever the request names.
+        let room = match (&asker.bound, body.room) {
+            (Some(bound), Some(room)) if *bound != room => {
+                let room = bound.as_str().into();
+                let why = ticket::TicketError::OtherRoom { room }.why().into_owned();
+                return Err((401, why));
+            }
+            (Some(bound), _) => Some(bound.clone()),
+            (None, room) => room,
+        };
+        let may_create = match self.cfg.room_creation {
+            RoomCreation::Open => true,
+            RoomCreation::Off => false,
+            RoomCreation::Ticket => asker.bound.is_some() || room.is_none(),
+        };
         Ok(Request {
-            room: body.room,
+            room,
             kind_given: body.kind.is_some(),
             kind,
-            player,
+            player: asker.player,
+            may_create,
         })
     }
 
-    /// Who asks: the player of its ticket where the backend's tickets are required (a seat ticket from
-    /// an earlier answer also says who), else the `player` it names, else a fresh guest id.
-    fn player_of(&self, body: &Body) -> Result<String, Refused> {
+    /// Who asks. Where the server requires the backend's tickets, the player of the request's ticket (a
+    /// `v1` or a `v2`, whose room it keeps); elsewhere the `player` the request names (unauthenticated:
+    /// anyone may name any player there), the player of a seat ticket it brings for the room it asks, or a
+    /// fresh guest id.
+    fn player_of(&self, body: &Body) -> Result<Asker, Refused> {
         let unauthorized = |e: ticket::TicketError| (401, e.why().into_owned());
         let now = self.clock.unix_time_s();
-        let lifetime_max_s = self.cfg.ticket_lifetime_max_s;
-        if let Some(t) = &body.ticket {
-            let secret = match (ticket::is_seat(t), &self.cluster, &self.ticket_secret) {
-                (true, Some(cluster), _) => Some(&cluster.secret),
-                (true, None, _) => return Err(unauthorized(ticket::TicketError::NoSeats)),
-                (false, _, secret) => secret.as_ref(),
-            };
-            if let Some(secret) = secret {
-                let claims =
-                    ticket::verify(secret, t, now, lifetime_max_s).map_err(unauthorized)?;
-                if let (Some(bound), Some(room)) = (claims.room, &body.room) {
-                    if bound != room && !ticket::is_seat(t) {
-                        let room = bound.into();
-                        return Err(unauthorized(ticket::TicketError::OtherRoom { room }));
-                    }
-                }
-                return Ok(claims.player.to_string());
+        if let Some(secret) = &self.ticket_secret {
+            let t = body
+                .ticket
+                .as_deref()
+                .ok_or(unauthorized(ticket::TicketError::Missing))?;
+            if ticket::is_seat(t) {
+                // A seat is no backend ticket: it would renew a player's identity forever.
+                return Err(unauthorized(ticket::TicketError::Malformed));
             }
+            let lifetime_max_s = self.cfg.ticket_lifetime_max_s;
+            let claims = ticket::verify(secret, t, now, lifetime_max_s).map_err(unauthorized)?;
+            return Ok(Asker {
+                player: claims.player.to_string(),
+                bound: claims.room.map(str::to_string),
+            });
         }
-        if self.ticket_secret.is_some() {
-            return Err(unauthorized(ticket::TicketError::Missing));
+        if let Some(t) = body.ticket.as_deref().filter(|t| ticket::is_seat(t)) {
+            let Some(cluster) = &self.cluster else {
+                return Err(unauthorized(ticket::TicketError::NoSeats));
+            };
+            let lifetime_max_s = SEAT_TICKET_LIFETIME.as_secs() + SEAT_CLOCK_SLACK_S;
+            let claims =
+                ticket::verify(&cluster.secret, t, now, lifetime_max_s).map_err(unauthorized)?;
+            let seat_room = claims.room.unwrap_or("");
+            if body.room.as_deref() != Some(seat_room) {
+                let room = seat_room.into();
+                return Err(unauthorized(ticket::TicketError::OtherRoom { room }));
+            }
+            return Ok(Asker {
+                player: claims.player.to_string(),
+                bound: None,
+            });
         }
-        match &body.player {
-            Some(p) if ticket::valid_id(p) => Ok(p.clone()),
-            Some(_) => Err((400, "bad player id: 1 to 64 of A-Z a-z 0-9 _ -".into())),
-            None => Ok(format!("guest-{}", crate::cluster::random_process_id())),
-        }
+        let player = match &body.player {
+            Some(p) if ticket::valid_id(p) => p.clone(),
+            Some(_) => return Err((400, "bad player id: 1 to 64 of A-Z a-z 0-9 _ -".into())),
+            None => format!("guest-{}", crate::cluster::random_process_id()),
+        };
+        Ok(Asker {
+            player,
+            bound: None,
+        })
     }
 
     /// Standalone: this process, if it has or may create the room.
@@ -222,9 +272,9 @@ impl<G: Game, C: Clock> Server<G, C> {
                 }
                 return Ok(here(name, kind));
             }
-            return match self.cfg.room_creation {
-                RoomCreation::Open => Ok(here(name, &request.kind)),
-                _ => Err((404, format!("no room named {name}"))),
+            return match request.may_create {
+                true => Ok(here(name, &request.kind)),
+                false => Err((404, format!("no room named {name}"))),
             };
         }
         // Any room of the type with a free seat, the fullest first (rooms fill before new ones open).
@@ -236,9 +286,9 @@ impl<G: Game, C: Clock> Server<G, C> {
             .filter(|room| Some(room.kind) == kind && !room.permanent)
             .filter(|room| room.max_players.map_or(true, |max| room.players() < max))
             .max_by_key(|room| room.players());
-        match (fullest, self.cfg.room_creation) {
+        match (fullest, request.may_create) {
             (Some(room), _) => Ok(here(&room.name, &request.kind)),
-            (None, RoomCreation::Open) => {
+            (None, true) if self.cfg.room_creation == RoomCreation::Open => {
                 let mut bytes = [0u8; 4];
                 getrandom::fill(&mut bytes).expect("the operating system's random source");
                 let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

@@ -9,6 +9,7 @@
 //! turn, so a game that publishes from `topic_message` cannot keep the loop in a cycle.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use super::sessions::{ConnRef, Link};
 use super::*;
@@ -18,7 +19,8 @@ use crate::sim::PlayerId;
 
 /// Topic messages waiting for local delivery; beyond, new ones are dropped (counted).
 pub const TOPIC_QUEUE_MAX: usize = 4096;
-/// Rooms visited per turn for topic messages (a message goes to all its rooms in the turn it starts).
+/// Topic deliveries per turn, counting each room visited and each of its members (a message goes to all
+/// its rooms in the turn it starts, so a turn may pass this by one message's worth).
 const TOPIC_VISITS_PER_TURN: usize = 16_384;
 
 /// Backplane deliveries taken per turn; more wait for the next.
@@ -33,6 +35,11 @@ pub(super) struct Mail {
     topics: VecDeque<(Box<str>, Vec<u8>)>,
     /// Connections by the account their ticket named (for `RoomControl::tell`).
     accounts: std::collections::HashMap<Box<str>, Vec<ConnRef>>,
+    /// Tokens for topic messages the games here publish (`--backplane-messages-per-s`, burst as large),
+    /// and when they were last counted: one chat flood costs every subscribed room of the cluster, so the
+    /// process bounds what it starts, here and through the backplane alike.
+    publish_tokens: f64,
+    publish_counted_at: Option<Instant>,
 }
 
 impl Mail {
@@ -75,9 +82,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                     let frame = message_frame(&body);
                     for i in 0..self.rooms.get(r).members.len() {
                         let k = self.rooms.get(r).members[i].key;
-                        if self.net.conns[k].role().is_some() {
-                            self.queue_message(k, &frame);
-                        }
+                        self.queue_message(k, &frame);
                     }
                 }
                 Outgoing::Player(player, body) => {
@@ -91,11 +96,31 @@ impl<G: Game, C: Clock> Server<G, C> {
                     self.backplane_tell(&account, &body);
                 }
                 Outgoing::Topic(topic, body) => {
+                    if !self.may_publish() {
+                        self.metrics.game_messages_dropped += 1;
+                        continue;
+                    }
                     self.backplane_publish(&topic, &body);
                     self.queue_topic(topic.into(), body);
                 }
             }
         }
+    }
+
+    /// Takes a token for one topic message published here, if one is left.
+    fn may_publish(&mut self) -> bool {
+        let rate = f64::from(self.cfg.backplane_messages_per_s);
+        let mail = &mut self.mail;
+        let elapsed = mail.publish_counted_at.map_or(f64::INFINITY, |at| {
+            self.now.saturating_duration_since(at).as_secs_f64()
+        });
+        mail.publish_tokens = (mail.publish_tokens + elapsed * rate).min(rate);
+        mail.publish_counted_at = Some(self.now);
+        if mail.publish_tokens < 1.0 {
+            return false;
+        }
+        mail.publish_tokens -= 1.0;
+        true
     }
 
     /// A topic message for this process's rooms (published here, or from the backplane).
@@ -107,8 +132,8 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.mail.topics.push_back((topic, body));
     }
 
-    /// Hands waiting topic messages to every room whose type subscribes to them, while this turn's room
-    /// visits last.
+    /// Hands waiting topic messages to every room whose type subscribes to them, while this turn's
+    /// budget lasts: a room visit and each of its members count one.
     pub(super) fn deliver_topics(&mut self) {
         let mut visits = 0;
         while visits < TOPIC_VISITS_PER_TURN {
@@ -126,7 +151,8 @@ impl<G: Game, C: Clock> Server<G, C> {
                 .filter(|(_, room)| subscribed[room.kind])
                 .map(|(r, _)| r)
                 .collect();
-            visits += rooms.len().max(1);
+            let members: usize = rooms.iter().map(|&r| self.rooms.get(r).members.len()).sum();
+            visits += (rooms.len() + members).max(1);
             for r in rooms {
                 let room = self.rooms.get_mut(r);
                 room.game
@@ -170,19 +196,28 @@ impl<G: Game, C: Clock> Server<G, C> {
         forget_account(&mut self.mail.accounts, account, conn);
     }
 
-    /// Queues one `Message` frame to connection `k`, unless it is closing or behind (then dropped and
-    /// counted: at most once).
+    /// Queues one `Message` frame to connection `k`, unless it said neither `Hello` nor `Watch`, is
+    /// closing, or is behind (its own high-water mark, or the process's queued-bytes budget); then it is
+    /// dropped and counted: at most once.
     fn queue_message(&mut self, k: usize, frame: &[u8]) {
         let conn = &mut self.net.conns[k];
+        let entered = matches!(conn.role(), Some(Role::Player(_) | Role::Spectator));
+        if !entered {
+            return;
+        }
         if conn.closing.is_some()
             || conn.dead.is_some()
             || conn.out.pending() > self.cfg.send_hwm_bytes
+            || self.queued_estimate > self.cfg.queued_bytes_max
         {
             self.metrics.game_messages_dropped += 1;
             return;
         }
         match conn.queue(frame) {
-            Ok(n) => self.metrics.bytes_out += n as u64,
+            Ok(n) => {
+                self.metrics.bytes_out += n as u64;
+                self.queued_estimate += frame.len() - n;
+            }
             Err(_) => {
                 self.kill(k, CloseReason::IoError);
                 return;

@@ -156,6 +156,19 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
         self.metrics.resumes += 1;
         self.set_role(k, Role::Player(player));
+        // A resume by token alone still plays the session's account: messages to it come here now.
+        let account = self
+            .rooms
+            .get(r)
+            .sessions
+            .get(player)
+            .and_then(|s| s.account.clone());
+        let has_account = self.net.conns[k]
+            .ws()
+            .is_some_and(|ws| ws.account.is_some());
+        if let (Some(account), false) = (account, has_account) {
+            self.set_account(k, account);
+        }
         let room = self.rooms.get_mut(r);
         let (world_tick, in_history) = (room.world.tick(), room.world.can_delta_from(tick));
         let token = room.sessions.rotate(player);

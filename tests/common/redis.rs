@@ -84,6 +84,15 @@ impl Redis {
         Some(con)
     }
 
+    /// The score of `member` in sorted set `key`.
+    pub fn zscore(&self, key: &str, member: &str) -> Option<f64> {
+        redis::cmd("ZSCORE")
+            .arg(key)
+            .arg(member)
+            .query(&mut self.con()?)
+            .ok()?
+    }
+
     pub fn get(&self, key: &str) -> Option<String> {
         redis::cmd("GET").arg(key).query(&mut self.con()?).ok()?
     }
