@@ -223,6 +223,20 @@ pub struct Config {
     #[arg(long, default_value_t = 30_000)]
     pub room_idle_ms: u64,
 
+    // ---- TLS (docs/OPERATIONS.md, "TLS") ----
+    /// Serve TLS on the listener: this PEM certificate chain (leaf first), with --tls-key. Every connection
+    /// is then TLS (wss://, https://); SIGHUP reloads both files.
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    #[arg(long, value_name = "PATH")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// A TLS handshake not finished this long after the accept is dropped (counted as a timeout).
+    #[arg(long, default_value_t = 5_000)]
+    pub tls_handshake_timeout_ms: u64,
+
     // ---- cluster mode (docs/CLUSTER.md) ----
     /// Join a cluster whose directory is this Redis (`redis://HOST:PORT/DB`). Without it the process is
     /// standalone.
@@ -338,6 +352,12 @@ impl Config {
                     .to_string(),
             );
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("--tls-cert and --tls-key go together: give both or neither".to_string());
+        }
+        if self.tls_handshake_timeout_ms == 0 {
+            return Err("--tls-handshake-timeout-ms must be at least 1".to_string());
+        }
         if self.redis.is_some() && self.public_url.is_none() {
             return Err(
                 "--redis needs --public-url: the URL clients dial to reach this process"
@@ -420,6 +440,11 @@ impl Config {
     /// tick.
     pub fn tick_duration(&self) -> std::time::Duration {
         tick_period(self.tick_hz)
+    }
+
+    /// The TLS certificate and key files, when TLS is on.
+    pub fn tls_files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
     }
 
     /// The cluster this process joins, with `--redis`.

@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tickcast::sim::arena::ArenaSettings;
-use tickcast::{Config, Server};
+use tickcast::{Command, Config, Server};
 
 /// `eprintln!` that does not panic when stderr is closed (a supervisor that stopped reading): the signal
 /// thread must still start the drain, and a drained server must still exit 0.
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     };
     // Signals reach the loop like any other thread would: through its handle (channel + waker).
     let handle = server.handle();
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(signals) => signals,
         Err(e) => {
             say!("tickcast: cannot install signal handlers: {e}");
@@ -53,16 +53,25 @@ fn main() -> ExitCode {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    handle.send(Command::ReloadTls);
+                    continue;
+                }
                 say!("tickcast: signal {signal}: draining");
                 handle.shutdown();
+                break;
             }
         })
         .expect("spawn the signal thread");
 
     let addr = server.local_addr();
+    let (http, ws) = match cfg.tls_cert.is_some() {
+        true => ("https", "wss"),
+        false => ("http", "ws"),
+    };
     say!(
-        "tickcast: listening on http://{addr} (WebSockets at ws://{addr}/ws/ROOM; /ws is room {}), {} Hz",
+        "tickcast: listening on {http}://{addr} (WebSockets at {ws}://{addr}/ws/ROOM; /ws is room {}), {} Hz",
         cfg.default_room, cfg.tick_hz
     );
     match server.run() {

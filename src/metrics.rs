@@ -47,10 +47,13 @@ pub enum CloseReason {
     /// An upgrade refused for its room (no such room, unknown or conflicting type, options refused, room
     /// limit).
     RoomRefused,
+    /// A TLS handshake that failed or did not finish in time (by why in
+    /// `tickcast_tls_handshake_failures_total`).
+    TlsHandshake,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 27] = [
+    pub const ALL: [CloseReason; 28] = [
         CloseReason::Peer,
         CloseReason::HttpDone,
         CloseReason::HttpError,
@@ -78,6 +81,7 @@ impl CloseReason {
         CloseReason::Kicked,
         CloseReason::RoomRefused,
         CloseReason::RoomElsewhere,
+        CloseReason::TlsHandshake,
     ];
 
     pub fn label(self) -> &'static str {
@@ -108,6 +112,7 @@ impl CloseReason {
             CloseReason::RoomEnded => "room_ended",
             CloseReason::Kicked => "kicked",
             CloseReason::RoomRefused => "room_refused",
+            CloseReason::TlsHandshake => "tls_handshake",
             CloseReason::RoomElsewhere => "room_elsewhere",
         }
     }
@@ -214,6 +219,11 @@ pub struct Metrics {
     /// `--send-hwm-bytes`), or the game passed a bound of its outbox.
     pub game_messages: u64,
     pub game_messages_dropped: u64,
+    /// TLS handshakes done, failed by why (`TlsFailure::ALL` order), and certificate reloads.
+    pub tls_handshakes: u64,
+    pub tls_failures: [u64; crate::net::tls::TlsFailure::ALL.len()],
+    pub tls_reloads_ok: u64,
+    pub tls_reloads_failed: u64,
     /// Ticks of one room: a room's tick runs its game's steps and queues its updates.
     pub tick_duration: Histogram,
     pub tick_lateness: Histogram,
@@ -252,6 +262,10 @@ impl Default for Metrics {
             matchmake_refused: 0,
             game_messages: 0,
             game_messages_dropped: 0,
+            tls_handshakes: 0,
+            tls_failures: [0; crate::net::tls::TlsFailure::ALL.len()],
+            tls_reloads_ok: 0,
+            tls_reloads_failed: 0,
             tick_duration: Histogram::new(TICK_BUCKETS_US),
             tick_lateness: Histogram::new(TICK_BUCKETS_US),
         }
@@ -273,6 +287,8 @@ pub struct Gauges {
     pub rooms_open: usize,
     /// In cluster mode only.
     pub cluster: Option<ClusterGauges>,
+    /// TLS is on (`--tls-cert`).
+    pub tls: bool,
 }
 
 /// What the cluster helper reports (docs/CLUSTER.md).
@@ -286,6 +302,11 @@ pub struct ClusterGauges {
 }
 
 impl Metrics {
+    /// A TLS handshake failed for `why`.
+    pub fn tls_failed(&mut self, why: crate::net::tls::TlsFailure) {
+        self.tls_failures[why as usize] += 1;
+    }
+
     pub fn closed(&mut self, reason: CloseReason) {
         self.closed[reason as usize] += 1;
     }
@@ -583,6 +604,32 @@ tickcast_backplane_received_total {}
                 b.dropped_incoming,
                 b.refused,
                 b.malformed
+            );
+        }
+        if g.tls {
+            let _ = writeln!(
+                out,
+                "# HELP tickcast_tls_handshakes_total TLS handshakes completed.\n\
+                 # TYPE tickcast_tls_handshakes_total counter\ntickcast_tls_handshakes_total {}\n\
+                 # HELP tickcast_tls_handshake_failures_total TLS handshakes that failed, by why: not_tls (a plain request), eof, alert, protocol, timeout (--tls-handshake-timeout-ms).\n\
+                 # TYPE tickcast_tls_handshake_failures_total counter",
+                self.tls_handshakes
+            );
+            for why in crate::net::tls::TlsFailure::ALL {
+                let _ = writeln!(
+                    out,
+                    "tickcast_tls_handshake_failures_total{{reason=\"{}\"}} {}",
+                    why.label(),
+                    self.tls_failures[why as usize]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP tickcast_tls_reloads_total Certificate reloads (SIGHUP), by result.\n\
+                 # TYPE tickcast_tls_reloads_total counter\n\
+                 tickcast_tls_reloads_total{{result=\"ok\"}} {}\n\
+                 tickcast_tls_reloads_total{{result=\"failed\"}} {}",
+                self.tls_reloads_ok, self.tls_reloads_failed
             );
         }
         let _ = writeln!(

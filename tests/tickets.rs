@@ -139,6 +139,7 @@ fn a_bad_ticket_on_the_upgrade_gets_401_with_the_reason_and_is_never_shown() {
     let stream = std::net::TcpStream::connect(server.addr).unwrap();
     stream.set_read_timeout(Some(common::WAIT_MAX)).unwrap();
     let url = format!("ws://{}/ws?ticket={valid}", server.addr);
+    let stream = common::ClientStream::from(stream);
     let (ws, response) = tungstenite::client(url, stream).expect("a valid ticket upgrades");
     assert_eq!(response.status(), 101);
     let mut alice = Client::from_upgraded(ws);

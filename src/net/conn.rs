@@ -4,11 +4,11 @@
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
-use mio::net::TcpStream;
 use tungstenite::protocol::WebSocketContext;
 
 use super::frame;
 use super::meter::FrameMeter;
+use super::tls::Stream;
 use crate::metrics::CloseReason;
 use crate::sim::PlayerId;
 
@@ -208,7 +208,8 @@ pub struct Closing {
 }
 
 pub struct Conn {
-    pub sock: TcpStream,
+    /// The socket, plain or TLS: everything above it reads and writes plaintext.
+    pub stream: Stream,
     /// Unique for the process's life; also the [`PlayerId`] of a player who joins on this connection.
     pub id: u64,
     pub phase: Phase,
@@ -275,9 +276,9 @@ impl ReadTurn {
 }
 
 impl Conn {
-    pub fn new(sock: TcpStream, id: u64, now: Instant) -> Self {
+    pub fn new(stream: Stream, id: u64, now: Instant) -> Self {
         Conn {
-            sock,
+            stream,
             id,
             phase: Phase::Http {
                 buf: Default::default(),
@@ -340,7 +341,18 @@ impl Conn {
     /// Queues `bytes` behind whatever is pending, writing straight to the socket when nothing is.
     /// Returns bytes written to the socket now; an error means the socket is broken.
     pub fn queue(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.out.queue(&mut self.sock, bytes)
+        self.out.queue(&mut self.stream, bytes)
+    }
+
+    /// Bytes queued for the client and not yet on the wire: the connection's queue, and what TLS holds
+    /// (an upper bound). What the slow-consumer rules and the memory budget count.
+    pub fn queued(&self) -> usize {
+        self.out.pending() + self.stream.unsent()
+    }
+
+    /// Whether anything waits to be written: the queue, or TLS records.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty() || self.stream.wants_write()
     }
 
     /// The socket and output queue as one stream for tungstenite: reads come from the socket, writes are
@@ -349,7 +361,7 @@ impl Conn {
         (
             &mut self.phase,
             Io {
-                sock: &mut self.sock,
+                sock: &mut self.stream,
                 out: &mut self.out,
                 drained: &mut self.read_drained,
                 peer_closed: self.peer_closed,
@@ -363,7 +375,7 @@ impl Conn {
 
 /// What tungstenite reads from and writes to. See [`Conn::io`].
 pub struct Io<'a> {
-    sock: &'a mut TcpStream,
+    sock: &'a mut Stream,
     out: &'a mut OutBuf,
     drained: &'a mut bool,
     peer_closed: bool,
@@ -391,8 +403,8 @@ impl Read for Io<'_> {
         turn.bytes_left -= n;
         let frames = self.meter.feed(&buf[..n], turn.now, turn.fragments_max);
         turn.frames_left = turn.frames_left.saturating_sub(frames);
-        // A short read (not EOF) means the receive queue is empty right now.
-        *self.drained = n > 0 && n < want;
+        // A short read (not EOF) means the receive queue is empty right now (for TLS: the socket said so).
+        *self.drained = self.sock.read_drained(n, want);
         Ok(n)
     }
 }

@@ -8,3 +8,4 @@ pub mod meter;
 pub mod peers;
 pub mod rate;
 pub mod socket;
+pub mod tls;

@@ -13,8 +13,13 @@ use crate::config::RoomCreation;
 use crate::net::http::RETRY_AFTER_S;
 use crate::net::peers::{PeerKey, Refused};
 use crate::net::rate::Bucket;
+use crate::net::tls::{Stream, TlsFailure};
 use crate::sim::Opening;
 use crate::ticket::TicketError;
+
+/// What a plain HTTP request to a TLS listener gets, in plain text, before the connection is closed.
+const NOT_TLS_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 52\r\nConnection: close\r\n\r\n400 Bad Request: this port speaks TLS: use https://\n";
 
 impl<G: Game, C: Clock> Server<G, C> {
     /// Accepts up to `ACCEPTS_PER_TURN_MAX` connections; `accept_pending` stays set while more may wait
@@ -57,7 +62,13 @@ impl<G: Game, C: Clock> Server<G, C> {
         let answered = match self.net.listener.accept() {
             Ok((sock, _)) => {
                 self.metrics.connections_total += 1;
-                refuse_at_accept(sock, 503, "server at connection capacity", RETRY_AFTER_S);
+                refuse_at_accept(
+                    sock,
+                    self.net.tls.is_none(),
+                    503,
+                    "server at connection capacity",
+                    RETRY_AFTER_S,
+                );
                 self.metrics.closed(CloseReason::Rejected);
                 true
             }
@@ -92,7 +103,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                         CloseReason::Rejected,
                     ),
                 };
-                refuse_at_accept(sock, status, why, after_s);
+                refuse_at_accept(sock, self.net.tls.is_none(), status, why, after_s);
                 self.metrics.closed(reason);
                 return;
             }
@@ -103,7 +114,13 @@ impl<G: Game, C: Clock> Server<G, C> {
             && !self.evict_oldest_spare()
         {
             self.release_peer(peer);
-            refuse_at_accept(sock, 503, "server at connection capacity", RETRY_AFTER_S);
+            refuse_at_accept(
+                sock,
+                self.net.tls.is_none(),
+                503,
+                "server at connection capacity",
+                RETRY_AFTER_S,
+            );
             self.metrics.closed(CloseReason::Rejected);
             return;
         }
@@ -122,7 +139,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// is one a client is sitting on: idle sockets cannot keep a load balancer's probe out, however many
     /// there are, short of a flood of more than `--health-slots` connects per loop turn. False with no slots.
     fn evict_oldest_spare(&mut self) -> bool {
-        let answering = |c: &Conn| c.closing.is_some() && !c.out.is_empty();
+        let answering = |c: &Conn| c.closing.is_some() && c.has_output();
         let at = self
             .net
             .spare_slots
@@ -180,7 +197,17 @@ impl<G: Game, C: Clock> Server<G, C> {
             return None;
         }
         let k = entry.key();
-        let mut conn = Conn::new(sock, self.net.next_conn_id, self.now);
+        let stream = match &self.net.tls {
+            None => Stream::plain(sock),
+            Some(config) => match Stream::tls(sock, config.clone()) {
+                Ok(stream) => stream,
+                Err(_) => {
+                    self.metrics.closed(CloseReason::IoError);
+                    return None;
+                }
+            },
+        };
+        let mut conn = Conn::new(stream, self.net.next_conn_id, self.now);
         conn.peer = peer;
         conn.spare = spare;
         if spare {
@@ -211,7 +238,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             if room == 0 {
                 break None;
             }
-            match conn.sock.read(&mut chunk[..room]) {
+            match conn.stream.read(&mut chunk[..room]) {
                 Ok(0) => break Some(CloseReason::Peer),
                 Ok(n) => {
                     buf.extend(&chunk[..n]);
@@ -220,13 +247,29 @@ impl<G: Game, C: Clock> Server<G, C> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break None,
+                Err(_) if conn.stream.failure() == Some(TlsFailure::NotTls) => {
+                    break Some(CloseReason::TlsHandshake)
+                }
+                Err(_) if conn.stream.handshaking() => break Some(CloseReason::TlsHandshake),
                 Err(_) => break Some(CloseReason::IoError),
             }
         };
+        if conn.stream.take_handshake_done() {
+            self.metrics.tls_handshakes += 1;
+        }
+        self.after_tls_read(k);
+        let conn = &mut self.net.conns[k];
         if let Some(reason) = failed {
+            if conn.stream.failure() == Some(TlsFailure::NotTls) {
+                // A plain HTTP request on the TLS port: told so in plain text, since it cannot read TLS.
+                let _ = std::io::Write::write(conn.stream.tcp(), NOT_TLS_ANSWER);
+            }
             self.kill(k, reason);
             return;
         }
+        let Phase::Http { buf } = &mut conn.phase else {
+            unreachable!("read_http on a WebSocket")
+        };
         let spare = conn.spare;
         let request = match buf.parse(max) {
             Ok(None) => return,
@@ -634,9 +677,19 @@ struct RoomRefusal {
 
 /// Answers a connection refused at accept with an HTTP error, as far as one non-blocking write goes, and
 /// closes it: the write side first (FIN after the answer), and what the client already sent is read once
-/// so the close is less likely to be a reset that loses the answer.
-fn refuse_at_accept(mut sock: TcpStream, status: u16, why: &'static str, retry_after_s: u64) {
+/// so the close is less likely to be a reset that loses the answer. On a TLS listener (`plain` false) the
+/// client could not read a plain answer, and a handshake is the very work being refused: it is just closed.
+fn refuse_at_accept(
+    mut sock: TcpStream,
+    plain: bool,
+    status: u16,
+    why: &'static str,
+    retry_after_s: u64,
+) {
     use std::io::Write;
+    if !plain {
+        return;
+    }
     let mut out = Vec::new();
     http::write_refusal_retry_after(&mut out, &http::Refusal { status, why }, retry_after_s);
     let _ = sock.write(&out);

@@ -2,6 +2,7 @@
 //! shutdown.
 
 use super::*;
+use crate::net::tls::TlsFailure;
 
 impl<G: Game, C: Clock> Server<G, C> {
     /// Sends the close frame of `close` (its code and reason), then closes once it is written (or at the
@@ -64,7 +65,12 @@ impl<G: Game, C: Clock> Server<G, C> {
             if conn.dead.is_some() {
                 continue;
             }
-            match conn.out.write_to(&mut conn.sock) {
+            // TLS records rustls still holds go first, then the queue (each write pushes records too).
+            let written = conn
+                .stream
+                .flush_tls()
+                .and_then(|()| conn.out.write_to(&mut conn.stream));
+            match written {
                 Ok(n) => {
                     self.metrics.bytes_out += n as u64;
                     self.queued_estimate = self.queued_estimate.saturating_sub(n);
@@ -75,10 +81,10 @@ impl<G: Game, C: Clock> Server<G, C> {
                     continue;
                 }
             }
-            if conn.out.is_empty() {
+            if !conn.has_output() {
                 conn.note_drained();
             }
-            let want_writable = !conn.out.is_empty();
+            let want_writable = conn.has_output();
             if want_writable != conn.writable_interest {
                 let interest = if want_writable {
                     Interest::READABLE | Interest::WRITABLE
@@ -89,7 +95,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                     .net
                     .poll
                     .registry()
-                    .reregister(&mut conn.sock, Token(k), interest)
+                    .reregister(conn.stream.tcp(), Token(k), interest)
                     .is_err()
                 {
                     mark_dead(conn, k, CloseReason::IoError, &mut self.net.dead_list);
@@ -97,10 +103,11 @@ impl<G: Game, C: Clock> Server<G, C> {
                 }
                 conn.writable_interest = want_writable;
             }
+            let has_output = conn.has_output();
             if let Some(closing) = &mut conn.closing {
-                if conn.out.is_empty() && !closing.write_shut {
+                if !has_output && !closing.write_shut {
                     closing.write_shut = true;
-                    if conn.sock.shutdown(std::net::Shutdown::Write).is_err() {
+                    if conn.stream.shutdown_write().is_err() {
                         let reason = closing.reason;
                         mark_dead(conn, k, reason, &mut self.net.dead_list);
                     }
@@ -116,7 +123,12 @@ impl<G: Game, C: Clock> Server<G, C> {
         let mut list = std::mem::take(&mut self.net.dead_list);
         for k in list.drain(..) {
             let mut conn = self.net.conns.remove(k);
-            let _ = self.net.poll.registry().deregister(&mut conn.sock);
+            let _ = self.net.poll.registry().deregister(conn.stream.tcp());
+            if conn.stream.handshaking() {
+                // Gone before its TLS handshake was done: why, if rustls said, else the client left.
+                let why = conn.stream.failure().unwrap_or(TlsFailure::Eof);
+                self.metrics.tls_failed(why);
+            }
             self.release_admission(&conn);
             let room = conn.membership.map(|m| m.room);
             if let Some(r) = room {

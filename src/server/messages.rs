@@ -207,7 +207,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
         if conn.closing.is_some()
             || conn.dead.is_some()
-            || conn.out.pending() > self.cfg.send_hwm_bytes
+            || conn.queued() > self.cfg.send_hwm_bytes
             || self.queued_estimate > self.cfg.queued_bytes_max
         {
             self.metrics.game_messages_dropped += 1;
@@ -225,7 +225,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
         self.metrics.game_messages += 1;
         self.metrics.frames_out += 1;
-        if !self.net.conns[k].out.is_empty() {
+        if self.net.conns[k].has_output() {
             self.want_write(k);
         }
     }

@@ -84,6 +84,9 @@ pub(super) enum Flow {
 pub enum Command {
     /// Drain: final updates, close every client with 1001, exit.
     Shutdown,
+    /// Load `--tls-cert` and `--tls-key` again (SIGHUP): new handshakes use them; a bad pair is refused
+    /// with a log line and the old one stays.
+    ReloadTls,
 }
 
 /// A way into the loop from other threads.
@@ -181,6 +184,9 @@ struct Transport {
     spare_slots: std::collections::VecDeque<(usize, u64)>,
     /// A descriptor (`/dev/null`) given up when `accept` says EMFILE, to answer one client and close it.
     reserve_fd: Option<std::fs::File>,
+    /// TLS settings for new connections (`--tls-cert`); `None`: plain. Replaced on SIGHUP; a connection
+    /// keeps the settings it was accepted with.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl<G: Game> Server<G, SystemClock> {
@@ -202,6 +208,10 @@ impl<G: Game, C: Clock> Server<G, C> {
         socket::raise_descriptor_limit(cfg.descriptors_needed())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let reserve_fd = Some(socket::open_reserve()?);
+        let tls = match cfg.tls_files() {
+            Some((cert, key)) => Some(crate::net::tls::load(cert, key).map_err(invalid)?),
+            None => None,
+        };
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(cfg.listen)?;
         poll.registry()
@@ -250,6 +260,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 peers_swept_at: now,
                 spare_slots: Default::default(),
                 reserve_fd,
+                tls,
             },
             rooms,
             timers: TickSchedule::new(now, cfg.tick_duration(), 1),
@@ -397,6 +408,32 @@ impl<G: Game, C: Clock> Server<G, C> {
         while let Ok(command) = self.commands.try_recv() {
             match command {
                 Command::Shutdown => self.begin_drain(),
+                Command::ReloadTls => self.reload_tls(),
+            }
+        }
+    }
+
+    /// SIGHUP: the certificate and key files again. New handshakes use them; connections keep theirs. A
+    /// pair that does not load leaves the old one in place, with a log line saying why.
+    fn reload_tls(&mut self) {
+        let Some((cert, key)) = self.cfg.tls_files() else {
+            log(format_args!("tickcast: SIGHUP: no --tls-cert to reload"));
+            return;
+        };
+        match crate::net::tls::load(cert, key) {
+            Ok(config) => {
+                self.net.tls = Some(config);
+                self.metrics.tls_reloads_ok += 1;
+                log(format_args!(
+                    "tickcast: TLS certificate reloaded from {}",
+                    cert.display()
+                ));
+            }
+            Err(why) => {
+                self.metrics.tls_reloads_failed += 1;
+                log(format_args!(
+                    "tickcast: TLS reload refused, keeping the old certificate: {why}"
+                ));
             }
         }
     }
@@ -409,10 +446,11 @@ impl<G: Game, C: Clock> Server<G, C> {
             players: rooms().map(|r| r.sessions.attached()).sum(),
             players_detached: rooms().map(|r| r.sessions.detached()).sum(),
             entities: rooms().map(|r| r.world.len()).sum(),
-            queued_bytes: self.net.conns.iter().map(|(_, c)| c.out.pending()).sum(),
+            queued_bytes: self.net.conns.iter().map(|(_, c)| c.queued()).sum(),
             draining: self.drain_deadline.is_some(),
             peer_addresses: self.net.peers.len(),
             rooms_open: self.rooms.len(),
+            tls: self.net.tls.is_some(),
             cluster: self
                 .cluster
                 .as_ref()

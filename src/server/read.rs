@@ -67,7 +67,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             if total >= DISCARD_PER_TURN_MAX {
                 break Some(false);
             }
-            match conn.sock.read(&mut sink) {
+            match conn.stream.read(&mut sink) {
                 Ok(0) => break None,
                 Ok(n) => total += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -82,6 +82,19 @@ impl<G: Game, C: Clock> Server<G, C> {
             }
             Some(false) => self.reread_later(k),
             Some(true) => {}
+        }
+    }
+
+    /// After a read on a TLS connection: records rustls has to send (its handshake) go out with the turn's
+    /// writes, and a read that stopped at its budget of TLS records is taken up next turn.
+    pub(super) fn after_tls_read(&mut self, k: usize) {
+        let stream = &self.net.conns[k].stream;
+        let (write, more) = (stream.wants_write(), stream.more_to_read());
+        if write {
+            self.want_write(k);
+        }
+        if more {
+            self.reread_later(k);
         }
     }
 
@@ -130,7 +143,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             Ok(n) => self.metrics.bytes_out += n as u64,
             Err(_) => return self.kill(k, CloseReason::IoError),
         }
-        if !self.net.conns[k].out.is_empty() {
+        if self.net.conns[k].has_output() {
             self.want_write(k);
         }
         Flow::Go
@@ -192,6 +205,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                     if self.net.conns[k].read_turn.spent {
                         self.reread_later(k);
                     }
+                    self.after_tls_read(k);
                     break;
                 }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => Flow::Go,
@@ -258,10 +272,10 @@ impl<G: Game, C: Clock> Server<G, C> {
         if let Phase::Ws(ws) = phase {
             let _ = ws.ctx.flush(&mut io);
         }
-        if !conn.out.is_empty() {
+        if conn.has_output() {
             self.want_write(k);
         }
-        if self.net.conns[k].out.pending() > self.cfg.send_limit_bytes
+        if self.net.conns[k].queued() > self.cfg.send_limit_bytes
             && self.net.conns[k].closing.is_none()
         {
             self.close(k, Close::SendLimit);

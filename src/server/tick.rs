@@ -139,7 +139,7 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// no room (the echo).
     pub(super) fn run_timers(&mut self) {
         self.check_timers();
-        self.queued_estimate = self.net.conns.iter().map(|(_, c)| c.out.pending()).sum();
+        self.queued_estimate = self.net.conns.iter().map(|(_, c)| c.queued()).sum();
         self.note_queued(self.queued_estimate);
         self.net.accept_pending |= std::mem::take(&mut self.net.accept_stalled);
         let idle = Duration::from_millis(self.cfg.room_idle_ms);
@@ -193,7 +193,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             let k = member.key;
             let conn = &mut self.net.conns[k];
             debug_assert_eq!(conn.id, member.id, "a room's members are live connections");
-            let pending = conn.out.pending();
+            let pending = conn.queued();
             let Some(ws) = conn.live_ws() else { continue };
             if ws.echo || ws.role == Role::Pending {
                 continue;
@@ -239,14 +239,14 @@ impl<G: Game, C: Clock> Server<G, C> {
                     continue;
                 }
             }
-            queued += conn.out.pending() - pending;
-            if conn.out.is_empty() {
+            queued = (queued + conn.queued()).saturating_sub(pending);
+            if !conn.has_output() {
                 conn.note_drained();
             } else if !conn.on_write_list {
                 conn.on_write_list = true;
                 self.net.write_list.push(k);
             }
-            if conn.out.pending() > self.cfg.send_limit_bytes {
+            if conn.queued() > self.cfg.send_limit_bytes {
                 self.net.close_list.push((k, Close::SendLimit));
             }
         }
@@ -313,7 +313,9 @@ impl<G: Game, C: Clock> Server<G, C> {
             ms(self.cfg.idle_timeout_ms),
         );
         let tickets = self.ticket_secret.is_some();
+        let tls_handshake = ms(self.cfg.tls_handshake_timeout_ms);
         let mut timed_out_http = Vec::new();
+        let mut tls_timed_out = Vec::new();
         for (k, conn) in self.net.conns.iter_mut() {
             if conn.dead.is_some() {
                 continue;
@@ -327,8 +329,13 @@ impl<G: Game, C: Clock> Server<G, C> {
             let quiet = now.saturating_duration_since(conn.last_heard);
             let opened = now.saturating_duration_since(conn.opened_at);
             let frame_started = conn.meter.partial_since;
+            let handshaking = conn.stream.handshaking();
             let (phase, mut io) = conn.io();
             match phase {
+                // A TLS handshake not done in time: dropped, nothing more to say (it cannot be read).
+                Phase::Http { .. } if handshaking && opened > tls_handshake => {
+                    tls_timed_out.push(k);
+                }
                 Phase::Http { .. } => {
                     if opened > handshake {
                         timed_out_http.push(k);
@@ -374,6 +381,12 @@ impl<G: Game, C: Clock> Server<G, C> {
         };
         for k in timed_out_http {
             self.refuse_http(k, &refusal, CloseReason::HandshakeTimeout);
+        }
+        for k in tls_timed_out {
+            self.net.conns[k]
+                .stream
+                .fail(crate::net::tls::TlsFailure::Timeout);
+            self.kill(k, CloseReason::TlsHandshake);
         }
         self.close_pending();
     }

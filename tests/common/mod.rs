@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod redis;
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -257,9 +258,57 @@ pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     (status, body)
 }
 
+/// A test client's socket: plain, or TLS (rustls) over it. Derefs to the TCP socket for timeouts and
+/// shutdowns; reads and writes go through TLS when it is on.
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl From<TcpStream> for ClientStream {
+    fn from(sock: TcpStream) -> Self {
+        ClientStream::Plain(sock)
+    }
+}
+
+impl std::ops::Deref for ClientStream {
+    type Target = TcpStream;
+    fn deref(&self) -> &TcpStream {
+        match self {
+            ClientStream::Plain(s) => s,
+            ClientStream::Tls(s) => s.get_ref(),
+        }
+    }
+}
+
+impl Read for ClientStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            ClientStream::Plain(s) => s.read(buf),
+            ClientStream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for ClientStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            ClientStream::Plain(s) => s.write(buf),
+            ClientStream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            ClientStream::Plain(s) => s.flush(),
+            ClientStream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// A real WebSocket client (tungstenite, blocking) with a mirror of the world.
 pub struct Client {
-    pub ws: WebSocket<TcpStream>,
+    pub ws: WebSocket<ClientStream>,
     pub mirror: Mirror<ArenaEntity>,
     pub connection_id: u64,
     pub tick_hz: u16,
@@ -286,7 +335,7 @@ impl Client {
         let stream = TcpStream::connect(server.addr).unwrap();
         stream.set_read_timeout(Some(WAIT_MAX)).unwrap();
         let url = format!("ws://{}{path}", server.addr);
-        let (ws, _) = tungstenite::client(url, stream).expect("handshake");
+        let (ws, _) = tungstenite::client(url, ClientStream::from(stream)).expect("handshake");
         Self::from_upgraded(ws)
     }
 
@@ -298,7 +347,7 @@ impl Client {
             .unwrap_or_else(|| panic!("not a ws:// URL: {url}"));
         let stream = TcpStream::connect(host).unwrap();
         stream.set_read_timeout(Some(WAIT_MAX)).unwrap();
-        let (ws, _) = tungstenite::client(url, stream).expect("handshake");
+        let (ws, _) = tungstenite::client(url, ClientStream::from(stream)).expect("handshake");
         Self::from_upgraded(ws)
     }
 
@@ -338,7 +387,7 @@ impl Client {
         let stream: TcpStream = sock.into();
         stream.set_read_timeout(Some(WAIT_MAX)).unwrap();
         let url = format!("ws://{}{path}", server.addr);
-        let (ws, _) = tungstenite::client(url, stream).expect("handshake");
+        let (ws, _) = tungstenite::client(url, ClientStream::from(stream)).expect("handshake");
         let mut c = Self::from_upgraded(ws);
         c.watch();
         c
@@ -353,12 +402,13 @@ impl Client {
 
     fn connect_stream(server: &TestServer, stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(WAIT_MAX)).unwrap();
-        let (ws, _) = tungstenite::client(server.url(), stream).expect("handshake");
+        let (ws, _) =
+            tungstenite::client(server.url(), ClientStream::from(stream)).expect("handshake");
         Self::from_upgraded(ws)
     }
 
     /// A client over an upgraded socket, once it has read `Welcome`.
-    pub fn from_upgraded(ws: WebSocket<TcpStream>) -> Client {
+    pub fn from_upgraded(ws: WebSocket<ClientStream>) -> Client {
         let mut c = Client {
             ws,
             mirror: Mirror::new(),
@@ -525,7 +575,7 @@ impl Client {
         let stream = TcpStream::connect(server.addr).unwrap();
         stream.set_read_timeout(Some(WAIT_MAX)).unwrap();
         let url = format!("{}?ticket={ticket}", server.url());
-        let (ws, _) = tungstenite::client(url, stream).expect("handshake");
+        let (ws, _) = tungstenite::client(url, ClientStream::from(stream)).expect("handshake");
         Self::from_upgraded(ws)
     }
 

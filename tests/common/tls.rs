@@ -1,0 +1,118 @@
+//! TLS for the tests: a certificate made at test time (rcgen; no key is committed), and rustls client
+//! settings that trust it.
+#![allow(dead_code)]
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+
+use super::{Client, ClientStream, TestServer, WAIT_MAX};
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, its key, both as PEM files in a fresh
+/// directory (removed when dropped).
+pub struct TestCert {
+    pub dir: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub der: CertificateDer<'static>,
+}
+
+impl TestCert {
+    pub fn new(name: &str) -> TestCert {
+        let dir = std::env::temp_dir().join(format!("tickcast-tls-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let mut made = TestCert {
+            dir,
+            cert,
+            key,
+            der: CertificateDer::from(Vec::new()),
+        };
+        made.renew();
+        made
+    }
+
+    /// A new certificate and key in the same files (what an operator's renewal does).
+    pub fn renew(&mut self) {
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let made = rcgen::generate_simple_self_signed(names).expect("a test certificate");
+        std::fs::write(&self.cert, made.cert.pem()).unwrap();
+        std::fs::write(&self.key, made.key_pair.serialize_pem()).unwrap();
+        self.der = made.cert.der().clone();
+    }
+
+    /// Client settings that trust this certificate (as it is now) and nothing else.
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.der.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+}
+
+impl Drop for TestCert {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TLS stream to `server`, its handshake done (an error if the server's certificate is not trusted).
+pub fn tls_stream(
+    server: &TestServer,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<ClientStream> {
+    let sock = TcpStream::connect(server.addr)?;
+    sock.set_read_timeout(Some(WAIT_MAX))?;
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    Ok(ClientStream::Tls(Box::new(tls)))
+}
+
+impl Client {
+    /// Upgrades at `path` over TLS (`wss://`) and reads `Welcome`.
+    pub fn connect_tls(
+        server: &TestServer,
+        path: &str,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Client {
+        let stream = tls_stream(server, config).expect("a TLS handshake");
+        let url = format!("wss://localhost:{}{path}", server.addr.port());
+        let (ws, _) = tungstenite::client(url, stream).expect("a WebSocket handshake over TLS");
+        Client::from_upgraded(ws)
+    }
+}
+
+/// GET `path` over TLS: (status, body).
+pub fn https_get(
+    server: &TestServer,
+    config: Arc<rustls::ClientConfig>,
+    path: &str,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = tls_stream(server, config).expect("a TLS handshake");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
