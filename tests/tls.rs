@@ -10,8 +10,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::tls::{https_get, TestCert};
+use common::tls::{https_get, https_metric, TestCert};
 use common::{Client, TestServer, WAIT_MAX};
+use tickcast::proto::ServerMsg;
 
 fn tls_server(cert: &TestCert, adjust: impl FnOnce(&mut common::TestConfig)) -> TestServer {
     let (c, k) = (cert.cert.clone(), cert.key.clone());
@@ -148,4 +149,163 @@ fn a_reload_gives_new_connections_the_new_certificate_and_old_ones_play_on() {
     let mut late = Client::connect_tls(&server, "/ws", new_trust);
     late.hello("late");
     late.verify_checksums(1);
+}
+
+/// A TLS server whose deltas are big (1,000 wanderers at 50 Hz), so a reader that stops falls behind.
+fn busy_tls_server(cert: &TestCert, lag_limit_ms: u64) -> TestServer {
+    tls_server(cert, |c| {
+        c.npcs = 1000;
+        c.tick_hz = 50;
+        c.checksum_every_ticks = 10;
+        c.send_hwm_bytes = 16 * 1024;
+        c.send_limit_bytes = 256 * 1024;
+        c.tcp_notsent_lowat_bytes = 4096;
+        c.lag_limit_ms = lag_limit_ms;
+        c.close_linger_ms = 60_000;
+        c.idle_timeout_ms = 120_000;
+        c.ping_interval_ms = 60_000;
+    })
+}
+
+#[test]
+fn a_stalled_tls_reader_is_skipped_then_coalesced_while_others_get_every_tick() {
+    let cert = TestCert::new("stalled");
+    let server = busy_tls_server(&cert, 120_000);
+    let trust = cert.client_config();
+    let mut steady = Client::connect_tls(&server, "/ws", trust.clone());
+    steady.watch();
+    let mut stalled = Client::watching_tls_small_rcvbuf(&server, trust.clone(), 4096);
+    stalled.recv_until(|m| matches!(m, ServerMsg::Full { .. }));
+    let stalled_at = stalled.mirror.tick().unwrap();
+    let deadline = Instant::now() + WAIT_MAX;
+    let steady_from = steady.ticks.len();
+    let mut max_queued = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled TLS client was never skipped"
+        );
+        for _ in 0..10 {
+            steady.recv();
+        }
+        max_queued = max_queued.max(https_metric(
+            &server,
+            trust.clone(),
+            "tickcast_queued_bytes",
+        ));
+        if https_metric(&server, trust.clone(), "tickcast_updates_skipped_total") >= 20 {
+            break;
+        }
+    }
+    // What the server holds for it, in its queue and inside TLS, stays far under the hard limit.
+    assert!(max_queued < 256 * 1024, "queued {max_queued} bytes");
+    steady.assert_every_tick_since(steady_from);
+    stalled.wait_for(|m| m.coalesced > 0 || m.fulls > 1);
+    stalled.verify_checksums(1);
+    assert!(stalled.mirror.tick().unwrap() > stalled_at + 20);
+    steady.verify_checksums(1);
+}
+
+#[test]
+fn a_tls_reader_stalled_past_the_lag_limit_is_closed() {
+    let cert = TestCert::new("lagging");
+    let server = busy_tls_server(&cert, 500);
+    let trust = cert.client_config();
+    let mut steady = Client::connect_tls(&server, "/ws", trust.clone());
+    steady.watch();
+    let mut stalled = Client::watching_tls_small_rcvbuf(&server, trust.clone(), 4096);
+    stalled.recv_until(|m| matches!(m, ServerMsg::Full { .. }));
+    let deadline = Instant::now() + WAIT_MAX;
+    while https_metric(
+        &server,
+        trust.clone(),
+        "tickcast_slow_consumer_closes_total",
+    ) == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled TLS client was never closed"
+        );
+        for _ in 0..10 {
+            steady.recv();
+        }
+    }
+    let (code, _) = stalled.expect_close();
+    assert!([4001, 4002].contains(&code), "closed with {code}");
+    steady.verify_checksums(1);
+}
+
+#[test]
+fn sighup_to_the_binary_reloads_the_certificate() {
+    use std::io::BufRead;
+    let mut cert = TestCert::new("sighup");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["--listen", "127.0.0.1:0", "--npcs", "0", "--tls-cert"])
+        .arg(&cert.cert)
+        .arg("--tls-key")
+        .arg(&cert.key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut killed = common::redis::Killed(child);
+    let mut line = String::new();
+    std::io::BufReader::new(killed.0.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("https://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no https address in {line:?}"));
+    let server = TestServer::external(addr.parse().unwrap());
+    let old_trust = cert.client_config();
+    assert_eq!(https_get(&server, old_trust.clone(), "/healthz").0, 200);
+    cert.renew();
+    // SAFETY: kill(2) with a live child's pid and a signal number; no memory is shared.
+    assert_eq!(unsafe { libc::kill(killed.0.id() as i32, libc::SIGHUP) }, 0);
+    let new_trust = cert.client_config();
+    let t0 = Instant::now();
+    while common::tls::tls_stream(&server, new_trust.clone()).is_err() {
+        assert!(
+            t0.elapsed() < WAIT_MAX,
+            "SIGHUP never brought the new certificate"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(common::tls::tls_stream(&server, old_trust).is_err());
+    // SIGTERM still drains and exits 0 (SIGHUP did not take the signal thread away).
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { libc::kill(killed.0.id() as i32, libc::SIGTERM) },
+        0
+    );
+    assert!(killed.0.wait().unwrap().success());
+}
+
+#[test]
+fn a_missing_or_broken_key_stops_the_start_with_the_reason() {
+    let cert = TestCert::new("broken");
+    std::fs::write(&cert.key, "not a key").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(&cert.cert)
+        .arg("--tls-key")
+        .arg(&cert.key)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--tls-key"), "{stderr}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(["--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(&cert.cert)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--tls-cert and --tls-key go together"),
+        "{stderr}"
+    );
 }

@@ -68,7 +68,14 @@ pub fn tls_stream(
     server: &TestServer,
     config: Arc<rustls::ClientConfig>,
 ) -> std::io::Result<ClientStream> {
-    let sock = TcpStream::connect(server.addr)?;
+    tls_over(TcpStream::connect(server.addr)?, config)
+}
+
+/// TLS over the connected socket `sock`, its handshake done.
+pub fn tls_over(
+    sock: TcpStream,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<ClientStream> {
     sock.set_read_timeout(Some(WAIT_MAX))?;
     let name = ServerName::try_from("localhost").unwrap();
     let conn = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
@@ -87,6 +94,26 @@ impl Client {
         config: Arc<rustls::ClientConfig>,
     ) -> Client {
         let stream = tls_stream(server, config).expect("a TLS handshake");
+        Client::upgrade_tls(server, path, stream)
+    }
+
+    /// A spectator over TLS whose socket has a small receive buffer, so that not reading fills it fast.
+    pub fn watching_tls_small_rcvbuf(
+        server: &TestServer,
+        config: Arc<rustls::ClientConfig>,
+        rcvbuf: usize,
+    ) -> Client {
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_recv_buffer_size(rcvbuf).unwrap();
+        sock.connect(&server.addr.into()).unwrap();
+        let stream = tls_over(sock.into(), config).expect("a TLS handshake");
+        let mut c = Client::upgrade_tls(server, "/ws", stream);
+        c.watch();
+        c
+    }
+
+    fn upgrade_tls(server: &TestServer, path: &str, stream: ClientStream) -> Client {
         let url = format!("wss://localhost:{}{path}", server.addr.port());
         let (ws, _) = tungstenite::client(url, stream).expect("a WebSocket handshake over TLS");
         Client::from_upgraded(ws)
@@ -115,4 +142,10 @@ pub fn https_get(
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// The value of an unlabelled metric, read over TLS.
+pub fn https_metric(server: &TestServer, config: Arc<rustls::ClientConfig>, name: &str) -> u64 {
+    let (_, body) = https_get(server, config, "/metrics");
+    super::metric_in(&body, name).unwrap_or_else(|| panic!("metric {name} not in:\n{body}"))
 }
