@@ -40,6 +40,9 @@ usage: bash benches/capacity.sh [options]
                       bots' cores during it (the last one is kept, marked contended)   [3]
   --no-build          use the binaries already built
   --no-projection     after a bot limit, skip the floor-only rows for the remaining steps
+  --tls               the server serves TLS (a certificate made for the run with openssl), the bots speak
+                      wss:// trusting it; the floor stays plain sends (benches/tls.sh compares both)
+  --out DIR           where capacity.md, capacity.json and raw/ go   [$CARGO_TARGET_DIR/capacity]
 EOF
 }
 
@@ -57,6 +60,8 @@ QUIET_WAIT=120
 ATTEMPTS=3
 BUILD=1
 PROJECT=1
+TLS=0
+OUT=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --steps) STEPS=${2:?}; shift 2 ;;
@@ -72,6 +77,8 @@ while [ $# -gt 0 ]; do
         --attempts) ATTEMPTS=${2:?}; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --no-projection) PROJECT=0; shift ;;
+        --tls) TLS=1; shift ;;
+        --out) OUT=${2:?}; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "capacity: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -90,12 +97,12 @@ for v in "$TICK_HZ" "$SERVER_CPU" "$BOT_THREADS" "$FLOOR_ROUNDS" "$QUIET_WAIT" "
     case "$v" in ''|*[!0-9]*) echo "capacity: expected a number, got '$v'" >&2; exit 2 ;; esac
 done
 case "$FLOOR_DRAIN" in between|concurrent) ;; *) echo "capacity: --floor-drain between|concurrent" >&2; exit 2 ;; esac
-for cmd in python3 curl taskset; do
+for cmd in python3 curl taskset $([ "$TLS" = 1 ] && echo openssl); do
     command -v "$cmd" >/dev/null || { echo "capacity: needs $cmd" >&2; exit 2; }
 done
 
 TARGET=${CARGO_TARGET_DIR:-target}
-OUT=$TARGET/capacity
+[ -n "$OUT" ] || OUT=$TARGET/capacity
 RAW=$OUT/raw
 rm -rf "$RAW"
 mkdir -p "$RAW"
@@ -506,6 +513,25 @@ for bin in "$SERVER_BIN" "$BOTS_BIN" "$FLOOR_BIN"; do
     [ -n "$bin" ] && [ -x "$bin" ] || { echo "capacity: missing binary '$bin' (drop --no-build)" >&2; exit 1; }
 done
 
+# ---- TLS (--tls): a certificate for this run only, trusted by the bots and curl ---------------------------
+TLS_FLAGS=()
+BOT_TLS_FLAGS=()
+CURL_TLS_FLAGS=()
+WS_SCHEME=ws
+HTTP_SCHEME=http
+if [ "$TLS" = 1 ]; then
+    mkdir -p "$RAW/tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost \
+        -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -days 1 \
+        -keyout "$RAW/tls/key.pem" -out "$RAW/tls/cert.pem" 2>"$RAW/tls/openssl.err" \
+        || { echo "capacity: openssl could not make a certificate" >&2; cat "$RAW/tls/openssl.err" >&2; exit 1; }
+    TLS_FLAGS=(--tls-cert "$RAW/tls/cert.pem" --tls-key "$RAW/tls/key.pem")
+    BOT_TLS_FLAGS=(--ca-file "$RAW/tls/cert.pem")
+    CURL_TLS_FLAGS=(--cacert "$RAW/tls/cert.pem")
+    WS_SCHEME=wss
+    HTTP_SCHEME=https
+fi
+
 # ---- measuring ------------------------------------------------------------------------------------------
 proc_jiffies() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # cores_busy "cpu0 cpu3": busy time of those cores, everyone's (user nice system irq softirq steal), in ticks.
@@ -529,7 +555,7 @@ snapshot() {
         echo "load1=$(cut -d' ' -f1 /proc/loadavg)"
     } >"$1"
 }
-scrape() { curl -s --max-time 5 "http://$1/metrics"; }
+scrape() { curl -s --max-time 5 "${CURL_TLS_FLAGS[@]}" "$HTTP_SCHEME://$1/metrics"; }
 gauge() { awk -v n="$2" '$1 == n {print int($2)}' "$1"; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
@@ -571,11 +597,12 @@ step() {
     local n=$1 attempt=$2 final=$3 log=$RAW/server-$n.log addr i open t0 end floor_bytes
     wait_quiet "$n"
     taskset -c "$SERVER_CPU" "$SERVER_BIN" --listen 127.0.0.1:0 --npcs 0 --tick-hz "$TICK_HZ" \
-        --max-connections $((n + 64)) --max-connections-per-ip 0 --accepts-per-ip-per-s 0 2>"$log" &
+        --max-connections $((n + 64)) --max-connections-per-ip 0 --accepts-per-ip-per-s 0 "${TLS_FLAGS[@]}" \
+        2>"$log" &
     SP=$!
     addr=""
     for ((i = 0; i < 100; i++)); do
-        addr=$(sed -n 's|.*listening on http://\([0-9.:]*\) .*|\1|p' "$log" | head -1)
+        addr=$(sed -n 's|.*listening on https\{0,1\}://\([0-9.:]*\) .*|\1|p' "$log" | head -1)
         [ -n "$addr" ] && break
         alive "$SP" || break
         sleep 0.1
@@ -587,7 +614,7 @@ step() {
     fi
     t0=$(now_ms)
     end=$(( t0 + DUR_MS ))
-    taskset -c "$BOT_CPUS" "$BOTS_BIN" --url "ws://$addr/ws" --count "$n" --duration "$DURATION" \
+    taskset -c "$BOT_CPUS" "$BOTS_BIN" --url "$WS_SCHEME://$addr/ws" "${BOT_TLS_FLAGS[@]}" --count "$n" --duration "$DURATION" \
         --threads "$BOT_THREADS" --connect-rate "$CONNECT_RATE" --json "$RAW/bots-$n.json" \
         >"$RAW/bots-$n.txt" 2>"$RAW/bots-$n.err" &
     BP=$!
