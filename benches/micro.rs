@@ -406,6 +406,88 @@ fn kernel_floor(c: &mut Criterion) {
     group.finish();
 }
 
+// ---- TLS: what encrypting one update costs ---------------------------------------------------------------
+
+/// A server and a client rustls connection with their handshake done in memory (a certificate made here).
+fn tls_pair() -> (rustls::ServerConnection, rustls::ClientConnection) {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.key_pair.serialize_der()));
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![made.cert.der().clone()], key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(made.cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut s = rustls::ServerConnection::new(std::sync::Arc::new(server)).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut c = rustls::ClientConnection::new(std::sync::Arc::new(client), name).unwrap();
+    let mut wire = Vec::new();
+    while s.is_handshaking() || c.is_handshaking() {
+        wire.clear();
+        while c.wants_write() {
+            c.write_tls(&mut wire).unwrap();
+        }
+        s.read_tls(&mut &wire[..]).unwrap();
+        s.process_new_packets().unwrap();
+        wire.clear();
+        while s.wants_write() {
+            s.write_tls(&mut wire).unwrap();
+        }
+        c.read_tls(&mut &wire[..]).unwrap();
+        c.process_new_packets().unwrap();
+    }
+    (s, c)
+}
+
+/// One update written to a TLS connection: rustls seals it into a record (AES-GCM, with the negotiated
+/// TLS 1.3 suite) and the record is taken out, as `net::tls::Stream::write` does per update per connection.
+/// Beside it, the plain path's copy of the same bytes.
+fn tls(c: &mut Criterion) {
+    use std::io::Write;
+    let mut group = c.benchmark_group("tls");
+    let (mut server, _client) = tls_pair();
+    let suite = server.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
+    println!("tls: negotiated {}", suite.unwrap_or_default());
+    let mut wire = Vec::with_capacity(64 * 1024);
+    for size in [200usize, 1_000, 4_000, 16_000] {
+        let update = vec![0x5au8; size];
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_function(BenchmarkId::new("seal_update", size), |b| {
+            b.iter(|| {
+                wire.clear();
+                server.writer().write_all(&update).unwrap();
+                while server.wants_write() {
+                    server.write_tls(&mut wire).unwrap();
+                }
+                black_box(wire.len())
+            })
+        });
+        group.bench_function(BenchmarkId::new("plain_copy", size), |b| {
+            b.iter(|| {
+                wire.clear();
+                wire.extend_from_slice(&update);
+                black_box(wire.len())
+            })
+        });
+        wire.clear();
+        server.writer().write_all(&update).unwrap();
+        while server.wants_write() {
+            server.write_tls(&mut wire).unwrap();
+        }
+        println!("    {size} B of update: {} B on the wire ({} B of TLS framing)", wire.len(), wire.len() - size);
+    }
+    group.finish();
+}
+
 // ---- 6. allocations on the steady-state tick path -------------------------------------------------------
 
 /// Counts the allocations of [`ALLOC_CHECK_TICKS`] ticks of [`TickLoop`] and prints them per tick, in
@@ -487,7 +569,8 @@ criterion::criterion_group!(
     fanout,
     tick,
     codec,
-    kernel_floor
+    kernel_floor,
+    tls
 );
 
 fn main() {
