@@ -147,6 +147,8 @@ struct Placement {
     room: String,
     /// The process, as the worker's [`Processes`] numbers it.
     process: usize,
+    /// `wss://`: the name the server's certificate is checked for; `None`: `ws://`.
+    tls: Option<rustls::pki_types::ServerName<'static>>,
 }
 
 /// One simulated player (or spectator).
@@ -256,17 +258,7 @@ impl Bot {
     /// The socket is ready (or may be: spurious wake-ups are allowed).
     pub fn on_ready(&mut self, ctx: &mut Ctx, readable: bool, writable: bool) {
         match &mut self.link {
-            Link::Matchmaking { call, started } => {
-                let started = *started;
-                match call.step() {
-                    Ok(None) => {}
-                    Ok(Some(answer)) => self.answered(ctx, answer, started),
-                    Err(CallError::Io(what)) => {
-                        self.matchmake_failed(ctx, MatchmakeFailure::Tcp, what, None)
-                    }
-                    Err(CallError::Answer(what)) => self.bad_answer(ctx, what),
-                }
-            }
+            Link::Matchmaking { .. } => self.matchmake_step(ctx),
             Link::Dialing { stream, .. } => match stream::connected(&stream.sock) {
                 Ok(true) => self.upgrade(ctx),
                 Ok(false) => {}
@@ -287,7 +279,11 @@ impl Bot {
                     self.read_open(ctx);
                 }
             }
-            Link::Closing { .. } => {
+            Link::Closing { ws, .. } => {
+                if writable {
+                    // The close frame (or its echo) that a full socket held back.
+                    let _ = ws.flush();
+                }
                 if readable {
                     self.read_closing(ctx);
                 }
@@ -296,11 +292,19 @@ impl Bot {
         }
     }
 
-    /// A read turn the bot asked for through [`Bot::take_reread`].
+    /// A read turn the bot asked for through [`Bot::take_reread`]: it stopped at a per-turn bound (its
+    /// messages, or TLS's socket reads) with more to read.
     pub fn on_reread(&mut self, ctx: &mut Ctx) {
         match self.link {
             Link::Open { .. } => self.read_open(ctx),
             Link::Closing { .. } => self.read_closing(ctx),
+            Link::Matchmaking { .. } => self.matchmake_step(ctx),
+            Link::Upgrading { .. } => {
+                let Link::Upgrading { mid, started } = self.take_link() else {
+                    unreachable!()
+                };
+                self.handshake_step(ctx, mid.handshake(), started)
+            }
             _ => {}
         }
     }
@@ -402,6 +406,25 @@ impl Bot {
             .or_else(|| plan.room_name(self.room))
     }
 
+    /// Drives the matchmaking request as far as its socket allows.
+    fn matchmake_step(&mut self, ctx: &mut Ctx) {
+        let Link::Matchmaking { call, started } = &mut self.link else {
+            return;
+        };
+        let started = *started;
+        match call.step() {
+            Ok(None) => self.reread |= call.take_more(),
+            Ok(Some(answer)) => self.answered(ctx, answer, started),
+            Err(CallError::Io(what)) => {
+                self.matchmake_failed(ctx, MatchmakeFailure::Tcp, what, None)
+            }
+            Err(CallError::Tls(what)) => {
+                self.matchmake_failed(ctx, MatchmakeFailure::Tls, what, None)
+            }
+            Err(CallError::Answer(what)) => self.bad_answer(ctx, what),
+        }
+    }
+
     fn matchmake(&mut self, ctx: &mut Ctx) {
         let Some(m) = &ctx.plan.matchmaker else {
             return self.dial(ctx);
@@ -414,14 +437,25 @@ impl Bot {
         });
         ctx.stats.matchmake.started(ctx.now);
         self.placement = None;
-        let mut call = match HttpCall::start(m.addr, request) {
+        let tls = match (&m.tls, &ctx.plan.tls) {
+            (None, _) => None,
+            (Some(name), Some(config)) => Some((config.clone(), name.clone())),
+            (Some(_), None) => {
+                let what = "https:// without TLS settings".to_string();
+                return self.matchmake_failed(ctx, MatchmakeFailure::Tls, what, None);
+            }
+        };
+        let mut call = match HttpCall::start(m.addr, request, tls) {
             Ok(call) => call,
             Err(e) => {
                 return self.matchmake_failed(ctx, MatchmakeFailure::Tcp, e.to_string(), None)
             }
         };
         let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = ctx.registry.register(&mut call.sock, ctx.token, interest) {
+        if let Err(e) = ctx
+            .registry
+            .register(&mut call.stream.sock, ctx.token, interest)
+        {
             return self.matchmake_failed(ctx, MatchmakeFailure::Tcp, e.to_string(), None);
         }
         self.link = Link::Matchmaking {
@@ -476,6 +510,13 @@ impl Bot {
             }
         }
         let connect = m.resolve_connect(&answer.connect)?;
+        if connect.tls.is_some() && ctx.plan.tls.is_none() {
+            return Err(format!(
+                "connect {:?} is wss://, and there are no certificates to trust: give --ca-file (or \
+                 --insecure for a local run)",
+                answer.connect
+            ));
+        }
         let addr = ctx
             .processes
             .addr(&connect.authority, matchmake::resolve_authority)?;
@@ -492,6 +533,7 @@ impl Bot {
             addr,
             room: answer.room,
             process,
+            tls: connect.tls,
         });
         Ok(())
     }
@@ -533,10 +575,10 @@ impl Bot {
     fn dial(&mut self, ctx: &mut Ctx) {
         let slow = self.behaviour.reads_slowly();
         let rcvbuf = slow.then_some(ctx.plan.args.slow_rcvbuf_bytes);
-        let addr = self
-            .placement
-            .as_ref()
-            .map_or(ctx.plan.target.addr, |p| p.addr);
+        let (addr, tls) = match &self.placement {
+            Some(p) => (p.addr, p.tls.clone()),
+            None => (ctx.plan.target.addr, ctx.plan.target.tls.clone()),
+        };
         let mut sock = match stream::dial(addr, rcvbuf) {
             Ok(sock) => sock,
             Err(_) => return self.attempt_failed(ctx, ConnectFailure::Tcp),
@@ -553,8 +595,22 @@ impl Bot {
             let bps = ctx.plan.args.slow_bps;
             TokenBucket::new(bps, (bps / SLOW_READS_PER_S).max(1), ctx.now)
         });
+        let stream = match (tls, &ctx.plan.tls) {
+            (None, _) => BotStream::new(sock, bucket),
+            (Some(name), Some(config)) => {
+                match BotStream::tls(sock, bucket, config.clone(), name) {
+                    Ok(stream) => stream,
+                    // The socket is closed with it; the kernel forgets a closed fd's registration.
+                    Err(_) => return self.attempt_failed(ctx, ConnectFailure::Tls),
+                }
+            }
+            (Some(_), None) => {
+                let _ = ctx.registry.deregister(&mut sock);
+                return self.attempt_failed(ctx, ConnectFailure::Tls);
+            }
+        };
         self.link = Link::Dialing {
-            stream: BotStream::new(sock, bucket),
+            stream,
             started: ctx.now,
         };
     }
@@ -621,11 +677,16 @@ impl Bot {
                 // will not signal again for bytes already taken.
                 self.read_open(ctx)
             }
-            Err(HandshakeError::Interrupted(mid)) => self.link = Link::Upgrading { mid, started },
+            Err(HandshakeError::Interrupted(mut mid)) => {
+                // Stopped at the bound on TLS reads with more to read: again next turn.
+                self.reread |= mid.get_mut().get_mut().take_more();
+                self.link = Link::Upgrading { mid, started }
+            }
             Err(HandshakeError::Failure(e)) => {
                 // The stream went down with the handshake; the kernel forgets a closed fd's registration.
                 let why = match e {
                     WsError::Http(response) => ConnectFailure::Http(response.status().as_u16()),
+                    WsError::Io(e) if stream::is_tls_error(&e) => ConnectFailure::Tls,
                     _ => ConnectFailure::Handshake,
                 };
                 self.attempt_failed(ctx, why);
@@ -693,6 +754,8 @@ impl Bot {
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     // Pongs tungstenite queued, and inputs a full socket held back.
                     let _ = ws.flush();
+                    // TLS stopped at its bound on socket reads: the socket may hold more.
+                    self.reread |= ws.get_mut().take_more();
                     return;
                 }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -1080,6 +1143,7 @@ impl Bot {
                 Ok(_) => {}
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     let _ = ws.flush();
+                    self.reread |= ws.get_mut().take_more();
                     return;
                 }
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -1144,7 +1208,7 @@ impl Bot {
     /// Deregisters and closes the socket of the current link, if it has one; the link becomes `Done`.
     fn drop_socket(&mut self, ctx: &mut Ctx) {
         if let Link::Matchmaking { call, .. } = &mut self.link {
-            let _ = ctx.registry.deregister(&mut call.sock);
+            let _ = ctx.registry.deregister(&mut call.stream.sock);
             self.link = Link::Done;
             return;
         }

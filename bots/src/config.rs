@@ -3,13 +3,17 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 
+use rustls::pki_types::ServerName;
+
 use crate::backoff::Backoff;
 use crate::matchmake::Matchmaker;
 use crate::mix::Mix;
+use crate::tls::{self, Trust};
 
 /// Most bots one run may hold.
 pub const BOTS_MAX: u32 = 100_000;
@@ -28,7 +32,8 @@ pub const TIME_SETTING_MAX: Duration = Duration::from_secs(24 * 60 * 60);
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bots", version, about, max_term_width = 110)]
 pub struct Args {
-    /// WebSocket URL of the server. Plain `ws://` only: to test behind a TLS proxy, point at its plain side.
+    /// WebSocket URL of the server: `ws://`, or `wss://` for TLS (the server's certificate is checked
+    /// against the system's roots, or --ca-file; --insecure checks nothing).
     #[arg(long, default_value = "ws://127.0.0.1:7000/ws")]
     pub url: String,
 
@@ -133,6 +138,17 @@ pub struct Args {
     /// Time a matchmaking request has from its TCP connect to the whole answer, in ms.
     #[arg(long, default_value_t = 5_000)]
     pub matchmake_timeout_ms: u64,
+
+    /// For wss:// and https://: trust the certificates in this PEM file (a test CA, or the server's own
+    /// self-signed certificate) and nothing else, instead of the system's roots.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+
+    /// DANGEROUS, for local test runs only: for wss:// and https://, accept any certificate for any name
+    /// without verifying it. The traffic is still encrypted, but anyone between the bots and the server
+    /// can read and change it. Never against a server across a network you do not control.
+    #[arg(long, conflicts_with = "ca_file")]
+    pub insecure: bool,
 }
 
 impl Default for Args {
@@ -146,8 +162,10 @@ impl Default for Args {
 pub struct Target {
     pub url: String,
     pub addr: SocketAddr,
-    /// `ws://host:port` and the path without a trailing `/`, and the query (with its `?`, or empty):
-    /// what a room's URL is built from ([`Target::room_url`]).
+    /// `wss://`: the name the server's certificate is checked for (the URL's host); `None`: plain.
+    pub tls: Option<ServerName<'static>>,
+    /// `ws://host:port` (or `wss://`) and the path without a trailing `/`, and the query (with its `?`,
+    /// or empty): what a room's URL is built from ([`Target::room_url`]).
     base: String,
     query: String,
     /// The room the URL itself names, when its path ends in `/ws/NAME`: every bot then checks that
@@ -156,25 +174,26 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses a `ws://host[:port]/path` URL and resolves its host.
+    /// Parses a `ws://host[:port]/path` (or `wss://`) URL and resolves its host.
     pub fn resolve(url: &str) -> Result<Target, String> {
         let uri: tungstenite::http::Uri = url
             .parse()
             .map_err(|e| format!("--url {url:?} is not a URL: {e}"))?;
-        match uri.scheme_str() {
-            Some("ws") => {}
-            Some("wss") => return Err(
-                "--url: wss:// is not supported; point the bots at the plain side of the TLS proxy"
-                    .to_string(),
-            ),
-            _ => return Err(format!("--url {url:?} must start with ws://")),
-        }
+        let (scheme, default_port) = match uri.scheme_str() {
+            Some("ws") => ("ws", 80),
+            Some("wss") => ("wss", 443),
+            _ => return Err(format!("--url {url:?} must start with ws:// or wss://")),
+        };
         let host = uri
             .host()
             .ok_or_else(|| format!("--url {url:?} has no host"))?;
         let authority = uri.authority().map_or(host, |a| a.as_str()).to_string();
+        let tls = match scheme {
+            "wss" => Some(tls::server_name(host).map_err(|e| format!("--url: {e}"))?),
+            _ => None,
+        };
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = uri.port_u16().unwrap_or(80);
+        let port = uri.port_u16().unwrap_or(default_port);
         let addr = (host, port)
             .to_socket_addrs()
             .map_err(|e| format!("--url: cannot resolve {host}: {e}"))?
@@ -188,7 +207,8 @@ impl Target {
         Ok(Target {
             url: url.to_string(),
             addr,
-            base: format!("ws://{authority}{path}"),
+            tls,
+            base: format!("{scheme}://{authority}{path}"),
             query: uri.query().map_or(String::new(), |q| format!("?{q}")),
             room,
         })
@@ -265,6 +285,11 @@ pub struct Plan {
     pub backoff: Backoff,
     /// `--matchmake`: where bots ask before connecting; `None`: they connect to --url.
     pub matchmaker: Option<Matchmaker>,
+    /// The TLS settings of `wss://` and `https://` connections (what is trusted: --ca-file, --insecure
+    /// or the system's roots). Built when --url is `wss://`, --matchmake `https://`, or --ca-file or
+    /// --insecure is given; with `--matchmake` otherwise, from the system's roots if it has some (a
+    /// matchmaker may answer `wss://`). `None`: no TLS connection can be made.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Plan {
@@ -320,6 +345,22 @@ impl Plan {
             }
             None => None,
         };
+        let trust = match (&args.ca_file, args.insecure) {
+            (Some(_), true) => return Err("--ca-file and --insecure contradict each other".into()),
+            (Some(path), false) => Trust::CaFile(path.clone()),
+            (None, true) => Trust::Insecure,
+            (None, false) => Trust::System,
+        };
+        let needs_tls = target.tls.is_some()
+            || matchmaker.as_ref().is_some_and(|m| m.tls.is_some())
+            || trust != Trust::System;
+        let tls = if needs_tls {
+            Some(tls::client_config(&trust)?)
+        } else if matchmaker.is_some() {
+            tls::client_config(&trust).ok()
+        } else {
+            None
+        };
         if f64::from(count) / args.connect_rate > TIME_SETTING_MAX.as_secs_f64() {
             return Err("--connect-rate is so low that the ramp-up takes over a day".to_string());
         }
@@ -349,6 +390,7 @@ impl Plan {
             threads,
             backoff,
             matchmaker,
+            tls,
         })
     }
 
@@ -533,9 +575,36 @@ mod tests {
         assert!(err.contains("--flap-ms"), "{err}");
         let err = Plan::new(args(&["--duration", "3days"])).unwrap_err();
         assert!(err.contains("--duration"), "{err}");
-        for url in ["wss://example.com/ws", "http://127.0.0.1/ws", "nonsense"] {
+        for url in ["http://127.0.0.1/ws", "nonsense", "wss://not a host/ws"] {
             assert!(Target::resolve(url).is_err(), "{url}");
         }
+    }
+
+    #[test]
+    fn wss_urls_speak_tls_to_port_443_unless_given_and_room_urls_stay_wss() {
+        let t = Target::resolve("wss://127.0.0.1/ws").unwrap();
+        assert_eq!(t.addr, "127.0.0.1:443".parse().unwrap());
+        assert!(matches!(t.tls, Some(ServerName::IpAddress(_))));
+        assert_eq!(Target::resolve("ws://127.0.0.1/ws").unwrap().tls, None);
+        let argv = [
+            "bots",
+            "--url",
+            "wss://127.0.0.1:7443/ws?type=arena",
+            "--rooms",
+            "2",
+            "--insecure",
+        ];
+        let plan = Plan::new(Args::try_parse_from(argv).unwrap()).unwrap();
+        assert_eq!(plan.url_of(1), "wss://127.0.0.1:7443/ws/bots-1?type=arena");
+        assert_eq!(plan.target.addr.port(), 7443);
+        assert!(plan.tls.is_some());
+        // A plain run makes no TLS settings; --ca-file and --insecure are refused together, and a
+        // --ca-file that is not there is named.
+        assert!(Plan::new(args(&[])).unwrap().tls.is_none());
+        let both = ["bots", "--insecure", "--ca-file", "x.pem"];
+        assert!(Args::try_parse_from(both).is_err());
+        let err = Plan::new(args(&["--ca-file", "/nonexistent/ca.pem"])).unwrap_err();
+        assert!(err.contains("--ca-file /nonexistent/ca.pem"), "{err}");
     }
 
     #[test]
@@ -656,8 +725,6 @@ mod tests {
         assert!(err.contains("--matchmake-type"), "{err}");
         let err = Plan::new(args(&["--matchmake-type", "arena"])).unwrap_err();
         assert!(err.contains("needs --matchmake"), "{err}");
-        let err = Plan::new(args(&["--matchmake", "https://x:1", "--rooms", "1"])).unwrap_err();
-        assert!(err.contains("https"), "{err}");
         let err = Plan::new(args(&[
             "--matchmake",
             "http://127.0.0.1:1",

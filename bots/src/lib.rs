@@ -13,8 +13,10 @@
 //! - [`swarm`]: the main thread: spawns the workers, ramps up, adds up, stops, builds the report;
 //! - [`worker`]: one thread's mio loop over its bots, in one visible turn order;
 //! - [`bot`]: one bot's connection life and behaviour, driven by socket readiness and timers;
-//! - [`stream`]: the bot's non-blocking socket, with a byte counter and the slow bots' read cap
-//!   ([`bucket`]), and the one HTTP exchange of a matchmaking request;
+//! - [`stream`]: the bot's non-blocking socket, plain or TLS, with a byte counter and the slow bots' read
+//!   cap ([`bucket`]), and the one HTTP exchange of a matchmaking request;
+//! - [`tls`]: `wss://` and `https://`: what the bots trust (`--ca-file`, the system's roots,
+//!   `--insecure`) and the names certificates are checked for;
 //! - [`matchmake`]: `--matchmake`: the `POST /matchmake` a bot makes before connecting, its answer and
 //!   where its `connect` URL points (no I/O);
 //! - [`view`]: decodes server messages into the bot's mirror, checks every checksum and follows resumes
@@ -40,6 +42,7 @@ pub mod schedule;
 pub mod stats;
 pub mod stream;
 pub mod swarm;
+pub mod tls;
 pub mod view;
 pub mod worker;
 

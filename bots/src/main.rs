@@ -11,6 +11,10 @@ use signal_hook::iterator::Signals;
 
 /// Error details printed live on stderr; the rest are only counted.
 const ERRORS_PRINTED_MAX: usize = 20;
+/// Said at the start of an `--insecure` run, before anything connects.
+const INSECURE_WARNING: &str = "bots: WARNING: --insecure: server certificates are NOT verified (any \
+    certificate for any name is accepted); the traffic is encrypted but anyone between the bots and the \
+    server can read and change it. For local test runs only.";
 
 fn main() -> ExitCode {
     let plan = match Plan::new(Args::parse()) {
@@ -20,6 +24,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if plan.args.insecure {
+        eprintln!("{INSECURE_WARNING}");
+    }
     let json = plan.args.json.clone();
     // Ctrl-C stops the run cleanly and still prints the report; a second one exits at once.
     let (stop_tx, stop) = crossbeam_channel::bounded(1);

@@ -16,8 +16,11 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
 use serde::Deserialize;
 use url::Url;
+
+use crate::tls;
 
 /// Most bytes of an answer, head and body, a bot reads before giving up on it.
 pub const ANSWER_BYTES_MAX: usize = 16 * 1024;
@@ -29,10 +32,13 @@ pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(60);
 /// Where the bots ask: the `--matchmake` base URL, resolved once at start, and what they ask for.
 #[derive(Debug, Clone)]
 pub struct Matchmaker {
-    /// The URL of the request, `http://host:port[/prefix]/matchmake`: what `connect` resolves against.
+    /// The URL of the request, `http://host:port[/prefix]/matchmake` (or `https://`): what `connect`
+    /// resolves against.
     pub url: Url,
     /// The address of its host, resolved once.
     pub addr: SocketAddr,
+    /// `https://`: the name the matchmaker's certificate is checked for (the URL's host); `None`: plain.
+    pub tls: Option<ServerName<'static>>,
     /// `--matchmake-type`: the room type asked for (with a room name: the type it is created with).
     pub room_type: Option<String>,
 }
@@ -96,23 +102,25 @@ pub struct Connect {
     pub url: String,
     /// `host:port` of the URL: the process's name in the report when the answer names none.
     pub authority: String,
+    /// `wss://`: the name the server's certificate is checked for (the URL's host); `None`: `ws://`.
+    pub tls: Option<ServerName<'static>>,
 }
 
 impl Matchmaker {
-    /// Parses `--matchmake` (an `http://host[:port][/prefix]` base URL) and resolves its host.
+    /// Parses `--matchmake` (an `http://host[:port][/prefix]` or `https://` base URL) and resolves its
+    /// host.
     pub fn new(base: &str, room_type: Option<String>) -> Result<Matchmaker, String> {
         let parsed =
             Url::parse(base).map_err(|e| format!("--matchmake {base:?} is not a URL: {e}"))?;
-        match parsed.scheme() {
-            "http" => {}
-            "https" => {
-                return Err(
-                    "--matchmake: https:// is not supported; point the bots at the plain side of the TLS proxy"
-                        .to_string(),
-                )
+        let https = match parsed.scheme() {
+            "http" => false,
+            "https" => true,
+            _ => {
+                return Err(format!(
+                    "--matchmake {base:?} must start with http:// or https://"
+                ))
             }
-            _ => return Err(format!("--matchmake {base:?} must start with http://")),
-        }
+        };
         if parsed.query().is_some() || parsed.fragment().is_some() {
             return Err(format!(
                 "--matchmake {base:?}: give the base URL only (no query, no fragment)"
@@ -121,6 +129,10 @@ impl Matchmaker {
         let host = parsed
             .host_str()
             .ok_or_else(|| format!("--matchmake {base:?} has no host"))?;
+        let tls = match https {
+            true => Some(tls::server_name(host).map_err(|e| format!("--matchmake: {e}"))?),
+            false => None,
+        };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = parsed.port_or_known_default().unwrap_or(80);
         let addr = (host, port)
@@ -139,6 +151,7 @@ impl Matchmaker {
         Ok(Matchmaker {
             url,
             addr,
+            tls,
             room_type,
         })
     }
@@ -173,32 +186,35 @@ impl Matchmaker {
     }
 
     /// Where `connect` (a URL reference in an answer) points: resolved against the request's URL, as a
-    /// browser's `new URL(connect, matchmakeUrl)`, then `http:` becomes `ws:`. A standalone process
-    /// answers a path, a cluster the owner's absolute `--public-url`.
+    /// browser's `new URL(connect, matchmakeUrl)`, then `http:` becomes `ws:` and `https:` `wss:`. A
+    /// standalone process answers a path (so an `https://` matchmaker's answer is `wss://`), a cluster
+    /// the owner's absolute `--public-url`.
     pub fn resolve_connect(&self, connect: &str) -> Result<Connect, String> {
         let mut url = self
             .url
             .join(connect)
             .map_err(|e| format!("connect {connect:?} is not a URL reference: {e}"))?;
-        match url.scheme() {
-            "ws" => {}
-            "http" => url
-                .set_scheme("ws")
-                .map_err(|()| format!("connect {connect:?}: cannot make it ws://"))?,
-            "wss" | "https" => {
-                return Err(format!(
-                    "connect {connect:?} is TLS: the bots speak plain ws:// only"
-                ))
-            }
+        let (ws, tls) = match url.scheme() {
+            "ws" => ("ws", false),
+            "wss" => ("wss", true),
+            "http" => ("ws", false),
+            "https" => ("wss", true),
             other => return Err(format!("connect {connect:?} has scheme {other}:")),
-        }
+        };
+        url.set_scheme(ws)
+            .map_err(|()| format!("connect {connect:?}: cannot make it {ws}://"))?;
         let host = url
             .host_str()
             .ok_or_else(|| format!("connect {connect:?} has no host"))?;
         let port = url.port_or_known_default().unwrap_or(80);
+        let tls = match tls {
+            true => Some(tls::server_name(host).map_err(|e| format!("connect {connect:?}: {e}"))?),
+            false => None,
+        };
         Ok(Connect {
             authority: format!("{host}:{port}"),
             url: url.into(),
+            tls,
         })
     }
 }
@@ -336,16 +352,16 @@ mod tests {
             "http://127.0.0.1:9101/game/matchmake"
         );
         assert_eq!(mm("http://127.0.0.1").addr.port(), 80);
-        for bad in [
-            "https://127.0.0.1:1",
-            "ws://127.0.0.1:1",
-            "nonsense",
-            "http://127.0.0.1:1/?x=1",
-        ] {
+        for bad in ["ws://127.0.0.1:1", "nonsense", "http://127.0.0.1:1/?x=1"] {
             assert!(Matchmaker::new(bad, None).is_err(), "{bad}");
         }
-        let err = Matchmaker::new("https://127.0.0.1:1", None).unwrap_err();
+        let err = Matchmaker::new("ftp://127.0.0.1:1", None).unwrap_err();
         assert!(err.contains("--matchmake"), "{err}");
+        assert_eq!(mm("http://127.0.0.1:9101").tls, None);
+        let tls = mm("https://127.0.0.1:9101/game");
+        assert_eq!(tls.url.as_str(), "https://127.0.0.1:9101/game/matchmake");
+        assert!(matches!(tls.tls, Some(ServerName::IpAddress(_))));
+        assert_eq!(mm("https://127.0.0.1").addr.port(), 443);
         assert!(Matchmaker::new("http://127.0.0.1:1", Some(String::new())).is_err());
     }
 
@@ -412,16 +428,32 @@ mod tests {
             m.resolve_connect("http://10.0.0.5/ws/r1").unwrap(),
             Connect {
                 url: "ws://10.0.0.5/ws/r1".into(),
-                authority: "10.0.0.5:80".into()
+                authority: "10.0.0.5:80".into(),
+                tls: None,
             }
         );
         assert_eq!(
             m.resolve_connect("//127.0.0.1:9103/ws/r").unwrap().url,
             "ws://127.0.0.1:9103/ws/r"
         );
-        for bad in ["wss://h/ws/r", "https://h/ws/r", "ftp://h/r", "http://[::1"] {
+        // TLS: https:// becomes wss:// (port 443 unless given), checked for the URL's host.
+        let c = m.resolve_connect("https://game.example/ws/r1").unwrap();
+        assert_eq!(
+            (c.url.as_str(), c.authority.as_str()),
+            ("wss://game.example/ws/r1", "game.example:443")
+        );
+        assert_eq!(c.tls, Some(ServerName::try_from("game.example").unwrap()));
+        let c = m.resolve_connect("wss://127.0.0.1:9104/ws/r").unwrap();
+        assert_eq!(c.url, "wss://127.0.0.1:9104/ws/r");
+        assert!(matches!(c.tls, Some(ServerName::IpAddress(_))));
+        for bad in ["ftp://h/r", "http://[::1"] {
             assert!(m.resolve_connect(bad).is_err(), "{bad}");
         }
+        // An https:// matchmaker's path answer is wss:// on the same host and port.
+        let tls = mm("https://localhost:9105");
+        let c = tls.resolve_connect("/ws/arena-1?type=arena").unwrap();
+        assert_eq!(c.url, "wss://localhost:9105/ws/arena-1?type=arena");
+        assert_eq!(c.tls, Some(ServerName::try_from("localhost").unwrap()));
     }
 
     const OK: &[u8] =

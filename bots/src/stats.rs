@@ -126,6 +126,9 @@ pub enum ConnectFailure {
     Tcp,
     /// The server answered the upgrade with this HTTP status (503: at connection capacity).
     Http(u16),
+    /// The TLS handshake failed (`wss://`): the certificate was not trusted or not for the host, no
+    /// protocol version or cipher in common, or the server broke TLS.
+    Tls,
     /// The upgrade failed otherwise (bad answer, connection closed).
     Handshake,
     /// `--matchmake`: the request before the connect placed the bot nowhere (see the matchmaking
@@ -140,6 +143,7 @@ impl ConnectFailure {
         match self {
             ConnectFailure::Tcp => "tcp connect".to_string(),
             ConnectFailure::Http(status) => format!("http {status}"),
+            ConnectFailure::Tls => "tls".to_string(),
             ConnectFailure::Handshake => "upgrade".to_string(),
             ConnectFailure::Matchmake => "matchmake".to_string(),
             ConnectFailure::Timeout => "timeout".to_string(),
@@ -152,6 +156,8 @@ impl ConnectFailure {
 pub enum MatchmakeFailure {
     /// The TCP connect to the matchmaker was refused or failed, or the connection broke.
     Tcp,
+    /// The TLS handshake with an `https://` matchmaker failed (its certificate was not trusted, say).
+    Tls,
     /// No whole answer within `--matchmake-timeout-ms`.
     Timeout,
     /// The matchmaker answered this status (400, 404, 409, 503, ...).
@@ -165,6 +171,7 @@ impl MatchmakeFailure {
     pub fn label(self) -> String {
         match self {
             MatchmakeFailure::Tcp => "tcp connect".to_string(),
+            MatchmakeFailure::Tls => "tls".to_string(),
             MatchmakeFailure::Timeout => "timeout".to_string(),
             MatchmakeFailure::Http(status) => format!("http {status}"),
             MatchmakeFailure::BadAnswer => "bad answer".to_string(),

@@ -201,17 +201,29 @@ impl Redis {
 
 /// Redis and `tickcast` processes `p1`, `p2`, ... registered in it; all killed when dropped.
 pub struct Cluster {
-    /// Each process's id and address (also its `--public-url`, `ws://ADDR`).
+    /// Each process's id and address (also its `--public-url`, `ws://ADDR`, or `wss://ADDR` with TLS).
     pub processes: Vec<(String, SocketAddr)>,
     children: Vec<Process>,
     pub redis: Redis,
     secret_dir: PathBuf,
+    /// The processes serve TLS (wss://, https://).
+    tls: bool,
 }
 
 impl Cluster {
     /// Starts Redis and `count` processes with `extra` flags each, and waits (bounded) until every one
     /// has registered (its `tickcast:process:<id>` entry is in Redis) and answers `GET /healthz`.
     pub fn start(count: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_with(count, extra, None)
+    }
+
+    /// [`Cluster::start`] with every process serving TLS with `cert` (`--tls-cert`, `--tls-key`), its
+    /// `--public-url` `wss://ADDR`; `GET /healthz` is asked over https, trusting `cert`.
+    pub fn start_tls(count: usize, extra: &[&str], cert: &super::tls::TestCert) -> Cluster {
+        Cluster::start_with(count, extra, Some(cert))
+    }
+
+    fn start_with(count: usize, extra: &[&str], tls: Option<&super::tls::TestCert>) -> Cluster {
         let bin = server_binary();
         let redis = Redis::start();
         let secret_dir = std::env::temp_dir().join(format!(
@@ -227,29 +239,40 @@ impl Cluster {
             children: Vec::new(),
             redis,
             secret_dir,
+            tls: tls.is_some(),
         };
+        let ws = if tls.is_some() { "wss" } else { "ws" };
         for n in 1..=count {
             let id = format!("p{n}");
             let port = free_port();
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            let process = Process::spawn(
-                Command::new(&bin)
-                    .args(["--listen", &addr.to_string()])
-                    .args(["--public-url", &format!("ws://{addr}")])
-                    .args(["--redis", &cluster.redis.url(), "--process-id", &id])
-                    .arg("--cluster-secret-file")
-                    .arg(&secret)
-                    .args(extra),
-            );
+            let mut command = Command::new(&bin);
+            command
+                .args(["--listen", &addr.to_string()])
+                .args(["--public-url", &format!("{ws}://{addr}")])
+                .args(["--redis", &cluster.redis.url(), "--process-id", &id])
+                .arg("--cluster-secret-file")
+                .arg(&secret)
+                .args(extra);
+            if let Some(cert) = tls {
+                command.arg("--tls-cert").arg(&cert.cert);
+                command.arg("--tls-key").arg(&cert.key);
+            }
+            let process = Process::spawn(&mut command);
             cluster.children.push(process);
             cluster.processes.push((id, addr));
         }
+        let healthy = |addr: SocketAddr| -> bool {
+            let answer = match tls {
+                Some(cert) => super::tls::https_get(addr, cert.client_config(), "/healthz"),
+                None => super::try_http_get(addr, "/healthz"),
+            };
+            answer.map(|(s, _)| s) == Some(200)
+        };
         for (id, addr) in cluster.processes.clone() {
             let t0 = Instant::now();
             let key = format!("tickcast:process:{id}");
-            while cluster.redis.get(&key).is_none()
-                || super::try_http_get(addr, "/healthz").map(|(s, _)| s) != Some(200)
-            {
+            while cluster.redis.get(&key).is_none() || !healthy(addr) {
                 if t0.elapsed() > WAIT_MAX {
                     let logs = cluster.logs();
                     panic!("{id} at {addr} never registered; stderr:\n{logs}");
@@ -260,9 +283,10 @@ impl Cluster {
         cluster
     }
 
-    /// The `http://` base URL of process `i` (0-based): where the bots matchmake.
+    /// The `http://` (with TLS `https://`) base URL of process `i` (0-based): where the bots matchmake.
     pub fn http_url(&self, i: usize) -> String {
-        format!("http://{}", self.processes[i].1)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.processes[i].1)
     }
 
     /// Kills every process and returns what each wrote on stderr (for a failure message).
