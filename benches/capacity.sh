@@ -522,7 +522,7 @@ HTTP_SCHEME=http
 if [ "$TLS" = 1 ]; then
     mkdir -p "$RAW/tls"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost \
-        -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -days 1 \
+        -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE -days 1 \
         -keyout "$RAW/tls/key.pem" -out "$RAW/tls/cert.pem" 2>"$RAW/tls/openssl.err" \
         || { echo "capacity: openssl could not make a certificate" >&2; cat "$RAW/tls/openssl.err" >&2; exit 1; }
     TLS_FLAGS=(--tls-cert "$RAW/tls/cert.pem" --tls-key "$RAW/tls/key.pem")
