@@ -455,7 +455,9 @@ fn tls(c: &mut Criterion) {
     use std::io::Write;
     let mut group = c.benchmark_group("tls");
     let (mut server, _client) = tls_pair();
-    let suite = server.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
+    let suite = server
+        .negotiated_cipher_suite()
+        .map(|s| format!("{:?}", s.suite()));
     println!("tls: negotiated {}", suite.unwrap_or_default());
     let mut wire = Vec::with_capacity(64 * 1024);
     for size in [200usize, 1_000, 4_000, 16_000] {
@@ -483,7 +485,11 @@ fn tls(c: &mut Criterion) {
         while server.wants_write() {
             server.write_tls(&mut wire).unwrap();
         }
-        println!("    {size} B of update: {} B on the wire ({} B of TLS framing)", wire.len(), wire.len() - size);
+        println!(
+            "    {size} B of update: {} B on the wire ({} B of TLS framing)",
+            wire.len(),
+            wire.len() - size
+        );
     }
     group.finish();
 }

@@ -49,100 +49,74 @@ const FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Most rounds.
 const ROUNDS_MAX: usize = 1_000_000;
 
-#[derive(Debug, Clone)]
+/// The floor's settings. `cargo bench` passes `--bench` to every bench binary, and `cargo bench -- --test`
+/// (criterion's smoke mode, as CI's) passes `--test`: then one tiny run proves the binary works.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "send_floor",
+    about = "The kernel floor of the fan-out (docs/PERFORMANCE.md)"
+)]
 struct Args {
+    /// Loopback connections, each sent one frame per round.
+    #[arg(long, default_value_t = 500, value_parser = in_range(SOCKETS_MAX))]
     sockets: usize,
+    /// Bytes of the frame sent to every socket.
+    #[arg(long, default_value_t = 2048, value_parser = in_range(FRAME_BYTES_MAX))]
     frame_bytes: usize,
+    /// Measured rounds.
+    #[arg(long, default_value_t = 200, value_parser = in_range(ROUNDS_MAX))]
     rounds: usize,
     /// Unmeasured rounds first, so buffers and caches reach their steady state.
+    #[arg(long, default_value_t = 10)]
     warmup_rounds: usize,
-    /// Time from the start of one round to the start of the next, in ms (0: back to back).
+    /// Between rounds, in ms (the tick period is what the server does); 0: back to back.
+    #[arg(long, default_value_t = 0)]
     interval_ms: u64,
+    /// Reader threads.
+    #[arg(long, default_value_t = 1, value_parser = in_range(256))]
     readers: usize,
-    /// The readers drain after each round (`false`, the floor proper) or while it is sent (`true`).
-    concurrent: bool,
+    /// `between`: the readers drain after each round (the floor proper, a lower bound); `concurrent`: they
+    /// read while it is sent, as idle clients do.
+    #[arg(long, default_value = "between", value_parser = ["between", "concurrent"])]
+    drain: String,
+    /// TCP_NOTSENT_LOWAT of the sending ends (the server's default).
+    #[arg(long, default_value_t = 16 * 1024)]
     notsent_lowat_bytes: u32,
+    /// Pin the sending thread to this cpu.
+    #[arg(long)]
     sender_cpu: Option<usize>,
-    reader_cpus: Vec<usize>,
+    /// Pin the readers to these cpus, like 1-3,5.
+    #[arg(long, value_parser = parse_cpu_list, default_value = "")]
+    reader_cpus: CpuList,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+    /// Criterion's smoke mode (`cargo bench -- --test`): one run of 4 sockets and 2 rounds.
+    #[arg(long)]
+    test: bool,
 }
 
-const USAGE: &str = "usage: send_floor [--sockets N] [--frame-bytes B] [--rounds R] [--warmup-rounds W] \
-[--interval-ms I] [--readers T] [--drain between|concurrent] [--notsent-lowat-bytes L] [--sender-cpu C] \
-[--reader-cpus LIST]
-  defaults: --sockets 500 --frame-bytes 2048 --rounds 200 --warmup-rounds 10 --interval-ms 0 --readers 1
-            --drain between --notsent-lowat-bytes 16384 (the server's default); LIST is like 1-3,5";
-
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        sockets: 500,
-        frame_bytes: 2048,
-        rounds: 200,
-        warmup_rounds: 10,
-        interval_ms: 0,
-        readers: 1,
-        concurrent: false,
-        notsent_lowat_bytes: 16 * 1024,
-        sender_cpu: None,
-        reader_cpus: Vec::new(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        // `cargo bench` passes `--bench` to every bench binary.
-        if flag == "--bench" {
-            continue;
-        }
-        if flag == "-h" || flag == "--help" {
-            return Err(String::new());
-        }
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = |max: usize| -> Result<usize, String> {
-            match value.parse::<usize>() {
-                Ok(v) if v >= 1 && v <= max => Ok(v),
-                _ => Err(format!(
-                    "{flag}: expected an integer in 1..={max}, got {value:?}"
-                )),
-            }
-        };
-        match flag.as_str() {
-            "--sockets" => a.sockets = num(SOCKETS_MAX)?,
-            "--frame-bytes" => a.frame_bytes = num(FRAME_BYTES_MAX)?,
-            "--rounds" => a.rounds = num(ROUNDS_MAX)?,
-            "--warmup-rounds" => a.warmup_rounds = num(ROUNDS_MAX + 1)? - 1,
-            "--interval-ms" => {
-                a.interval_ms = value
-                    .parse()
-                    .map_err(|_| format!("{flag}: expected ms, got {value:?}"))?
-            }
-            "--readers" => a.readers = num(256)?,
-            "--drain" => {
-                a.concurrent = match value.as_str() {
-                    "between" => false,
-                    "concurrent" => true,
-                    _ => {
-                        return Err(format!(
-                            "{flag}: expected between or concurrent, got {value:?}"
-                        ))
-                    }
-                }
-            }
-            "--notsent-lowat-bytes" => a.notsent_lowat_bytes = num(u32::MAX as usize)? as u32,
-            "--sender-cpu" => {
-                a.sender_cpu = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("{flag}: expected a cpu number, got {value:?}"))?,
-                )
-            }
-            "--reader-cpus" => a.reader_cpus = parse_cpu_list(&value)?,
-            _ => return Err(format!("unknown flag {flag}")),
-        }
+impl Args {
+    /// Whether the readers read while the round is sent.
+    fn concurrent(&self) -> bool {
+        self.drain == "concurrent"
     }
-    a.readers = a.readers.min(a.sockets);
-    Ok(a)
 }
+
+/// A value parser for an integer in `1..=max`.
+fn in_range(max: usize) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    move |value| match value.parse::<usize>() {
+        Ok(v) if (1..=max).contains(&v) => Ok(v),
+        _ => Err(format!("expected an integer in 1..={max}, got {value:?}")),
+    }
+}
+
+/// A list of cpus, as `--reader-cpus` takes it.
+#[derive(Debug, Clone, Default)]
+struct CpuList(Vec<usize>);
 
 /// "1-3,5" -> [1, 2, 3, 5].
-fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
+fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
     let bad = || format!("--reader-cpus: expected a list like 1-3,5, got {s:?}");
     let mut cpus = Vec::new();
     for part in s.split(',').filter(|p| !p.is_empty()) {
@@ -161,7 +135,7 @@ fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
         }
         cpus.extend(lo..=hi);
     }
-    Ok(cpus)
+    Ok(CpuList(cpus))
 }
 
 /// Pins the calling thread to `cpus`.
@@ -422,8 +396,8 @@ fn run(args: &Args) -> io::Result<String> {
     let mut orders = Vec::new();
     let mut readers = Vec::new();
     for share in shares {
-        let (stop, read, cpus) = (stop.clone(), read.clone(), args.reader_cpus.clone());
-        let told = if args.concurrent {
+        let (stop, read, cpus) = (stop.clone(), read.clone(), args.reader_cpus.0.clone());
+        let told = if args.concurrent() {
             None
         } else {
             let (tx, rx) = mpsc::channel();
@@ -436,7 +410,7 @@ fn run(args: &Args) -> io::Result<String> {
                 .spawn(move || reader(share, cpus, stop, read, told))?,
         );
     }
-    let drains = (!args.concurrent).then_some(Drains {
+    let drains = (!args.concurrent()).then_some(Drains {
         orders,
         done: done_rx,
     });
@@ -480,10 +454,10 @@ fn run(args: &Args) -> io::Result<String> {
         args.warmup_rounds,
         args.interval_ms,
         args.readers,
-        if args.concurrent { "concurrent" } else { "between" },
+        if args.concurrent() { "concurrent" } else { "between" },
         args.notsent_lowat_bytes,
         opt(args.sender_cpu),
-        args.reader_cpus,
+        args.reader_cpus.0,
         mean,
         quantile(&sorted, 0.5),
         quantile(&sorted, 0.99),
@@ -498,16 +472,17 @@ fn run(args: &Args) -> io::Result<String> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("send_floor: {e}");
-            }
-            eprintln!("{USAGE}");
-            std::process::exit(2);
-        }
-    };
+    use clap::Parser;
+    let mut args = Args::parse();
+    if args.test {
+        (
+            args.sockets,
+            args.rounds,
+            args.warmup_rounds,
+            args.interval_ms,
+        ) = (4, 2, 0, 0);
+    }
+    args.readers = args.readers.min(args.sockets);
     match run(&args) {
         Ok(json) => println!("{json}"),
         Err(e) => {
