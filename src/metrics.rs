@@ -154,18 +154,36 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        self.render_samples(out, name, "");
+    }
+
+    /// The samples alone, each with `label` (`key="value",` or empty) before `le`.
+    fn render_samples(&self, out: &mut String, name: &str, label: &str) {
         let mut cumulative = 0;
         for (bound, n) in self.bounds_us.iter().zip(&self.counts) {
             cumulative += n;
             let _ = writeln!(
                 out,
-                "{name}_bucket{{le=\"{}\"}} {cumulative}",
+                "{name}_bucket{{{label}le=\"{}\"}} {cumulative}",
                 *bound as f64 / 1e6
             );
         }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum {}", self.sum_us as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count {}", self.count);
+        let _ = writeln!(out, "{name}_bucket{{{label}le=\"+Inf\"}} {}", self.count);
+        let bare = label.trim_end_matches(',');
+        let braces = |l: &str| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{{{l}}}")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "{name}_sum{} {}",
+            braces(bare),
+            self.sum_us as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{} {}", braces(bare), self.count);
     }
 }
 
@@ -227,6 +245,33 @@ pub struct Metrics {
     /// Ticks of one room: a room's tick runs its game's steps and queues its updates.
     pub tick_duration: Histogram,
     pub tick_lateness: Histogram,
+    /// A room tick split: its game's steps, and building and queueing its updates (`Phase::Step`,
+    /// `Phase::Updates`); and the process's timers, once per `--tick-hz` period (`Phase::Timers`).
+    pub tick_phases: [Histogram; TickPhase::ALL.len()],
+    /// Socket events taken by the polls (events per wake-up: this over `loop_turns_total`).
+    pub events: u64,
+    /// `read()` system calls on client sockets (reads per message: this over `frames_in_total`).
+    pub socket_reads: u64,
+}
+
+/// Where a tick's time goes (`tickcast_tick_phase_seconds{phase}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TickPhase {
+    Step,
+    Updates,
+    Timers,
+}
+
+impl TickPhase {
+    pub const ALL: [TickPhase; 3] = [TickPhase::Step, TickPhase::Updates, TickPhase::Timers];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TickPhase::Step => "step",
+            TickPhase::Updates => "updates",
+            TickPhase::Timers => "timers",
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -268,6 +313,9 @@ impl Default for Metrics {
             tls_reloads_failed: 0,
             tick_duration: Histogram::new(TICK_BUCKETS_US),
             tick_lateness: Histogram::new(TICK_BUCKETS_US),
+            tick_phases: std::array::from_fn(|_| Histogram::new(TICK_BUCKETS_US)),
+            events: 0,
+            socket_reads: 0,
         }
     }
 }
@@ -422,6 +470,18 @@ impl Metrics {
             "counter",
             "Turns of the event loop (one poll each): a few per tick when idle, more under load.",
             self.turns,
+        );
+        one(
+            "poll_events_total",
+            "counter",
+            "Socket events the loop's polls returned (over loop_turns_total: events per wake-up).",
+            self.events,
+        );
+        one(
+            "socket_reads_total",
+            "counter",
+            "read() calls on client sockets (over frames_in_total: reads per message).",
+            self.socket_reads,
         );
         one(
             "ticks_skipped_total",
@@ -655,6 +715,15 @@ tickcast_backplane_received_total {}
             "tickcast_tick_lateness_seconds",
             "How late a room's tick started against its schedule (every room's ticks together).",
         );
+        let name = "tickcast_tick_phase_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Where tick time goes: a room's game steps (step), building and queueing its updates (updates), the process's timers once per --tick-hz period (timers).\n# TYPE {name} histogram"
+        );
+        for phase in TickPhase::ALL {
+            let label = format!("phase=\"{}\",", phase.label());
+            self.tick_phases[phase as usize].render_samples(&mut out, name, &label);
+        }
         out
     }
 }

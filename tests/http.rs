@@ -30,6 +30,8 @@ fn health_metrics_and_page() {
         "tickcast_slow_consumer_closes_total",
         "tickcast_tick_duration_seconds_count",
         "tickcast_tick_lateness_seconds_count",
+        "tickcast_poll_events_total",
+        "tickcast_socket_reads_total",
     ] {
         assert!(
             metric_in(&metrics, name).is_some(),
@@ -37,6 +39,14 @@ fn health_metrics_and_page() {
         );
     }
     assert!(metrics.contains("tickcast_connections_closed_total{reason=\"http_done\"}"));
+    // The tick split by phase, each a histogram of its own under one bounded label.
+    for phase in ["step", "updates", "timers"] {
+        let count = format!("tickcast_tick_phase_seconds_count{{phase=\"{phase}\"}} ");
+        assert!(metrics.contains(&count), "{count} missing from\n{metrics}");
+        let bucket =
+            format!("tickcast_tick_phase_seconds_bucket{{phase=\"{phase}\",le=\"+Inf\"}} ");
+        assert!(metrics.contains(&bucket), "{bucket} missing");
+    }
     assert!(metric_in(&metrics, "tickcast_connections_total").unwrap() >= 3);
 }
 

@@ -368,6 +368,7 @@ impl Conn {
                 meter: &mut self.meter,
                 turn: &mut self.read_turn,
                 bytes_in: 0,
+                reads: 0,
             },
         )
     }
@@ -383,6 +384,8 @@ pub struct Io<'a> {
     turn: &'a mut ReadTurn,
     /// Bytes read through this adaptor, for metrics and idle tracking.
     pub bytes_in: usize,
+    /// Reads of the socket through this adaptor (those that said WouldBlock included).
+    pub reads: usize,
 }
 
 impl Read for Io<'_> {
@@ -398,6 +401,7 @@ impl Read for Io<'_> {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let want = buf.len().min(turn.bytes_left);
+        self.reads += 1;
         let n = self.sock.read(&mut buf[..want])?;
         self.bytes_in += n;
         turn.bytes_left -= n;

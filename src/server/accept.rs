@@ -238,6 +238,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             if room == 0 {
                 break None;
             }
+            self.metrics.socket_reads += 1;
             match conn.stream.read(&mut chunk[..room]) {
                 Ok(0) => break Some(CloseReason::Peer),
                 Ok(n) => {

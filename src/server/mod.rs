@@ -340,6 +340,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.take_cluster_news();
         self.take_backplane();
         for event in events.iter() {
+            self.metrics.events += 1;
             match event.token() {
                 LISTENER => self.net.accept_pending = true,
                 WAKER => {}

@@ -171,6 +171,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             let result = ws.ctx.read(&mut io);
             let echo = ws.echo;
             let bytes_in = io.bytes_in;
+            self.metrics.socket_reads += io.reads as u64;
             if bytes_in > 0 {
                 ws.pinged = false;
                 conn.last_heard = self.now;

@@ -3,6 +3,7 @@
 //! (handshake, ping, idle, close linger, idle rooms), once per `--tick-hz` period.
 
 use super::*;
+use crate::metrics::TickPhase;
 use crate::sim::PlayerId;
 
 /// A burst smaller than this is not worth giving back (see `note_queued`).
@@ -27,6 +28,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let dt_s = room.schedule.period().as_secs_f32();
         let first = room.world.tick() + 1;
         let mut ran = 0;
+        let stepping = self.clock.now();
         while ran < due.run && room.control.is_empty() {
             let tick = room.world.tick() + 1;
             room.game
@@ -40,7 +42,10 @@ impl<G: Game, C: Clock> Server<G, C> {
         let checksum = every > 0 && (first - 1) / every != room.world.tick() / every;
         let draining = self.drain_deadline.is_some();
         let last = draining || room.control.ended.is_some();
+        let updating = self.clock.now();
+        self.metrics.tick_phases[TickPhase::Step as usize].record(updating - stepping);
         self.send_updates(key, checksum, last);
+        self.metrics.tick_phases[TickPhase::Updates as usize].record(self.clock.now() - updating);
         self.deliver_outbox(key);
         if self.obey_game(key) {
             if draining {
@@ -138,6 +143,12 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// bytes queued, giving memory back, idle rooms, a stalled accept; while draining, the connections in
     /// no room (the echo).
     pub(super) fn run_timers(&mut self) {
+        let started = self.clock.now();
+        self.run_timers_now();
+        self.metrics.tick_phases[TickPhase::Timers as usize].record(self.clock.now() - started);
+    }
+
+    fn run_timers_now(&mut self) {
         self.check_timers();
         self.queued_estimate = self.net.conns.iter().map(|(_, c)| c.queued()).sum();
         self.note_queued(self.queued_estimate);
