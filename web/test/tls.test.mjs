@@ -2,7 +2,8 @@
 // self-signed certificate made at test time by the `openssl` CLI in a temporary directory (nothing is
 // committed), and headless Chromium loading the page over https and playing over wss. Chromium refuses
 // the certificate until the context is told to accept it (ignoreHTTPSErrors); the harness's own requests
-// trust exactly that certificate. Assertions are on the SDK's mirrored state, as in browser.test.mjs.
+// trust exactly that certificate. `?room=` goes through the matchmaker over https and plays over the
+// wss:// URL it answers. Assertions are on the SDK's mirrored state, as in browser.test.mjs.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -108,6 +109,31 @@ test('the page loaded over https joins over wss, moves its own entity and verifi
     const failed = [...m].filter(([name]) => name.startsWith('tickcast_tls_handshake_failures_total{'));
     assert.ok(failed.reduce((sum, [, n]) => sum + n, 0) >= 1, JSON.stringify(failed));
     assert.equal(m.get('tickcast_connections_closed_total{reason="malformed_message"}') ?? 0, 0);
+  } finally {
+    await context.close();
+  }
+});
+
+test('?room= matchmakes over https (POST /matchmake) and plays in that room over the wss:// URL it answers', async () => {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 900, height: 900 } });
+  try {
+    const { page, errors } = await openArena(browser, server, { context, query: '?room=tls-1' });
+    await waitFor(page, 'a verified checksum in tls-1', () => window.tickcast.client.stats.checksumsVerified >= 1);
+    const s = await snapshot(page);
+    assert.equal(s.room, 'tls-1');
+    assert.match(s.url, new RegExp(`^wss://127\\.0\\.0\\.1:${server.port}/ws/tls-1(\\?|$)`), s.url);
+    assert.ok(s.ids.includes(s.entity));
+    assert.equal(s.stats.checksumFailures, 0);
+    // The SDK asked the matchmaker (over https, the page's origin) and holds its answer: the room, and
+    // the wss:// URL it connected to.
+    const matchmade = await page.evaluate(() => window.tickcast.client.matchmade);
+    assert.equal(matchmade?.room, 'tls-1', JSON.stringify(matchmade));
+    assert.equal(matchmade.url, s.url, JSON.stringify(matchmade));
+    // The server, asked over https, lists the room with its one player.
+    const room = await server.get('/rooms/tls-1');
+    assert.equal(room.status, 200, room.text);
+    assert.equal(JSON.parse(room.text).players, 1, room.text);
+    assert.deepEqual(errors, []);
   } finally {
     await context.close();
   }
