@@ -3,7 +3,9 @@
 //! certificate with `--ca-file` connects, follows the world and matches every checksum (slow readers
 //! and flappers included, with no unexpected disconnect); `--insecure` plays without verifying and says
 //! so at the start; a draining server's 1001 is read through TLS and is expected; a certificate the
-//! bots do not trust fails every attempt as `tls`, and the server sees the bots' alerts; plain `ws://`
+//! bots do not trust fails every attempt as `tls`, and the server sees the bots' alerts; a self-signed
+//! certificate that says it is a CA (openssl's default) is trusted through `--ca-file` for its own
+//! names, and for no other; plain `ws://`
 //! to a TLS port is refused; `--matchmake https://` places the bots on a standalone process (its path
 //! answer becomes `wss://`) and on a cluster whose processes answer their absolute `wss://` public URLs.
 
@@ -257,6 +259,60 @@ fn a_certificate_the_bots_do_not_trust_fails_every_attempt_as_tls() {
         metrics.tls_failures[TlsFailure::Alert as usize] > 0,
         "{summary}"
     );
+}
+
+#[test]
+fn a_self_signed_certificate_that_says_it_is_a_ca_is_trusted_with_ca_file_for_its_names_only() {
+    // openssl req -x509 marks its self-signed certificate CA:TRUE; webpki alone refuses that as a
+    // server's own certificate, --ca-file trusts it when the server shows exactly that certificate.
+    let cert = TestCert::made("ca-flagged", &["localhost", "127.0.0.1"], true);
+    let server = tls_server(&cert, |c| {
+        c.npcs = 4;
+        c.checksum_every_ticks = 5;
+    });
+    let [ca, pem] = cert.ca_flag();
+    let flags = [
+        &ca,
+        &pem,
+        "--count",
+        "3",
+        "--duration",
+        "2s",
+        "--threads",
+        "1",
+    ];
+    let (report, errors) = run_swarm(args(&wss_url(&server), &flags));
+    server.stop();
+    let summary = format!("{}\nerrors: {errors:?}", report.table());
+    assert!(report.passed, "{summary}");
+    assert_eq!(report.bots_ever_connected, 3, "{summary}");
+    assert!(report.connect_failures.is_empty(), "{summary}");
+    assert!(report.checksums_verified > 0, "{summary}");
+
+    // The same kind of certificate for another name: the exception trusts the certificate for its
+    // names, not for the address, so every attempt at 127.0.0.1 fails its handshake.
+    let elsewhere = TestCert::made("ca-flagged-elsewhere", &["game.invalid"], true);
+    let server = tls_server(&elsewhere, |c| c.npcs = 4);
+    let [ca, pem] = elsewhere.ca_flag();
+    let flags = [
+        &ca,
+        &pem,
+        "--count",
+        "2",
+        "--duration",
+        "1s",
+        "--threads",
+        "1",
+        "--connect-attempts",
+        "1",
+    ];
+    let (report, errors) = run_swarm(args(&wss_url(&server), &flags));
+    let metrics = server.stop();
+    let summary = format!("{}\nerrors: {errors:?}", report.table());
+    assert!(!report.passed, "{summary}");
+    assert_eq!(report.bots_never_connected, 2, "{summary}");
+    assert_eq!(report.connect_failures.get("tls"), Some(&2), "{summary}");
+    assert_eq!(metrics.tls_handshakes, 0, "{summary}");
 }
 
 #[test]
