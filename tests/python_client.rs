@@ -4,12 +4,15 @@
 //! resumes its player onto the mirror it kept; it takes its player over from a connection still open (which
 //! is closed with 4005); two of its clients in two rooms each see their own room alone; its players chat
 //! in the arena (protocol v4 `Send` and `Message`) and every arena room hears them; and it reads every
-//! test vector of the document.
+//! test vector of the document. Over TLS (`wss://`, Python's `ssl`) against a server whose certificate
+//! this test makes (rcgen; no key is committed), trusted through `TICKCAST_CA_FILE`: it plays with every
+//! checksum matched, and resumes after an abrupt drop; without the certificate trusted it is refused.
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Output};
 
+use common::tls::{https_get, TestCert};
 use common::TestServer;
 
 /// The interpreter `scripts/test.sh` prepared (a venv with `websockets`), else the system's.
@@ -22,14 +25,28 @@ fn python() -> String {
     }
 }
 
-/// Runs `tests/py/client.py` with `args`; returns its one-line JSON summary.
-fn client(args: &[&str]) -> String {
+/// Runs `tests/py/client.py` with `args` and `TICKCAST_CA_FILE` set to `ca_file` (or unset).
+fn run_client(args: &[&str], ca_file: Option<&std::path::Path>) -> Output {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/client.py");
-    let out = Command::new(python())
+    let mut command = Command::new(python());
+    command
         .arg(script)
         .args(args)
-        .output()
-        .expect("run python3");
+        .env_remove("TICKCAST_CA_FILE");
+    if let Some(path) = ca_file {
+        command.env("TICKCAST_CA_FILE", path);
+    }
+    command.output().expect("run python3")
+}
+
+/// Runs `tests/py/client.py` with `args`; returns its one-line JSON summary.
+fn client(args: &[&str]) -> String {
+    client_trusting(args, None)
+}
+
+/// [`client`] trusting the certificates of `ca_file` for wss:// and https:// (`TICKCAST_CA_FILE`).
+fn client_trusting(args: &[&str], ca_file: Option<&std::path::Path>) -> String {
+    let out = run_client(args, ca_file);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -83,6 +100,109 @@ fn python_websockets_client_mirrors_the_world_and_matches_every_checksum() {
         server.metric("tickcast_connections_closed_total{reason=\"malformed_message\"}"),
         0
     );
+}
+
+/// [`server`], serving TLS with `cert` (every connection wss:// or https://).
+fn tls_server(cert: &TestCert) -> TestServer {
+    let (c, k) = (cert.cert.clone(), cert.key.clone());
+    TestServer::start(move |cfg| {
+        cfg.npcs = 200;
+        cfg.tick_hz = 50;
+        cfg.checksum_every_ticks = 5;
+        cfg.tls_cert = Some(c);
+        cfg.tls_key = Some(k);
+    })
+}
+
+/// A metric of a TLS server, read over https://.
+fn tls_metric(server: &TestServer, cert: &TestCert, name: &str) -> u64 {
+    let (status, body) = https_get(server, cert.client_config(), "/metrics");
+    assert_eq!(status, 200, "{body}");
+    common::metric_in(&body, name).unwrap_or_else(|| panic!("metric {name} not in:\n{body}"))
+}
+
+/// The wss:// URL of a TLS server's default room, by IP address (the certificate names 127.0.0.1 as an
+/// IP address too, and Python checks it).
+fn wss_url(server: &TestServer) -> String {
+    format!("wss://{}/ws", server.addr)
+}
+
+#[test]
+fn python_client_plays_over_wss_trusting_the_test_certificate_and_matches_every_checksum() {
+    let cert = TestCert::new("py-play");
+    let server = tls_server(&cert);
+    let summary = client_trusting(&["play", &wss_url(&server), "5"], Some(&cert.cert));
+    assert!(number(&summary, "checksums_verified") >= 5, "{summary}");
+    assert_eq!(number(&summary, "acked_seq"), 1, "{summary}");
+    assert_eq!(number(&summary, "token_len"), 16, "{summary}");
+    assert_eq!(
+        number(&summary, "entities"),
+        201,
+        "200 wanderers and the python player: {summary}"
+    );
+    // It really was TLS: the server completed a handshake for it (and one for this request).
+    assert_eq!(
+        tls_metric(&server, &cert, "tickcast_tls_handshakes_total"),
+        2,
+        "{summary}"
+    );
+    assert_eq!(
+        tls_metric(
+            &server,
+            &cert,
+            "tickcast_connections_closed_total{reason=\"malformed_message\"}"
+        ),
+        0
+    );
+}
+
+#[test]
+fn python_client_resumes_over_wss_after_an_abrupt_drop_onto_the_mirror_it_kept() {
+    let cert = TestCert::new("py-resume");
+    let server = tls_server(&cert);
+    let summary = client_trusting(&["resume", &wss_url(&server), "3"], Some(&cert.cert));
+    assert_eq!(
+        number(&summary, "resumed_entity"),
+        number(&summary, "entity"),
+        "{summary}"
+    );
+    assert_eq!(field(&summary, "first_update_kind"), "Delta", "{summary}");
+    assert_eq!(
+        number(&summary, "first_update_base"),
+        number(&summary, "resume_tick"),
+        "{summary}"
+    );
+    assert!(number(&summary, "checksums_after") >= 3, "{summary}");
+    assert_eq!(number(&summary, "acked_seq_after"), 4, "{summary}");
+    assert_eq!(
+        tls_metric(&server, &cert, "tickcast_resumes_total"),
+        2,
+        "{summary}"
+    );
+}
+
+#[test]
+fn python_client_refuses_a_wss_server_whose_certificate_it_does_not_trust() {
+    let cert = TestCert::new("py-untrusted");
+    let server = tls_server(&cert);
+    // No TICKCAST_CA_FILE: the system's roots, which do not hold a certificate made a moment ago.
+    let out = run_client(&["play", &wss_url(&server), "1"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("CERTIFICATE_VERIFY_FAILED"), "{stderr}");
+    // The server saw one handshake fail (how depends on how Python hangs up: an alert, or just the
+    // close), and completed only the one of this request.
+    let (_, metrics) = https_get(&server, cert.client_config(), "/metrics");
+    let failed: u64 = ["not_tls", "eof", "alert", "protocol", "timeout"]
+        .iter()
+        .map(|reason| {
+            let name = format!("tickcast_tls_handshake_failures_total{{reason=\"{reason}\"}}");
+            common::metric_in(&metrics, &name).unwrap_or_else(|| panic!("{name} in {metrics}"))
+        })
+        .sum();
+    assert_eq!(failed, 1, "{metrics}");
+    let done = common::metric_in(&metrics, "tickcast_tls_handshakes_total");
+    assert_eq!(done, Some(1), "{metrics}");
 }
 
 #[test]

@@ -202,8 +202,10 @@ impl BotStream {
             let Some(tls) = self.tls.as_mut() else {
                 return Ok(0);
             };
-            // Handshake records, alerts and what tungstenite wrote go out first.
-            push_tls(tls, &mut self.sock)?;
+            // Handshake records, alerts and what tungstenite wrote go out first, as far as the socket
+            // takes them. A broken socket is for the read to report: what the server sent before it
+            // went (a close frame, say) is still to be read.
+            let _ = push_tls(tls, &mut self.sock);
             match tls.reader().read(buf) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}

@@ -10,10 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{verify_server_name, WebPkiServerVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::server::ParsedCertificate;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 /// Where the system's trusted roots are looked for without `--ca-file` (after `SSL_CERT_FILE`): Debian
 /// and Ubuntu, Fedora and RHEL, openSUSE, Alpine and macOS.
@@ -27,7 +31,9 @@ pub const SYSTEM_BUNDLES: [&str; 4] = [
 /// What the bots trust.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trust {
-    /// The certificates of this PEM file, and nothing else (`--ca-file`).
+    /// The certificates of this PEM file, and nothing else (`--ca-file`). A server showing exactly one of
+    /// them is trusted even when that certificate says it is a CA (openssl's self-signed default), for
+    /// the names it lists.
     CaFile(PathBuf),
     /// The system's roots: `SSL_CERT_FILE`, else the first of [`SYSTEM_BUNDLES`] that exists.
     System,
@@ -48,9 +54,17 @@ pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, String> {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
             .with_no_client_auth(),
-        Trust::CaFile(path) => builder
-            .with_root_certificates(roots(path, "--ca-file")?)
-            .with_no_client_auth(),
+        Trust::CaFile(path) => {
+            let pinned = certificates(path, "--ca-file")?;
+            let store = Arc::new(roots(path, "--ca-file", pinned.clone())?);
+            let webpki = WebPkiServerVerifier::builder_with_provider(store, provider.clone())
+                .build()
+                .map_err(|e| format!("--ca-file {}: {e}", path.display()))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(CaFileVerifier { webpki, pinned }))
+                .with_no_client_auth()
+        }
         Trust::System => {
             let path = system_bundle().ok_or_else(|| {
                 format!(
@@ -59,8 +73,9 @@ pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, String> {
                     SYSTEM_BUNDLES.join(", ")
                 )
             })?;
+            let what = "the system's roots";
             builder
-                .with_root_certificates(roots(&path, "the system's roots")?)
+                .with_root_certificates(roots(&path, what, certificates(&path, what)?)?)
                 .with_no_client_auth()
         }
     };
@@ -79,12 +94,20 @@ fn system_bundle() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Every certificate of the PEM file at `path` as a trusted root; `what` names it in errors.
-fn roots(path: &Path, what: &str) -> Result<RootCertStore, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+/// Every certificate of the PEM file at `path`; `what` names it in errors.
+fn certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_file_iter(path)
         .map_err(|e| format!("{what} {}: {e}", path.display()))?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{what} {}: {e}", path.display()))?;
+        .map_err(|e| format!("{what} {}: {e}", path.display()))
+}
+
+/// `certs` (of the PEM file at `path`) as trusted roots; `what` names the file in errors.
+fn roots(
+    path: &Path,
+    what: &str,
+    certs: Vec<CertificateDer<'static>>,
+) -> Result<RootCertStore, String> {
     let mut store = RootCertStore::empty();
     let (added, _ignored) = store.add_parsable_certificates(certs);
     if added == 0 {
@@ -102,6 +125,81 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     ServerName::try_from(host.to_string())
         .map_err(|e| format!("{host:?} is no name a TLS certificate can be checked for: {e}"))
+}
+
+/// `--ca-file`: rustls's own verification against the file's certificates, with one exception. A
+/// self-signed certificate made with openssl's defaults says `CA:TRUE`, and webpki refuses a CA
+/// certificate as a server's own (`CaUsedAsEndEntity`), though the file trusts it. When that is the only
+/// objection (webpki checks the validity period before it) and the server shows byte for byte a
+/// certificate of the file, it is trusted for the names it lists (checked here). The handshake's
+/// signatures are checked as always.
+#[derive(Debug)]
+struct CaFileVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+/// Whether `e` is webpki's refusal of a CA certificate as a server's own (webpki's error comes through
+/// rustls as `CertificateError::Other`, whose text is the variant's name).
+fn ca_used_as_end_entity(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidCertificate(CertificateError::Other(other))
+            if other.to_string() == "CaUsedAsEndEntity"
+    )
+}
+
+impl ServerCertVerifier for CaFileVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let refused = match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(verified) => return Ok(verified),
+            Err(e) => e,
+        };
+        let pinned = self
+            .pinned
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref());
+        if !(pinned && ca_used_as_end_entity(&refused)) {
+            return Err(refused);
+        }
+        verify_server_name(&ParsedCertificate::try_from(end_entity)?, server_name)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// `--insecure`: accepts any certificate, checks only the handshake's signatures.

@@ -2,10 +2,12 @@
 //! TLS with a certificate made at test time (rcgen; no key is committed): a mixed swarm trusting the
 //! certificate with `--ca-file` connects, follows the world and matches every checksum (slow readers
 //! and flappers included, with no unexpected disconnect); `--insecure` plays without verifying and says
-//! so at the start; a certificate the bots do not trust fails every attempt as `tls`, and the server
-//! sees the bots' alerts; plain `ws://` to a TLS port is refused; `--matchmake https://` places the bots
-//! on a standalone process (its path answer becomes `wss://`) and on a cluster whose processes answer
-//! their absolute `wss://` public URLs.
+//! so at the start; a draining server's 1001 is read through TLS and is expected; a certificate the
+//! bots do not trust fails every attempt as `tls`, and the server sees the bots' alerts; a self-signed
+//! certificate that says it is a CA (openssl's default) is trusted through `--ca-file` for its own
+//! names, and for no other; plain `ws://`
+//! to a TLS port is refused; `--matchmake https://` places the bots on a standalone process (its path
+//! answer becomes `wss://`) and on a cluster whose processes answer their absolute `wss://` public URLs.
 
 mod common;
 
@@ -13,9 +15,11 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use bots::mix::Behaviour;
+use bots::report::EndedBy;
+use bots::Plan;
 use common::cluster::Cluster;
 use common::tls::{tls_server, TestCert};
-use common::{args, run_swarm};
+use common::{args, run_swarm, WAIT_MAX};
 use tickcast::net::tls::TlsFailure;
 
 /// The wss:// URL of a TLS test server's default room, by IP address (the certificate names
@@ -166,6 +170,49 @@ fn insecure_bots_play_without_verifying_the_certificate_and_say_so_at_the_start(
 }
 
 #[test]
+fn a_tls_server_draining_is_an_expected_disconnect_read_through_tls_and_ends_the_run() {
+    let cert = TestCert::new("drain");
+    let server = tls_server(&cert, |c| c.npcs = 4);
+    let [ca, pem] = cert.ca_flag();
+    let plan = Plan::new(args(
+        &wss_url(&server),
+        &[&ca, &pem, "--count", "5", "--duration", "60s"],
+    ))
+    .unwrap();
+    let (connected_tx, connected) = crossbeam_channel::bounded(1);
+    let (_no_stop, stop) = crossbeam_channel::bounded::<()>(1);
+    let swarm = std::thread::spawn(move || {
+        let on_progress = |p: &bots::Progress| {
+            if p.connected == 5 {
+                let _ = connected_tx.try_send(());
+            }
+        };
+        bots::run(plan, &stop, on_progress, |_| {}).unwrap()
+    });
+    connected
+        .recv_timeout(WAIT_MAX)
+        .expect("every bot connected");
+    server.stop();
+    let report = swarm.join().unwrap();
+    let summary = report.table();
+    // Every bot read the server's 1001 close frame through TLS and stayed down, which ended the run
+    // before its duration.
+    assert_eq!(report.ended_by, EndedBy::AllBotsDown, "{summary}");
+    let going_away = report
+        .disconnects
+        .iter()
+        .find(|d| d.code == Some(tickcast::proto::close::GOING_AWAY))
+        .unwrap_or_else(|| panic!("no 1001 in {summary}"));
+    assert_eq!(
+        (going_away.count, going_away.expected),
+        (5, true),
+        "{summary}"
+    );
+    assert_eq!(report.unexpected_disconnects, 0, "{summary}");
+    assert!(report.passed, "{summary}");
+}
+
+#[test]
 fn a_certificate_the_bots_do_not_trust_fails_every_attempt_as_tls() {
     let served = TestCert::new("untrusted-served");
     let other = TestCert::new("untrusted-other");
@@ -212,6 +259,60 @@ fn a_certificate_the_bots_do_not_trust_fails_every_attempt_as_tls() {
         metrics.tls_failures[TlsFailure::Alert as usize] > 0,
         "{summary}"
     );
+}
+
+#[test]
+fn a_self_signed_certificate_that_says_it_is_a_ca_is_trusted_with_ca_file_for_its_names_only() {
+    // openssl req -x509 marks its self-signed certificate CA:TRUE; webpki alone refuses that as a
+    // server's own certificate, --ca-file trusts it when the server shows exactly that certificate.
+    let cert = TestCert::made("ca-flagged", &["localhost", "127.0.0.1"], true);
+    let server = tls_server(&cert, |c| {
+        c.npcs = 4;
+        c.checksum_every_ticks = 5;
+    });
+    let [ca, pem] = cert.ca_flag();
+    let flags = [
+        &ca,
+        &pem,
+        "--count",
+        "3",
+        "--duration",
+        "2s",
+        "--threads",
+        "1",
+    ];
+    let (report, errors) = run_swarm(args(&wss_url(&server), &flags));
+    server.stop();
+    let summary = format!("{}\nerrors: {errors:?}", report.table());
+    assert!(report.passed, "{summary}");
+    assert_eq!(report.bots_ever_connected, 3, "{summary}");
+    assert!(report.connect_failures.is_empty(), "{summary}");
+    assert!(report.checksums_verified > 0, "{summary}");
+
+    // The same kind of certificate for another name: the exception trusts the certificate for its
+    // names, not for the address, so every attempt at 127.0.0.1 fails its handshake.
+    let elsewhere = TestCert::made("ca-flagged-elsewhere", &["game.invalid"], true);
+    let server = tls_server(&elsewhere, |c| c.npcs = 4);
+    let [ca, pem] = elsewhere.ca_flag();
+    let flags = [
+        &ca,
+        &pem,
+        "--count",
+        "2",
+        "--duration",
+        "1s",
+        "--threads",
+        "1",
+        "--connect-attempts",
+        "1",
+    ];
+    let (report, errors) = run_swarm(args(&wss_url(&server), &flags));
+    let metrics = server.stop();
+    let summary = format!("{}\nerrors: {errors:?}", report.table());
+    assert!(!report.passed, "{summary}");
+    assert_eq!(report.bots_never_connected, 2, "{summary}");
+    assert_eq!(report.connect_failures.get("tls"), Some(&2), "{summary}");
+    assert_eq!(metrics.tls_handshakes, 0, "{summary}");
 }
 
 #[test]

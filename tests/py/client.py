@@ -32,12 +32,19 @@ Scenarios, each printing a JSON summary on stdout and exiting non-zero on any mi
 
 WS_URL is the server's `/ws`: the default room, or the base of a room's URL (`/ws/ROOM`).
 `client.py WS_URL [CHECKSUMS]` is `play`.
+
+TLS: a `wss://` WS_URL speaks TLS (Python's `ssl`, certificate and host name checked), and the HTTP
+requests of a scenario (GET /rooms) go to `https://` on the same host and port. The certificates trusted
+are those of the PEM file named by the environment variable TICKCAST_CA_FILE (a test certificate, say),
+else the system's default roots.
 """
 
 import asyncio
 import json
+import os
 import re
 import socket
+import ssl
 import sys
 import time
 import urllib.parse
@@ -260,7 +267,15 @@ async def welcome(ws):
     return m
 
 
+def tls_context():
+    """What a wss:// or https:// connection trusts: TICKCAST_CA_FILE's certificates, else the system's."""
+    ca_file = os.environ.get("TICKCAST_CA_FILE") or None
+    return ssl.create_default_context(cafile=ca_file)
+
+
 async def connect(url: str):
+    if url.startswith("wss://"):
+        return await websockets.connect(url, max_size=1 << 20, ssl=tls_context())
     return await websockets.connect(url, max_size=1 << 20)
 
 
@@ -270,9 +285,13 @@ def room_url(base: str, room: str) -> str:
 
 
 def http_get_json(base: str, path: str):
-    """GET `path` on the WebSocket URL's host and port, as JSON."""
+    """GET `path` on the WebSocket URL's host and port (https:// for a wss:// URL), as JSON."""
     u = urllib.parse.urlsplit(base)
-    with urllib.request.urlopen(f"http://{u.netloc}{path}", timeout=WAIT_S) as resp:
+    if u.scheme == "wss":
+        url, context = f"https://{u.netloc}{path}", tls_context()
+    else:
+        url, context = f"http://{u.netloc}{path}", None
+    with urllib.request.urlopen(url, timeout=WAIT_S, context=context) as resp:
         assert resp.status == 200, resp.status
         return json.loads(resp.read())
 

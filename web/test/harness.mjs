@@ -2,9 +2,10 @@
 // for cluster tests, a real redis-server and several tickcast processes in its directory.
 // Every wait has a cap (WAIT_MAX_MS): a safety net against hangs, never a timing assertion.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +17,7 @@ export const SERVER_BIN = process.env.TICKCAST_SERVER ?? path.join(ROOT, 'target
 export const ARTIFACTS = process.env.TICKCAST_ARTIFACTS ?? path.join(ROOT, 'test-artifacts');
 const CHROMIUM = process.env.TICKCAST_CHROMIUM ?? '/usr/bin/chromium';
 const REDIS_SERVER = process.env.TICKCAST_REDIS_SERVER ?? '/usr/bin/redis-server';
+const OPENSSL = process.env.TICKCAST_OPENSSL ?? 'openssl';
 
 /** Every child process started here, so none outlives the test process, even when it fails or is killed. */
 const children = new Set();
@@ -52,11 +54,54 @@ export function within(promise, what, ms = WAIT_MAX_MS) {
 }
 
 /**
- * Starts the server (`--npcs 20`, plus `args`) on `port` (0: any) and resolves once it says where it
- * listens: {port, url, stop(): exit code, stderr(), metrics(): the /metrics samples as name -> number}.
+ * A self-signed certificate for `localhost` and 127.0.0.1 (an EC P-256 key, valid for a day), made now
+ * with the `openssl` CLI in a fresh temporary directory: {dir, cert, key (the PEM files' paths), pem
+ * (the certificate's text), remove()}. Nothing of it is committed; `remove()` deletes the directory.
  */
-export async function startServer({ port = 0, npcs = 20, args: extra = [] } = {}) {
-  const args = ['--listen', `127.0.0.1:${port}`, '--npcs', String(npcs), ...extra];
+export function makeTestCert() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tickcast-tls-'));
+  const [cert, key] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
+  execFileSync(
+    OPENSSL,
+    [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      '-days', '1', '-keyout', key, '-out', cert,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'], timeout: WAIT_MAX_MS },
+  );
+  return { dir, cert, key, pem: readFileSync(cert, 'utf8'), remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * GET `url` over https, trusting the PEM certificate `ca` (and nothing else); capped like every wait.
+ * Resolves {status, type (Content-Type), text}.
+ */
+export function httpsGet(url, ca) {
+  const got = new Promise((resolve, reject) => {
+    const req = https.get(url, { ca, timeout: WAIT_MAX_MS }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode, type: res.headers['content-type'], text }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url}: no answer`)));
+    req.on('error', reject);
+  });
+  return within(got, `GET ${url}`);
+}
+
+/**
+ * Starts the server (`--npcs 20`, plus `args`) on `port` (0: any) and resolves once it says where it
+ * listens: {port, url, stop(): exit code, stderr(), metrics(): the /metrics samples as name -> number,
+ * get(path): {status, type, text}}. With `tls` (a makeTestCert()), the server serves TLS with it
+ * (`--tls-cert`, `--tls-key`): `url` is https://, the page's WebSockets are wss://, and `metrics()` and
+ * `get()` go over https trusting that certificate.
+ */
+export async function startServer({ port = 0, npcs = 20, args: extra = [], tls = null } = {}) {
+  const tlsArgs = tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : [];
+  const args = ['--listen', `127.0.0.1:${port}`, '--npcs', String(npcs), ...tlsArgs, ...extra];
   const proc = track(spawn(SERVER_BIN, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
   let log = '';
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve(code ?? signal)));
@@ -64,20 +109,32 @@ export async function startServer({ port = 0, npcs = 20, args: extra = [] } = {}
     proc.stderr.setEncoding('utf8');
     proc.stderr.on('data', (chunk) => {
       log += chunk;
-      const m = /tickcast: listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(log);
-      if (m) resolve(Number(m[1]));
+      // `https://` with --tls-cert (the WebSockets are then `wss://`); the port's end is the space after it.
+      const m = /tickcast: listening on (https?):\/\/127\.0\.0\.1:(\d+)\s/.exec(log);
+      if (m) resolve({ scheme: m[1], port: Number(m[2]) });
     });
     proc.on('error', reject);
     exited.then((code) => reject(new Error(`tickcast exited (${code}) before listening:\n${log}`)));
   });
-  const bound = await within(listening, `${SERVER_BIN} to listen`);
+  const { scheme, port: bound } = await within(listening, `${SERVER_BIN} to listen`);
+  const url = `${scheme}://127.0.0.1:${bound}/`;
+  /** GET `path`: {status, type, text}; over https trusting the test certificate. */
+  const get = async (p) => {
+    const target = new URL(p, url);
+    if (tls) return httpsGet(target, tls.pem);
+    const res = await fetch(target);
+    return { status: res.status, type: res.headers.get('content-type'), text: await res.text() };
+  };
   return {
     port: bound,
-    url: `http://127.0.0.1:${bound}/`,
+    url,
+    /** `wss` for an https:// server, else `ws`. */
+    wsScheme: scheme === 'https' ? 'wss' : 'ws',
+    get,
     stderr: () => log,
     /** The samples of /metrics: `name` or `name{labels}` -> value. */
     async metrics() {
-      const text = await (await fetch(`http://127.0.0.1:${bound}/metrics`)).text();
+      const { text } = await get('/metrics');
       const samples = new Map();
       for (const line of text.split('\n')) {
         const m = /^([a-z_:][a-z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
@@ -366,11 +423,11 @@ export async function until(what, fn, { everyMs = 50, ms = WAIT_MAX_MS } = {}) {
   }
 }
 
-/** GET /rooms (one page) of `server`: the JSON as the server sends it. */
+/** GET /rooms (one page) of `server` (a startServer(); https:// for a TLS one): the JSON as the server sends it. */
 export async function rooms(server, query = '') {
-  const res = await fetch(new URL(`/rooms${query}`, server.url));
-  if (res.status !== 200) throw new Error(`GET /rooms${query}: ${res.status} ${await res.text()}`);
-  return res.json();
+  const { status, text } = await server.get(`/rooms${query}`);
+  if (status !== 200) throw new Error(`GET /rooms${query}: ${status} ${text}`);
+  return JSON.parse(text);
 }
 
 /** Room name -> its `players` in GET /rooms (rooms not listed are absent). */

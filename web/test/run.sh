@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The browser client's tests: the SDK against the wire vectors, then the arena page in headless Chromium
 # driven by Playwright against a real server (cluster.test.mjs: two in a cluster on a real redis-server).
-# Installs what it needs on a clean machine (Debian's chromium and redis-server, playwright-core from
-# web/package-lock.json; never Playwright's own browser download).
+# Installs what it needs on a clean machine (Debian's chromium, redis-server and openssl, playwright-core
+# from web/package-lock.json; never Playwright's own browser download).
 #
 #   bash web/test/run.sh [path to the tickcast binary, default target/debug/tickcast]
 #
@@ -25,6 +25,7 @@ fi
 missing=()
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 [[ -x /usr/bin/redis-server ]] || missing+=(redis-server) # cluster.test.mjs
+command -v openssl >/dev/null || missing+=(openssl)       # tls.test.mjs: its test certificate
 if (( ${#missing[@]} )); then
   echo "web/test/run.sh: installing Debian's ${missing[*]}"
   apt-get update

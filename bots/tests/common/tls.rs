@@ -22,19 +22,30 @@ pub struct TestCert {
 
 impl TestCert {
     pub fn new(name: &str) -> TestCert {
+        TestCert::made(name, &["localhost", "127.0.0.1"], false)
+    }
+
+    /// A self-signed certificate for `names` (a name that parses as an IP address is an IP SAN) that
+    /// says it is a CA (`basicConstraints CA:TRUE`) when `ca`, as openssl's `req -x509` makes by default.
+    pub fn made(name: &str, names: &[&str], ca: bool) -> TestCert {
         let dir =
             std::env::temp_dir().join(format!("tickcast-bots-tls-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-        let made = rcgen::generate_simple_self_signed(names).expect("a test certificate");
-        std::fs::write(&cert, made.cert.pem()).unwrap();
-        std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names).expect("test certificate names");
+        if ca {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        let key_pair = rcgen::KeyPair::generate().expect("a test key");
+        let made = params.self_signed(&key_pair).expect("a test certificate");
+        std::fs::write(&cert, made.pem()).unwrap();
+        std::fs::write(&key, key_pair.serialize_pem()).unwrap();
         TestCert {
             dir,
             cert,
             key,
-            der: made.cert.der().clone(),
+            der: made.der().clone(),
         }
     }
 
