@@ -43,6 +43,7 @@ usage: bash benches/capacity.sh [options]
   --tls               the server serves TLS (a certificate made for the run with openssl), the bots speak
                       wss:// trusting it; the floor stays plain sends (benches/tls.sh compares both)
   --out DIR           where capacity.md, capacity.json and raw/ go   [$CARGO_TARGET_DIR/capacity]
+  --server-args ARGS  more flags for the server, one word each (e.g. "--read-coalesce-us 2000")
 EOF
 }
 
@@ -62,6 +63,7 @@ BUILD=1
 PROJECT=1
 TLS=0
 OUT=""
+SERVER_ARGS=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --steps) STEPS=${2:?}; shift 2 ;;
@@ -79,6 +81,7 @@ while [ $# -gt 0 ]; do
         --no-projection) PROJECT=0; shift ;;
         --tls) TLS=1; shift ;;
         --out) OUT=${2:?}; shift 2 ;;
+        --server-args) SERVER_ARGS=${2:?}; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "capacity: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -597,7 +600,7 @@ step() {
     local n=$1 attempt=$2 final=$3 log=$RAW/server-$n.log addr i open t0 end floor_bytes
     wait_quiet "$n"
     taskset -c "$SERVER_CPU" "$SERVER_BIN" --listen 127.0.0.1:0 --npcs 0 --tick-hz "$TICK_HZ" \
-        --max-connections $((n + 64)) --max-connections-per-ip 0 --accepts-per-ip-per-s 0 "${TLS_FLAGS[@]}" \
+        --max-connections $((n + 64)) --max-connections-per-ip 0 --accepts-per-ip-per-s 0 "${TLS_FLAGS[@]}" $SERVER_ARGS \
         2>"$log" &
     SP=$!
     addr=""

@@ -93,6 +93,13 @@ pub struct Config {
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allowed_origins: Vec<String>,
 
+    /// After a turn that handled socket events, wait up to this many microseconds (never past the next
+    /// tick or timer) before polling again, so inputs that arrive meanwhile are read in one wake-up
+    /// instead of one each. Inputs only count at the next tick; what waits is a pong, a handshake or an
+    /// HTTP answer, by at most this long. 0: poll at once (docs/PERFORMANCE.md, "Coalescing reads").
+    #[arg(long, default_value_t = 0)]
+    pub read_coalesce_us: u64,
+
     /// Most messages handled per connection per loop turn; the rest wait for the next turn.
     #[arg(long, default_value_t = 64)]
     pub messages_per_turn_max: usize,
@@ -354,6 +361,9 @@ impl Config {
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("--tls-cert and --tls-key go together: give both or neither".to_string());
+        }
+        if self.read_coalesce_us > 50_000 {
+            return Err("--read-coalesce-us must be at most 50000 (50 ms)".to_string());
         }
         if self.tls_handshake_timeout_ms == 0 {
             return Err("--tls-handshake-timeout-ms must be at least 1".to_string());

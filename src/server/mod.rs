@@ -187,6 +187,8 @@ struct Transport {
     /// TLS settings for new connections (`--tls-cert`); `None`: plain. Replaced on SIGHUP; a connection
     /// keeps the settings it was accepted with.
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// Socket events the last poll returned (for `--read-coalesce-us`).
+    events_last_turn: usize,
 }
 
 impl<G: Game> Server<G, SystemClock> {
@@ -261,6 +263,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 spare_slots: Default::default(),
                 reserve_fd,
                 tls,
+                events_last_turn: 0,
             },
             rooms,
             timers: TickSchedule::new(now, cfg.tick_duration(), 1),
@@ -321,6 +324,14 @@ impl<G: Game, C: Clock> Server<G, C> {
     }
 
     fn turn_with(&mut self, events: &mut Events, max_wait: Option<Duration>) -> io::Result<bool> {
+        // `--read-coalesce-us`: after a busy turn, let more input arrive before the next wake-up (bounded,
+        // and never past what is due: `poll_timeout` is zero when work waits).
+        if self.cfg.read_coalesce_us > 0 && self.net.events_last_turn > 0 && max_wait.is_none() {
+            let wait = Duration::from_micros(self.cfg.read_coalesce_us).min(self.poll_timeout());
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+        }
         let timeout = match max_wait {
             Some(wait) => wait.min(self.poll_timeout()),
             None => self.poll_timeout(),
@@ -339,8 +350,10 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.take_commands();
         self.take_cluster_news();
         self.take_backplane();
+        self.net.events_last_turn = 0;
         for event in events.iter() {
             self.metrics.events += 1;
+            self.net.events_last_turn += 1;
             match event.token() {
                 LISTENER => self.net.accept_pending = true,
                 WAKER => {}
