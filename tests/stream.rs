@@ -102,3 +102,31 @@ fn members_come_and_go_in_any_order_and_everyone_left_still_gets_every_tick() {
     }
     assert_eq!(server.get("/healthz").0, 200);
 }
+
+#[test]
+fn with_reads_coalesced_every_tick_still_arrives_and_inputs_are_applied() {
+    let server = TestServer::start(|c| {
+        c.tick_hz = 50;
+        c.checksum_every_ticks = 5;
+        c.read_coalesce_us = 5_000;
+    });
+    let mut player = Client::connect(&server);
+    let entity = player.hello("coalesced");
+    let mut watcher = Client::watching(&server);
+    watcher.recv_until(|m| matches!(m, ServerMsg::Full { .. }));
+    let from = watcher.ticks.len();
+    for _ in 0..20 {
+        let seq = player.input(1, 0);
+        player.wait_for(|m| m.get(entity).is_some_and(|e| e.seq == seq));
+    }
+    watcher.verify_checksums(4);
+    watcher.assert_every_tick_since(from);
+    let invalid = tickcast::Config {
+        read_coalesce_us: 50_001,
+        ..tickcast::Config::default()
+    };
+    assert!(invalid
+        .validate()
+        .unwrap_err()
+        .contains("--read-coalesce-us"));
+}
