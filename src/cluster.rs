@@ -81,7 +81,9 @@ return #gone"#;
 /// Expired free-seat entries one heartbeat removes per room type, at most.
 const SWEEP_MAX: usize = 256;
 /// Seconds a seat ticket is still taken past its lifetime, for clocks of two processes that disagree.
-pub const SEAT_CLOCK_SLACK_S: u64 = 10;
+const SEAT_CLOCK_SLACK_S: u64 = 10;
+/// The furthest ahead a seat ticket's expiry may be when it is checked: its lifetime plus the slack.
+pub const SEAT_EXPIRY_AHEAD_MAX_S: u64 = SEAT_TICKET_LIFETIME.as_secs() + SEAT_CLOCK_SLACK_S;
 
 /// Who this process is in which cluster, and where Redis is.
 #[derive(Debug, Clone)]
@@ -738,7 +740,7 @@ impl Helper {
     /// false when the owner's last count, less the seats given since, leaves none.
     fn take_seat(&mut self, room: &str, ask: &Ask) -> redis::RedisResult<bool> {
         let free_key = self.key("free", &ask.kind);
-        let hold_key = format!("{}:seat:{room}:{}", self.settings.cluster, ask.player);
+        let hold_key = self.seat_key(room, &ask.player);
         let con = self.con.as_mut().expect("connected");
         let taken: i64 = redis::cmd("EVAL")
             .arg(TAKE)
@@ -749,6 +751,11 @@ impl Helper {
             .arg(SEAT_TICKET_LIFETIME.as_millis() as u64)
             .query(con)?;
         Ok(taken == 1)
+    }
+
+    /// The key that says `player` holds a seat in `room`.
+    fn seat_key(&self, room: &str, player: &str) -> String {
+        format!("{}:seat:{room}:{player}", self.settings.cluster)
     }
 
     /// Room `room`: its owner if a live process holds it, else (if rooms may be created) the least loaded
@@ -801,7 +808,7 @@ impl Helper {
             // seat is taken.
             let cap = self.settings.seats.iter().find(|(t, _)| t == kind);
             if let Some(&(_, Some(max))) = cap {
-                let hold_key = format!("{}:seat:{room}:{}", self.settings.cluster, ask.player);
+                let hold_key = self.seat_key(room, &ask.player);
                 let (free_key, until_key) = (self.key("free", kind), self.key("free-until", kind));
                 let con = self.con.as_mut().expect("connected");
                 redis::pipe()
@@ -892,12 +899,9 @@ impl Helper {
 }
 
 /// A fresh name for a room of type `kind`: the type (cut to leave room) and 8 random hex digits.
-fn new_room_name(kind: &str) -> String {
-    let mut bytes = [0u8; 4];
-    getrandom::fill(&mut bytes).expect("the operating system's random source");
+pub(crate) fn new_room_name(kind: &str) -> String {
     let cut = &kind[..kind.len().min(crate::sim::room::ROOM_NAME_LEN_MAX - 9)];
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{cut}-{hex}")
+    format!("{cut}-{}", random_hex::<4>())
 }
 
 fn unix_ms() -> u64 {
@@ -908,7 +912,12 @@ fn unix_ms() -> u64 {
 
 /// A fresh process id: 16 hex digits from the operating system's random source.
 pub fn random_process_id() -> String {
-    let mut bytes = [0u8; 8];
+    random_hex::<8>()
+}
+
+/// `N` bytes from the operating system's random source, as 2N hex digits.
+fn random_hex<const N: usize>() -> String {
+    let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).expect("the operating system's random source");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

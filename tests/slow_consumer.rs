@@ -9,23 +9,8 @@ use std::time::Instant;
 use common::{Client, TestServer, WAIT_MAX};
 use tickcast::proto::ServerMsg;
 
-const HWM: usize = 16 * 1024;
-const LIMIT: usize = 256 * 1024;
-
 fn busy_server(lag_limit_ms: u64) -> TestServer {
-    TestServer::start(|c| {
-        // 1,000 wanderers make each delta about 4 KB, so a stalled reader falls behind within a few ticks.
-        c.npcs = 1000;
-        c.tick_hz = 50;
-        c.checksum_every_ticks = 10;
-        c.send_hwm_bytes = HWM;
-        c.send_limit_bytes = LIMIT;
-        c.tcp_notsent_lowat_bytes = 4096;
-        c.lag_limit_ms = lag_limit_ms;
-        c.close_linger_ms = 60_000;
-        c.idle_timeout_ms = 120_000;
-        c.ping_interval_ms = 60_000;
-    })
+    TestServer::start(|c| common::busy(c, lag_limit_ms))
 }
 
 #[test]
@@ -55,7 +40,10 @@ fn stalled_reader_is_skipped_then_coalesced_while_others_get_every_tick() {
     }
     // The server's own accounting: what it holds for the stalled client stays bounded by the high-water
     // mark plus one update, far under the hard limit.
-    assert!(max_queued < LIMIT as u64, "queued {max_queued} bytes");
+    assert!(
+        max_queued < common::BUSY_SEND_LIMIT as u64,
+        "queued {max_queued} bytes"
+    );
     assert_eq!(server.metric("tickcast_slow_consumer_closes_total"), 0);
     // The steady client got every tick, one by one.
     steady.assert_every_tick_since(steady_from);

@@ -151,20 +151,9 @@ fn a_reload_gives_new_connections_the_new_certificate_and_old_ones_play_on() {
     late.verify_checksums(1);
 }
 
-/// A TLS server whose deltas are big (1,000 wanderers at 50 Hz), so a reader that stops falls behind.
+/// The slow-consumer tests' busy server (`common::busy`), over TLS.
 fn busy_tls_server(cert: &TestCert, lag_limit_ms: u64) -> TestServer {
-    tls_server(cert, |c| {
-        c.npcs = 1000;
-        c.tick_hz = 50;
-        c.checksum_every_ticks = 10;
-        c.send_hwm_bytes = 16 * 1024;
-        c.send_limit_bytes = 256 * 1024;
-        c.tcp_notsent_lowat_bytes = 4096;
-        c.lag_limit_ms = lag_limit_ms;
-        c.close_linger_ms = 60_000;
-        c.idle_timeout_ms = 120_000;
-        c.ping_interval_ms = 60_000;
-    })
+    tls_server(cert, |c| common::busy(c, lag_limit_ms))
 }
 
 #[test]
@@ -198,7 +187,10 @@ fn a_stalled_tls_reader_is_skipped_then_coalesced_while_others_get_every_tick() 
         }
     }
     // What the server holds for it, in its queue and inside TLS, stays far under the hard limit.
-    assert!(max_queued < 256 * 1024, "queued {max_queued} bytes");
+    assert!(
+        max_queued < common::BUSY_SEND_LIMIT as u64,
+        "queued {max_queued} bytes"
+    );
     steady.assert_every_tick_since(steady_from);
     stalled.wait_for(|m| m.coalesced > 0 || m.fulls > 1);
     stalled.verify_checksums(1);

@@ -62,13 +62,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let answered = match self.net.listener.accept() {
             Ok((sock, _)) => {
                 self.metrics.connections_total += 1;
-                refuse_at_accept(
-                    sock,
-                    self.net.tls.is_none(),
-                    503,
-                    "server at connection capacity",
-                    RETRY_AFTER_S,
-                );
+                self.refuse_at_accept(sock, 503, "server at connection capacity", RETRY_AFTER_S);
                 self.metrics.closed(CloseReason::Rejected);
                 true
             }
@@ -103,7 +97,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                         CloseReason::Rejected,
                     ),
                 };
-                refuse_at_accept(sock, self.net.tls.is_none(), status, why, after_s);
+                self.refuse_at_accept(sock, status, why, after_s);
                 self.metrics.closed(reason);
                 return;
             }
@@ -114,13 +108,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             && !self.evict_oldest_spare()
         {
             self.release_peer(peer);
-            refuse_at_accept(
-                sock,
-                self.net.tls.is_none(),
-                503,
-                "server at connection capacity",
-                RETRY_AFTER_S,
-            );
+            self.refuse_at_accept(sock, 503, "server at connection capacity", RETRY_AFTER_S);
             self.metrics.closed(CloseReason::Rejected);
             return;
         }
@@ -157,6 +145,17 @@ impl<G: Game, C: Clock> Server<G, C> {
         conn.spare = false;
         self.kill(k, CloseReason::Rejected);
         true
+    }
+
+    /// [`refuse_at_accept`], plain or not as this listener is.
+    fn refuse_at_accept(
+        &self,
+        sock: TcpStream,
+        status: u16,
+        why: &'static str,
+        retry_after_s: u64,
+    ) {
+        refuse_at_accept(sock, self.net.tls.is_none(), status, why, retry_after_s);
     }
 
     fn release_peer(&mut self, peer: Option<PeerKey>) {

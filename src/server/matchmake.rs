@@ -10,7 +10,7 @@
 use serde::Deserialize;
 
 use super::*;
-use crate::cluster::{Ask, MatchError, Placement, SEAT_CLOCK_SLACK_S, SEAT_TICKET_LIFETIME};
+use crate::cluster::{Ask, MatchError, Placement, SEAT_EXPIRY_AHEAD_MAX_S, SEAT_TICKET_LIFETIME};
 use crate::config::RoomCreation;
 use crate::sim::room::valid_room_name;
 use crate::ticket;
@@ -226,7 +226,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             let Some(cluster) = &self.cluster else {
                 return Err(unauthorized(ticket::TicketError::NoSeats));
             };
-            let lifetime_max_s = SEAT_TICKET_LIFETIME.as_secs() + SEAT_CLOCK_SLACK_S;
+            let lifetime_max_s = SEAT_EXPIRY_AHEAD_MAX_S;
             let claims =
                 ticket::verify(&cluster.secret, t, now, lifetime_max_s).map_err(unauthorized)?;
             let seat_room = claims.room.unwrap_or("");
@@ -288,13 +288,10 @@ impl<G: Game, C: Clock> Server<G, C> {
             .max_by_key(|room| room.players());
         match (fullest, request.may_create) {
             (Some(room), _) => Ok(here(&room.name, &request.kind)),
-            (None, true) if self.cfg.room_creation == RoomCreation::Open => {
-                let mut bytes = [0u8; 4];
-                getrandom::fill(&mut bytes).expect("the operating system's random source");
-                let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-                let cut = &request.kind[..request.kind.len().min(55)];
-                Ok(here(&format!("{cut}-{hex}"), &request.kind))
-            }
+            (None, true) if self.cfg.room_creation == RoomCreation::Open => Ok(here(
+                &crate::cluster::new_room_name(&request.kind),
+                &request.kind,
+            )),
             (None, _) => Err((
                 404,
                 format!("no room of type {} has a free seat", request.kind),

@@ -113,8 +113,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             let Some(cluster) = &self.cluster else {
                 return Err(TicketError::NoSeats);
             };
-            let lifetime_max_s =
-                crate::cluster::SEAT_TICKET_LIFETIME.as_secs() + crate::cluster::SEAT_CLOCK_SLACK_S;
+            let lifetime_max_s = crate::cluster::SEAT_EXPIRY_AHEAD_MAX_S;
             let claims = ticket::verify(&cluster.secret, ticket, now, lifetime_max_s)?;
             let process = claims.process.unwrap_or("");
             if process != cluster.settings.process_id {

@@ -28,7 +28,6 @@ impl<G: Game, C: Clock> Server<G, C> {
         let dt_s = room.schedule.period().as_secs_f32();
         let first = room.world.tick() + 1;
         let mut ran = 0;
-        let stepping = self.clock.now();
         while ran < due.run && room.control.is_empty() {
             let tick = room.world.tick() + 1;
             room.game
@@ -43,7 +42,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let draining = self.drain_deadline.is_some();
         let last = draining || room.control.ended.is_some();
         let updating = self.clock.now();
-        self.metrics.tick_phases[TickPhase::Step as usize].record(updating - stepping);
+        self.metrics.tick_phases[TickPhase::Step as usize].record(updating - started);
         self.send_updates(key, checksum, last);
         self.metrics.tick_phases[TickPhase::Updates as usize].record(self.clock.now() - updating);
         self.deliver_outbox(key);

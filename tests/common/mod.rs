@@ -59,6 +59,26 @@ impl std::ops::DerefMut for TestConfig {
     }
 }
 
+/// The slow-consumer tests' queue limits (`busy`).
+pub const BUSY_SEND_HWM: usize = 16 * 1024;
+pub const BUSY_SEND_LIMIT: usize = 256 * 1024;
+
+/// A server whose deltas are big (1,000 wanderers at 50 Hz, about 4 KB a delta), so a reader that stops
+/// falls behind within a few ticks; its queue limits are [`BUSY_SEND_HWM`] and [`BUSY_SEND_LIMIT`], and
+/// nothing but `lag_limit_ms` closes a stalled reader.
+pub fn busy(c: &mut TestConfig, lag_limit_ms: u64) {
+    c.npcs = 1000;
+    c.tick_hz = 50;
+    c.checksum_every_ticks = 10;
+    c.send_hwm_bytes = BUSY_SEND_HWM;
+    c.send_limit_bytes = BUSY_SEND_LIMIT;
+    c.tcp_notsent_lowat_bytes = 4096;
+    c.lag_limit_ms = lag_limit_ms;
+    c.close_linger_ms = 60_000;
+    c.idle_timeout_ms = 120_000;
+    c.ping_interval_ms = 60_000;
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub handle: Option<Handle>,
@@ -240,8 +260,13 @@ pub fn metric_in(body: &str, name: &str) -> Option<u64> {
 
 /// Sends raw bytes and reads the whole answer (the server closes after answering).
 pub fn http_exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
+    let s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(WAIT_MAX)).unwrap();
+    http_exchange_on(s, request)
+}
+
+/// Writes `request` to `s` (plain or TLS) and reads the answer to its end: (status, body).
+pub fn http_exchange_on(mut s: impl Read + Write, request: &[u8]) -> (u16, String) {
     s.write_all(request).unwrap();
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);

@@ -126,22 +126,9 @@ pub fn https_get(
     config: Arc<rustls::ClientConfig>,
     path: &str,
 ) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = tls_stream(server, config).expect("a TLS handshake");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut answer = Vec::new();
-    let _ = s.read_to_end(&mut answer);
-    let text = String::from_utf8_lossy(&answer).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let s = tls_stream(server, config).expect("a TLS handshake");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    super::http_exchange_on(s, request.as_bytes())
 }
 
 /// The value of an unlabelled metric, read over TLS.
