@@ -9,25 +9,11 @@ cd "$(dirname "$0")/.."
 REQUESTS=${1:-4000}
 SPEAKERS=${2:-50}
 ROOMS=${3:-1000}
-command -v redis-server >/dev/null || { echo "$0: redis-server not found (apt-get install redis-server)" >&2; exit 2; }
 [[ -x .venv/bin/python ]] || { echo "$0: run scripts/test.sh once first (it makes .venv with websockets)" >&2; exit 2; }
 cargo build --release --bin tickcast
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-secret=$(mktemp)
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$secret"
-pids=()
-stop() {
-    kill -TERM "${pids[@]}" 2>/dev/null || true
-    wait "${pids[@]}" 2>/dev/null || true
-    rm -f "$secret"
-}
-trap stop EXIT
-
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
-pids+=($!)
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break; sleep 0.05; done
+source scripts/cluster-lib.sh
+trap cluster_end EXIT
+cluster_begin
 ports=()
 for i in 1 2; do
     port=$(free_port)
