@@ -10,7 +10,9 @@
 # --duration; once all N are connected and 2 s have passed, read /metrics, /proc/PID/stat and /proc/stat at
 # the start and at the end of the steady-state window; stop the server; then run the kernel floor
 # (benches/send_floor.rs: one plain non-blocking send() per socket per round, N loopback sockets, the step's
-# mean update size, paced at the tick period, the sender on the server's core, the readers on the bots').
+# mean update size, paced at the tick period, the sender on the server's core, the readers on the bots';
+# with --floor-drain between also the whole job: before each round every socket sends one input of the
+# bots' mean size, which the sender reads through epoll first, so send + recv + epoll share per player).
 # Stepping stops at the first step where the server passed its limit (tick p99 over the tick budget,
 # 1000/tick-hz ms, or ticks skipped) or the bots did (input slots skipped, updates/s per bot under 90 % of
 # the tick rate, not every bot connected, or the bots at 95 % of their cores), and says which. After a bot limit the remaining steps get a
@@ -190,7 +192,10 @@ def cmd_secs(a):
 def cmd_frame(a):
     m1, m2 = metrics(a[0]), metrics(a[1])
     frames = d(m1, m2, "tickcast_frames_out_total")
-    print(round(d(m1, m2, "tickcast_bytes_out_total") / frames) if frames > 0 else 0)
+    inputs = d(m1, m2, "tickcast_frames_in_total")
+    # The mean update, and the mean message the bots sent (on the wire: header and mask included).
+    print(round(d(m1, m2, "tickcast_bytes_out_total") / frames) if frames > 0 else 0,
+          round(d(m1, m2, "tickcast_bytes_in_total") / inputs) if inputs > 0 else 0)
 
 def busy_before(raw, n):
     try:
@@ -275,6 +280,10 @@ def cmd_row(a):
         if row["tick_work_ns_per_update"]:
             row["ratio_tick_work_to_floor"] = row["tick_work_ns_per_update"] / f
             row["ratio_server_cpu_to_floor"] = row["server_cpu_ns_per_update"] / f
+        # The whole job's floor (send + recv + epoll share, CPU time), against the whole process's CPU.
+        whole = floor.get("whole_cpu_ns_per_player")
+        if whole and floor.get("input_bytes") and row["server_cpu_ns_per_update"]:
+            row["ratio_server_cpu_to_whole_floor"] = row["server_cpu_ns_per_update"] / whole
     # The verdict of this step. Other work on the cores (this is often a shared machine) stretches ticks and
     # starves bots without saying anything about the server: such a step is retried (--attempts), and a
     # tick budget passed while the server used under half its core and others used over a quarter of it
@@ -420,6 +429,21 @@ def cmd_report(a):
             f"| {fmt(us(fl and fl['mean']), 2)} / {fmt(us(fl and fl['p50']), 2)} / {fmt(us(fl and fl['p99']), 2)} "
             f"| {f['would_block'] + f['short_sends'] if f else 'n/a'} "
             f"| {fmt(r.get('ratio_tick_work_to_floor'), 2)}x | {fmt(r.get('ratio_server_cpu_to_floor'), 2)}x |")
+    L.append("")
+    L.append("The whole job: server CPU per delivered update against the whole-job floor's CPU per player "
+             "(one send of the update, one recv of one input of the bots' mean size, the share of one "
+             "epoll_wait per round; the floor's sender thread, CPU time).\n")
+    L.append("| players | input B | floor CPU us per player: send / recv + epoll / whole | epoll waits per input "
+             "| server CPU per update us | server CPU / whole floor |")
+    L.append("|---|---|---|---|---|---|")
+    for r in rs:
+        f = r.get("floor") or {}
+        us = lambda v: None if v is None else v / 1000
+        L.append(
+            f"| {r['players']:,} | {f.get('input_bytes', 'n/a')} | {fmt(us(f.get('cpu_ns_per_send')), 2)} / "
+            f"{fmt(us(f.get('input_cpu_ns_per_player')), 2)} / {fmt(us(f.get('whole_cpu_ns_per_player')), 2)} "
+            f"| {fmt(f.get('epoll_waits_per_input'), 4)} | {fmt(us(r['server_cpu_ns_per_update']), 2)} "
+            f"| {fmt(r.get('ratio_server_cpu_to_whole_floor'), 2)}x |")
     L.append("")
     L.append(f"**{verdict}.**\n")
     if projections:
@@ -583,11 +607,15 @@ wait_quiet() {
     echo "$busy" >"$RAW/busy-$1"
 }
 
-# floor N FRAME_BYTES OUT_JSON: the kernel floor at N sockets and that frame size, paced like the ticks.
+# floor N FRAME_BYTES OUT_JSON [INPUT_BYTES]: the kernel floor at N sockets and that frame size, paced like
+# the ticks; with INPUT_BYTES (and --floor-drain between) the whole job: each round also reads one input of
+# that size from every socket first.
 floor() {
+    local input=()
+    [ "${4:-0}" -gt 0 ] && [ "$FLOOR_DRAIN" = between ] && input=(--input-bytes "$4")
     "$FLOOR_BIN" --sockets "$1" --frame-bytes "$2" --rounds "$FLOOR_ROUNDS" --interval-ms "$PERIOD_MS" \
         --sender-cpu "$SERVER_CPU" --reader-cpus "$BOT_CPUS" --readers "$BOT_NCPU" --drain "$FLOOR_DRAIN" \
-        >"$3" 2>"$3.err" &
+        "${input[@]}" >"$3" 2>"$3.err" &
     FP=$!
     wait_exit "$FP" $(( FLOOR_ROUNDS * PERIOD_MS / 1000 + 60 ))
     FP=""
@@ -597,7 +625,7 @@ floor() {
 
 # step N ATTEMPT FINAL: one server, one bot run, one floor; writes $RAW/verdict-N ("go", "stop", "retry").
 step() {
-    local n=$1 attempt=$2 final=$3 log=$RAW/server-$n.log addr i open t0 end floor_bytes
+    local n=$1 attempt=$2 final=$3 log=$RAW/server-$n.log addr i open t0 end floor_bytes input_bytes
     wait_quiet "$n"
     taskset -c "$SERVER_CPU" "$SERVER_BIN" --listen 127.0.0.1:0 --npcs 0 --tick-hz "$TICK_HZ" \
         --max-connections $((n + 64)) --max-connections-per-ip 0 --accepts-per-ip-per-s 0 "${TLS_FLAGS[@]}" $SERVER_ARGS \
@@ -644,9 +672,9 @@ step() {
     BP=""
     stop "$SP" TERM 10
     SP=""
-    floor_bytes=$(py frame "$RAW/m1-$n" "$RAW/m2-$n")
+    read -r floor_bytes input_bytes < <(py frame "$RAW/m1-$n" "$RAW/m2-$n")
     if [ "${floor_bytes:-0}" -gt 0 ]; then
-        floor "$n" "$floor_bytes" "$RAW/floor-$n.json"
+        floor "$n" "$floor_bytes" "$RAW/floor-$n.json" "${input_bytes:-0}"
     fi
     py row "$n" "$RAW" "$TICK_HZ" "$CLK_TCK" "$BOT_NCPU" "$attempt" "$final" >"$RAW/verdict-$n"
     if [ "$(cat "$RAW/verdict-$n")" = retry ]; then

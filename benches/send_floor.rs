@@ -26,6 +26,13 @@
 //! a full one, so a floor with either above zero is too low: give the readers more cores or pace the rounds
 //! (`--interval-ms`, the tick period, is what the server does).
 //!
+//! **The whole job** (`--input-bytes M`, with `--drain between`): before each round every client writes one
+//! M-byte input (the bots' `Input` frame on the wire), untimed; then the sender does what a perfectly
+//! batched server does per player per tick: its share of one `epoll_wait` over all the sockets (as few
+//! waits as the events buffer allows), one `recv()` of each input, and the round's `send()`s. Its CPU time
+//! per player (`whole_cpu_ns_per_player`) is the floor the server's whole CPU per delivered update is held
+//! against; `input_cpu_ns_per_player` is the read side alone.
+//!
 //! Pinning: the process can be placed with `taskset` by the caller; `--sender-cpu` and `--reader-cpus` pin
 //! the sending thread and the readers separately (`sched_setaffinity`), so the sender can sit alone on the
 //! server's core while the readers run on the bots' cores.
@@ -79,6 +86,13 @@ struct Args {
     /// read while it is sent, as idle clients do.
     #[arg(long, default_value = "between", value_parser = ["between", "concurrent"])]
     drain: String,
+    /// Bytes of one input each client writes before every round (0: none); then the sender also waits for
+    /// and reads every input each round (the whole job). Only with `--drain between`.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=65_536))]
+    input_bytes: u32,
+    /// Events one `epoll_wait` may return in the whole-job rounds (the server's own buffer is 1,024).
+    #[arg(long, default_value_t = 1024, value_parser = in_range(1 << 20))]
+    events_max: usize,
     /// TCP_NOTSENT_LOWAT of the sending ends (the server's default).
     #[arg(long, default_value_t = 16 * 1024)]
     notsent_lowat_bytes: u32,
@@ -165,9 +179,13 @@ fn thread_cpu() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-/// A reader thread's order in `--drain between` mode: read this many bytes (what the last round sent to
-/// this reader's share), then say so.
-type DrainTo = u64;
+/// A reader thread's order in `--drain between` mode, acknowledged on its `done` channel once carried out.
+enum Order {
+    /// Read this many bytes (what the last round sent to this reader's share).
+    Drain(u64),
+    /// Write one input of this many bytes to every socket of the share.
+    Input(usize),
+}
 
 /// One reader thread: an epoll loop over its share of the receiving ends, adding what it reads to `read`.
 /// With `orders` (`--drain between`) it reads only when told, up to the bytes it is told, and acknowledges
@@ -177,7 +195,7 @@ fn reader(
     cpus: Vec<usize>,
     stop: Arc<AtomicBool>,
     read: Arc<AtomicU64>,
-    orders: Option<(mpsc::Receiver<DrainTo>, mpsc::Sender<io::Result<()>>)>,
+    orders: Option<(mpsc::Receiver<Order>, mpsc::Sender<io::Result<()>>)>,
 ) -> io::Result<()> {
     if !cpus.is_empty() {
         pin(&cpus)?;
@@ -198,8 +216,20 @@ fn reader(
         }
         return Ok(());
     };
-    // Each order: poll (1 ms at most) and read what is ready until the share's bytes are in (bounded).
-    for target in orders {
+    // Each drain: poll (1 ms at most) and read what is ready until the share's bytes are in (bounded).
+    for order in orders {
+        let target = match order {
+            Order::Drain(target) => target,
+            Order::Input(bytes) => {
+                let failed = write_inputs(&mut socks, bytes);
+                let stop = failed.is_err();
+                let _ = done.send(failed);
+                if stop {
+                    break;
+                }
+                continue;
+            }
+        };
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         let mut mine = 0u64;
         let result = loop {
@@ -227,6 +257,16 @@ fn reader(
         if failed {
             break;
         }
+    }
+    Ok(())
+}
+
+/// Writes one input of `bytes` to every socket (the client side, whose buffers are empty: a write that
+/// would block is an error of the setup).
+fn write_inputs(socks: &mut [mio::net::TcpStream], bytes: usize) -> io::Result<()> {
+    let input = vec![0x82u8; bytes];
+    for s in socks {
+        io::Write::write_all(s, &input)?;
     }
     Ok(())
 }
@@ -277,7 +317,13 @@ fn connect(args: &Args) -> io::Result<(Vec<mio::net::TcpStream>, Vec<mio::net::T
 struct Sent {
     /// Wall ns per send of each measured round.
     round_ns_per_send: Vec<f64>,
+    /// The sender's CPU time in the send phases of the measured rounds, and in their input phases.
     cpu: Duration,
+    input_cpu: Duration,
+    /// In the measured input phases: `epoll_wait` calls, `recv()` calls, inputs read whole.
+    epoll_waits: u64,
+    recvs: u64,
+    inputs: u64,
     would_block: u64,
     short_sends: u64,
     /// Bytes accepted by the kernel, warm-up rounds included (the readers must read them all).
@@ -286,16 +332,24 @@ struct Sent {
 
 /// The sender's side of `--drain between`: one order channel per reader, and their acknowledgements.
 struct Drains {
-    orders: Vec<mpsc::Sender<DrainTo>>,
+    orders: Vec<mpsc::Sender<Order>>,
     done: mpsc::Receiver<io::Result<()>>,
 }
 
 impl Drains {
     /// Tells each reader what its share was sent this round and waits (bounded) until all have read it.
     fn drain(&self, sent_per_reader: &[u64]) -> io::Result<()> {
-        for (order, &bytes) in self.orders.iter().zip(sent_per_reader) {
-            order
-                .send(bytes)
+        self.order(|i| Order::Drain(sent_per_reader[i]))
+    }
+
+    /// Tells each reader to write one input of `bytes` to every socket of its share, and waits (bounded).
+    fn inputs(&self, bytes: usize) -> io::Result<()> {
+        self.order(|_| Order::Input(bytes))
+    }
+
+    fn order(&self, order: impl Fn(usize) -> Order) -> io::Result<()> {
+        for (i, tx) in self.orders.iter().enumerate() {
+            tx.send(order(i))
                 .map_err(|_| io::Error::other("a reader thread ended"))?;
         }
         for _ in &self.orders {
@@ -307,18 +361,105 @@ impl Drains {
     }
 }
 
+/// The sender's side of the whole job: its poll over the sending ends, and what it has of each input.
+struct Inputs {
+    poll: Poll,
+    events: Events,
+    bytes: usize,
+    /// Bytes of this round's input read so far, per socket.
+    got: Vec<usize>,
+    buf: Vec<u8>,
+}
+
+impl Inputs {
+    fn new(args: &Args, senders: &mut [mio::net::TcpStream]) -> io::Result<Inputs> {
+        let poll = Poll::new()?;
+        for (i, s) in senders.iter_mut().enumerate() {
+            poll.registry().register(s, Token(i), Interest::READABLE)?;
+        }
+        Ok(Inputs {
+            poll,
+            events: Events::with_capacity(args.events_max),
+            bytes: args.input_bytes as usize,
+            got: vec![0; senders.len()],
+            buf: vec![0; args.input_bytes as usize],
+        })
+    }
+
+    /// Waits for and reads every socket's input of this round, as a batched loop would: `epoll_wait`, then
+    /// one `recv()` per ready socket for the bytes its input still lacks. Adds the calls to `out`.
+    fn read_round(&mut self, fds: &[i32], out: &mut Sent, measured: bool) -> io::Result<()> {
+        self.got.iter_mut().for_each(|g| *g = 0);
+        let (mut whole, mut waits, mut recvs) = (0usize, 0u64, 0u64);
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        while whole < fds.len() {
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "read {whole} of {} inputs in time",
+                    fds.len()
+                )));
+            }
+            self.poll
+                .poll(&mut self.events, Some(Duration::from_millis(100)))?;
+            waits += 1;
+            for ev in self.events.iter() {
+                let i = ev.token().0;
+                let want = self.bytes - self.got[i];
+                if want == 0 {
+                    continue;
+                }
+                // SAFETY: fds[i] is an open socket owned by `senders`; the buffer holds `want` bytes.
+                let rc = unsafe {
+                    libc::recv(
+                        fds[i],
+                        self.buf.as_mut_ptr().cast(),
+                        want,
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                recvs += 1;
+                if rc < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        return Err(e);
+                    }
+                } else if rc == 0 {
+                    return Err(io::Error::other("a client closed its end"));
+                } else {
+                    self.got[i] += rc as usize;
+                    whole += usize::from(self.got[i] == self.bytes);
+                }
+            }
+        }
+        if measured {
+            out.epoll_waits += waits;
+            out.recvs += recvs;
+            out.inputs += whole as u64;
+        }
+        Ok(())
+    }
+}
+
 fn send_rounds(
     args: &Args,
-    senders: &[mio::net::TcpStream],
+    senders: &mut [mio::net::TcpStream],
     drains: Option<&Drains>,
 ) -> io::Result<Sent> {
     let fds: Vec<i32> = senders.iter().map(|s| s.as_raw_fd()).collect();
+    let mut inputs = match (args.input_bytes, drains) {
+        (0, _) | (_, None) => None,
+        (_, Some(_)) => Some(Inputs::new(args, senders)?),
+    };
     let mut sent_per_reader = vec![0u64; args.readers];
     let frame = vec![0x5au8; args.frame_bytes];
     let interval = Duration::from_millis(args.interval_ms);
     let mut out = Sent {
         round_ns_per_send: Vec::with_capacity(args.rounds),
         cpu: Duration::ZERO,
+        input_cpu: Duration::ZERO,
+        epoll_waits: 0,
+        recvs: 0,
+        inputs: 0,
         would_block: 0,
         short_sends: 0,
         bytes: 0,
@@ -326,6 +467,14 @@ fn send_rounds(
     let mut next = Instant::now();
     for round in 0..args.warmup_rounds + args.rounds {
         let measured = round >= args.warmup_rounds;
+        if let (Some(inputs), Some(drains)) = (inputs.as_mut(), drains) {
+            drains.inputs(inputs.bytes)?;
+            let cpu0 = thread_cpu();
+            inputs.read_round(&fds, &mut out, measured)?;
+            if measured {
+                out.input_cpu += thread_cpu() - cpu0;
+            }
+        }
         let cpu0 = thread_cpu();
         let t0 = Instant::now();
         let (mut would_block, mut short) = (0u64, 0u64);
@@ -385,7 +534,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 fn run(args: &Args) -> io::Result<String> {
-    let (senders, receivers) = connect(args)?;
+    let (mut senders, receivers) = connect(args)?;
     let stop = Arc::new(AtomicBool::new(false));
     let read = Arc::new(AtomicU64::new(0));
     let mut shares: Vec<Vec<mio::net::TcpStream>> = (0..args.readers).map(|_| Vec::new()).collect();
@@ -417,7 +566,7 @@ fn run(args: &Args) -> io::Result<String> {
     if let Some(cpu) = args.sender_cpu {
         pin(&[cpu])?;
     }
-    let sent = send_rounds(args, &senders, drains.as_ref());
+    let sent = send_rounds(args, &mut senders, drains.as_ref());
     // Closing the order channels ends the readers of `--drain between`.
     drop(drains);
     // Let the readers catch up, bounded, so every byte sent is also known to have been read.
@@ -438,6 +587,11 @@ fn run(args: &Args) -> io::Result<String> {
     let mean = sorted.iter().sum::<f64>() / n;
     let sends = (args.rounds * args.sockets) as f64;
     let cpu_ns = sent.cpu.as_nanos() as f64 / sends;
+    let input_cpu_ns = sent.input_cpu.as_nanos() as f64 / sends;
+    let per_input = |calls: u64| match sent.inputs {
+        0 => 0.0,
+        inputs => calls as f64 / inputs as f64,
+    };
     let opt = |v: Option<usize>| v.map_or("null".to_string(), |c| c.to_string());
     Ok(format!(
         concat!(
@@ -446,6 +600,8 @@ fn run(args: &Args) -> io::Result<String> {
             "\"reader_cpus\": {:?}, ",
             "\"ns_per_send\": {{\"mean\": {:.1}, \"p50\": {:.1}, \"p99\": {:.1}, \"min\": {:.1}, \"max\": {:.1}}}, ",
             "\"cpu_ns_per_send\": {:.1}, \"would_block\": {}, \"short_sends\": {}, ",
+            "\"input_bytes\": {}, \"input_cpu_ns_per_player\": {:.1}, \"whole_cpu_ns_per_player\": {:.1}, ",
+            "\"epoll_waits_per_input\": {:.4}, \"recvs_per_input\": {:.3}, ",
             "\"bytes_sent\": {}, \"bytes_read\": {}}}"
         ),
         args.sockets,
@@ -466,6 +622,11 @@ fn run(args: &Args) -> io::Result<String> {
         cpu_ns,
         sent.would_block,
         sent.short_sends,
+        args.input_bytes,
+        input_cpu_ns,
+        cpu_ns + input_cpu_ns,
+        per_input(sent.epoll_waits),
+        per_input(sent.recvs),
         sent.bytes,
         read.load(Ordering::Relaxed),
     ))
@@ -480,9 +641,14 @@ fn main() {
             args.rounds,
             args.warmup_rounds,
             args.interval_ms,
-        ) = (4, 2, 0, 0);
+            args.input_bytes,
+        ) = (4, 2, 0, 0, 16);
     }
     args.readers = args.readers.min(args.sockets);
+    if args.input_bytes > 0 && args.concurrent() {
+        eprintln!("send_floor: --input-bytes needs --drain between (the inputs are written between rounds)");
+        std::process::exit(2);
+    }
     match run(&args) {
         Ok(json) => println!("{json}"),
         Err(e) => {

@@ -245,8 +245,9 @@ pub struct Metrics {
     /// Ticks of one room: a room's tick runs its game's steps and queues its updates.
     pub tick_duration: Histogram,
     pub tick_lateness: Histogram,
-    /// A room tick split: its game's steps, and building and queueing its updates (`Phase::Step`,
-    /// `Phase::Updates`); and the process's timers, once per `--tick-hz` period (`Phase::Timers`).
+    /// A room tick split: its game's steps (`Step`), encoding the tick's shared update once (`Encode`),
+    /// and queueing it to each member and writing (`Fanout`: a coalesced or full update a member needs is
+    /// encoded there, on first demand); and the process's timers, once per `--tick-hz` period (`Timers`).
     pub tick_phases: [Histogram; TickPhase::ALL.len()],
     /// Socket events taken by the polls (events per wake-up: this over `loop_turns_total`).
     pub events: u64,
@@ -258,17 +259,24 @@ pub struct Metrics {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TickPhase {
     Step,
-    Updates,
+    Encode,
+    Fanout,
     Timers,
 }
 
 impl TickPhase {
-    pub const ALL: [TickPhase; 3] = [TickPhase::Step, TickPhase::Updates, TickPhase::Timers];
+    pub const ALL: [TickPhase; 4] = [
+        TickPhase::Step,
+        TickPhase::Encode,
+        TickPhase::Fanout,
+        TickPhase::Timers,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
             TickPhase::Step => "step",
-            TickPhase::Updates => "updates",
+            TickPhase::Encode => "encode",
+            TickPhase::Fanout => "fanout",
             TickPhase::Timers => "timers",
         }
     }

@@ -40,7 +40,7 @@ fn health_metrics_and_page() {
     }
     assert!(metrics.contains("tickcast_connections_closed_total{reason=\"http_done\"}"));
     // The tick split by phase, each a histogram of its own under one bounded label.
-    for phase in ["step", "updates", "timers"] {
+    for phase in ["step", "encode", "fanout", "timers"] {
         let count = format!("tickcast_tick_phase_seconds_count{{phase=\"{phase}\"}} ");
         assert!(metrics.contains(&count), "{count} missing from\n{metrics}");
         let bucket =

@@ -657,10 +657,16 @@ impl Bot {
                         view.reconnect();
                         view
                     }
-                    None => View::in_room(match &self.placement {
-                        Some(p) => Some(p.room.clone()),
-                        None => ctx.plan.room_name(self.room),
-                    }),
+                    None => {
+                        let view = View::in_room(match &self.placement {
+                            Some(p) => Some(p.room.clone()),
+                            None => ctx.plan.room_name(self.room),
+                        });
+                        match ctx.plan.verifies(self.id) {
+                            true => view,
+                            false => view.skimming(),
+                        }
+                    }
                 };
                 self.session = Some(Session {
                     started,
@@ -903,6 +909,7 @@ impl Bot {
                     ctx.processes.of(p).checksums_verified += 1;
                 }
             }
+            Seen::ChecksumUnchecked { .. } => b.checksums_unchecked += 1,
             Seen::Pong { .. } => {}
         }
     }

@@ -90,6 +90,13 @@ pub struct Args {
     #[arg(long, default_value_t = 5_000)]
     pub flap_ms: u64,
 
+    /// The share of bots that verify (mirror the whole world, check every `Checksum`), spread evenly over
+    /// the bots; the others skim: they read each update only up to their own entity (acks, the order of
+    /// updates and their own entity are still checked, checksums are counted unchecked), so one core
+    /// drives several times more of them. 1: every bot verifies; 0: none does.
+    #[arg(long, default_value_t = 1.0)]
+    pub verify_fraction: f64,
+
     /// Time between two inputs of a bot, in ms.
     #[arg(long, default_value_t = 50)]
     pub input_interval_ms: u64,
@@ -297,6 +304,9 @@ impl Plan {
         if !(args.connect_rate.is_finite() && args.connect_rate > 0.0) {
             return Err("--connect-rate must be a positive number".to_string());
         }
+        if !(0.0..=1.0).contains(&args.verify_fraction) {
+            return Err("--verify-fraction must be between 0 and 1".to_string());
+        }
         let positive = [
             ("--slow-bps", args.slow_bps),
             ("--flap-ms", args.flap_ms),
@@ -446,6 +456,13 @@ impl Plan {
 
     /// The name of room `room` the bots ask for and expect in `Welcome`: the planned one, or the one
     /// --url names; `None` when --url names none (the server's default room, whatever its name).
+    /// Whether bot `id` verifies (`--verify-fraction`): bot `id` does when the fraction's running count
+    /// steps up at it, so verifying bots are spread evenly over the ids (and so over rooms and threads).
+    pub fn verifies(&self, id: usize) -> bool {
+        let f = self.args.verify_fraction;
+        (((id + 1) as f64) * f).floor() > ((id as f64) * f).floor()
+    }
+
     pub fn room_name(&self, room: u32) -> Option<String> {
         match &self.rooms {
             Some(rooms) => Some(rooms.name(room)),

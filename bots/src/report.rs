@@ -388,7 +388,12 @@ pub struct Report {
     /// Input -> acknowledgement, slow bots left out.
     pub rtt_ms: Quantiles,
     pub inputs: Inputs,
+    /// `--verify-fraction`, and the bots it made verify (mirror the world, check every checksum); the
+    /// others skimmed, and their checksums are `checksums_unchecked`.
+    pub verify_fraction: f64,
+    pub bots_verifying: u64,
     pub checksums_verified: u64,
+    pub checksums_unchecked: u64,
     pub checksum_mismatches: u64,
     pub protocol_errors: u64,
     /// Game `Message`s received (outside the world: counted, their size checked), and their bytes.
@@ -506,7 +511,12 @@ impl Report {
                 dropped: headline.inputs_dropped,
                 slots_skipped: headline.input_slots_skipped,
             },
+            verify_fraction: plan.args.verify_fraction,
+            bots_verifying: (0..plan.count as usize)
+                .filter(|id| plan.verifies(*id))
+                .count() as u64,
             checksums_verified: all.checksums_verified,
+            checksums_unchecked: all.checksums_unchecked,
             checksum_mismatches: all.checksum_mismatches,
             protocol_errors: all.protocol_errors,
             messages: all.messages,
@@ -859,6 +869,16 @@ impl Report {
             "checksums verified",
             self.checksums_verified.to_string(),
         );
+        if self.bots_verifying < self.bots {
+            row(
+                &mut t,
+                "verifying bots",
+                format!(
+                    "{} of {} (--verify-fraction {}); the others skimmed: {} checksums unchecked",
+                    self.bots_verifying, self.bots, self.verify_fraction, self.checksums_unchecked
+                ),
+            );
+        }
         row(
             &mut t,
             "checksum mismatches",

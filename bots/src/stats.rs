@@ -355,6 +355,8 @@ pub struct BehaviourStats {
     /// Ticks never seen on their own because of those gaps.
     pub ticks_skipped: u64,
     pub checksums_verified: u64,
+    /// `Checksum`s a skimming bot (`--verify-fraction`) received and did not check.
+    pub checksums_unchecked: u64,
     pub checksum_mismatches: u64,
     /// Messages the mirror could not follow or decode, or that broke the protocol's order.
     pub protocol_errors: u64,
@@ -400,6 +402,7 @@ impl BehaviourStats {
         self.resyncs += o.resyncs;
         self.ticks_skipped += o.ticks_skipped;
         self.checksums_verified += o.checksums_verified;
+        self.checksums_unchecked += o.checksums_unchecked;
         self.checksum_mismatches += o.checksum_mismatches;
         self.protocol_errors += o.protocol_errors;
         self.inputs_sent += o.inputs_sent;

@@ -98,6 +98,52 @@ fn a_mixed_swarm_connects_follows_the_world_and_sees_no_unexpected_disconnect() 
     assert_eq!(row(Behaviour::Idle).rtt_ms.samples, 0, "{summary}");
 }
 
+/// `--verify-fraction`: skimming bots (here all of the wanderers, flappers and slow readers of the second
+/// run) still follow every update in order, through coalesced deltas and resumes, and measure their own
+/// acks; they count checksums unchecked. A fraction verifies exactly its share of the bots.
+#[test]
+fn skimming_bots_follow_the_updates_and_measure_their_acks_without_a_mirror() {
+    let server = server_where_slow_readers_lag();
+    let url = server.url();
+    for (fraction, verifying) in [("0", 0), ("0.25", 4)] {
+        let (report, errors) = run_swarm(args(
+            &url,
+            &[
+                "--count",
+                "16",
+                "--duration",
+                "3s",
+                "--threads",
+                "2",
+                "--connect-rate",
+                "200",
+                "--mix",
+                "wander=10,slow=3,flapper=3",
+                "--slow-bps",
+                "8000",
+                "--slow-rcvbuf-bytes",
+                "2048",
+                "--flap-ms",
+                "300",
+                "--retry-base-ms",
+                "50",
+                "--verify-fraction",
+                fraction,
+            ],
+        ));
+        let summary = format!("{}\nerrors: {errors:?}", report.table());
+        assert!(report.passed && errors.is_empty(), "{summary}");
+        assert_eq!(report.bots_verifying, verifying, "{summary}");
+        assert!(report.checksums_unchecked > 0, "{summary}");
+        assert_eq!(report.checksums_verified > 0, verifying > 0, "{summary}");
+        assert!(report.inputs.acked > 0, "{summary}");
+        assert!(report.coalesced_updates > 0, "{summary}");
+        assert!(report.resumes.honoured > 0, "{summary}");
+        assert!(report.table().contains("verifying bots"), "{summary}");
+    }
+    server.stop();
+}
+
 #[test]
 fn flappers_drop_abruptly_and_resume_from_a_delta_on_the_mirror_they_kept() {
     // The default history (128 ticks, 6.4 s at 20 Hz) and resume grace (10 s): a flapper is back within a

@@ -124,6 +124,18 @@ pub mod client_tag {
     pub const SEND: u32 = 4;
 }
 
+/// The tags of [`ServerMsg`]'s variants on the wire (docs/PROTOCOL.md), for a client that reads a message's
+/// fields itself.
+pub mod server_tag {
+    pub const WELCOME: u32 = 0;
+    pub const JOINED: u32 = 1;
+    pub const FULL: u32 = 2;
+    pub const DELTA: u32 = 3;
+    pub const CHECKSUM: u32 = 4;
+    pub const PONG: u32 = 5;
+    pub const MESSAGE: u32 = 6;
+}
+
 /// Why a message could not be decoded. The text is what goes into the close reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError(pub String);
@@ -165,6 +177,13 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
         )));
     }
     Ok(value)
+}
+
+/// Decodes one value from the front of `bytes` and says how many bytes it took: for a client that walks a
+/// message's fields itself (the bots' skimming view reads a `Delta` only up to its own entity).
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), DecodeError> {
+    let limited = config().with_limit::<CLIENT_DECODE_LIMIT_BYTES>();
+    bincode::serde::decode_from_slice(bytes, limited).map_err(|e| DecodeError(describe(&e)))
 }
 
 /// Decodes a client message and checks what the types alone cannot (name, ticket and body length).

@@ -283,3 +283,52 @@ fn huge_length_prefixes_fail_without_allocating_them() {
     let e = decode_client::<ArenaInput>(&big).unwrap_err().0;
     assert!(!e.is_empty());
 }
+
+#[test]
+fn server_tags_are_the_first_byte_of_each_message() {
+    use super::server_tag as t;
+    let cases: [(Msg, u32); 7] = [
+        (
+            ServerMsg::Welcome {
+                protocol: PROTOCOL_VERSION,
+                tick_hz: 20,
+                tick: 0,
+                connection_id: 1,
+                room: String::new(),
+            },
+            t::WELCOME,
+        ),
+        (
+            ServerMsg::Joined {
+                entity: 0,
+                resume_token: [0; 16],
+                resumed: false,
+            },
+            t::JOINED,
+        ),
+        (
+            ServerMsg::Full {
+                tick: 1,
+                entities: vec![],
+            },
+            t::FULL,
+        ),
+        (
+            ServerMsg::Delta {
+                base: 1,
+                tick: 2,
+                despawned: vec![],
+                set: vec![],
+                changed: vec![],
+            },
+            t::DELTA,
+        ),
+        (ServerMsg::Checksum { tick: 1, hash: 2 }, t::CHECKSUM),
+        (ServerMsg::Pong { nonce: 1, tick: 2 }, t::PONG),
+        (ServerMsg::Message { body: vec![1] }, t::MESSAGE),
+    ];
+    for (msg, tag) in cases {
+        let bytes = encode(&msg);
+        assert_eq!(decode_prefix::<u32>(&bytes), Ok((tag, 1)), "{msg:?}");
+    }
+}

@@ -41,10 +41,9 @@ impl<G: Game, C: Clock> Server<G, C> {
         let checksum = every > 0 && (first - 1) / every != room.world.tick() / every;
         let draining = self.drain_deadline.is_some();
         let last = draining || room.control.ended.is_some();
-        let updating = self.clock.now();
-        self.metrics.tick_phases[TickPhase::Step as usize].record(updating - started);
-        self.send_updates(key, checksum, last);
-        self.metrics.tick_phases[TickPhase::Updates as usize].record(self.clock.now() - updating);
+        let stepped = self.clock.now();
+        self.metrics.tick_phases[TickPhase::Step as usize].record(stepped - started);
+        self.send_updates(key, checksum, last, stepped);
         self.deliver_outbox(key);
         if self.obey_game(key) {
             if draining {
@@ -178,7 +177,7 @@ impl<G: Game, C: Clock> Server<G, C> {
 
     /// Queues room `key`'s current tick's update to every member that needs it. `force` (the final update
     /// of a drain) ignores the high-water mark and the memory budget: one more update per connection, then
-    /// it is closed.
+    /// it is closed. `started` is when the room's steps ended (the encode phase's start).
     ///
     /// Memory: a connection above `--send-hwm-bytes` is skipped. While the bytes queued across all
     /// connections are above `--queued-bytes-max`, so is a connection with anything queued, and a catch-up
@@ -187,7 +186,13 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// them straight to their sockets. A connection skipped for its own queue that stays behind is closed:
     /// after `--first-update-lag-limit-ms` if it never took an update whole, else after `--lag-limit-ms`
     /// (one held back for the budget with nothing queued is not: see [`skipped`]).
-    pub(super) fn send_updates(&mut self, key: usize, checksum: bool, force: bool) {
+    pub(super) fn send_updates(
+        &mut self,
+        key: usize,
+        checksum: bool,
+        force: bool,
+        started: Instant,
+    ) {
         let room = self.rooms.get_mut(key);
         if room.spectators + room.sessions.attached() == 0 {
             // Nobody to send to (a room kept for its detached players, or whose connections have not said
@@ -196,6 +201,8 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
         let tick = room.world.tick();
         room.updates.begin(&room.world, checksum);
+        let encoded = self.clock.now();
+        self.metrics.tick_phases[TickPhase::Encode as usize].record(encoded - started);
         let mut queued = self.queued_estimate;
         let (hwm, budget) = (self.cfg.send_hwm_bytes, self.cfg.queued_bytes_max);
         // The room's members, not every connection.
@@ -262,6 +269,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
         self.queued_estimate = queued;
         self.close_pending();
+        self.metrics.tick_phases[TickPhase::Fanout as usize].record(self.clock.now() - encoded);
     }
 
     /// `--detached-max` over the whole process: past it, the longest-detached players of any room leave.

@@ -107,7 +107,11 @@ fn joined(entity: u32, resume_token: proto::ResumeToken, resumed: bool) -> Vec<u
 }
 
 fn mirrored(view: &View) -> State {
-    view.mirror().iter().map(|(id, s)| (id, *s)).collect()
+    view.mirror()
+        .expect("a verifying view")
+        .iter()
+        .map(|(id, s)| (id, *s))
+        .collect()
 }
 
 fn update(tick: u64, kind: UpdateKind, own_seq: Option<u32>) -> Seen {
@@ -717,4 +721,83 @@ fn game_messages_are_seen_with_their_size_and_never_touch_the_mirror() {
     assert!(err.to_string().contains("1025 bytes"), "{err}");
     // The world goes on after it.
     view.receive(&server.checksum(10)).unwrap();
+}
+
+/// A skimming view sees what a verifying one sees (the same updates, kinds and own seqs), except that it
+/// leaves checksums unchecked: fed the same bytes, through spawns, despawns and a reused id of its own
+/// entity, coalesced deltas and a resync.
+#[test]
+fn a_skimming_view_sees_what_a_verifying_view_sees_but_checks_no_checksum() {
+    let mut server = start();
+    let mut verifying = View::new();
+    let mut skimming = View::new().skimming();
+    assert!(verifying.verifies() && !skimming.verifies());
+    let mut stream = vec![
+        Reference::welcome(10),
+        joined(1, TOKEN, false),
+        server.full(10),
+        server.checksum(10),
+    ];
+    for tick in 11..=14u64 {
+        server.step(tick, |w| {
+            w.get_mut(&0).unwrap().x += 40;
+            w.get_mut(&5).unwrap().y += 1;
+            w.get_mut(&1).unwrap().seq = tick as u32;
+        });
+        stream.push(server.delta(tick - 1, tick));
+        stream.push(server.checksum(tick));
+    }
+    // Our entity goes (14 -> 15), comes back with another state (15 -> 16, in `set`), then a delta over
+    // both (coalesced 14 -> 16), then a Full resync.
+    server.step(15, |w| {
+        w.remove(&1);
+    });
+    stream.push(server.delta(14, 15));
+    server.step(16, |w| {
+        w.insert(1, entity(1, 1, 99));
+        w.insert(3, entity(3, 3, 0));
+    });
+    stream.push(server.delta(15, 16));
+    server.step(17, |w| w.get_mut(&1).unwrap().seq = 100);
+    stream.push(server.delta(16, 17));
+    for tick in 18..=20u64 {
+        server.step(tick, |w| w.get_mut(&1).unwrap().seq = tick as u32);
+    }
+    stream.push(server.delta(17, 20));
+    stream.push(server.checksum(20));
+    server.step(21, |w| w.get_mut(&3).unwrap().x = 9);
+    server.step(22, |w| w.get_mut(&1).unwrap().seq = 22);
+    stream.push(server.full(22));
+    let mut own_seqs = Vec::new();
+    for bytes in &stream {
+        let v = verifying.receive(bytes).unwrap();
+        let s = skimming.receive(bytes).unwrap();
+        match (v, s) {
+            (Seen::ChecksumOk { tick }, Seen::ChecksumUnchecked { tick: t }) => assert_eq!(tick, t),
+            (v, s) => assert_eq!(v, s),
+        }
+        if let Seen::Update { own_seq, .. } = s {
+            own_seqs.push(own_seq);
+        }
+    }
+    assert_eq!(skimming.tick(), Some(22));
+    let expected = [0, 11, 12, 13, 14].map(Some).into_iter();
+    let expected: Vec<_> = expected
+        .chain([None, Some(99), Some(100), Some(20), Some(22)])
+        .collect();
+    assert_eq!(own_seqs, expected);
+    // It still refuses a delta from a tick it does not hold, and a checksum of another tick.
+    server.step(23, |w| w.get_mut(&1).unwrap().seq = 23);
+    server.step(24, |w| w.get_mut(&1).unwrap().seq = 24);
+    assert_eq!(
+        skimming.receive(&server.delta(23, 24)),
+        Err(ViewError::Mirror(MirrorError::WrongBase {
+            have: Some(22),
+            base: 23
+        }))
+    );
+    assert!(matches!(
+        skimming.receive(&server.checksum(23)),
+        Err(ViewError::Mirror(MirrorError::WrongBase { .. }))
+    ));
 }
