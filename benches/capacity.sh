@@ -46,6 +46,8 @@ usage: bash benches/capacity.sh [options]
                       wss:// trusting it; the floor stays plain sends (benches/tls.sh compares both)
   --out DIR           where capacity.md, capacity.json and raw/ go   [$CARGO_TARGET_DIR/capacity]
   --server-args ARGS  more flags for the server, one word each (e.g. "--read-coalesce-us 2000")
+  --verify-fraction F the share of bots that mirror the world and check checksums; the others skim (read
+                      each update up to their own entity: acks still measured)   [1]
 EOF
 }
 
@@ -66,6 +68,7 @@ PROJECT=1
 TLS=0
 OUT=""
 SERVER_ARGS=""
+VERIFY_FRACTION=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --steps) STEPS=${2:?}; shift 2 ;;
@@ -84,6 +87,7 @@ while [ $# -gt 0 ]; do
         --tls) TLS=1; shift ;;
         --out) OUT=${2:?}; shift 2 ;;
         --server-args) SERVER_ARGS=${2:?}; shift 2 ;;
+        --verify-fraction) VERIFY_FRACTION=${2:?}; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "capacity: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -398,7 +402,9 @@ def cmd_report(a):
     L.append(f"{machine['date']}, commit {machine['commit']}; {machine['cpus']} x {machine['cpu_model']}, "
              f"{machine['mem_gib']} GiB, Linux {machine['kernel']}, {machine['rustc']}. Server on core "
              f"{settings['server_cpu']}, bots ({settings['bot_threads']} threads) and the floor's readers on "
-             f"cores {settings['bot_cpus']}; bots run {settings['duration']} per step.\n")
+             f"cores {settings['bot_cpus']}; bots run {settings['duration']} per step"
+             f"{'' if settings.get('verify_fraction', 1) >= 1 else ', ' + str(settings['verify_fraction']) + ' of them verifying (the others skim: acks measured, checksums unchecked)'}"
+             f"{'; server flags: ' + settings['server_args'] if settings.get('server_args') else ''}.\n")
     L.append("| players | tick p50 / p99 / max ms | tick lateness p99 ms | ticks skipped | server CPU % of one core "
              "| server RSS MiB | bytes/s per client | B per moving entity | input -> ack p99 ms | coalesced (server / bots) "
              "| checksum mismatches | bots CPU % | others on server / bot cores % | limit |")
@@ -646,7 +652,7 @@ step() {
     t0=$(now_ms)
     end=$(( t0 + DUR_MS ))
     taskset -c "$BOT_CPUS" "$BOTS_BIN" --url "$WS_SCHEME://$addr/ws" "${BOT_TLS_FLAGS[@]}" --count "$n" --duration "$DURATION" \
-        --threads "$BOT_THREADS" --connect-rate "$CONNECT_RATE" --json "$RAW/bots-$n.json" \
+        --threads "$BOT_THREADS" --connect-rate "$CONNECT_RATE" --verify-fraction "$VERIFY_FRACTION" --json "$RAW/bots-$n.json" \
         >"$RAW/bots-$n.txt" 2>"$RAW/bots-$n.err" &
     BP=$!
     # Steady state: every bot connected (waiting at most until 6 s before the bots stop), then 2 s more.
@@ -728,8 +734,9 @@ EOF
 )
 SETTINGS=$(python3 -c 'import json, sys; a = sys.argv[1:]; print(json.dumps({"steps": a[0], "duration": a[1],
     "tick_hz": int(a[2]), "server_cpu": a[3], "bot_cpus": a[4], "bot_threads": int(a[5]), "connect_rate": a[6],
-    "floor_rounds": int(a[7]), "floor_interval_ms": int(a[8]), "floor_drain": a[9]}))' \
+    "floor_rounds": int(a[7]), "floor_interval_ms": int(a[8]), "floor_drain": a[9], "verify_fraction": float(a[10]),
+    "server_args": a[11]}))' \
     "$STEPS" "$DURATION" "$TICK_HZ" "$SERVER_CPU" "$BOT_CPUS" "$BOT_THREADS" "$CONNECT_RATE" "$FLOOR_ROUNDS" "$PERIOD_MS" \
-    "$FLOOR_DRAIN")
+    "$FLOOR_DRAIN" "$VERIFY_FRACTION" "$SERVER_ARGS")
 py report "$RAW" "$OUT" "$TICK_HZ" "$MACHINE" "$SETTINGS"
 echo "capacity: wrote $OUT/capacity.md and $OUT/capacity.json" >&2
