@@ -31,4 +31,17 @@ pub mod sync;
 pub mod ticket;
 
 pub use config::Config;
+
+/// The crate's version (`Cargo.toml`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit this was built from, 12 hex digits with `-dirty` when the tree had changes, or
+/// `unknown` when built without git (`build.rs`).
+pub const COMMIT: &str = env!("TICKCAST_GIT_COMMIT");
+/// What `tickcast --version` prints after the name: `0.1.0 (commit 0123456789ab)`.
+pub const VERSION_LINE: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TICKCAST_GIT_COMMIT"),
+    ")"
+);
 pub use server::{Command, Handle, Server};

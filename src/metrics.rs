@@ -366,6 +366,15 @@ impl Metrics {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::with_capacity(4096);
+        let _ = writeln!(
+            out,
+            "# HELP tickcast_build_info Always 1: the version, git commit and wire protocol this process runs.\n\
+             # TYPE tickcast_build_info gauge\n\
+             tickcast_build_info{{version=\"{}\",commit=\"{}\",protocol=\"{}\"}} 1",
+            crate::VERSION,
+            crate::COMMIT,
+            crate::proto::PROTOCOL_VERSION
+        );
         let mut one = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP tickcast_{name} {help}\n# TYPE tickcast_{name} {kind}\ntickcast_{name} {value}");
         };

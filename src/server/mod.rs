@@ -3,7 +3,7 @@
 //! `mio::Waker`).
 //!
 //! The split: the transport half of [`Server`] is the poll, the listener, the connections and HTTP
-//! (`accept.rs`, `read.rs`, `closing.rs`); the rooms half is [`room::Rooms`], each room with its game,
+//! (`accept.rs`, `read.rs`, `closing.rs`); the rooms half is `room::Rooms`, each room with its game,
 //! world, updates and sessions (`room.rs`, `players.rs`, `tick.rs`). A connection is in one room from its
 //! upgrade on (`Conn::membership`); a room's fan-out iterates its members, never every connection.
 //!
