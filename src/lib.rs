@@ -13,10 +13,13 @@
 //! - [`sync`]: the replicated world, change ticks, shared and coalesced deltas, the client mirror;
 //! - [`server`]: the loop that wires them together, in one visible turn order;
 //! - [`clock`], [`config`], [`metrics`]: time, settings and counters, owned by the loop;
-//! - [`ticket`]: the authentication ticket format (HMAC-signed, no I/O), checked by the loop.
+//! - [`ticket`]: the authentication ticket format (HMAC-signed, no I/O), checked by the loop;
+//! - [`cluster`], [`backplane`], [`agones`]: helper threads for Redis and the Agones SDK sidecar, reached
+//!   from the loop only through bounded channels and atomics.
 //!
 //! `docs/ARCHITECTURE.md` has the bird's-eye view and the invariants; `docs/PROTOCOL.md` the bytes.
 
+pub mod agones;
 pub mod assets;
 pub mod backplane;
 pub mod clock;
