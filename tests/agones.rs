@@ -8,8 +8,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -147,25 +146,26 @@ fn assert_call(seen: &Seen, method: &str, path: &str, body: &str) {
 #[test]
 fn ready_health_players_and_shutdown_after_the_drain() {
     let mut sidecar = Sidecar::start(all_ok);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
-        .args(["--listen", "127.0.0.1:0", "--npcs", "0", "--tick-hz", "50"])
-        .args(["--drain-timeout-ms", "60000", "--close-linger-ms", "60000"])
-        .args(["--agones", "--agones-health-interval-ms", "100"])
-        .args(["--agones-sdk-port", &sidecar.port.to_string()])
-        .args(["--agones-players-counter", "players"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .parse()
-        .unwrap();
+    let port = sidecar.port.to_string();
+    let (mut child, mut stderr, addr) = common::spawn_listening(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--npcs",
+        "0",
+        "--tick-hz",
+        "50",
+        "--drain-timeout-ms",
+        "60000",
+        "--close-linger-ms",
+        "60000",
+        "--agones",
+        "--agones-health-interval-ms",
+        "100",
+        "--agones-sdk-port",
+        &port,
+        "--agones-players-counter",
+        "players",
+    ]);
     // Lines the server writes later (the sidecar answering) must not fill a pipe nobody reads.
     std::thread::spawn(move || {
         let mut rest = String::new();
