@@ -17,6 +17,7 @@ fi
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 echo "== Rust: unit, property and socket tests (server, bots)"
 cargo test --workspace --locked

@@ -278,6 +278,27 @@ pub struct Config {
     /// the cluster), with a burst as large; beyond, they are dropped and counted.
     #[arg(long, default_value_t = 1_000)]
     pub backplane_messages_per_s: u32,
+
+    // ---- Agones (docs/OPERATIONS.md, "Agones") ----
+    /// Run as an Agones game server: tell the SDK sidecar Ready once listening, Health while the loop
+    /// turns (never when it stalls), the player count (--agones-players-counter), Shutdown after a drain.
+    #[arg(long)]
+    pub agones: bool,
+
+    /// The Agones SDK sidecar's HTTP port on 127.0.0.1. Default: $AGONES_SDK_HTTP_PORT (Agones sets it),
+    /// else 9358.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub agones_sdk_port: Option<u16>,
+
+    /// How often Health goes to the sidecar (only if the loop ran its timers since the last one); keep
+    /// it under the GameServer's health.periodSeconds.
+    #[arg(long, default_value_t = 2_000)]
+    pub agones_health_interval_ms: u64,
+
+    /// An Agones Counter (declared in the GameServer's spec.counters) kept at the number of connected
+    /// players, checked every health interval. None: no player count is sent.
+    #[arg(long, value_name = "NAME", value_parser = parse_room_name)]
+    pub agones_players_counter: Option<String>,
 }
 
 /// Who may create rooms (`--room-creation`).
@@ -414,6 +435,18 @@ impl Config {
                 return Err(format!("{flag}: 1 to 64 of A-Z a-z 0-9 _ -"));
             }
         }
+        if self.agones {
+            let period_ms = self.tick_duration().as_millis() as u64;
+            if self.agones_health_interval_ms < (2 * period_ms).max(100)
+                || self.agones_health_interval_ms > 60_000
+            {
+                return Err(format!(
+                    "--agones-health-interval-ms must be from {} (two --tick-hz periods, at least 100) to 60000",
+                    (2 * period_ms).max(100)
+                ));
+            }
+            crate::agones::Settings::sdk_port(self.agones_sdk_port)?;
+        }
         if self.max_message_bytes < 16 {
             return Err("--max-message-bytes must be at least 16".to_string());
         }
@@ -470,6 +503,26 @@ impl Config {
             ttl: std::time::Duration::from_millis(self.cluster_ttl_ms),
             seats: Vec::new(),
         })
+    }
+}
+
+impl Config {
+    /// What the Agones helper needs, with `--agones`.
+    pub fn agones_settings(&self) -> Option<Result<crate::agones::Settings, String>> {
+        if !self.agones {
+            return None;
+        }
+        Some(
+            crate::agones::Settings::sdk_port(self.agones_sdk_port).map(|port| {
+                crate::agones::Settings {
+                    port,
+                    health_interval: std::time::Duration::from_millis(
+                        self.agones_health_interval_ms,
+                    ),
+                    players_counter: self.agones_players_counter.clone(),
+                }
+            }),
+        )
     }
 }
 

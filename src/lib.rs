@@ -13,10 +13,13 @@
 //! - [`sync`]: the replicated world, change ticks, shared and coalesced deltas, the client mirror;
 //! - [`server`]: the loop that wires them together, in one visible turn order;
 //! - [`clock`], [`config`], [`metrics`]: time, settings and counters, owned by the loop;
-//! - [`ticket`]: the authentication ticket format (HMAC-signed, no I/O), checked by the loop.
+//! - [`ticket`]: the authentication ticket format (HMAC-signed, no I/O), checked by the loop;
+//! - [`cluster`], [`backplane`], [`agones`]: helper threads for Redis and the Agones SDK sidecar, reached
+//!   from the loop only through bounded channels and atomics.
 //!
 //! `docs/ARCHITECTURE.md` has the bird's-eye view and the invariants; `docs/PROTOCOL.md` the bytes.
 
+pub mod agones;
 pub mod assets;
 pub mod backplane;
 pub mod clock;
@@ -31,4 +34,17 @@ pub mod sync;
 pub mod ticket;
 
 pub use config::Config;
+
+/// The crate's version (`Cargo.toml`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit this was built from, 12 hex digits with `-dirty` when the tree had changes, or
+/// `unknown` when built without git (`build.rs`).
+pub const COMMIT: &str = env!("TICKCAST_GIT_COMMIT");
+/// What `tickcast --version` prints after the name: `0.1.0 (commit 0123456789ab)`.
+pub const VERSION_LINE: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TICKCAST_GIT_COMMIT"),
+    ")"
+);
 pub use server::{Command, Handle, Server};

@@ -20,7 +20,7 @@ macro_rules! say {
 /// tickcast: an authoritative multiplayer game server (binary WebSockets, fixed tick, shared deltas),
 /// serving the arena.
 #[derive(Parser)]
-#[command(name = "tickcast", version, about, max_term_width = 110)]
+#[command(name = "tickcast", version = tickcast::VERSION_LINE, about, max_term_width = 110)]
 struct Args {
     #[command(flatten)]
     server: Config,

@@ -345,6 +345,8 @@ pub struct Gauges {
     pub cluster: Option<ClusterGauges>,
     /// TLS is on (`--tls-cert`).
     pub tls: bool,
+    /// With `--agones` only: the SDK helper's requests.
+    pub agones: Option<crate::agones::AgonesStats>,
 }
 
 /// What the cluster helper reports (docs/CLUSTER.md).
@@ -374,6 +376,15 @@ impl Metrics {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::with_capacity(4096);
+        let _ = writeln!(
+            out,
+            "# HELP tickcast_build_info Always 1: the version, git commit and wire protocol this process runs.\n\
+             # TYPE tickcast_build_info gauge\n\
+             tickcast_build_info{{version=\"{}\",commit=\"{}\",protocol=\"{}\"}} 1",
+            crate::VERSION,
+            crate::COMMIT,
+            crate::proto::PROTOCOL_VERSION
+        );
         let mut one = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP tickcast_{name} {help}\n# TYPE tickcast_{name} {kind}\ntickcast_{name} {value}");
         };
@@ -698,6 +709,29 @@ tickcast_backplane_received_total {}
                  tickcast_tls_reloads_total{{result=\"ok\"}} {}\n\
                  tickcast_tls_reloads_total{{result=\"failed\"}} {}",
                 self.tls_reloads_ok, self.tls_reloads_failed
+            );
+        }
+        if let Some(a) = g.agones {
+            let name = "tickcast_agones_requests_total";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Requests to the Agones SDK sidecar, by request and result (ok: a 2xx answer).\n# TYPE {name} counter"
+            );
+            for request in crate::agones::Request::ALL {
+                for (result, counts) in [("ok", &a.ok), ("failed", &a.failed)] {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{request=\"{}\",result=\"{result}\"}} {}",
+                        request.label(),
+                        counts[request as usize]
+                    );
+                }
+            }
+            let _ = writeln!(
+                out,
+                "# HELP tickcast_agones_health_skipped_total Health periods with no Health sent: the loop had not run its timers since the last (a stall).\n\
+                 # TYPE tickcast_agones_health_skipped_total counter\ntickcast_agones_health_skipped_total {}",
+                a.health_skipped
             );
         }
         let _ = writeln!(

@@ -48,6 +48,7 @@ fn help_lists_every_setting_with_its_default() {
         ("--room-idle-ms", "30000"),
         ("--room-max-players", "4096"),
         ("--room-max-spectators", "4096"),
+        ("--agones-health-interval-ms", "2000"),
     ] {
         let line = help.lines().position(|l| l.trim_start().starts_with(flag));
         let line = line.unwrap_or_else(|| panic!("{flag} missing from --help:\n{help}"));
@@ -57,6 +58,34 @@ fn help_lists_every_setting_with_its_default() {
             described.contains(&format!("[default: {default}]")),
             "{flag}: {described}"
         );
+    }
+}
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let (ok, text) = tickcast(&["--version"]);
+    assert!(ok, "{text}");
+    let expected = format!(
+        "tickcast {} (commit {})",
+        env!("CARGO_PKG_VERSION"),
+        tickcast::COMMIT
+    );
+    assert_eq!(text.trim(), expected);
+    // Built in this git checkout (`.git` is a directory, or a file in a worktree): the commit of HEAD,
+    // with `-dirty` for local changes. Elsewhere (a crate tarball): the commit it was packaged from, or
+    // `unknown`.
+    let manifest_dir = env!("CARGO_MANIFEST_DIR");
+    let hash = tickcast::COMMIT.trim_end_matches("-dirty");
+    if std::path::Path::new(manifest_dir).join(".git").exists() {
+        let out = Command::new("git")
+            .args(["-C", manifest_dir, "rev-parse", "--short=12", "HEAD"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git rev-parse: {out:?}");
+        assert_eq!(hash, String::from_utf8_lossy(&out.stdout).trim());
+    } else if tickcast::COMMIT != "unknown" {
+        assert_eq!(hash.len(), 12, "{text}");
+        assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
     }
 }
 

@@ -48,6 +48,18 @@ fn health_metrics_and_page() {
         assert!(metrics.contains(&bucket), "{bucket} missing");
     }
     assert!(metric_in(&metrics, "tickcast_connections_total").unwrap() >= 3);
+    // What this process is: the version, the commit it was built from, the protocol it speaks.
+    let build_info = format!(
+        "tickcast_build_info{{version=\"{}\",commit=\"{}\",protocol=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION"),
+        tickcast::COMMIT,
+        tickcast::proto::PROTOCOL_VERSION
+    );
+    assert!(
+        metrics.contains(&build_info),
+        "{build_info} missing from\n{metrics}"
+    );
+    assert!(metrics.contains("# TYPE tickcast_build_info gauge\n"));
 }
 
 #[test]

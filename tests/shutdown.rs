@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
 use common::{http_exchange, Client, TestServer};
@@ -12,22 +11,18 @@ use tickcast::proto::ServerMsg;
 
 #[test]
 fn sigterm_sends_final_updates_and_1001_then_exits_zero() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tickcast"))
-        .args(["--listen", "127.0.0.1:0", "--npcs", "10", "--tick-hz", "50"])
-        .args(["--drain-timeout-ms", "30000", "--close-linger-ms", "60000"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let addr: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .parse()
-        .unwrap();
+    let (mut child, mut stderr, addr) = common::spawn_listening(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--npcs",
+        "10",
+        "--tick-hz",
+        "50",
+        "--drain-timeout-ms",
+        "30000",
+        "--close-linger-ms",
+        "60000",
+    ]);
     let server = TestServer::external(addr);
 
     let mut player = Client::connect(&server);

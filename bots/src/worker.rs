@@ -65,7 +65,7 @@ pub struct WorkerReport {
     pub worker: usize,
     /// Counted since the previous report (a fresh `Stats` starts after each).
     pub stats: Box<Stats>,
-    /// Correctness errors since the previous report, at most [`ERRORS_PER_REPORT_MAX`].
+    /// Correctness errors since the previous report, at most `ERRORS_PER_REPORT_MAX` (32).
     pub errors: Vec<BotError>,
     /// Bots with a welcomed connection now.
     pub connected: u64,

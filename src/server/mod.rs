@@ -3,7 +3,7 @@
 //! `mio::Waker`).
 //!
 //! The split: the transport half of [`Server`] is the poll, the listener, the connections and HTTP
-//! (`accept.rs`, `read.rs`, `closing.rs`); the rooms half is [`room::Rooms`], each room with its game,
+//! (`accept.rs`, `read.rs`, `closing.rs`); the rooms half is `room::Rooms`, each room with its game,
 //! world, updates and sessions (`room.rs`, `players.rs`, `tick.rs`). A connection is in one room from its
 //! upgrade on (`Conn::membership`); a room's fan-out iterates its members, never every connection.
 //!
@@ -145,6 +145,8 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     matchmaking: std::collections::HashMap<u64, matchmake::Waiting>,
     /// Game messages waiting for their rooms, and connections by account (`messages.rs`).
     mail: messages::Mail,
+    /// The Agones SDK helper (`--agones`): told at every timer tick that the loop lives; `None`: off.
+    agones: Option<crate::agones::Agones>,
 }
 
 /// The transport half of the server: the poll, the listener, every connection (in any phase: HTTP, or a
@@ -237,6 +239,11 @@ impl<G: Game, C: Clock> Server<G, C> {
             }
             _ => None,
         };
+        // The listener is bound and listening: the helper's first words to the sidecar are Ready.
+        let agones = match cfg.agones_settings() {
+            Some(settings) => Some(crate::agones::Agones::start(settings.map_err(invalid)?)?),
+            None => None,
+        };
         let (tx, commands) = crossbeam_channel::bounded(16);
         let now = clock.now();
         let rooms = room::Rooms::new(&cfg, types, now, clock.unix_time_s()).map_err(invalid)?;
@@ -281,6 +288,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             cluster,
             matchmaking: Default::default(),
             mail,
+            agones,
             cfg,
         };
         // In a cluster, the process's entry goes first: no claim of its rooms reaches Redis before it.
@@ -302,12 +310,15 @@ impl<G: Game, C: Clock> Server<G, C> {
 
     /// Runs until a drain finishes; in a cluster, then releases its rooms and leaves the directory
     /// (waiting for Redis at most `CLUSTER_LEAVE_WAIT`: the entries expire within `--cluster-ttl-ms`
-    /// anyway).
+    /// anyway); under Agones, then says Shutdown (waiting at most `agones::SHUTDOWN_WAIT`).
     pub fn run(&mut self) -> io::Result<()> {
         while !self.turn(None)? {}
         if let Some(cluster) = &mut self.cluster {
             // Its rooms' names go back too, so another process may create them at once.
             cluster.leave(self.rooms.beats(), CLUSTER_LEAVE_WAIT);
+        }
+        if let Some(agones) = &mut self.agones {
+            agones.shutdown(crate::agones::SHUTDOWN_WAIT);
         }
         Ok(())
     }
@@ -465,6 +476,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             peer_addresses: self.net.peers.len(),
             rooms_open: self.rooms.len(),
             tls: self.net.tls.is_some(),
+            agones: self.agones.as_ref().map(|a| a.stats()),
             cluster: self
                 .cluster
                 .as_ref()

@@ -161,6 +161,10 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.idle_rooms = list;
         self.cap_detached();
         self.cluster_beat(false);
+        if let Some(agones) = &self.agones {
+            // The loop ran its timers: Health may go out (agones.rs, the stall rule).
+            agones.beat(self.rooms.iter().map(|(_, r)| r.sessions.attached()).sum());
+        }
         if self.drain_deadline.is_some() {
             let roomless: Vec<usize> = self
                 .net

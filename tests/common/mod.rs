@@ -59,6 +59,34 @@ impl std::ops::DerefMut for TestConfig {
     }
 }
 
+/// Starts the real `tickcast` binary with `args` (which should say `--listen 127.0.0.1:0`) and reads its
+/// first stderr line for the address it listens on: the child, the rest of its stderr, and the address.
+pub fn spawn_listening(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+    SocketAddr,
+) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tickcast"))
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .parse()
+        .unwrap();
+    (child, stderr, addr)
+}
+
 /// The slow-consumer tests' queue limits (`busy`).
 pub const BUSY_SEND_HWM: usize = 16 * 1024;
 pub const BUSY_SEND_LIMIT: usize = 256 * 1024;
