@@ -13,7 +13,9 @@
 //! - [`sync`]: the replicated world, change ticks, shared and coalesced deltas, the client mirror;
 //! - [`server`]: the loop that wires them together, in one visible turn order;
 //! - [`clock`], [`config`], [`metrics`]: time, settings and counters, owned by the loop;
-//! - [`ticket`]: the authentication ticket format (HMAC-signed, no I/O), checked by the loop.
+//! - [`ticket`]: the authentication ticket format (HMAC-signed, no I/O), checked by the loop;
+//! - [`logs`]: the bound on what the loop logs (it only emits `tracing` events; the binary installs the
+//!   subscriber).
 //!
 //! `docs/ARCHITECTURE.md` has the bird's-eye view and the invariants; `docs/PROTOCOL.md` the bytes.
 
@@ -22,6 +24,7 @@ pub mod backplane;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod logs;
 pub mod metrics;
 pub mod net;
 pub mod proto;

@@ -90,11 +90,12 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.metrics.rooms_ended += 1;
         if permanent {
             match self.rooms.open_default(self.now, self.clock.unix_time_s()) {
-                Ok(_) => self.metrics.rooms_created += 1,
+                Ok(r) => {
+                    self.metrics.rooms_created += 1;
+                    self.log_room(r, "room created", "default");
+                }
                 // Its type's constructor refused what it accepted at start: a bug of the game's.
-                Err(e) => log(format_args!(
-                    "tickcast: cannot open the default room again: {e}"
-                )),
+                Err(e) => tracing::error!(error = %e, "cannot open the default room again"),
             }
         }
     }
@@ -112,7 +113,15 @@ impl<G: Game, C: Clock> Server<G, C> {
             }
             self.close(member.key, close.clone());
         }
+        self.log_room(key, "room disposed", close.counted_as().label());
         self.drop_room(key).permanent
+    }
+
+    /// A room's lifecycle event (`what`: created or disposed, and why), bounded like the warnings.
+    pub(super) fn log_room(&mut self, key: usize, what: &'static str, why: &'static str) {
+        let room = self.rooms.get(key);
+        let kind = &self.rooms.types.types[room.kind].name;
+        limited!(self, crate::logs::Warning::Room, info, room = %room.name, r#type = %kind, reason = why, "{what}");
     }
 
     /// Removes room `key`, empty of connections, gives its creator's address its room back and, in a
@@ -156,6 +165,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let mut list = std::mem::take(&mut self.idle_rooms);
         self.rooms.idle(self.now, idle, &mut list);
         for &key in &list {
+            self.log_room(key, "room disposed", "idle");
             self.drop_room(key);
             self.metrics.rooms_disposed_idle += 1;
         }
