@@ -18,6 +18,28 @@
 //!   subscriber).
 //!
 //! `docs/ARCHITECTURE.md` has the bird's-eye view and the invariants; `docs/PROTOCOL.md` the bytes.
+//!
+//! # Running a server from code
+//!
+//! A [`Config`] is a plain struct: [`Config::default()`] has the flags' defaults (it reads no flag, no
+//! `TICKCAST_*` variable and no file; those are the binary's, [`config::sources`]). Change what you
+//! need, bind, run:
+//!
+//! ```
+//! use tickcast::sim::arena::ArenaSettings;
+//! use tickcast::{Config, Server};
+//!
+//! let cfg = Config {
+//!     listen: "127.0.0.1:0".parse().unwrap(),
+//!     tick_hz: 30,
+//!     ..Config::default()
+//! };
+//! let mut server = Server::bind(cfg, ArenaSettings::default().room_types()).unwrap();
+//! println!("listening on {}", server.local_addr());
+//! // Another thread (a signal handler, say) drains it through its handle; here, at once.
+//! server.handle().shutdown();
+//! server.run().unwrap();
+//! ```
 
 pub mod assets;
 pub mod backplane;

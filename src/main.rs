@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use tickcast::config::sources::{self, Sources};
 use tickcast::sim::arena::ArenaSettings;
 use tickcast::{Command, Config, Server};
 
@@ -28,6 +29,8 @@ struct Args {
     arena: ArenaSettings,
     #[command(flatten)]
     log: LogSettings,
+    #[command(flatten)]
+    sources: Sources,
 }
 
 /// Where the log goes and what it holds (docs/OPERATIONS.md, "Logs"): stderr, one event per line.
@@ -38,7 +41,7 @@ struct LogSettings {
     log_format: LogFormat,
 
     /// Which events are logged, in RUST_LOG syntax (`info`, `debug`, `warn,tickcast::server=debug`).
-    /// Without it: the RUST_LOG environment variable, else `info`.
+    /// Without it (flag, TICKCAST_LOG_FILTER or the file): the RUST_LOG variable, else `info`.
     #[arg(long, value_name = "FILTER")]
     log_filter: Option<String>,
 }
@@ -76,11 +79,18 @@ fn install_logs(log: &LogSettings) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // Flags, then TICKCAST_* variables, then the --config file, then the defaults.
+    let parsed = sources::parse::<Args, _, _>(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    if parsed.value.sources.print_config {
+        print!("{}", parsed.to_toml());
+        return ExitCode::SUCCESS;
+    }
     let Args {
         server: cfg,
         arena,
         log,
-    } = Args::parse();
+        sources: _,
+    } = parsed.value;
     if let Err(e) = cfg.validate() {
         say!("tickcast: {e}");
         return ExitCode::from(2);
@@ -140,6 +150,24 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("event loop failed: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_flag_of_the_binary_has_its_tickcast_variable() {
+        let command = sources::command::<Args>();
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else {
+                continue;
+            };
+            let env = arg.get_env().and_then(|e| e.to_str());
+            assert_eq!(env, Some(sources::env_name(long).as_str()), "--{long}");
+            assert!(env.unwrap().starts_with("TICKCAST_"), "--{long}");
         }
     }
 }
