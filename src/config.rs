@@ -1,9 +1,13 @@
 //! Every setting of the server, each a flag with its unit and default. `tickcast --help` prints them all
-//! (with the arena's own, `sim::arena::ArenaSettings`, which are the game's and not the server's).
+//! (with the arena's own, `sim::arena::ArenaSettings`, which are the game's and not the server's). The
+//! binary also takes each from a `TICKCAST_*` variable and a TOML file ([`sources`]); a library user
+//! builds a [`Config`] as a struct: `Config { tick_hz: 30, ..Config::default() }`.
 
 use std::net::SocketAddr;
 
 use clap::Parser;
+
+pub mod sources;
 
 /// tickcast: an authoritative multiplayer game server (binary WebSockets, fixed tick, shared deltas).
 #[derive(Debug, Clone, Parser)]
@@ -40,6 +44,12 @@ pub struct Config {
     /// Most despawns remembered for coalesced deltas; past it, older baselines get a full snapshot.
     #[arg(long, default_value_t = 65_536)]
     pub despawn_log_max: usize,
+
+    /// Send a connection nothing in a tick in which nothing changed since the update it holds (its
+    /// `Checksum` included): an idle world costs no sends, and its next `Delta` is from the tick it holds.
+    /// Off: every tick sends every member an update, empty or not (clients may time themselves by it).
+    #[arg(long)]
+    pub skip_unchanged_updates: bool,
 
     /// A connection with more than this many bytes queued in user space is skipped for updates.
     #[arg(long, default_value_t = 64 * 1024)]
@@ -319,6 +329,8 @@ fn parse_room_name(name: &str) -> Result<String, String> {
     }
 }
 
+/// The flags' defaults, exactly (clap's own, parsed from no flags): neither the environment nor a file is
+/// read here; those are the binary's sources (`config::sources`).
 impl Default for Config {
     fn default() -> Self {
         Config::parse_from(["tickcast"])

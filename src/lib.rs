@@ -16,8 +16,32 @@
 //! - [`ticket`]: the authentication ticket format (HMAC-signed, no I/O), checked by the loop;
 //! - [`cluster`], [`backplane`], [`agones`]: helper threads for Redis and the Agones SDK sidecar, reached
 //!   from the loop only through bounded channels and atomics.
+//! - [`logs`]: the bound on what the loop logs (it only emits `tracing` events; the binary installs the
+//!   subscriber).
 //!
 //! `docs/ARCHITECTURE.md` has the bird's-eye view and the invariants; `docs/PROTOCOL.md` the bytes.
+//!
+//! # Running a server from code
+//!
+//! A [`Config`] is a plain struct: [`Config::default()`] has the flags' defaults (it reads no flag, no
+//! `TICKCAST_*` variable and no file; those are the binary's, [`config::sources`]). Change what you
+//! need, bind, run:
+//!
+//! ```
+//! use tickcast::sim::arena::ArenaSettings;
+//! use tickcast::{Config, Server};
+//!
+//! let cfg = Config {
+//!     listen: "127.0.0.1:0".parse().unwrap(),
+//!     tick_hz: 30,
+//!     ..Config::default()
+//! };
+//! let mut server = Server::bind(cfg, ArenaSettings::default().room_types()).unwrap();
+//! println!("listening on {}", server.local_addr());
+//! // Another thread (a signal handler, say) drains it through its handle; here, at once.
+//! server.handle().shutdown();
+//! server.run().unwrap();
+//! ```
 
 pub mod agones;
 pub mod assets;
@@ -25,6 +49,7 @@ pub mod backplane;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod logs;
 pub mod metrics;
 pub mod net;
 pub mod proto;

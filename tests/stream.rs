@@ -4,7 +4,9 @@
 mod common;
 
 use common::{Client, TestServer};
-use tickcast::proto::ServerMsg;
+use std::time::{Duration, Instant};
+
+use tickcast::proto::{ClientMsg, ServerMsg};
 
 #[test]
 fn spectator_receives_full_then_a_delta_every_tick_and_checksums_match() {
@@ -129,4 +131,49 @@ fn with_reads_coalesced_every_tick_still_arrives_and_inputs_are_applied() {
         .validate()
         .unwrap_err()
         .contains("--read-coalesce-us"));
+}
+
+/// `--skip-unchanged-updates`: a watcher of a world where nothing moves is sent nothing (no empty
+/// `Delta`, no `Checksum`) tick after tick; the first change reaches it as one `Delta` from the tick it
+/// holds, and its mirror still matches the checksums after it.
+#[test]
+fn with_unchanged_updates_skipped_an_idle_world_sends_nothing_until_it_changes() {
+    let server = TestServer::start(|c| {
+        c.npcs = 0;
+        c.tick_hz = 50;
+        c.checksum_every_ticks = 1;
+        c.skip_unchanged_updates = true;
+    });
+    let mut watcher = Client::watching(&server);
+    let ServerMsg::Full { tick: held, .. } = watcher.recv() else {
+        panic!("a Full first")
+    };
+    assert!(matches!(watcher.recv(), ServerMsg::Checksum { tick, .. } if tick == held));
+    // Ticks pass in which nothing changes: the player's Pongs say how many (bounded).
+    let mut player = Client::connect(&server);
+    let deadline = Instant::now() + common::WAIT_MAX;
+    loop {
+        assert!(Instant::now() < deadline, "the server's tick did not move");
+        player.send(&ClientMsg::Ping { nonce: 1 });
+        let pong = player.recv_until(|m| matches!(m, ServerMsg::Pong { .. }));
+        if matches!(pong, ServerMsg::Pong { tick, .. } if tick >= held + 5) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let entity = player.hello("mover");
+    match watcher.recv() {
+        ServerMsg::Delta {
+            base, tick, set, ..
+        } => {
+            assert_eq!(base, held, "the Delta is from the tick the watcher holds");
+            assert!(tick >= held + 5, "idle ticks sent nothing (tick {tick})");
+            assert_eq!(set.len(), 1, "the new player's entity");
+        }
+        other => panic!("expected the change as a Delta, got {other:?}"),
+    }
+    watcher.wait_for(|m| m.get(entity).is_some());
+    let seq = player.input(1, 0);
+    watcher.wait_for(|m| m.get(entity).is_some_and(|e| e.seq == seq));
+    watcher.verify_checksums(2);
 }

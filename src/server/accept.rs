@@ -10,6 +10,7 @@ use super::room::CreateError;
 use super::routes::{self, Entry, Route};
 use super::*;
 use crate::config::RoomCreation;
+use crate::logs::Warning;
 use crate::net::http::RETRY_AFTER_S;
 use crate::net::peers::{PeerKey, Refused};
 use crate::net::rate::Bucket;
@@ -37,6 +38,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.metrics.accept_errors += 1;
+                    limited!(self, Warning::AcceptError, warn, error = %e, "accept failed");
                     if socket::out_of_descriptors(&e) && self.refuse_through_reserve() {
                         continue;
                     }
@@ -97,6 +99,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                         CloseReason::Rejected,
                     ),
                 };
+                limited!(self, Warning::ConnectionLimit, warn, %addr, label = reason.label(), "connection refused: {why}");
                 self.refuse_at_accept(sock, status, why, after_s);
                 self.metrics.closed(reason);
                 return;
@@ -108,6 +111,8 @@ impl<G: Game, C: Clock> Server<G, C> {
             && !self.evict_oldest_spare()
         {
             self.release_peer(peer);
+            let max = self.cfg.max_connections;
+            limited!(self, Warning::ConnectionLimit, warn, %addr, max_connections = max, "connection refused: server at connection capacity");
             self.refuse_at_accept(sock, 503, "server at connection capacity", RETRY_AFTER_S);
             self.metrics.closed(CloseReason::Rejected);
             return;
@@ -511,6 +516,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             Ok(r) => {
                 self.metrics.rooms_created += 1;
                 let name = name.to_string();
+                self.log_room(r, "room created", "upgrade");
                 self.cluster_claim(&name);
                 Ok((r, account))
             }

@@ -2,6 +2,7 @@
 //! shutdown.
 
 use super::*;
+use crate::logs::Warning;
 use crate::net::tls::TlsFailure;
 
 impl<G: Game, C: Clock> Server<G, C> {
@@ -12,6 +13,19 @@ impl<G: Game, C: Clock> Server<G, C> {
         if conn.closing.is_some() || conn.dead.is_some() {
             return Flow::Stop;
         }
+        let id = conn.id;
+        let warning = match close {
+            Close::RateLimited => Some(Warning::RateLimited),
+            Close::Lagging | Close::FirstUpdateLagging | Close::SendLimit => {
+                Some(Warning::SlowConsumer)
+            }
+            _ => None,
+        };
+        if let Some(kind) = warning {
+            let reason = close.reason(&self.cfg);
+            limited!(self, kind, warn, conn = id, code = close.code(), %reason, "closing connection: limit hit");
+        }
+        let conn = &mut self.net.conns[k];
         if close.drops_queued_updates() {
             // What is queued is stale; let the close frame through right behind the frame in flight.
             conn.out.drop_unsent_frames();
@@ -20,6 +34,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         if let Phase::Ws(ws) = phase {
             // A close reason must fit a control frame: 125 bytes minus the code.
             let reason = close.reason(&self.cfg);
+            tracing::debug!(conn = id, code = close.code(), %reason, label = close.counted_as().label(), "closing connection");
             let frame = CloseFrame {
                 code: CloseCode::from(close.code()),
                 reason: truncate_utf8(&reason, 123).to_string().into(),
@@ -154,6 +169,12 @@ impl<G: Game, C: Clock> Server<G, C> {
                     _ => {}
                 }
             }
+            let reason = conn.closing.map(|c| c.reason).or(conn.dead);
+            tracing::debug!(
+                conn = conn.id,
+                label = reason.map_or("", |r| r.label()),
+                "connection closed"
+            );
             if conn.closing.is_none() {
                 self.metrics.closed(conn.dead.expect("on the dead list"));
             }
@@ -166,6 +187,12 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// after (`run_room`); the next timer tick closes the connections in no room.
     pub(super) fn begin_drain(&mut self) {
         if self.drain_deadline.is_none() {
+            tracing::info!(
+                websockets = self.net.ws_open,
+                rooms = self.rooms.len(),
+                drain_timeout_ms = self.cfg.drain_timeout_ms,
+                "draining: final updates, then 1001 to every client"
+            );
             self.drain_deadline = Some(self.now + Duration::from_millis(self.cfg.drain_timeout_ms));
             // In a cluster, say so at once: no new rooms or seats are routed here from now on.
             self.cluster_beat(true);

@@ -19,17 +19,29 @@ impl<G: Game, C: Clock> Server<G, C> {
             match cluster.rx.try_recv() {
                 Ok(FromRedis::Up) => {
                     if cluster.down.take().is_some() {
-                        log(format_args!("tickcast: cluster: redis answers"));
+                        tracing::info!(
+                            redis = "up",
+                            "cluster: redis answers again, no longer degraded"
+                        );
                     }
                 }
                 Ok(FromRedis::Down(why)) => {
-                    log(format_args!("tickcast: cluster: {why}"));
+                    tracing::warn!(redis = "down", %why, "cluster: degraded: redis unreachable");
                     cluster.down = Some(why);
                 }
-                Ok(FromRedis::Lost { room, owner: _ }) => lost.push(room),
+                Ok(FromRedis::Lost { room, owner }) => {
+                    tracing::warn!(%room, %owner, "cluster: claim lost: another process holds the room");
+                    lost.push(room)
+                }
                 Ok(FromRedis::Placed { conn, result }) => placed.push((conn, result)),
                 Err(crossbeam_channel::TryRecvError::Empty) => break,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    if cluster.down.is_none() {
+                        tracing::error!(
+                            redis = "down",
+                            "cluster: degraded: the redis helper thread stopped"
+                        );
+                    }
                     cluster.down = Some("the redis helper thread stopped".into());
                     break;
                 }

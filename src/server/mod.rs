@@ -70,6 +70,19 @@ const CLUSTER_LEAVE_WAIT: Duration = Duration::from_millis(500);
 /// How often, at most, the per-address table is swept for addresses with nothing open and a full bucket.
 const PEER_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
+/// A `tracing` event of a kind clients can cause, through the server's [`crate::logs::Warnings`]: at most
+/// a few per kind per second, each with `kind` and `suppressed` (those of its kind held back since the
+/// last one). `limited!(self, Warning::X, warn, "text", field = value)`.
+macro_rules! limited {
+    ($server:expr, $kind:expr, $level:ident, $($rest:tt)+) => {{
+        let kind: crate::logs::Warning = $kind;
+        if let Some(suppressed) = $server.warnings.admit(kind, $server.now) {
+            tracing::$level!(kind = kind.name(), suppressed, $($rest)+);
+        }
+    }};
+}
+pub(super) use limited;
+
 /// What a handler did to the connection it was handed: whether its caller may go on with it (read its
 /// next message, say). Every path that closes or kills the connection returns `Stop`, so a caller acts on
 /// the answer instead of looking the connection up again.
@@ -147,6 +160,8 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     mail: messages::Mail,
     /// The Agones SDK helper (`--agones`): told at every timer tick that the loop lives; `None`: off.
     agones: Option<crate::agones::Agones>,
+    /// The bound on events clients can cause (limits hit, rooms made): a few per kind per second.
+    warnings: crate::logs::Warnings,
 }
 
 /// The transport half of the server: the poll, the listener, every connection (in any phase: HTTP, or a
@@ -289,6 +304,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             matchmaking: Default::default(),
             mail,
             agones,
+            warnings: Default::default(),
             cfg,
         };
         // In a cluster, the process's entry goes first: no claim of its rooms reaches Redis before it.
@@ -313,6 +329,12 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// anyway); under Agones, then says Shutdown (waiting at most `agones::SHUTDOWN_WAIT`).
     pub fn run(&mut self) -> io::Result<()> {
         while !self.turn(None)? {}
+        tracing::info!(
+            ticks = self.metrics.ticks,
+            websockets_served = self.metrics.websockets_total,
+            websockets_cut = self.net.ws_open,
+            "drained"
+        );
         if let Some(cluster) = &mut self.cluster {
             // Its rooms' names go back too, so another process may create them at once.
             cluster.leave(self.rooms.beats(), CLUSTER_LEAVE_WAIT);
@@ -442,23 +464,18 @@ impl<G: Game, C: Clock> Server<G, C> {
     /// pair that does not load leaves the old one in place, with a log line saying why.
     fn reload_tls(&mut self) {
         let Some((cert, key)) = self.cfg.tls_files() else {
-            log(format_args!("tickcast: SIGHUP: no --tls-cert to reload"));
+            tracing::warn!("SIGHUP: no --tls-cert to reload");
             return;
         };
         match crate::net::tls::load(cert, key) {
             Ok(config) => {
                 self.net.tls = Some(config);
                 self.metrics.tls_reloads_ok += 1;
-                log(format_args!(
-                    "tickcast: TLS certificate reloaded from {}",
-                    cert.display()
-                ));
+                tracing::info!(cert = %cert.display(), "TLS certificate reloaded");
             }
             Err(why) => {
                 self.metrics.tls_reloads_failed += 1;
-                log(format_args!(
-                    "tickcast: TLS reload refused, keeping the old certificate: {why}"
-                ));
+                tracing::error!(%why, "TLS reload refused, keeping the old certificate");
             }
         }
     }
@@ -535,13 +552,6 @@ fn append_message<S: serde::Serialize, D: serde::Serialize>(
 ) {
     let payload = proto::encode(msg);
     frame::write_binary(out, &payload);
-}
-
-/// A line on stderr from inside the loop. Unlike `eprintln!`, it does not panic when stderr is gone (a
-/// supervisor that stopped reading, a closed pipe): a log line is not worth the server.
-fn log(line: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn truncate_utf8(s: &str, max: usize) -> &str {

@@ -187,6 +187,14 @@ impl<G: Game, C: Clock> Server<G, C> {
                         true => self.on_message(k, &bytes),
                         false => {
                             self.metrics.messages_dropped += 1;
+                            let conn = self.net.conns[k].id;
+                            limited!(
+                                self,
+                                crate::logs::Warning::MessagesDropped,
+                                warn,
+                                conn,
+                                "message dropped: over --messages-per-s"
+                            );
                             Flow::Go
                         }
                     }

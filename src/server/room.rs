@@ -46,6 +46,9 @@ pub(super) struct Room<G: Game> {
     pub schedule: TickSchedule,
     /// The frames of its current update phase, encoded once for all its members.
     pub updates: Updates,
+    /// The last tick whose shared update carried a change (or could not be built from the tick before):
+    /// a member holding this tick or a later one holds the current world (`--skip-unchanged-updates`).
+    pub changed_at: u64,
     /// Every player from join to leave, by id and by resume token.
     pub sessions: Sessions,
     /// Every upgraded connection in this room (waiting for its `Hello` or `Watch`, watching, or playing),
@@ -261,6 +264,7 @@ impl<G: Game> Rooms<G> {
             world,
             schedule: TickSchedule::new(now + phase, period, self.catch_up_ticks_max),
             updates: Updates::default(),
+            changed_at: 0,
             sessions: Sessions::default(),
             members: Vec::new(),
             spectators: 0,

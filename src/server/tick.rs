@@ -89,11 +89,12 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.metrics.rooms_ended += 1;
         if permanent {
             match self.rooms.open_default(self.now, self.clock.unix_time_s()) {
-                Ok(_) => self.metrics.rooms_created += 1,
+                Ok(r) => {
+                    self.metrics.rooms_created += 1;
+                    self.log_room(r, "room created", "default");
+                }
                 // Its type's constructor refused what it accepted at start: a bug of the game's.
-                Err(e) => log(format_args!(
-                    "tickcast: cannot open the default room again: {e}"
-                )),
+                Err(e) => tracing::error!(error = %e, "cannot open the default room again"),
             }
         }
     }
@@ -111,7 +112,15 @@ impl<G: Game, C: Clock> Server<G, C> {
             }
             self.close(member.key, close.clone());
         }
+        self.log_room(key, "room disposed", close.counted_as().label());
         self.drop_room(key).permanent
+    }
+
+    /// A room's lifecycle event (`what`: created or disposed, and why), bounded like the warnings.
+    pub(super) fn log_room(&mut self, key: usize, what: &'static str, why: &'static str) {
+        let room = self.rooms.get(key);
+        let kind = &self.rooms.types.types[room.kind].name;
+        limited!(self, crate::logs::Warning::Room, info, room = %room.name, r#type = %kind, reason = why, "{what}");
     }
 
     /// Removes room `key`, empty of connections, gives its creator's address its room back and, in a
@@ -155,6 +164,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let mut list = std::mem::take(&mut self.idle_rooms);
         self.rooms.idle(self.now, idle, &mut list);
         for &key in &list {
+            self.log_room(key, "room disposed", "idle");
             self.drop_room(key);
             self.metrics.rooms_disposed_idle += 1;
         }
@@ -205,6 +215,10 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
         let tick = room.world.tick();
         room.updates.begin(&room.world, checksum);
+        if room.updates.encode_shared(&room.world) {
+            room.changed_at = tick;
+        }
+        let skip_unchanged = self.cfg.skip_unchanged_updates && !force;
         let encoded = self.clock.now();
         self.metrics.tick_phases[TickPhase::Encode as usize].record(encoded - started);
         let mut queued = self.queued_estimate;
@@ -220,6 +234,11 @@ impl<G: Game, C: Clock> Server<G, C> {
                 continue;
             }
             if ws.baseline == Some(tick) {
+                continue;
+            }
+            if skip_unchanged && ws.baseline.is_some_and(|b| b >= room.changed_at) {
+                // It holds the current world: nothing to send, and it is not behind.
+                ws.last_update_at = self.now;
                 continue;
             }
             let over_budget = !force && queued > budget;
