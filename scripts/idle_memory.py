@@ -2,7 +2,7 @@
 """Measures the server's user-space memory per idle WebSocket connection.
 
 Starts `tickcast` (release) on 127.0.0.1 with a quiet world, reads its RSS, opens N spectator
-connections (each sends `Watch`, protocol v2, since the server sends nothing past `Welcome` before it)
+connections (each sends `Watch`, protocol v4, since the server sends nothing past `Welcome` before it)
 that read (so nothing queues), reads RSS again, and prints the difference per connection.
 Bounded: N connections (default 2000), a few seconds. Usage: idle_memory.py BINARY [N]
 """
@@ -15,8 +15,8 @@ import sys
 
 import websockets
 
-PROTOCOL_VERSION = 2
-# `Watch { protocol: 2, ticket: "" }`: tag 3, protocol 2, empty ticket (docs/PROTOCOL.md).
+PROTOCOL_VERSION = 4
+# `Watch { protocol: 4, ticket: "" }`: tag 3, protocol 4, empty ticket (docs/PROTOCOL.md).
 WATCH = bytes([3, PROTOCOL_VERSION, 0])
 
 

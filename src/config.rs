@@ -71,8 +71,9 @@ pub struct Config {
     #[arg(long, default_value_t = 4096)]
     pub max_message_bytes: usize,
 
-    /// Initial read buffer per WebSocket connection.
-    #[arg(long, default_value_t = 1024)]
+    /// Read buffer per WebSocket connection, kept for its life (most of an idle connection's memory), and
+    /// the most one read() takes; a larger message grows it while it arrives and takes more reads.
+    #[arg(long, default_value_t = 256)]
     pub ws_read_buffer_bytes: usize,
 
     /// Messages per second a client may send on average (all kinds); the excess is dropped and counted.

@@ -150,8 +150,9 @@ impl OutBuf {
 
 /// What the connection is doing.
 pub enum Phase {
-    /// Reading an HTTP request head; `buf` is bounded by `--max-header-bytes` (plus one byte).
-    Http { buf: super::http::HeadBuf },
+    /// Reading an HTTP request head; `buf` is bounded by `--max-header-bytes` (plus one byte). Boxed,
+    /// like the WebSocket state, so a connection's slab entry holds neither (memory per idle connection).
+    Http { buf: Box<super::http::HeadBuf> },
     /// Upgraded.
     Ws(Box<WsState>),
 }

@@ -117,6 +117,10 @@ impl<G: Game, C: Clock> Server<G, C> {
                     continue;
                 }
                 conn.writable_interest = want_writable;
+                match want_writable {
+                    true => self.net.backlogged.insert(k),
+                    false => self.net.backlogged.remove(&k),
+                };
             }
             let has_output = conn.has_output();
             if let Some(closing) = &mut conn.closing {
@@ -138,6 +142,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         let mut list = std::mem::take(&mut self.net.dead_list);
         for k in list.drain(..) {
             let mut conn = self.net.conns.remove(k);
+            self.net.backlogged.remove(&k);
             let _ = self.net.poll.registry().deregister(conn.stream.tcp());
             if conn.stream.handshaking() {
                 // Gone before its TLS handshake was done: why, if rustls said, else the client left.

@@ -177,6 +177,13 @@ struct Transport {
     next_conn_id: u64,
     /// Connections with queued bytes to write at the end of the turn.
     write_list: Vec<usize>,
+    /// Connections whose queue the kernel did not take whole, waiting for WRITABLE (exactly those with
+    /// `Conn::writable_interest`): with the write list, every connection with bytes queued, so the timers
+    /// count the queued bytes without visiting every connection.
+    backlogged: std::collections::HashSet<usize>,
+    /// Where the timer pass goes on checking connections (slab key), when there are too many to check
+    /// every tick (`TIMER_CHECKS_PER_PASS_MIN`).
+    timer_cursor: usize,
     /// Connections that spent their read budget this turn and may have more to read; each at most once
     /// (`Conn::on_reread_list`), so the list is bounded by the connections.
     reread_list: Vec<(usize, u64)>,
@@ -273,6 +280,8 @@ impl<G: Game, C: Clock> Server<G, C> {
                 conns: Slab::new(),
                 next_conn_id: 1,
                 write_list: Vec::new(),
+                backlogged: Default::default(),
+                timer_cursor: 0,
                 reread_list: Vec::new(),
                 close_list: Vec::new(),
                 dead_list: Vec::new(),

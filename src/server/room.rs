@@ -49,6 +49,12 @@ pub(super) struct Room<G: Game> {
     /// The last tick whose shared update carried a change (or could not be built from the tick before):
     /// a member holding this tick or a later one holds the current world (`--skip-unchanged-updates`).
     pub changed_at: u64,
+    /// Every member that said `Hello` or `Watch` held the current world after the last fan-out (none was
+    /// held back, none is new since): in a tick that changed nothing, `--skip-unchanged-updates` then
+    /// skips the fan-out without visiting a member. Cleared by a new role and by a member held back.
+    pub members_current: bool,
+    /// The last tick that skipped the fan-out so: it counts as an update for each member's lag.
+    pub quiet_at: Instant,
     /// Every player from join to leave, by id and by resume token.
     pub sessions: Sessions,
     /// Every upgraded connection in this room (waiting for its `Hello` or `Watch`, watching, or playing),
@@ -265,6 +271,8 @@ impl<G: Game> Rooms<G> {
             schedule: TickSchedule::new(now + phase, period, self.catch_up_ticks_max),
             updates: Updates::default(),
             changed_at: 0,
+            members_current: false,
+            quiet_at: now,
             sessions: Sessions::default(),
             members: Vec::new(),
             spectators: 0,

@@ -6,6 +6,10 @@ use super::*;
 use crate::metrics::TickPhase;
 use crate::sim::PlayerId;
 
+/// The timer pass checks every connection each `--tick-hz` period up to this many slab slots; beyond, it
+/// checks a share of them each period so that every connection is checked once per `TIMER_SWEEP`.
+const TIMER_CHECKS_PER_PASS_MIN: usize = 4096;
+const TIMER_SWEEP: Duration = Duration::from_millis(250);
 /// A burst smaller than this is not worth giving back (see `note_queued`).
 const TRIM_PEAK_MIN_BYTES: usize = 8 * 1024 * 1024;
 const TRIM_INTERVAL: Duration = Duration::from_secs(1);
@@ -157,7 +161,16 @@ impl<G: Game, C: Clock> Server<G, C> {
 
     fn run_timers_now(&mut self) {
         self.check_timers();
-        self.queued_estimate = self.net.conns.iter().map(|(_, c)| c.queued()).sum();
+        // Only a connection on the write list or waiting for WRITABLE has bytes queued.
+        let conns = &self.net.conns;
+        let queued = |k: &usize| conns.get(*k).map_or(0, |c| c.queued());
+        let waiting = self.net.backlogged.iter();
+        let on_list = self.net.write_list.iter();
+        self.queued_estimate = on_list.map(queued).sum::<usize>()
+            + waiting
+                .filter(|k| conns.get(**k).is_some_and(|c| !c.on_write_list))
+                .map(queued)
+                .sum::<usize>();
         self.note_queued(self.queued_estimate);
         self.net.accept_pending |= std::mem::take(&mut self.net.accept_stalled);
         let idle = Duration::from_millis(self.cfg.room_idle_ms);
@@ -215,12 +228,20 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
         let tick = room.world.tick();
         room.updates.begin(&room.world, checksum);
-        if room.updates.encode_shared(&room.world) {
+        let changed = room.updates.encode_shared(&room.world);
+        if changed {
             room.changed_at = tick;
         }
         let skip_unchanged = self.cfg.skip_unchanged_updates && !force;
         let encoded = self.clock.now();
         self.metrics.tick_phases[TickPhase::Encode as usize].record(encoded - started);
+        if skip_unchanged && !changed && room.members_current {
+            // An idle room of members that hold its world: nothing to send, nobody to visit.
+            room.quiet_at = self.now;
+            self.metrics.tick_phases[TickPhase::Fanout as usize].record(Duration::ZERO);
+            return;
+        }
+        let mut all_current = true;
         let mut queued = self.queued_estimate;
         let (hwm, budget) = (self.cfg.send_hwm_bytes, self.cfg.queued_bytes_max);
         // The room's members, not every connection.
@@ -241,6 +262,8 @@ impl<G: Game, C: Clock> Server<G, C> {
                 ws.last_update_at = self.now;
                 continue;
             }
+            // Ticks whose fan-out was skipped for an idle room were updates it needed none of.
+            ws.last_update_at = ws.last_update_at.max(room.quiet_at);
             let over_budget = !force && queued > budget;
             // Held back: `Err(false)` for its own queue, `Err(true)` for the memory budget.
             let update = if !force && pending > hwm {
@@ -257,6 +280,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             let (range, kind) = match update {
                 Ok(update) => update,
                 Err(deferred) => {
+                    all_current = false;
                     let (metrics, cfg) = (&mut self.metrics, &self.cfg);
                     if let Some(close) = skipped(metrics, cfg, self.now, ws, deferred, pending) {
                         self.net.close_list.push((k, close));
@@ -290,6 +314,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 self.net.close_list.push((k, Close::SendLimit));
             }
         }
+        room.members_current = all_current;
         self.queued_estimate = queued;
         self.close_pending();
         self.metrics.tick_phases[TickPhase::Fanout as usize].record(self.clock.now() - encoded);
@@ -357,7 +382,21 @@ impl<G: Game, C: Clock> Server<G, C> {
         let tls_handshake = ms(self.cfg.tls_handshake_timeout_ms);
         let mut timed_out_http = Vec::new();
         let mut tls_timed_out = Vec::new();
-        for (k, conn) in self.net.conns.iter_mut() {
+        // Every connection each pass while there are few; past that a slice, so that each is checked at
+        // least once per TIMER_SWEEP (a pass costs a cache miss or two per connection it checks).
+        let slots = self.net.conns.capacity();
+        let passes =
+            (TIMER_SWEEP.as_millis() as usize * usize::from(self.cfg.tick_hz) / 1000).max(1);
+        let checks = slots
+            .div_ceil(passes)
+            .max(TIMER_CHECKS_PER_PASS_MIN)
+            .min(slots);
+        let from = self.net.timer_cursor % slots.max(1);
+        self.net.timer_cursor = (from + checks) % slots.max(1);
+        for k in (from..slots).chain(0..from).take(checks) {
+            let Some(conn) = self.net.conns.get_mut(k) else {
+                continue;
+            };
             if conn.dead.is_some() {
                 continue;
             }

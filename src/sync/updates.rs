@@ -68,7 +68,11 @@ impl Updates {
     /// member that keeps up gets. Whether it carries a change (false: nothing was despawned, set or
     /// changed in the tick); true also when it cannot be built (no tick before it in the history).
     pub fn encode_shared<S: Replicate>(&mut self, world: &World<S>) -> bool {
-        let Some(base) = self.tick.checked_sub(1).filter(|b| world.can_delta_from(*b)) else {
+        let Some(base) = self
+            .tick
+            .checked_sub(1)
+            .filter(|b| world.can_delta_from(*b))
+        else {
             return true;
         };
         let range = self.encode_delta(world, base);
