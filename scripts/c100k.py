@@ -147,6 +147,7 @@ def main():
     ap.add_argument("--timeout-s", type=float, default=600.0, help="bound on the whole run")
     ap.add_argument("--tick-hz", type=int, default=20)
     ap.add_argument("--server-args", default="", help="more server flags, one word each")
+    ap.add_argument("--server-cpu", type=int, help="pin the server to this cpu (and this script to the others)")
     ap.add_argument("--json", help="write the result here too")
     a = ap.parse_args()
     n = a.connections
@@ -167,6 +168,11 @@ def main():
            "--skip-unchanged-updates", "--max-connections", str(n + 100), "--max-connections-per-ip", "0",
            "--accepts-per-ip-per-s", "0", "--room-max-spectators", str(n), "--peer-table-max", "65536",
            *a.server_args.split()]
+    if a.server_cpu is not None:
+        cmd = ["taskset", "-c", str(a.server_cpu), *cmd]
+        others = set(range(os.cpu_count() or 1)) - {a.server_cpu}
+        if others:
+            os.sched_setaffinity(0, others)
     server = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     conns = []
     sel = selectors.EpollSelector()
