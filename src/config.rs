@@ -123,6 +123,12 @@ pub struct Config {
     #[arg(long, default_value_t = 5_000)]
     pub handshake_timeout_ms: u64,
 
+    /// The timer pass (timeouts, pings) checks every connection each `--tick-hz` period while there are at
+    /// most this many slab slots; past it, a share of them each period, so that each is still checked at
+    /// least every 250 ms (its deadlines then up to that late) and idle connections cost no per-tick pass.
+    #[arg(long, default_value_t = 4096)]
+    pub timer_checks_per_pass_min: usize,
+
     /// A WebSocket connection that has been quiet this long is sent a ping.
     #[arg(long, default_value_t = 5_000)]
     pub ping_interval_ms: u64,
@@ -380,6 +386,9 @@ impl Config {
                 "--accepts-per-ip-per-s must be 0 or more, and --accept-burst-per-ip at least 1"
                     .to_string(),
             );
+        }
+        if self.timer_checks_per_pass_min == 0 {
+            return Err("--timer-checks-per-pass-min must be at least 1".to_string());
         }
         if self.peer_table_max == 0 {
             return Err("--peer-table-max must be at least 1".to_string());

@@ -404,3 +404,49 @@ fn an_empty_room_is_disposed_at_its_idle_deadline_and_not_a_tick_sooner() {
     );
     assert_eq!(h.server.metrics().rooms_disposed_idle, 1);
 }
+
+/// Past `--timer-checks-per-pass-min` connections a timer pass checks only a share of them, and yet
+/// every deadline is met within the sweep (250 ms): here 40 unfinished request heads, at most 4 checked a
+/// tick, are all answered 408 once their time is up, not all in the first tick and none before.
+#[test]
+fn past_the_checks_per_pass_every_connection_is_still_timed_out_within_the_sweep() {
+    let mut h = Stepped::start(|c| {
+        c.handshake_timeout_ms = 5_000;
+        c.timer_checks_per_pass_min = 4;
+    });
+    let mut peers: Vec<Peer> = (0..40).map(|_| h.connect()).collect();
+    for p in &mut peers {
+        p.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n");
+    }
+    let mut first = peers.pop().unwrap();
+    h.until(&mut first, |_| true);
+    peers.push(first);
+    h.advance(Duration::from_millis(5_000));
+    let answered = |h: &mut Stepped, peers: &mut Vec<Peer>| {
+        for _ in 0..4 {
+            h.server.turn(Some(Duration::from_millis(2))).unwrap();
+        }
+        peers.iter_mut().for_each(Peer::take);
+        peers.iter().filter(|p| p.eof).count()
+    };
+    assert_eq!(answered(&mut h, &mut peers), 0, "answered early");
+    h.advance(TICK);
+    let after_one_tick = answered(&mut h, &mut peers);
+    assert!(
+        after_one_tick < peers.len(),
+        "all {after_one_tick} checked in one pass"
+    );
+    h.advance(Duration::from_millis(250));
+    assert_eq!(
+        answered(&mut h, &mut peers),
+        peers.len(),
+        "a deadline missed the sweep"
+    );
+    for p in &peers {
+        assert!(
+            p.frames().0.starts_with("HTTP/1.1 408 "),
+            "{:?}",
+            p.frames().0
+        );
+    }
+}

@@ -182,7 +182,7 @@ struct Transport {
     /// count the queued bytes without visiting every connection.
     backlogged: std::collections::HashSet<usize>,
     /// Where the timer pass goes on checking connections (slab key), when there are too many to check
-    /// every tick (`TIMER_CHECKS_PER_PASS_MIN`).
+    /// every tick (`--timer-checks-per-pass-min`).
     timer_cursor: usize,
     /// Connections that spent their read budget this turn and may have more to read; each at most once
     /// (`Conn::on_reread_list`), so the list is bounded by the connections.

@@ -6,9 +6,8 @@ use super::*;
 use crate::metrics::TickPhase;
 use crate::sim::PlayerId;
 
-/// The timer pass checks every connection each `--tick-hz` period up to this many slab slots; beyond, it
-/// checks a share of them each period so that every connection is checked once per `TIMER_SWEEP`.
-const TIMER_CHECKS_PER_PASS_MIN: usize = 4096;
+/// Past `--timer-checks-per-pass-min` slab slots, the timer pass checks a share of them each `--tick-hz`
+/// period so that every connection is checked once per this.
 const TIMER_SWEEP: Duration = Duration::from_millis(250);
 /// A burst smaller than this is not worth giving back (see `note_queued`).
 const TRIM_PEAK_MIN_BYTES: usize = 8 * 1024 * 1024;
@@ -382,14 +381,14 @@ impl<G: Game, C: Clock> Server<G, C> {
         let tls_handshake = ms(self.cfg.tls_handshake_timeout_ms);
         let mut timed_out_http = Vec::new();
         let mut tls_timed_out = Vec::new();
-        // Every connection each pass while there are few; past that a slice, so that each is checked at
-        // least once per TIMER_SWEEP (a pass costs a cache miss or two per connection it checks).
+        // Every connection each pass while there are few (`--timer-checks-per-pass-min`); past that a
+        // slice, so that each is checked at least once per TIMER_SWEEP (a check costs a cache miss or two).
         let slots = self.net.conns.capacity();
         let passes =
             (TIMER_SWEEP.as_millis() as usize * usize::from(self.cfg.tick_hz) / 1000).max(1);
         let checks = slots
             .div_ceil(passes)
-            .max(TIMER_CHECKS_PER_PASS_MIN)
+            .max(self.cfg.timer_checks_per_pass_min)
             .min(slots);
         let from = self.net.timer_cursor % slots.max(1);
         self.net.timer_cursor = (from + checks) % slots.max(1);
