@@ -144,13 +144,14 @@ impl TestServer {
         })
     }
 
-    /// Starts the room types `types` makes.
+    /// Starts the room types `types` makes, of any game (`Client` mirrors arena entities; a test of
+    /// another game brings its own client: tests/example_teams.rs).
     pub fn start_types<G>(
         adjust: impl FnOnce(&mut TestConfig),
         types: impl FnOnce(&TestConfig) -> RoomTypes<G> + Send + 'static,
     ) -> TestServer
     where
-        G: Game<State = ArenaEntity> + 'static,
+        G: Game + 'static,
     {
         let mut cfg = TestConfig::new();
         adjust(&mut cfg);
