@@ -43,11 +43,8 @@ impl Player {
 
     /// Over a socket with a small receive buffer, so that not reading fills it quickly.
     fn connect_small_rcvbuf(server: &TestServer, path: &str) -> Player {
-        let sock =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        sock.set_recv_buffer_size(4096).unwrap();
-        sock.connect(&server.addr.into()).unwrap();
-        Self::upgrade(server, path, sock.into())
+        let stream = common::small_rcvbuf_stream(server, 4096);
+        Self::upgrade(server, path, stream)
     }
 
     fn upgrade(server: &TestServer, path: &str, stream: TcpStream) -> Player {
@@ -71,21 +68,13 @@ impl Player {
     }
 
     fn hello(&mut self, name: &str) -> u32 {
-        self.send(&ClientMsg::Hello {
-            protocol: proto::PROTOCOL_VERSION,
-            name: name.into(),
-            ticket: String::new(),
-            resume: None,
-        });
+        self.send(&common::hello_msg(name));
         self.recv_until(|m| matches!(m, ServerMsg::Joined { .. }));
         self.entity.expect("Joined")
     }
 
     fn watch(&mut self) {
-        self.send(&ClientMsg::Watch {
-            protocol: proto::PROTOCOL_VERSION,
-            ticket: String::new(),
-        });
+        self.send(&common::watch_msg());
     }
 
     fn input(&mut self, input: TeamsInput) -> u32 {
