@@ -6,9 +6,11 @@
 //! mutate ([`Game::step`]). One game instance runs one room.
 
 pub mod arena;
+mod inputs;
 mod rng;
 pub mod room;
 
+pub use inputs::{InputQueue, INPUTS_PER_PLAYER_DEFAULT};
 pub use rng::Rng;
 pub use room::{Opening, RoomControl, RoomType, RoomTypes};
 
@@ -37,13 +39,26 @@ pub struct Joining<'a> {
 /// A player's life: `join`, then inputs; when its connection drops without a goodbye the player is
 /// `detached` and keeps its entity for `--resume-grace-ms`; a client that comes back with the resume token
 /// in that time is `resumed` (no second `join`), otherwise the player `leave`s.
+///
+/// **Entities.** The entity `join` returns is the player's *primary* entity: the one `Joined` names (on a
+/// resume too), and the one whose state should carry the last input `seq` the game applied, which is how
+/// a client sees its inputs acknowledged. A player may own more entities (units, projectiles): the game
+/// spawns and despawns them in any callback, and says in their state whose they are (an `owner` field
+/// holding the primary entity's id is enough: the client knows that id from `Joined`). `leave` removes
+/// them all. `examples/teams` is such a game (`docs/GAME-API.md`).
+///
+/// **Inputs and ticks.** An input that arrives between ticks takes effect in the next `step`, the one
+/// whose `tick` is one above the world's at arrival. `input` gets no world and no room: a game keeps the
+/// input and applies it in `step`, which has both. [`InputQueue`] keeps every input in order until the
+/// step (commands that a newer input must not overwrite) and the acknowledged `seq` per player.
 pub trait Game {
     /// The payload of a client's `Input` message.
     type Input: DeserializeOwned;
     /// The replicated state of one entity.
     type State: Replicate;
 
-    /// A connection sent `Hello`: spawn its entity. `None` refuses it (the world is full).
+    /// A connection sent `Hello`: spawn its primary entity (and any others it owns). `None` refuses it
+    /// (the world is full: close 1013); a game that refuses despawns what it spawned for the player.
     fn join(
         &mut self,
         world: &mut World<Self::State>,
@@ -60,7 +75,9 @@ pub trait Game {
     /// A detached player is back on a new connection.
     fn resumed(&mut self, _world: &mut World<Self::State>, _player: PlayerId) {}
 
-    /// The player's latest input, with its sequence number. Typically stored and applied in `step`.
+    /// The player's latest input, with its sequence number, as it arrives (in order per connection; a
+    /// resumed client carries on its numbering). Typically stored (or queued: [`InputQueue`]) and applied
+    /// in the next `step`.
     fn input(&mut self, player: PlayerId, seq: u32, input: Self::Input);
 
     /// The player sent `body` (a `Send`: a chat line, a vote), outside its inputs. What the game sends in

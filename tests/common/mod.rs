@@ -144,13 +144,14 @@ impl TestServer {
         })
     }
 
-    /// Starts the room types `types` makes.
+    /// Starts the room types `types` makes, of any game (`Client` mirrors arena entities; a test of
+    /// another game brings its own client: tests/example_teams.rs).
     pub fn start_types<G>(
         adjust: impl FnOnce(&mut TestConfig),
         types: impl FnOnce(&TestConfig) -> RoomTypes<G> + Send + 'static,
     ) -> TestServer
     where
-        G: Game<State = ArenaEntity> + 'static,
+        G: Game + 'static,
     {
         let mut cfg = TestConfig::new();
         adjust(&mut cfg);
@@ -359,6 +360,35 @@ impl Write for ClientStream {
     }
 }
 
+/// A TCP connection to `server` (with a read timeout of [`WAIT_MAX`]) whose receive buffer is `rcvbuf`
+/// bytes, so that not reading fills it quickly.
+pub fn small_rcvbuf_stream(server: &TestServer, rcvbuf: usize) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(rcvbuf).unwrap();
+    sock.connect(&server.addr.into()).unwrap();
+    let stream: TcpStream = sock.into();
+    stream.set_read_timeout(Some(WAIT_MAX)).unwrap();
+    stream
+}
+
+/// A new player's `Hello` (no ticket, no resume), for any game's input type.
+pub fn hello_msg<I>(name: &str) -> ClientMsg<I> {
+    ClientMsg::Hello {
+        protocol: proto::PROTOCOL_VERSION,
+        name: name.into(),
+        ticket: String::new(),
+        resume: None,
+    }
+}
+
+/// A `Watch` without a ticket, for any game's input type.
+pub fn watch_msg<I>() -> ClientMsg<I> {
+    ClientMsg::Watch {
+        protocol: proto::PROTOCOL_VERSION,
+        ticket: String::new(),
+    }
+}
+
 /// A real WebSocket client (tungstenite, blocking) with a mirror of the world.
 pub struct Client {
     pub ws: WebSocket<ClientStream>,
@@ -433,12 +463,7 @@ impl Client {
 
     /// [`Client::watching_small_rcvbuf`] upgraded at `path`.
     pub fn watching_small_rcvbuf_at(server: &TestServer, path: &str, rcvbuf: usize) -> Client {
-        let sock =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        sock.set_recv_buffer_size(rcvbuf).unwrap();
-        sock.connect(&server.addr.into()).unwrap();
-        let stream: TcpStream = sock.into();
-        stream.set_read_timeout(Some(WAIT_MAX)).unwrap();
+        let stream = small_rcvbuf_stream(server, rcvbuf);
         let url = format!("ws://{}{path}", server.addr);
         let (ws, _) = tungstenite::client(url, ClientStream::from(stream)).expect("handshake");
         let mut c = Self::from_upgraded(ws);
@@ -575,22 +600,14 @@ impl Client {
 
     /// Joins as a new player; returns its entity.
     pub fn hello(&mut self, name: &str) -> u32 {
-        self.send(&ClientMsg::Hello {
-            protocol: proto::PROTOCOL_VERSION,
-            name: name.into(),
-            ticket: String::new(),
-            resume: None,
-        });
+        self.send(&hello_msg(name));
         self.recv_until(|m| matches!(m, ServerMsg::Joined { .. }));
         self.entity.expect("Joined")
     }
 
     /// Spectates: updates from the next tick on.
     pub fn watch(&mut self) {
-        self.send(&ClientMsg::Watch {
-            protocol: proto::PROTOCOL_VERSION,
-            ticket: String::new(),
-        });
+        self.send(&watch_msg());
     }
 
     pub fn input(&mut self, dx: i8, dy: i8) -> u32 {
