@@ -16,6 +16,10 @@ pub struct Request {
     pub head_len: usize,
     /// The `Origin` header, which browsers send on cross-origin requests and every WebSocket upgrade.
     pub origin: Option<String>,
+    /// The token of an `Authorization: Bearer TOKEN` header (the dashboard's; never logged).
+    pub bearer: Option<String>,
+    /// A proxy forwarded it: the request has a `Forwarded` or `X-Forwarded-For` header.
+    pub forwarded: bool,
     /// The WebSocket upgrade headers, checked; or why this request is no valid upgrade.
     pub upgrade: Result<Upgrade, Refusal<'static>>,
     /// The body's length (`Content-Length`); `Err` for a length that is no number, or a body in
@@ -85,11 +89,27 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<Request>, Ref
         .find(|h| h.name.eq_ignore_ascii_case("origin"))
         .and_then(|h| std::str::from_utf8(h.value).ok())
         .map(|o| o.trim().to_string());
+    let bearer = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_string())
+        });
+    let forwarded = req.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("forwarded") || h.name.eq_ignore_ascii_case("x-forwarded-for")
+    });
     Ok(Some(Request {
         method: req.method.unwrap_or("").to_string(),
         target: req.path.unwrap_or("/").to_string(),
         head_len,
         origin,
+        bearer,
+        forwarded,
         body_len: body_len(req.headers),
         upgrade: upgrade(req.headers),
     }))
