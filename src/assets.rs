@@ -84,6 +84,8 @@ mod tests {
     fn the_dashboard_is_one_self_contained_file() {
         let page = std::str::from_utf8(DASHBOARD.body).unwrap();
         assert!(page.starts_with("<!doctype html>"));
+        // Its one link: an empty icon, so the browser asks for no /favicon.ico.
+        let page = page.replacen("<link rel=\"icon\" href=\"data:,\">", "", 1);
         for banned in [
             "src=",
             "href=",

@@ -294,7 +294,7 @@ pub struct Config {
     /// --listen is a loopback address (the local demo) or --dashboard-token-file is given, and then not
     /// to requests a proxy forwarded (`Forwarded`, `X-Forwarded-For`) unless a token is required; `on`:
     /// served on any address; `off`: 404.
-    #[arg(long, value_enum, default_value_t = DashboardMode::Auto)]
+    #[arg(long, value_enum, default_value_t = DashboardMode::Auto, hide_possible_values = true)]
     pub dashboard: DashboardMode,
 
     /// Require this token (the file's bytes, a trailing newline removed: 16 to 256 of A-Z a-z 0-9 - . _ ~)

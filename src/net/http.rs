@@ -129,8 +129,9 @@ pub struct HeadBuf {
     start: Option<usize>,
     /// Times httparse ran on this head (for tests: a trickled head is parsed once).
     parses: u32,
-    /// The head once complete (a body may still be arriving behind it): not parsed again.
-    complete: Option<Request>,
+    /// The head once complete (a body may still be arriving behind it): not parsed again. Boxed, so a
+    /// connection reading its head stays small until it has one.
+    complete: Option<Box<Request>>,
 }
 
 impl HeadBuf {
@@ -164,7 +165,7 @@ impl HeadBuf {
     /// cut into reads (the `http_request` fuzz target checks it).
     pub fn parse(&mut self, max_header_bytes: usize) -> Result<Option<Request>, Refusal<'static>> {
         if let Some(head) = &self.complete {
-            return Ok(Some(head.clone()));
+            return Ok(Some((**head).clone()));
         }
         if !self.may_be_complete() && self.bytes.len() < max_header_bytes {
             return Ok(None);
@@ -173,7 +174,7 @@ impl HeadBuf {
         let head = &self.bytes[..self.bytes.len().min(max_header_bytes)];
         let parsed = parse(head, max_header_bytes);
         if let Ok(Some(head)) = &parsed {
-            self.complete = Some(head.clone());
+            self.complete = Some(Box::new(head.clone()));
         }
         parsed
     }
