@@ -23,7 +23,7 @@ echo "== Rust: unit, property and socket tests (server, bots)"
 cargo test --workspace --locked
 
 echo "== browser: JS SDK vectors and Playwright in headless Chromium"
-cargo build --locked --bin tickcast
+cargo build --locked --workspace --bins
 bash web/test/run.sh target/debug/tickcast
 
 echo "== fuzzing: every cargo-fuzz target for a bounded time (docs/FUZZING.md)"

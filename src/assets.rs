@@ -42,6 +42,15 @@ const ASSETS: &[Asset] = &[
     },
 ];
 
+/// The live dashboard's page (`web/dashboard.html`: its script and style inline, nothing loaded from
+/// elsewhere), served at `/dashboard` only where `--dashboard` allows (`server::dashboard`), so it is not
+/// among the paths [`find`] knows.
+pub const DASHBOARD: Asset = Asset {
+    path: "/dashboard",
+    content_type: HTML,
+    body: include_bytes!("../web/dashboard.html"),
+};
+
 /// The asset served at `path`, if any.
 pub fn find(path: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.path == path)
@@ -67,6 +76,29 @@ mod tests {
                 a.path
             );
         }
+    }
+
+    /// The dashboard loads nothing (no script, style, font or image from anywhere: its own CSP says
+    /// `default-src 'none'`) and puts server strings into text nodes only.
+    #[test]
+    fn the_dashboard_is_one_self_contained_file() {
+        let page = std::str::from_utf8(DASHBOARD.body).unwrap();
+        assert!(page.starts_with("<!doctype html>"));
+        // Its one link: an empty icon, so the browser asks for no /favicon.ico.
+        let page = page.replacen("<link rel=\"icon\" href=\"data:,\">", "", 1);
+        for banned in [
+            "src=",
+            "href=",
+            "@import",
+            "url(",
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+        ] {
+            assert!(!page.contains(banned), "dashboard.html has {banned}");
+        }
+        assert!(page.contains("/dashboard/data"));
     }
 
     /// Every local file the page and its scripts load or link is embedded (or is one of the server's own

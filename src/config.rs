@@ -296,6 +296,19 @@ pub struct Config {
     #[arg(long, default_value_t = 1_000)]
     pub backplane_messages_per_s: u32,
 
+    // ---- The dashboard (docs/OPERATIONS.md, "Dashboard") ----
+    /// The live dashboard at `GET /dashboard` (its data at `GET /dashboard/data`). `auto`: served when
+    /// --listen is a loopback address (the local demo) or --dashboard-token-file is given, and then not
+    /// to requests a proxy forwarded (`Forwarded`, `X-Forwarded-For`) unless a token is required; `on`:
+    /// served on any address; `off`: 404.
+    #[arg(long, value_enum, default_value_t = DashboardMode::Auto, hide_possible_values = true)]
+    pub dashboard: DashboardMode,
+
+    /// Require this token (the file's bytes, a trailing newline removed: 16 to 256 of A-Z a-z 0-9 - . _ ~)
+    /// for the dashboard, as `Authorization: Bearer TOKEN` or `?token=TOKEN`; a missing or wrong one is 401.
+    #[arg(long, value_name = "PATH")]
+    pub dashboard_token_file: Option<std::path::PathBuf>,
+
     // ---- Agones (docs/OPERATIONS.md, "Agones") ----
     /// Run as an Agones game server: tell the SDK sidecar Ready once listening, Health while the loop
     /// turns (never when it stalls), the player count (--agones-players-counter), Shutdown after a drain.
@@ -327,6 +340,28 @@ pub enum RoomCreation {
     Ticket,
     /// Nobody: only the default room exists.
     Off,
+}
+
+/// Whether the dashboard is served (`--dashboard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DashboardMode {
+    /// On a loopback `--listen` address, or with a token; off otherwise.
+    Auto,
+    On,
+    Off,
+}
+
+impl Config {
+    /// Whether `--dashboard` serves the dashboard with these settings.
+    pub fn dashboard_served(&self) -> bool {
+        match self.dashboard {
+            DashboardMode::On => true,
+            DashboardMode::Off => false,
+            DashboardMode::Auto => {
+                self.listen.ip().is_loopback() || self.dashboard_token_file.is_some()
+            }
+        }
+    }
 }
 
 fn parse_room_name(name: &str) -> Result<String, String> {

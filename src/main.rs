@@ -145,6 +145,13 @@ fn main() -> ExitCode {
         cfg.default_room,
         cfg.tick_hz
     );
+    if let Some(token) = server.dashboard_token_required() {
+        let with = if token { " (token required)" } else { "" };
+        tracing::info!(
+            token_required = token,
+            "dashboard at {http}://{addr}/dashboard{with}"
+        );
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

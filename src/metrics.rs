@@ -187,6 +187,89 @@ impl Histogram {
     }
 }
 
+/// Buckets of a [`RecentTicks`]: one per bound of [`TICK_BUCKETS_US`], and one past the last.
+const RECENT_BUCKETS: usize = TICK_BUCKETS_US.len() + 1;
+
+/// One room's tick durations over the last [`RecentTicks::WINDOW`] to twice that, for the dashboard's
+/// tick p99: two fixed-bucket halves (the bounds of [`TICK_BUCKETS_US`]), the older dropped when the
+/// newer is a window old. Recording is a bucket search and an add; nothing is allocated after creation.
+#[derive(Debug, Clone, Default)]
+pub struct RecentTicks {
+    current: [u32; RECENT_BUCKETS],
+    previous: [u32; RECENT_BUCKETS],
+    /// When `current` began; `None` before the first tick.
+    since: Option<std::time::Instant>,
+}
+
+impl RecentTicks {
+    /// How long each half covers.
+    pub const WINDOW: Duration = Duration::from_secs(10);
+
+    /// A tick that took `d`, at `now` (the loop's time of the turn).
+    pub fn record(&mut self, d: Duration, now: std::time::Instant) {
+        let since = *self.since.get_or_insert(now);
+        let age = now.saturating_duration_since(since);
+        if age >= Self::WINDOW {
+            self.previous = match age >= 2 * Self::WINDOW {
+                true => [0; RECENT_BUCKETS],
+                false => self.current,
+            };
+            self.current = [0; RECENT_BUCKETS];
+            self.since = Some(now);
+        }
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        let i = TICK_BUCKETS_US.partition_point(|&b| b < us);
+        self.current[i] = self.current[i].saturating_add(1);
+    }
+
+    /// The upper bound (microseconds) of the bucket holding quantile `q` of the window's ticks:
+    /// `Some(None)` past the last bound, `None` with no ticks.
+    pub fn quantile_le_us(&self, q: f64) -> Option<Option<u64>> {
+        let counts = || {
+            self.current
+                .iter()
+                .zip(&self.previous)
+                .map(|(a, b)| u64::from(*a) + u64::from(*b))
+        };
+        let total: u64 = counts().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (i, n) in counts().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(TICK_BUCKETS_US.get(i).copied());
+            }
+        }
+        unreachable!("the rank is at most the total")
+    }
+}
+
+/// A histogram's samples as plain numbers, for the dashboard's JSON.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistogramSnapshot {
+    pub bounds_us: &'static [u64],
+    /// Per bucket (not cumulative), one per bound and the last past every bound.
+    pub counts: Vec<u64>,
+    pub count: u64,
+    pub sum_us: u64,
+}
+
+impl Histogram {
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut counts = self.counts.clone();
+        counts.push(self.count - self.counts.iter().sum::<u64>());
+        HistogramSnapshot {
+            bounds_us: self.bounds_us,
+            counts,
+            count: self.count,
+            sum_us: self.sum_us,
+        }
+    }
+}
+
 /// Everything `/metrics` reports.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -371,6 +454,13 @@ impl Metrics {
 
     pub fn closed_count(&self, reason: CloseReason) -> u64 {
         self.closed[reason as usize]
+    }
+
+    /// `tickcast_slow_consumer_closes_total`: closed for lagging or passing the send limit.
+    pub fn slow_consumer_closes(&self) -> u64 {
+        self.closed_count(CloseReason::Lagging)
+            + self.closed_count(CloseReason::FirstUpdateLagging)
+            + self.closed_count(CloseReason::SendLimit)
     }
 
     /// Prometheus text exposition format 0.0.4.
@@ -633,9 +723,7 @@ impl Metrics {
             "slow_consumer_closes_total",
             "counter",
             "Connections closed for lagging or passing the send limit.",
-            self.closed_count(CloseReason::Lagging)
-                + self.closed_count(CloseReason::FirstUpdateLagging)
-                + self.closed_count(CloseReason::SendLimit),
+            self.slow_consumer_closes(),
         );
         let _ = writeln!(
             out,
@@ -767,5 +855,49 @@ tickcast_backplane_received_total {}
             self.tick_phases[phase as usize].render_samples(&mut out, name, &label);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn recent_ticks_cover_one_to_two_windows_and_name_the_bucket_of_a_quantile() {
+        let ms = Duration::from_millis;
+        let (t0, mut recent) = (Instant::now(), RecentTicks::default());
+        assert_eq!(recent.quantile_le_us(0.99), None);
+        for _ in 0..99 {
+            recent.record(Duration::from_micros(40), t0);
+        }
+        recent.record(ms(2), t0);
+        assert_eq!(recent.quantile_le_us(0.99), Some(Some(50)));
+        assert_eq!(recent.quantile_le_us(1.0), Some(Some(2_000)));
+        // A window later the first half is kept beside the new one...
+        let t1 = t0 + RecentTicks::WINDOW;
+        recent.record(ms(300), t1);
+        assert_eq!(
+            recent.quantile_le_us(1.0),
+            Some(None),
+            "past the last bound"
+        );
+        assert_eq!(recent.quantile_le_us(0.5), Some(Some(50)));
+        // ... and dropped the window after; a gap of two windows drops both.
+        recent.record(ms(1), t1 + RecentTicks::WINDOW);
+        assert_eq!(recent.quantile_le_us(0.01), Some(Some(1_000)));
+        recent.record(Duration::from_micros(10), t1 + 4 * RecentTicks::WINDOW);
+        assert_eq!(recent.quantile_le_us(1.0), Some(Some(25)));
+    }
+
+    #[test]
+    fn a_histogram_snapshot_counts_past_the_last_bound() {
+        let mut h = Histogram::new(TICK_BUCKETS_US);
+        h.record(Duration::from_micros(30));
+        h.record(Duration::from_secs(1));
+        let s = h.snapshot();
+        assert_eq!(s.counts.len(), TICK_BUCKETS_US.len() + 1);
+        assert_eq!((s.counts[1], s.counts[TICK_BUCKETS_US.len()]), (1, 1));
+        assert_eq!((s.count, s.sum_us), (2, 1_000_030));
     }
 }

@@ -49,6 +49,7 @@ fn help_lists_every_setting_with_its_default() {
         ("--room-max-players", "4096"),
         ("--room-max-spectators", "4096"),
         ("--agones-health-interval-ms", "2000"),
+        ("--dashboard", "auto"),
     ] {
         let line = help.lines().position(|l| l.trim_start().starts_with(flag));
         let line = line.unwrap_or_else(|| panic!("{flag} missing from --help:\n{help}"));

@@ -16,6 +16,10 @@ pub struct Request {
     pub head_len: usize,
     /// The `Origin` header, which browsers send on cross-origin requests and every WebSocket upgrade.
     pub origin: Option<String>,
+    /// The token of an `Authorization: Bearer TOKEN` header (the dashboard's; never logged).
+    pub bearer: Option<String>,
+    /// A proxy forwarded it: the request has a `Forwarded` or `X-Forwarded-For` header.
+    pub forwarded: bool,
     /// The WebSocket upgrade headers, checked; or why this request is no valid upgrade.
     pub upgrade: Result<Upgrade, Refusal<'static>>,
     /// The body's length (`Content-Length`); `Err` for a length that is no number, or a body in
@@ -85,11 +89,27 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<Request>, Ref
         .find(|h| h.name.eq_ignore_ascii_case("origin"))
         .and_then(|h| std::str::from_utf8(h.value).ok())
         .map(|o| o.trim().to_string());
+    let bearer = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_string())
+        });
+    let forwarded = req.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("forwarded") || h.name.eq_ignore_ascii_case("x-forwarded-for")
+    });
     Ok(Some(Request {
         method: req.method.unwrap_or("").to_string(),
         target: req.path.unwrap_or("/").to_string(),
         head_len,
         origin,
+        bearer,
+        forwarded,
         body_len: body_len(req.headers),
         upgrade: upgrade(req.headers),
     }))
@@ -109,8 +129,9 @@ pub struct HeadBuf {
     start: Option<usize>,
     /// Times httparse ran on this head (for tests: a trickled head is parsed once).
     parses: u32,
-    /// The head once complete (a body may still be arriving behind it): not parsed again.
-    complete: Option<Request>,
+    /// The head once complete (a body may still be arriving behind it): not parsed again. Boxed, so a
+    /// connection reading its head stays small until it has one.
+    complete: Option<Box<Request>>,
 }
 
 impl HeadBuf {
@@ -144,7 +165,7 @@ impl HeadBuf {
     /// cut into reads (the `http_request` fuzz target checks it).
     pub fn parse(&mut self, max_header_bytes: usize) -> Result<Option<Request>, Refusal<'static>> {
         if let Some(head) = &self.complete {
-            return Ok(Some(head.clone()));
+            return Ok(Some((**head).clone()));
         }
         if !self.may_be_complete() && self.bytes.len() < max_header_bytes {
             return Ok(None);
@@ -153,7 +174,7 @@ impl HeadBuf {
         let head = &self.bytes[..self.bytes.len().min(max_header_bytes)];
         let parsed = parse(head, max_header_bytes);
         if let Ok(Some(head)) = &parsed {
-            self.complete = Some(head.clone());
+            self.complete = Some(Box::new(head.clone()));
         }
         parsed
     }

@@ -1,5 +1,5 @@
 //! Turn step 2, read and decode, before a connection is a WebSocket: accepts, HTTP requests (health,
-//! metrics, the room list, the web page) and the upgrade into a room, found or created.
+//! metrics, the room list, the web page, the dashboard: `dashboard.rs`) and the upgrade into a room, found or created.
 //!
 //! Who is accepted, in order: the per-address limits ([`crate::net::peers`], 429); `--max-connections`,
 //! beyond which up to `--health-slots` connections may still ask for `/healthz` or `/metrics` (anything
@@ -382,6 +382,9 @@ impl<G: Game, C: Clock> Server<G, C> {
                 self.reply_http(k, done, |out| {
                     http::write_response(out, 204, "text/plain", b"", &headers)
                 })
+            }
+            Route::Dashboard { data, token } => {
+                self.answer_dashboard(k, data, token.as_deref(), request)
             }
             Route::Asset(asset) => self.reply_http(k, done, |out| {
                 http::write_response(out, 200, asset.content_type, asset.body, "")

@@ -37,6 +37,7 @@ use tungstenite::{Error as WsError, Message};
 mod accept;
 mod closes;
 mod closing;
+mod dashboard;
 mod directory;
 mod matchmake;
 mod messages;
@@ -162,6 +163,8 @@ pub struct Server<G: Game, C: Clock = SystemClock> {
     agones: Option<crate::agones::Agones>,
     /// The bound on events clients can cause (limits hit, rooms made): a few per kind per second.
     warnings: crate::logs::Warnings,
+    /// `GET /dashboard` (`--dashboard`, `--dashboard-token-file`); `None`: not served (404).
+    dashboard: Option<dashboard::Dashboard>,
 }
 
 /// The transport half of the server: the poll, the listener, every connection (in any phase: HTTP, or a
@@ -231,6 +234,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             None => None,
             Some(path) => Some(read_secret("--ticket-secret-file", path)?),
         };
+        let dashboard_token = dashboard::read_token(&cfg)?;
         socket::raise_descriptor_limit(cfg.descriptors_needed())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let reserve_fd = Some(socket::open_reserve()?);
@@ -314,6 +318,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             mail,
             agones,
             warnings: Default::default(),
+            dashboard: dashboard::Dashboard::new(&cfg, dashboard_token, now),
             cfg,
         };
         // In a cluster, the process's entry goes first: no claim of its rooms reaches Redis before it.

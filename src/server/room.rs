@@ -69,6 +69,8 @@ pub(super) struct Room<G: Game> {
     pub idle_since: Option<Instant>,
     /// Reused list of detached players whose time is up.
     pub expired: Vec<PlayerId>,
+    /// Its ticks' durations over the last 10 to 20 s (the dashboard's tick p99).
+    pub recent_ticks: crate::metrics::RecentTicks,
 }
 
 impl<G: Game> Room<G> {
@@ -279,6 +281,7 @@ impl<G: Game> Rooms<G> {
             control: RoomControl::default(),
             idle_since: Some(now),
             expired: Vec::new(),
+            recent_ticks: Default::default(),
         };
         let due = room.schedule.next_due();
         let key = self.slab.insert(room);

@@ -9,6 +9,7 @@
 //! | `/healthz`, `/metrics` | health check, Prometheus text |
 //! | `/rooms`, `/rooms/ROOM` | the room list (paginated JSON), one room |
 //! | `POST /matchmake` | where to connect for a room or a room type ([`super::matchmake`]) |
+//! | `/dashboard`, `/dashboard/data` | the live dashboard and its JSON ([`super::dashboard`]; `--dashboard`) |
 //! | `/`, `/game.js`, ... | the embedded web page ([`crate::assets`]) |
 
 use crate::assets::{self, Asset};
@@ -45,6 +46,12 @@ pub enum Route {
     Matchmake(usize),
     /// `OPTIONS /matchmake`: a browser's CORS preflight.
     MatchmakePreflight,
+    /// `GET /dashboard` (the page) or `GET /dashboard/data` (its JSON), with the token the request
+    /// carries (`Authorization: Bearer`, else `?token=`), if any.
+    Dashboard {
+        data: bool,
+        token: Option<String>,
+    },
     Asset(&'static Asset),
 }
 
@@ -71,6 +78,8 @@ pub fn route(req: &Request, echo_path: Option<&str>) -> Result<Route, Refusal<'s
         || path == "/metrics"
         || path == "/rooms"
         || path == "/matchmake"
+        || path == "/dashboard"
+        || path == "/dashboard/data"
         || room_path("/ws/").is_some()
         || room_path("/rooms/").is_some()
         || echo_path == Some(path)
@@ -106,6 +115,12 @@ pub fn route(req: &Request, echo_path: Option<&str>) -> Result<Route, Refusal<'s
     }
     if let Some(name) = room_path("/rooms/") {
         return Ok(Route::Room(room_name(name)?));
+    }
+    if let Some(part) = path.strip_prefix("/dashboard") {
+        let query = req.query().find(|(name, _)| *name == "token");
+        let token = req.bearer.clone().or(query.map(|(_, v)| v.to_string()));
+        let data = part == "/data";
+        return Ok(Route::Dashboard { data, token });
     }
     Ok(match path {
         "/healthz" => Route::Health,
@@ -282,6 +297,34 @@ mod tests {
         }
         let preflight = post("OPTIONS /matchmake HTTP/1.1\r\n\r\n");
         assert_eq!(preflight, Ok(Route::MatchmakePreflight));
+    }
+
+    #[test]
+    fn the_dashboard_takes_its_token_from_the_header_or_the_query() {
+        let dashboard = |head: &str| {
+            let req = http::parse(head.as_bytes(), 8192).unwrap().unwrap();
+            route(&req, None)
+        };
+        let route = |data, token: Option<&str>| {
+            Ok(Route::Dashboard {
+                data,
+                token: token.map(Into::into),
+            })
+        };
+        assert_eq!(r("/dashboard", false), route(false, None));
+        assert_eq!(r("/dashboard?token=abc", false), route(false, Some("abc")));
+        assert_eq!(
+            r("/dashboard/data?x&token=t", false),
+            route(true, Some("t"))
+        );
+        let bearer = "GET /dashboard/data?token=q HTTP/1.1\r\nAuthorization: Bearer  h \r\n\r\n";
+        assert_eq!(dashboard(bearer), route(true, Some("h")));
+        let basic = "GET /dashboard HTTP/1.1\r\nAuthorization: Basic h\r\n\r\n";
+        assert_eq!(dashboard(basic), route(false, None));
+        assert_eq!(r("/dashboard/", false).unwrap_err().status, 404);
+        assert_eq!(r("/dashboard/x", false).unwrap_err().status, 404);
+        let post = "POST /dashboard HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(dashboard(post).unwrap_err().status, 405);
     }
 
     #[test]

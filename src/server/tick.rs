@@ -48,16 +48,19 @@ impl<G: Game, C: Clock> Server<G, C> {
         self.metrics.tick_phases[TickPhase::Step as usize].record(stepped - started);
         self.send_updates(key, checksum, last, stepped);
         self.deliver_outbox(key);
-        if self.obey_game(key) {
+        let alive = self.obey_game(key);
+        if alive {
             if draining {
                 self.close_members(key, Close::Shutdown);
             }
             self.expire_detached(key);
             self.rooms.scheduled(key);
         }
-        self.metrics
-            .tick_duration
-            .record(self.clock.now() - started);
+        let took = self.clock.now() - started;
+        self.metrics.tick_duration.record(took);
+        if alive {
+            self.rooms.get_mut(key).recent_ticks.record(took, self.now);
+        }
     }
 
     /// Kicks the players room `key`'s game asked to kick, and ends the room if it asked; false when the

@@ -14,6 +14,8 @@ import path from 'node:path';
 export const WAIT_MAX_MS = 30_000;
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const SERVER_BIN = process.env.TICKCAST_SERVER ?? path.join(ROOT, 'target/debug/tickcast');
+/** The bot swarm's binary (bots/), by default beside the server's. */
+export const BOTS_BIN = process.env.TICKCAST_BOTS ?? path.join(path.dirname(SERVER_BIN), 'bots');
 export const ARTIFACTS = process.env.TICKCAST_ARTIFACTS ?? path.join(ROOT, 'test-artifacts');
 const CHROMIUM = process.env.TICKCAST_CHROMIUM ?? '/usr/bin/chromium';
 const REDIS_SERVER = process.env.TICKCAST_REDIS_SERVER ?? '/usr/bin/redis-server';
@@ -151,6 +153,27 @@ export async function startServer({ port = 0, npcs = 20, args: extra = [], tls =
         proc.kill('SIGKILL');
         throw e;
       }
+    },
+  };
+}
+
+/**
+ * Runs the bot swarm (the `bots` binary) against `server` with `args` (`--rooms`, `--room-size`,
+ * `--duration`, ...): {stop(), output()}. `stop()` kills it (SIGKILL: its report is not wanted) and
+ * resolves once it is gone; it is killed with the test process in any case.
+ */
+export function startBots(server, args) {
+  const url = `${server.wsScheme}://127.0.0.1:${server.port}/ws`;
+  const proc = track(spawn(BOTS_BIN, ['--url', url, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let log = '';
+  proc.stdout.setEncoding('utf8').on('data', (chunk) => (log += chunk));
+  proc.stderr.setEncoding('utf8').on('data', (chunk) => (log += chunk));
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve(code ?? signal)));
+  return {
+    output: () => log,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      return within(exited, 'the bots to exit');
     },
   };
 }

@@ -6,6 +6,7 @@
 #
 #   bash web/test/run.sh [path to the tickcast binary, default target/debug/tickcast]
 #
+# The bot swarm's binary (dashboard.test.mjs) is taken from beside it, or from $TICKCAST_BOTS.
 # A relative binary path is taken from the current directory, or else from the repository root.
 # The screenshot lands in test-artifacts/ at the repository root.
 set -euo pipefail
@@ -19,6 +20,13 @@ if [[ "$server" != /* ]]; then
 fi
 if [[ ! -x "$server" ]]; then
   echo "web/test/run.sh: no tickcast binary at $server (cargo build --bin tickcast first)" >&2
+  exit 1
+fi
+
+# dashboard.test.mjs runs the bot swarm: the bots binary beside the server's, unless TICKCAST_BOTS says.
+bots="${TICKCAST_BOTS:-$(dirname "$server")/bots}"
+if [[ ! -x "$bots" ]]; then
+  echo "web/test/run.sh: no bots binary at $bots (cargo build -p bots --bin bots first)" >&2
   exit 1
 fi
 
@@ -41,5 +49,5 @@ fi
 
 mkdir -p "$root/test-artifacts"
 cd "$web"
-export TICKCAST_SERVER="$server" TICKCAST_ARTIFACTS="$root/test-artifacts"
+export TICKCAST_SERVER="$server" TICKCAST_BOTS="$bots" TICKCAST_ARTIFACTS="$root/test-artifacts"
 exec node --test --test-concurrency=2 --test-timeout=150000 test/*.test.mjs
