@@ -848,7 +848,7 @@ tickcast_backplane_received_total {}
         let name = "tickcast_tick_phase_seconds";
         let _ = writeln!(
             out,
-            "# HELP {name} Where tick time goes: a room's game steps (step), building and queueing its updates (updates), the process's timers once per --tick-hz period (timers).\n# TYPE {name} histogram"
+            "# HELP {name} Where tick time goes: a room's game steps (step), encoding its shared update once (encode), queueing and sending it to each member (fanout), the process's timers once per --tick-hz period (timers).\n# TYPE {name} histogram"
         );
         for phase in TickPhase::ALL {
             let label = format!("phase=\"{}\",", phase.label());
