@@ -27,6 +27,11 @@ struct Stepped {
 
 impl Stepped {
     fn start(adjust: impl FnOnce(&mut Config)) -> Stepped {
+        Self::start_with(4, adjust)
+    }
+
+    /// With `npcs` wanderers (0: a world that moves only when players do).
+    fn start_with(npcs: usize, adjust: impl FnOnce(&mut Config)) -> Stepped {
         let mut cfg = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             tick_hz: 20,
@@ -35,7 +40,7 @@ impl Stepped {
         adjust(&mut cfg);
         let clock = ManualClock::new(Instant::now());
         let arena = ArenaSettings {
-            npcs: 4,
+            npcs,
             seed: 1,
             ..ArenaSettings::default()
         };
@@ -449,4 +454,35 @@ fn past_the_checks_per_pass_every_connection_is_still_timed_out_within_the_sweep
             p.frames().0
         );
     }
+}
+
+/// `--skip-unchanged-updates` and a late turn: the loop runs two ticks at once, the first spawns a
+/// player's entity and the second changes nothing; the watcher must still be sent the spawn (the world's
+/// last change counts, not the last tick's delta). Found by review: before, it was skipped for good.
+#[test]
+fn with_unchanged_updates_skipped_a_change_in_a_catch_up_tick_still_reaches_the_watcher() {
+    let mut h = Stepped::start_with(0, |c| {
+        c.skip_unchanged_updates = true;
+        c.checksum_every_ticks = 0;
+    });
+    let mut watcher = h.upgraded();
+    watcher.send_msg(&watch());
+    h.tick_until(&mut watcher, |p| {
+        p.messages().iter().any(|m| matches!(m, ServerMsg::Full { .. }))
+    });
+    let mut player = h.upgraded();
+    player.send_msg(&hello(None));
+    h.until(&mut player, |p| p.joined().is_some());
+    let before = watcher.messages().len();
+    // Two ticks due in one turn: the spawn lands in the first, the second changes nothing.
+    h.clock.advance(TICK * 2);
+    for _ in 0..4 {
+        h.server.turn(Some(Duration::from_millis(2))).unwrap();
+        watcher.take();
+    }
+    h.tick_until(&mut watcher, |p| p.messages().len() > before);
+    let spawned = watcher.messages()[before..].iter().any(|m| {
+        matches!(m, ServerMsg::Delta { set, .. } | ServerMsg::Full { entities: set, .. } if !set.is_empty())
+    });
+    assert!(spawned, "the watcher never got the spawn: {:?}", &watcher.messages()[before..]);
 }

@@ -259,7 +259,7 @@ impl<G: Game, C: Clock> Server<G, C> {
         room.spectators -= usize::from(old == Role::Spectator);
         room.spectators += usize::from(role == Role::Spectator);
         room.entered |= role != Role::Pending;
-        room.members_current = false;
+        room.members_current = None;
     }
 
     /// The room connection `k` is in: every upgraded connection but the echo is in one.

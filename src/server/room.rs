@@ -46,13 +46,11 @@ pub(super) struct Room<G: Game> {
     pub schedule: TickSchedule,
     /// The frames of its current update phase, encoded once for all its members.
     pub updates: Updates,
-    /// The last tick whose shared update carried a change (or could not be built from the tick before):
-    /// a member holding this tick or a later one holds the current world (`--skip-unchanged-updates`).
-    pub changed_at: u64,
-    /// Every member that said `Hello` or `Watch` held the current world after the last fan-out (none was
-    /// held back, none is new since): in a tick that changed nothing, `--skip-unchanged-updates` then
-    /// skips the fan-out without visiting a member. Cleared by a new role and by a member held back.
-    pub members_current: bool,
+    /// The tick every member that said `Hello` or `Watch` held after the last fan-out (none was held
+    /// back, none is new since); `None` otherwise. While the world has not changed since (`World::
+    /// changed_at`), `--skip-unchanged-updates` skips the fan-out without visiting a member. Cleared by a
+    /// new role.
+    pub members_current: Option<u64>,
     /// The last tick that skipped the fan-out so: it counts as an update for each member's lag.
     pub quiet_at: Instant,
     /// Every player from join to leave, by id and by resume token.
@@ -272,8 +270,7 @@ impl<G: Game> Rooms<G> {
             world,
             schedule: TickSchedule::new(now + phase, period, self.catch_up_ticks_max),
             updates: Updates::default(),
-            changed_at: 0,
-            members_current: false,
+            members_current: None,
             quiet_at: now,
             sessions: Sessions::default(),
             members: Vec::new(),

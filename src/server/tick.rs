@@ -230,14 +230,14 @@ impl<G: Game, C: Clock> Server<G, C> {
         }
         let tick = room.world.tick();
         room.updates.begin(&room.world, checksum);
-        let changed = room.updates.encode_shared(&room.world);
-        if changed {
-            room.changed_at = tick;
-        }
+        room.updates.encode_shared(&room.world);
+        // The world's own last change, not this tick's delta: a late turn runs several steps, and a room
+        // without viewers steps without fan-outs.
+        let changed_at = room.world.changed_at();
         let skip_unchanged = self.cfg.skip_unchanged_updates && !force;
         let encoded = self.clock.now();
         self.metrics.tick_phases[TickPhase::Encode as usize].record(encoded - started);
-        if skip_unchanged && !changed && room.members_current {
+        if skip_unchanged && room.members_current.is_some_and(|t| t >= changed_at) {
             // An idle room of members that hold its world: nothing to send, nobody to visit.
             room.quiet_at = self.now;
             self.metrics.tick_phases[TickPhase::Fanout as usize].record(Duration::ZERO);
@@ -259,7 +259,7 @@ impl<G: Game, C: Clock> Server<G, C> {
             if ws.baseline == Some(tick) {
                 continue;
             }
-            if skip_unchanged && ws.baseline.is_some_and(|b| b >= room.changed_at) {
+            if skip_unchanged && ws.baseline.is_some_and(|b| b >= changed_at) {
                 // It holds the current world: nothing to send, and it is not behind.
                 ws.last_update_at = self.now;
                 continue;
@@ -316,7 +316,7 @@ impl<G: Game, C: Clock> Server<G, C> {
                 self.net.close_list.push((k, Close::SendLimit));
             }
         }
-        room.members_current = all_current;
+        room.members_current = all_current.then_some(tick);
         self.queued_estimate = queued;
         self.close_pending();
         self.metrics.tick_phases[TickPhase::Fanout as usize].record(self.clock.now() - encoded);

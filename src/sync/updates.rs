@@ -65,19 +65,12 @@ impl Updates {
     }
 
     /// Encodes the tick's shared update ahead of the fan-out: the delta from the tick before, what every
-    /// member that keeps up gets. Whether it carries a change (false: nothing was despawned, set or
-    /// changed in the tick); true also when it cannot be built (no tick before it in the history).
-    pub fn encode_shared<S: Replicate>(&mut self, world: &World<S>) -> bool {
-        let Some(base) = self
-            .tick
-            .checked_sub(1)
-            .filter(|b| world.can_delta_from(*b))
-        else {
-            return true;
-        };
-        let range = self.encode_delta(world, base);
-        self.deltas.push((base, range));
-        !(self.ids.is_empty() && self.sets.is_empty() && self.diffs.is_empty())
+    /// member that keeps up gets (nothing when that tick has left the history).
+    pub fn encode_shared<S: Replicate>(&mut self, world: &World<S>) {
+        if let Some(base) = self.tick.checked_sub(1).filter(|b| world.can_delta_from(*b)) {
+            let range = self.encode_delta(world, base);
+            self.deltas.push((base, range));
+        }
     }
 
     pub fn bytes(&self, range: Range<usize>) -> &[u8] {

@@ -55,6 +55,8 @@ pub struct World<S: Replicate> {
     despawns: VecDeque<(u64, EntityId)>,
     /// The oldest baseline whose despawns are all still in the log.
     floor: u64,
+    /// The last tick in which an entity was spawned, changed or despawned (0: none yet).
+    changed_at: u64,
     limits: WorldLimits,
 }
 
@@ -70,6 +72,7 @@ impl<S: Replicate> World<S> {
             tick: 0,
             despawns: VecDeque::new(),
             floor: 0,
+            changed_at: 0,
             limits,
         }
     }
@@ -118,6 +121,7 @@ impl<S: Replicate> World<S> {
             }
         };
         let stamp = self.stamp();
+        self.changed_at = stamp;
         self.slots[id as usize] = Some(Slot {
             prev: state.clone(),
             state,
@@ -135,6 +139,8 @@ impl<S: Replicate> World<S> {
         if slot.state == state {
             return;
         }
+        self.changed_at = stamp;
+        let slot = self.slot_mut(id);
         if slot.changed < stamp {
             slot.prev = std::mem::replace(&mut slot.state, state);
             slot.changed = stamp;
@@ -158,6 +164,13 @@ impl<S: Replicate> World<S> {
             self.floor = self.floor.max(t);
         }
         self.despawns.push_back((self.stamp(), id));
+        self.changed_at = self.stamp();
+    }
+
+    /// The last tick in which anything was spawned, changed or despawned (0: nothing yet): a client
+    /// holding this tick or a later one holds the current world.
+    pub fn changed_at(&self) -> u64 {
+        self.changed_at
     }
 
     fn slot_mut(&mut self, id: EntityId) -> &mut Slot<S> {
