@@ -361,10 +361,14 @@ fn redact(long: &str, raw: &str) -> String {
     if secret_named && !long.ends_with("-file") {
         return "<redacted>".to_string();
     }
-    // scheme://user:password@host... -> scheme://user:<redacted>@host...
+    // scheme://user:password@host... -> scheme://user:<redacted>@host... The userinfo ends at the last `@`
+    // (a password may hold `/`, `?` or `#`); anything after a `?` is dropped (a `password=` parameter).
     if let Some(scheme_end) = raw.find("://") {
         let rest = &raw[scheme_end + 3..];
-        let authority = rest.split('/').next().unwrap_or(rest);
+        if let Some(query) = rest.find('?').filter(|q| !rest[*q..].contains('@')) {
+            return format!("{}?<redacted>", redact(long, &raw[..scheme_end + 3 + query]));
+        }
+        let authority = rest;
         if let Some(at) = authority.rfind('@') {
             if let Some(colon) = authority[..at].find(':') {
                 let start = scheme_end + 3;
@@ -448,6 +452,15 @@ mod tests {
             "redis://:<redacted>@host/"
         );
         assert_eq!(redact("redis", "redis://host:6379/"), "redis://host:6379/");
+        // A password holding `/`, and one passed as a query parameter (found by review).
+        assert_eq!(
+            redact("redis", "redis://u:pa/ss@host/0"),
+            "redis://u:<redacted>@host/0"
+        );
+        assert_eq!(
+            redact("redis", "redis://host/0?password=hunter2"),
+            "redis://host/0?<redacted>"
+        );
         assert_eq!(redact("admin-token", "abc"), "<redacted>");
         assert_eq!(redact("ticket-secret-file", "/etc/s"), "/etc/s");
     }
