@@ -38,6 +38,8 @@ pub const SDK_IO_TIMEOUT: Duration = Duration::from_secs(1);
 pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// The most bytes of an answer read to find its status line.
 const ANSWER_HEAD_MAX: usize = 1024;
+/// How often the helper looks whether the loop has started (its first timer pass), before Ready.
+const LOOP_START_POLL: Duration = Duration::from_millis(20);
 
 /// What the helper needs: where the sidecar is and how often to speak.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +204,9 @@ impl Helper {
     fn run(mut self) {
         let mut ready = false;
         let mut heartbeat_seen = self.shared.heartbeat.load(Ordering::Relaxed);
+        // Ready waits for the loop's first timer pass: the loop is running (and the listening line is
+        // out, so nothing of ours is logged before it).
+        let at_start = heartbeat_seen;
         let mut players_sent = None;
         // The first period only sends Ready: the loop has not had a period to prove itself yet.
         let mut first = true;
@@ -220,11 +225,21 @@ impl Helper {
                 Err(RecvTimeoutError::Disconnected) => return,
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            next = Instant::now() + self.settings.health_interval;
+            let running = self.shared.heartbeat.load(Ordering::Relaxed) != at_start;
+            next = Instant::now()
+                + match running {
+                    true => self.settings.health_interval,
+                    false => LOOP_START_POLL,
+                };
+            if !running {
+                continue;
+            }
             if !ready {
                 ready = self.send(Request::Ready, "POST", "/ready", "{}");
             }
             if std::mem::take(&mut first) {
+                // Health from the next period on, for the timer passes after this one.
+                heartbeat_seen = self.shared.heartbeat.load(Ordering::Relaxed);
                 continue;
             }
             let heartbeat = self.shared.heartbeat.load(Ordering::Relaxed);
@@ -260,16 +275,17 @@ impl Helper {
         if ok == *failing {
             *failing = !ok;
             match result {
-                Ok(status) if ok => log(format_args!(
-                    "tickcast: agones: the SDK sidecar answers ({method} {path}: {status})"
-                )),
-                Ok(status) => log(format_args!(
-                    "tickcast: agones: {method} {path} answered {status}"
-                )),
-                Err(e) => log(format_args!(
-                    "tickcast: agones: {method} {path} to {}: {e}",
-                    self.sdk.addr
-                )),
+                Ok(status) if ok => {
+                    tracing::info!(method, path, status, "agones: the SDK sidecar answers")
+                }
+                Ok(status) => tracing::warn!(method, path, status, "agones: request refused"),
+                Err(e) => tracing::warn!(
+                    method,
+                    path,
+                    sidecar = %self.sdk.addr,
+                    error = %e,
+                    "agones: request failed"
+                ),
             }
         }
         ok
@@ -330,10 +346,6 @@ fn status_of(head: &[u8]) -> Option<u16> {
     (code.len() == 3).then(|| code.parse().ok()).flatten()
 }
 
-/// A line on stderr that does not panic when stderr is gone.
-fn log(line: std::fmt::Arguments<'_>) {
-    let _ = writeln!(io::stderr(), "{line}");
-}
 
 #[cfg(test)]
 mod tests {

@@ -292,6 +292,11 @@ fn no_health_while_the_loop_does_not_turn() {
         }
     };
 
+    // Nothing before the loop runs: its first timer pass sends Ready.
+    clock.advance(Duration::from_millis(50));
+    for _ in 0..3 {
+        server.turn(Some(Duration::ZERO)).unwrap();
+    }
     sidecar.wait_until("Ready", |s| s.iter().any(|s| s.path == "/ready"));
     // Two periods judged with the loop standing still: no Health.
     wait_skipped(&server, 2);
