@@ -18,7 +18,8 @@ pub struct Request {
     pub origin: Option<String>,
     /// The token of an `Authorization: Bearer TOKEN` header (the dashboard's; never logged).
     pub bearer: Option<String>,
-    /// A proxy forwarded it: the request has a `Forwarded` or `X-Forwarded-For` header.
+    /// A proxy forwarded it: the request has a `Forwarded`, `X-Forwarded-For`, `-Host` or `-Proto`,
+    /// `X-Real-IP` or `Via` header (a proxy that adds none is not seen: behind one, use a token).
     pub forwarded: bool,
     /// The WebSocket upgrade headers, checked; or why this request is no valid upgrade.
     pub upgrade: Result<Upgrade, Refusal<'static>>,
@@ -101,7 +102,9 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<Request>, Ref
                 .then(|| token.trim().to_string())
         });
     let forwarded = req.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("forwarded") || h.name.eq_ignore_ascii_case("x-forwarded-for")
+        ["forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "via"]
+            .iter()
+            .any(|name| h.name.eq_ignore_ascii_case(name))
     });
     Ok(Some(Request {
         method: req.method.unwrap_or("").to_string(),
