@@ -346,7 +346,6 @@ fn status_of(head: &[u8]) -> Option<u16> {
     (code.len() == 3).then(|| code.parse().ok()).flatten()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -468,7 +468,9 @@ fn with_unchanged_updates_skipped_a_change_in_a_catch_up_tick_still_reaches_the_
     let mut watcher = h.upgraded();
     watcher.send_msg(&watch());
     h.tick_until(&mut watcher, |p| {
-        p.messages().iter().any(|m| matches!(m, ServerMsg::Full { .. }))
+        p.messages()
+            .iter()
+            .any(|m| matches!(m, ServerMsg::Full { .. }))
     });
     let mut player = h.upgraded();
     player.send_msg(&hello(None));
@@ -484,5 +486,9 @@ fn with_unchanged_updates_skipped_a_change_in_a_catch_up_tick_still_reaches_the_
     let spawned = watcher.messages()[before..].iter().any(|m| {
         matches!(m, ServerMsg::Delta { set, .. } | ServerMsg::Full { entities: set, .. } if !set.is_empty())
     });
-    assert!(spawned, "the watcher never got the spawn: {:?}", &watcher.messages()[before..]);
+    assert!(
+        spawned,
+        "the watcher never got the spawn: {:?}",
+        &watcher.messages()[before..]
+    );
 }

@@ -366,7 +366,10 @@ fn redact(long: &str, raw: &str) -> String {
     if let Some(scheme_end) = raw.find("://") {
         let rest = &raw[scheme_end + 3..];
         if let Some(query) = rest.find('?').filter(|q| !rest[*q..].contains('@')) {
-            return format!("{}?<redacted>", redact(long, &raw[..scheme_end + 3 + query]));
+            return format!(
+                "{}?<redacted>",
+                redact(long, &raw[..scheme_end + 3 + query])
+            );
         }
         let authority = rest;
         if let Some(at) = authority.rfind('@') {

@@ -102,9 +102,16 @@ pub fn parse(buf: &[u8], max_header_bytes: usize) -> Result<Option<Request>, Ref
                 .then(|| token.trim().to_string())
         });
     let forwarded = req.headers.iter().any(|h| {
-        ["forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "via"]
-            .iter()
-            .any(|name| h.name.eq_ignore_ascii_case(name))
+        [
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "x-real-ip",
+            "via",
+        ]
+        .iter()
+        .any(|name| h.name.eq_ignore_ascii_case(name))
     });
     Ok(Some(Request {
         method: req.method.unwrap_or("").to_string(),

@@ -67,7 +67,11 @@ impl Updates {
     /// Encodes the tick's shared update ahead of the fan-out: the delta from the tick before, what every
     /// member that keeps up gets (nothing when that tick has left the history).
     pub fn encode_shared<S: Replicate>(&mut self, world: &World<S>) {
-        if let Some(base) = self.tick.checked_sub(1).filter(|b| world.can_delta_from(*b)) {
+        if let Some(base) = self
+            .tick
+            .checked_sub(1)
+            .filter(|b| world.can_delta_from(*b))
+        {
             let range = self.encode_delta(world, base);
             self.deltas.push((base, range));
         }
