@@ -203,10 +203,11 @@ struct Helper {
 impl Helper {
     fn run(mut self) {
         let mut ready = false;
-        let mut heartbeat_seen = self.shared.heartbeat.load(Ordering::Relaxed);
         // Ready waits for the loop's first timer pass: the loop is running (and the listening line is
-        // out, so nothing of ours is logged before it).
-        let at_start = heartbeat_seen;
+        // out, so nothing of ours is logged before it). The heartbeat starts at 0 (not whatever it is when
+        // this thread gets to run: the loop may have beaten already).
+        let at_start = 0;
+        let mut heartbeat_seen = at_start;
         let mut players_sent = None;
         // The first period only sends Ready: the loop has not had a period to prove itself yet.
         let mut first = true;
