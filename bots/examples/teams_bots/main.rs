@@ -1,5 +1,5 @@
 //! The bots for your own game, worked on the teams example (`examples/teams/game.rs` of the root crate):
-//! a [`BotGame`] says what the bots mirror (`TeamsEntity`), where a player's ack is (its primary entity's
+//! a `bots::BotGame` (`teams.rs`) says what the bots mirror (`TeamsEntity`), where a player's ack is (its primary entity's
 //! `seq`) and what a bot sends (orders for its whole squad); [`bots::run_with`] runs the same swarm,
 //! checks and report as the `bots` binary does for the arena. It takes the `bots` flags.
 //!
@@ -11,50 +11,15 @@
 //! A match ends (its connections closed with 4007, counted as drops), so a run longer than the match
 //! (180 s by default) sees its bots reconnect into the next one.
 
-#[path = "../../examples/teams/game.rs"]
+#[path = "../../../examples/teams/game.rs"]
 mod game;
+mod teams;
 
 use std::process::ExitCode;
 
-use bots::{Args, BotGame, Plan};
+use bots::{Args, Plan};
 use clap::Parser;
-use game::{TeamsEntity, TeamsInput, ALL_UNITS};
-use tickcast::sim::Rng;
-
-/// Chance per input that a bot orders its squad a new way.
-const TURN_PROBABILITY: f32 = 0.1;
-
-#[derive(Debug, Default)]
-struct Teams;
-
-impl BotGame for Teams {
-    type State = TeamsEntity;
-    type Input = TeamsInput;
-
-    /// The bot's own entity is its `Player` record, which carries the seq the game applied.
-    fn ack(state: &TeamsEntity) -> Option<u32> {
-        match state {
-            TeamsEntity::Player { seq, .. } => Some(*seq),
-            _ => None,
-        }
-    }
-
-    /// Orders the whole squad in a random direction, now and then a new one; never concedes (that would
-    /// end the match for everyone).
-    fn next_input(rng: &mut Rng, previous: Option<&TeamsInput>) -> TeamsInput {
-        match previous {
-            Some(previous) if rng.next_f32() >= TURN_PROBABILITY => *previous,
-            _ => {
-                let angle = rng.next_f32() * std::f32::consts::TAU;
-                TeamsInput::Order {
-                    unit: ALL_UNITS,
-                    dx: (angle.cos() * 127.0) as i8,
-                    dy: (angle.sin() * 127.0) as i8,
-                }
-            }
-        }
-    }
-}
+use teams::Teams;
 
 fn main() -> ExitCode {
     let plan = match Plan::new(Args::parse()) {
