@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 
 use mio::{Interest, Registry, Token};
 use tickcast::proto::{self, ClientMsg};
-use tickcast::sim::arena::ArenaInput;
 use tickcast::sim::Rng;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::client::ClientHandshake;
@@ -41,6 +40,7 @@ use tungstenite::{Error as WsError, Message, WebSocket};
 use crate::acks::PendingInputs;
 use crate::bucket::TokenBucket;
 use crate::config::{valid_room_name, Plan};
+use crate::game::{Arena, BotGame};
 use crate::matchmake::{self, Ask, HttpAnswer, PlacedRooms};
 use crate::mix::Behaviour;
 use crate::schedule::TickEstimate;
@@ -57,8 +57,7 @@ pub const MESSAGES_PER_TURN_MAX: usize = 16;
 pub const INPUT_CATCH_UP_MAX: u32 = 4;
 /// Inputs a bot tracks while waiting for their acknowledgement (about 50 s of inputs at 20 per second).
 pub const PENDING_INPUTS_MAX: usize = 1024;
-/// Chance per input that a wandering bot picks a new random direction.
-pub const TURN_PROBABILITY: f32 = 0.1;
+pub use crate::game::TURN_PROBABILITY;
 /// How many times per second a slow bot reads (its bucket holds `--slow-bps` / this many bytes).
 pub const SLOW_READS_PER_S: u64 = 20;
 /// Initial read buffer of a bot's WebSocket; it grows to the largest message seen.
@@ -121,13 +120,13 @@ enum Link {
 }
 
 /// What a bot knows about its current connection, from the end of the upgrade until it ends.
-struct Session {
+struct Session<G: BotGame> {
     /// When the connect attempt began, for the connect time.
     started: Instant,
     /// The server's `Welcome` arrived: the bot counts as connected.
     welcomed: bool,
     connection_id: u64,
-    view: View,
+    view: View<G>,
     schedule: Option<TickEstimate>,
     inputs: PendingInputs,
     /// When the next input is due, once the server said `Joined`.
@@ -152,7 +151,7 @@ struct Placement {
 }
 
 /// One simulated player (or spectator).
-pub struct Bot {
+pub struct Bot<G: BotGame = Arena> {
     /// The bot's number in the run, 0-based; errors name it.
     pub id: usize,
     pub behaviour: Behaviour,
@@ -160,13 +159,14 @@ pub struct Bot {
     pub room: u32,
     rng: Rng,
     link: Link,
-    session: Option<Session>,
+    session: Option<Session<G>>,
     /// The view a resuming bot carries from a lost connection to its next one (see the module doc).
-    kept: Option<View>,
+    kept: Option<View<G>>,
     /// The seq of the last input sent; it carries on across resumed connections and starts again at 0
     /// for a new player.
     seq: u32,
-    direction: ArenaInput,
+    /// The last input sent, which the game's [`BotGame::next_input`] carries on from.
+    input: Option<G::Input>,
     /// Connect attempts that failed in a row.
     failures: u32,
     /// Connections in a row closed with 4006 (room full) before the bot played or watched: they back off
@@ -189,9 +189,9 @@ pub struct Bot {
     pub armed: Option<Instant>,
 }
 
-impl Bot {
+impl<G: BotGame> Bot<G> {
     /// A bot of room `room` that makes its first connect attempt at `first_at`.
-    pub fn new(id: usize, behaviour: Behaviour, room: u32, first_at: Instant, seed: u64) -> Bot {
+    pub fn new(id: usize, behaviour: Behaviour, room: u32, first_at: Instant, seed: u64) -> Self {
         Bot {
             id,
             behaviour,
@@ -201,7 +201,7 @@ impl Bot {
             session: None,
             kept: None,
             seq: 0,
-            direction: ArenaInput::default(),
+            input: None,
             failures: 0,
             full_streak: 0,
             ever_connected: false,
@@ -658,7 +658,7 @@ impl Bot {
                         view
                     }
                     None => {
-                        let view = View::in_room(match &self.placement {
+                        let view = View::<G>::in_room(match &self.placement {
                             Some(p) => Some(p.room.clone()),
                             None => ctx.plan.room_name(self.room),
                         });
@@ -934,7 +934,7 @@ impl Bot {
             if resume.is_some() {
                 ctx.stats.of(self.behaviour).resumes_asked += 1;
             }
-            ClientMsg::<ArenaInput>::Hello {
+            ClientMsg::<G::Input>::Hello {
                 protocol: proto::PROTOCOL_VERSION,
                 name: format!("bot-{}", self.id),
                 ticket: String::new(),
@@ -999,14 +999,15 @@ impl Bot {
         let b = ctx.stats.of(self.behaviour);
         let mut sent = 0;
         while due <= now && sent < INPUT_CATCH_UP_MAX {
-            if self.seq == 0 || self.rng.next_f32() < TURN_PROBABILITY {
-                self.direction = random_direction(&mut self.rng);
-            }
+            // A new player (seq 0) starts afresh, as the arena always did.
+            let previous = self.input.as_ref().filter(|_| self.seq > 0);
+            let next = G::next_input(&mut self.rng, previous);
             self.seq += 1;
             let input = ClientMsg::Input {
                 seq: self.seq,
-                input: self.direction,
+                input: next.clone(),
             };
+            self.input = Some(next);
             match ws.write(Message::Binary(proto::encode(&input).into())) {
                 // WouldBlock: the frame is queued and goes out with the next flush.
                 Ok(()) | Err(WsError::Io(_)) => {
@@ -1245,12 +1246,4 @@ fn ws_config() -> WebSocketConfig {
         .max_write_buffer_size(WRITE_BUFFER_BYTES_MAX)
         .max_message_size(Some(MESSAGE_BYTES_MAX))
         .max_frame_size(Some(MESSAGE_BYTES_MAX))
-}
-
-fn random_direction(rng: &mut Rng) -> ArenaInput {
-    let angle = rng.next_f32() * std::f32::consts::TAU;
-    ArenaInput {
-        dx: (angle.cos() * 127.0) as i8,
-        dy: (angle.sin() * 127.0) as i8,
-    }
 }

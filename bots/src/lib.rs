@@ -8,6 +8,7 @@
 //! many bots (never a thread per bot):
 //!
 //! - [`config`]: the flags and the validated [`config::Plan`];
+//! - [`game`]: what the bots know of the game they play ([`BotGame`]; the arena by default);
 //! - [`mix`]: the behaviours (`wander`, `idle`, `slow`, `flapper`, `spectator`, `rejoiner`) and how a run
 //!   mixes them;
 //! - [`swarm`]: the main thread: spawns the workers, ramps up, adds up, stops, builds the report;
@@ -26,15 +27,18 @@
 //! - [`backoff`]: reconnect delays with jitter, bounded in attempts;
 //! - [`stats`], [`report`]: what is counted, and the table and JSON it ends up in.
 //!
-//! The bots speak the protocol of `docs/PROTOCOL.md` through `tickcast`'s own codec and mirror, with the
-//! arena's entity and input types: they load any tickcast server running the arena (or a game with the
-//! arena's types), at the URL given.
+//! The bots speak the protocol of `docs/PROTOCOL.md` through `tickcast`'s own codec and mirror. By
+//! default ([`run`], the `bots` binary) they play the arena, with its entity and input types: they load
+//! any tickcast server running the arena (or a game with the arena's types), at the URL given. For
+//! another game, [`game`]: implement [`BotGame`] (its entity state, its ack, its inputs) and call
+//! [`run_with`]; the swarm, the checks and the report are the same.
 
 pub mod acks;
 pub mod backoff;
 pub mod bot;
 pub mod bucket;
 pub mod config;
+pub mod game;
 pub mod matchmake;
 pub mod mix;
 pub mod report;
@@ -47,5 +51,6 @@ pub mod view;
 pub mod worker;
 
 pub use config::{Args, Plan};
+pub use game::{Arena, BotGame};
 pub use report::Report;
-pub use swarm::{run, Progress};
+pub use swarm::{run, run_with, Progress};

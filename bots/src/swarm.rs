@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver};
 
 use crate::config::Plan;
+use crate::game::{Arena, BotGame};
 use crate::matchmake::PlacedRooms;
 use crate::mix::Behaviour;
 use crate::report::{EndedBy, Report, Resumes};
@@ -57,6 +58,17 @@ pub struct Progress {
 pub fn run(
     plan: Plan,
     stop: &Receiver<()>,
+    on_progress: impl FnMut(&Progress),
+    on_error: impl FnMut(&BotError),
+) -> io::Result<Report> {
+    run_with::<Arena>(plan, stop, on_progress, on_error)
+}
+
+/// [`run`] for game `G`: the same swarm, checks and report, with `G`'s state and inputs (see
+/// [`BotGame`]).
+pub fn run_with<G: BotGame>(
+    plan: Plan,
+    stop: &Receiver<()>,
     mut on_progress: impl FnMut(&Progress),
     mut on_error: impl FnMut(&BotError),
 ) -> io::Result<Report> {
@@ -80,7 +92,7 @@ pub fn run(
                 )
             })
             .collect();
-        match worker::spawn(w, plan.clone(), placed_rooms.clone(), bots, tx.clone()) {
+        match worker::spawn::<G>(w, plan.clone(), placed_rooms.clone(), bots, tx.clone()) {
             Ok(handle) => workers.push(handle),
             Err(e) => {
                 workers.iter().for_each(WorkerHandle::stop);

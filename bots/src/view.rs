@@ -20,11 +20,14 @@
 
 use serde::de::DeserializeOwned;
 use tickcast::proto::{self, server_tag, DecodeError, Resume, ResumeToken, ServerMsg};
-use tickcast::sim::arena::{ArenaDiff, ArenaEntity};
-use tickcast::sync::{Mirror, MirrorError};
+use tickcast::sync::{Mirror, MirrorError, Replicate};
 
-/// A server message of the arena game.
-pub type Msg = ServerMsg<ArenaEntity, ArenaDiff>;
+use crate::game::{Arena, BotGame};
+
+/// A server message of game `G` (the arena by default).
+pub type Msg<G = Arena> = ServerMsg<<G as BotGame>::State, Diff<G>>;
+/// The diff of one entity of game `G`.
+type Diff<G> = <<G as BotGame>::State as Replicate>::Diff;
 
 /// What a message did to the view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,9 +177,9 @@ pub const RESUME_TICK_NONE: u64 = u64::MAX;
 
 /// The mirrored world plus what the bot knows about itself in it: one connection's, or a player's across
 /// resumed connections.
-#[derive(Debug, Default)]
-pub struct View {
-    store: Store,
+#[derive(Debug)]
+pub struct View<G: BotGame = Arena> {
+    store: Store<G>,
     /// `Welcome` arrived on the current connection.
     welcomed: bool,
     /// The room the bot asks for in its upgrade URL, which every `Welcome` must name; `None` for the
@@ -196,7 +199,23 @@ pub struct View {
     resumed_seq: Option<u32>,
 }
 
-impl View {
+impl<G: BotGame> Default for View<G> {
+    fn default() -> Self {
+        View {
+            store: Store::default(),
+            welcomed: false,
+            room: None,
+            welcomed_room: None,
+            entity: None,
+            token: None,
+            asked: None,
+            resumed_from: None,
+            resumed_seq: None,
+        }
+    }
+}
+
+impl<G: BotGame> View<G> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -259,7 +278,7 @@ impl View {
     }
 
     /// The mirror of a verifying view.
-    pub fn mirror(&self) -> Option<&Mirror<ArenaEntity>> {
+    pub fn mirror(&self) -> Option<&Mirror<G::State>> {
         match &self.store {
             Store::Mirror(m) => Some(m),
             Store::Own(_) => None,
@@ -277,7 +296,7 @@ impl View {
                 return self.skim(tag, &bytes[used..]);
             }
         }
-        let msg: Msg = proto::decode(bytes).map_err(ViewError::Decode)?;
+        let msg: Msg<G> = proto::decode(bytes).map_err(ViewError::Decode)?;
         self.apply(msg)
     }
 
@@ -289,7 +308,7 @@ impl View {
             server_tag::FULL => {
                 let tick = r.next::<u64>()?;
                 let kind = self.full_kind(tick)?;
-                let own = r.find::<ArenaEntity>(own_id)?;
+                let own = r.find::<G::State>(own_id)?;
                 self.store = Store::Own(Own {
                     tick: Some(tick),
                     entity: own,
@@ -313,15 +332,15 @@ impl View {
                 if r.despawned(own_id)? {
                     own.entity = None;
                 }
-                if let Some(state) = r.last_of::<ArenaEntity>(own_id)? {
+                if let Some(state) = r.last_of::<G::State>(own_id)? {
                     own.entity = Some(state);
                 }
                 if let Some(id) = own_id {
-                    if let Some(diff) = r.find::<ArenaDiff>(Some(id))? {
+                    if let Some(diff) = r.find::<Diff<G>>(Some(id))? {
                         let Some(entity) = &mut own.entity else {
                             return Err(ViewError::Mirror(MirrorError::UnknownEntity { tick, id }));
                         };
-                        tickcast::sync::Replicate::apply(entity, &diff);
+                        Replicate::apply(entity, &diff);
                     }
                 }
                 own.tick = Some(tick);
@@ -341,7 +360,7 @@ impl View {
     }
 
     /// Applies one decoded message.
-    pub fn apply(&mut self, msg: Msg) -> Result<Seen, ViewError> {
+    pub fn apply(&mut self, msg: Msg<G>) -> Result<Seen, ViewError> {
         if !self.welcomed && !matches!(msg, ServerMsg::Welcome { .. }) {
             return Err(ViewError::OutOfOrder(
                 "a message before Welcome".to_string(),
@@ -438,7 +457,7 @@ impl View {
             // The token presented resumes nothing from now on; the next resume presents this one.
             self.token = Some(token);
             self.resumed_from = asked;
-            self.resumed_seq = self.store.get(entity).map(|e| e.seq);
+            self.resumed_seq = self.store.get(entity).and_then(G::ack);
         } else {
             self.store.clear();
             self.entity = Some(entity);
@@ -496,7 +515,12 @@ impl View {
         })
     }
 
-    fn apply_update(&mut self, msg: Msg, tick: u64, kind: UpdateKind) -> Result<Seen, ViewError> {
+    fn apply_update(
+        &mut self,
+        msg: Msg<G>,
+        tick: u64,
+        kind: UpdateKind,
+    ) -> Result<Seen, ViewError> {
         self.store
             .mirror_mut()
             .apply(msg)
@@ -506,7 +530,10 @@ impl View {
 
     /// The update of `tick` is applied: the player's own seq, and the checks of a resume.
     fn updated(&mut self, tick: u64, kind: UpdateKind) -> Result<Seen, ViewError> {
-        let own_seq = self.entity.and_then(|id| self.store.get(id)).map(|e| e.seq);
+        let own_seq = self
+            .entity
+            .and_then(|id| self.store.get(id))
+            .and_then(G::ack);
         if matches!(
             kind,
             UpdateKind::ResumeDelta { .. } | UpdateKind::ResumeFull { .. }
@@ -539,27 +566,36 @@ impl View {
 
 /// What a view keeps of the world.
 #[derive(Debug)]
-enum Store {
+enum Store<G: BotGame> {
     /// A verifying view's mirror of every entity.
-    Mirror(Mirror<ArenaEntity>),
+    Mirror(Mirror<G::State>),
     /// A skimming view's own entity and the tick it holds.
-    Own(Own),
+    Own(Own<G>),
 }
 
-impl Default for Store {
+impl<G: BotGame> Default for Store<G> {
     fn default() -> Self {
         Store::Mirror(Mirror::default())
     }
 }
 
-#[derive(Debug, Default)]
-struct Own {
+#[derive(Debug)]
+struct Own<G: BotGame> {
     tick: Option<u64>,
     /// The view's entity's state, once an update had it.
-    entity: Option<ArenaEntity>,
+    entity: Option<G::State>,
 }
 
-impl Store {
+impl<G: BotGame> Default for Own<G> {
+    fn default() -> Self {
+        Own {
+            tick: None,
+            entity: None,
+        }
+    }
+}
+
+impl<G: BotGame> Store<G> {
     fn tick(&self) -> Option<u64> {
         match self {
             Store::Mirror(m) => m.tick(),
@@ -568,10 +604,10 @@ impl Store {
     }
 
     /// Entity `id`'s state; a skimming view knows only its own (the caller asks for no other).
-    fn get(&self, id: u32) -> Option<ArenaEntity> {
+    fn get(&self, id: u32) -> Option<&G::State> {
         match self {
-            Store::Mirror(m) => m.get(id).copied(),
-            Store::Own(o) => o.entity,
+            Store::Mirror(m) => m.get(id),
+            Store::Own(o) => o.entity.as_ref(),
         }
     }
 
@@ -584,7 +620,7 @@ impl Store {
     }
 
     /// The mirror of a verifying view; a skimming view never gets here (it skims what needs one).
-    fn mirror_mut(&mut self) -> &mut Mirror<ArenaEntity> {
+    fn mirror_mut(&mut self) -> &mut Mirror<G::State> {
         match self {
             Store::Mirror(m) => m,
             Store::Own(_) => unreachable!("a skimming view skims updates and checksums"),

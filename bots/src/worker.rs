@@ -26,6 +26,7 @@ use mio::{Events, Poll, Token, Waker};
 
 use crate::bot::{Bot, Ctx};
 use crate::config::Plan;
+use crate::game::BotGame;
 use crate::matchmake::PlacedRooms;
 use crate::mix::Behaviour;
 use crate::stats::{BotError, OpenGauge, ProcessStats, Processes, RoomStats, Stats};
@@ -102,9 +103,9 @@ impl WorkerHandle {
 /// One bot to run: its number in the run, its behaviour, its room and when it first connects.
 pub type BotSpec = (usize, Behaviour, u32, Instant);
 
-/// Starts worker `id` with its bots; `placed_rooms` numbers the rooms the matchmaker chooses, for every
-/// worker of the run.
-pub fn spawn(
+/// Starts worker `id` with its bots of game `G`; `placed_rooms` numbers the rooms the matchmaker chooses,
+/// for every worker of the run.
+pub fn spawn<G: BotGame>(
     id: usize,
     plan: Arc<Plan>,
     placed_rooms: Arc<PlacedRooms>,
@@ -119,12 +120,12 @@ pub fn spawn(
         .spawn(move || {
             let now = Instant::now();
             let seed = plan.args.seed;
-            let worker = Worker {
+            let worker = Worker::<G> {
                 id,
                 poll,
                 bots: bots
                     .into_iter()
-                    .map(|(n, behaviour, room, at)| Bot::new(n, behaviour, room, at, seed))
+                    .map(|(n, behaviour, room, at)| Bot::<G>::new(n, behaviour, room, at, seed))
                     .collect(),
                 rooms: BTreeMap::new(),
                 processes: Processes::default(),
@@ -149,11 +150,11 @@ pub fn spawn(
     })
 }
 
-struct Worker {
+struct Worker<G: BotGame> {
     id: usize,
     poll: Poll,
     plan: Arc<Plan>,
-    bots: Vec<Bot>,
+    bots: Vec<Bot<G>>,
     /// `(when, bot)`; an entry is live only while it equals the bot's `armed`, stale ones are skipped. At
     /// most a few entries per bot: one is pushed only when a bot's earliest deadline changes.
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
@@ -177,7 +178,7 @@ struct Worker {
     stop_deadline: Option<Instant>,
 }
 
-impl Worker {
+impl<G: BotGame> Worker<G> {
     fn run(mut self) {
         let mut events = Events::with_capacity(EVENTS_MAX);
         for i in 0..self.bots.len() {
@@ -280,7 +281,7 @@ impl Worker {
     }
 
     /// Calls bot `i` with a context, then files its reread request and re-arms its timer.
-    fn with_bot(&mut self, i: usize, now: Instant, f: impl FnOnce(&mut Bot, &mut Ctx)) {
+    fn with_bot(&mut self, i: usize, now: Instant, f: impl FnOnce(&mut Bot<G>, &mut Ctx)) {
         let bot = &mut self.bots[i];
         let mut ctx = Ctx {
             now,
@@ -316,7 +317,7 @@ impl Worker {
     fn stopped(&self, now: Instant) -> bool {
         match self.stop_deadline {
             None => false,
-            Some(deadline) => now >= deadline || self.bots.iter().all(Bot::is_done),
+            Some(deadline) => now >= deadline || self.bots.iter().all(Bot::<G>::is_done),
         }
     }
 

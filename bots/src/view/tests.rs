@@ -9,6 +9,9 @@ use tickcast::sync::{MirrorError, Replicate};
 
 use super::*;
 
+/// The arena's view: what every test here drives.
+type View = super::View<Arena>;
+
 type State = BTreeMap<u32, ArenaEntity>;
 
 /// A reference server: the world at every tick, encoded the way the real one encodes it.
