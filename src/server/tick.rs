@@ -229,20 +229,22 @@ impl<G: Game, C: Clock> Server<G, C> {
             return;
         }
         let tick = room.world.tick();
-        room.updates.begin(&room.world, checksum);
-        room.updates.encode_shared(&room.world);
         // The world's own last change, not this tick's delta: a late turn runs several steps, and a room
         // without viewers steps without fan-outs.
         let changed_at = room.world.changed_at();
         let skip_unchanged = self.cfg.skip_unchanged_updates && !force;
-        let encoded = self.clock.now();
-        self.metrics.tick_phases[TickPhase::Encode as usize].record(encoded - started);
         if skip_unchanged && room.members_current.is_some_and(|t| t >= changed_at) {
-            // An idle room of members that hold its world: nothing to send, nobody to visit.
+            // An idle room of members that hold its world: nothing to encode or send, nobody to visit.
             room.quiet_at = self.now;
-            self.metrics.tick_phases[TickPhase::Fanout as usize].record(Duration::ZERO);
+            for phase in [TickPhase::Encode, TickPhase::Fanout] {
+                self.metrics.tick_phases[phase as usize].record(Duration::ZERO);
+            }
             return;
         }
+        room.updates.begin(&room.world, checksum);
+        room.updates.encode_shared(&room.world);
+        let encoded = self.clock.now();
+        self.metrics.tick_phases[TickPhase::Encode as usize].record(encoded - started);
         let mut all_current = true;
         let mut queued = self.queued_estimate;
         let (hwm, budget) = (self.cfg.send_hwm_bytes, self.cfg.queued_bytes_max);
